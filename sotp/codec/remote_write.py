@@ -1,0 +1,270 @@
+"""Prometheus remote write 1.0: the protobuf schema (built at runtime, private pool) and snappy block codec.
+
+The schema is SOTP's own minimal description of ``prometheus.WriteRequest`` (labels, samples,
+exemplars, histograms skipped, metadata). It lives in a private ``DescriptorPool`` so it never collides
+with another library that registers ``types.proto`` in protobuf's default pool.
+
+Size limits are checked twice, as VictoriaMetrics does: on the compressed body, and on the length that
+the snappy block header announces *before* decompressing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import cramjam
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError as ProtoDecodeError
+
+from sotp.errors import DecodeError, LimitExceeded
+from sotp.model import LABEL_NAME_RE, METRIC_NAME, METRIC_NAME_RE, Labels
+
+CONTENT_TYPE_V1 = "application/x-protobuf"
+PROTO_V1 = "prometheus.WriteRequest"
+PROTO_V2 = "io.prometheus.write.v2.Request"
+
+_F = descriptor_pb2.FieldDescriptorProto
+
+
+def _build_schema() -> dict[str, Any]:
+    fdp = descriptor_pb2.FileDescriptorProto(name="sotp_remote_write_v1.proto", package="prometheus")
+    fdp.syntax = "proto3"
+
+    def msg(name: str, fields: list[tuple[str, int, int, int, str | None]]) -> None:
+        m = fdp.message_type.add(name=name)
+        for fname, number, ftype, label, type_name in fields:
+            f = m.field.add(name=fname, number=number, type=ftype, label=label)
+            if type_name:
+                f.type_name = type_name
+
+    opt, rep = _F.LABEL_OPTIONAL, _F.LABEL_REPEATED
+    msg("Label", [("name", 1, _F.TYPE_STRING, opt, None), ("value", 2, _F.TYPE_STRING, opt, None)])
+    msg("Sample", [("value", 1, _F.TYPE_DOUBLE, opt, None), ("timestamp", 2, _F.TYPE_INT64, opt, None)])
+    msg(
+        "Exemplar",
+        [
+            ("labels", 1, _F.TYPE_MESSAGE, rep, ".prometheus.Label"),
+            ("value", 2, _F.TYPE_DOUBLE, opt, None),
+            ("timestamp", 3, _F.TYPE_INT64, opt, None),
+        ],
+    )
+    msg(
+        "TimeSeries",
+        [
+            ("labels", 1, _F.TYPE_MESSAGE, rep, ".prometheus.Label"),
+            ("samples", 2, _F.TYPE_MESSAGE, rep, ".prometheus.Sample"),
+            ("exemplars", 3, _F.TYPE_MESSAGE, rep, ".prometheus.Exemplar"),
+            # Native histograms are kept as opaque bytes: only their presence matters (unsupported).
+            ("histograms", 4, _F.TYPE_BYTES, rep, None),
+        ],
+    )
+    msg(
+        "MetricMetadata",
+        [
+            ("type", 1, _F.TYPE_INT32, opt, None),
+            ("metric_family_name", 2, _F.TYPE_STRING, opt, None),
+            ("help", 4, _F.TYPE_STRING, opt, None),
+            ("unit", 5, _F.TYPE_STRING, opt, None),
+        ],
+    )
+    msg(
+        "WriteRequest",
+        [
+            ("timeseries", 1, _F.TYPE_MESSAGE, rep, ".prometheus.TimeSeries"),
+            ("metadata", 3, _F.TYPE_MESSAGE, rep, ".prometheus.MetricMetadata"),
+        ],
+    )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    return {
+        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"prometheus.{name}"))
+        for name in ("WriteRequest", "TimeSeries", "Label", "Sample", "MetricMetadata")
+    }
+
+
+_SCHEMA = _build_schema()
+WriteRequest: Any = _SCHEMA["WriteRequest"]
+MetricMetadata: Any = _SCHEMA["MetricMetadata"]
+
+METADATA_TYPES = {
+    0: "unknown", 1: "counter", 2: "gauge", 3: "histogram", 4: "gaugehistogram",
+    5: "summary", 6: "info", 7: "stateset",
+}
+
+
+@dataclass(slots=True)
+class DecodedSeries:
+    """One series of a write request: validated labels and its samples in request order."""
+
+    labels: Labels
+    timestamps: list[int]
+    values: list[float]
+
+
+@dataclass(slots=True)
+class Metadata:
+    """Metric metadata sent by Prometheus in separate requests."""
+
+    metric: str
+    type: str
+    help: str
+    unit: str
+
+
+@dataclass(slots=True)
+class DecodedRequest:
+    """A decoded, validated write request."""
+
+    series: list[DecodedSeries]
+    metadata: list[Metadata]
+
+    @property
+    def sample_count(self) -> int:
+        return sum(len(s.timestamps) for s in self.series)
+
+
+def _varint_prefix(data: bytes) -> int:
+    result = 0
+    shift = 0
+    for i, b in enumerate(data[:10]):
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result
+        shift += 7
+        if i == 9:
+            break
+    raise DecodeError("cannot parse remote-write body (snappy): corrupt length header")
+
+
+def snappy_decompress(body: bytes, max_decompressed: int) -> bytes:
+    """Decompress a snappy *block* after checking the announced length against ``max_decompressed``."""
+    if not body:
+        raise DecodeError("cannot parse remote-write body (snappy): empty body")
+    announced = _varint_prefix(body)
+    if announced > max_decompressed:
+        raise LimitExceeded(
+            f"cannot decode write request: decompressed size {announced} bytes exceeds the limit "
+            f"{max_decompressed} bytes (limits.max_decompressed_bytes)",
+            status=413,
+        )
+    try:
+        return bytes(cramjam.snappy.decompress_raw(body))
+    except Exception as err:  # cramjam raises its own DecompressionError
+        raise DecodeError(f"cannot parse remote-write body (snappy): {err}") from err
+
+
+def snappy_compress(data: bytes) -> bytes:
+    """Compress with the snappy block format, as remote write requires."""
+    return bytes(cramjam.snappy.compress_raw(data))
+
+
+def decode_write_request(
+    body: bytes,
+    *,
+    max_decompressed: int = 64 << 20,
+    max_series: int = 1_000_000,
+    max_labels_per_series: int = 128,
+    max_label_name_length: int = 1024,
+    max_label_value_length: int = 4096,
+) -> DecodedRequest:
+    """Decode and validate a snappy-compressed remote-write 1.0 body.
+
+    Raises :class:`DecodeError` (bad snappy/protobuf, invalid labels) or :class:`LimitExceeded`.
+    Validation follows the spec: label names unique, sorted and valid; values non-empty; metric name
+    present and valid.
+    """
+    raw = snappy_decompress(body, max_decompressed)
+    req = WriteRequest()
+    try:
+        req.ParseFromString(raw)
+    except ProtoDecodeError as err:
+        raise DecodeError(f"cannot parse remote-write body (protobuf): {err}") from err
+    if len(req.timeseries) > max_series:
+        raise LimitExceeded(
+            f"write request has {len(req.timeseries)} series, limit {max_series} (limits.max_series_per_request)"
+        )
+    out: list[DecodedSeries] = []
+    for i, ts in enumerate(req.timeseries):
+        pairs = tuple((lb.name, lb.value) for lb in ts.labels)
+        labels = _validate_pairs(
+            pairs, i, max_labels_per_series, max_label_name_length, max_label_value_length
+        )
+        samples = ts.samples
+        if len(ts.histograms):
+            raise DecodeError(
+                f"series {labels}: native histograms are not supported; send classic histograms"
+            )
+        if not samples:
+            continue
+        out.append(
+            DecodedSeries(labels, [s.timestamp for s in samples], [s.value for s in samples])
+        )
+    meta = [
+        Metadata(m.metric_family_name, METADATA_TYPES.get(m.type, "unknown"), m.help, m.unit)
+        for m in req.metadata
+    ]
+    return DecodedRequest(out, meta)
+
+
+def _validate_pairs(
+    pairs: tuple[tuple[str, str], ...],
+    index: int,
+    max_labels: int,
+    max_name_len: int,
+    max_value_len: int,
+) -> Labels:
+    if not pairs:
+        raise DecodeError(f"series {index}: empty label set")
+    if len(pairs) > max_labels:
+        raise LimitExceeded(
+            f"series {index} has {len(pairs)} labels, limit {max_labels} (limits.max_labels_per_series)"
+        )
+    prev = ""
+    has_name = False
+    for name, value in pairs:
+        if name <= prev:
+            what = "duplicate" if name == prev else "unsorted"
+            raise DecodeError(f"series {index}: {what} label name {name!r} (label names must be sorted and unique)")
+        prev = name
+        if len(name) > max_name_len:
+            raise LimitExceeded(f"series {index}: label name longer than {max_name_len} bytes (limits.max_label_name_length)")
+        if len(value) > max_value_len:
+            raise LimitExceeded(
+                f"series {index}: value of label {name!r} longer than {max_value_len} bytes "
+                "(limits.max_label_value_length)"
+            )
+        if value == "":
+            raise DecodeError(f"series {index}: label {name!r} has an empty value")
+        if name == METRIC_NAME:
+            has_name = True
+            if not METRIC_NAME_RE.match(value):
+                raise DecodeError(f"series {index}: invalid metric name {value!r}")
+        elif not LABEL_NAME_RE.match(name):
+            raise DecodeError(f"series {index}: invalid label name {name!r}")
+    if not has_name:
+        raise DecodeError(f"series {index}: missing metric name (__name__)")
+    return Labels.from_sorted(pairs)
+
+
+def encode_write_request(
+    series: Iterable[tuple[Labels, Iterable[tuple[int, float]]]],
+) -> bytes:
+    """Encode series as a snappy-compressed remote-write 1.0 body (used by the agent and tests).
+
+    Labels are written in sorted order, as the spec requires.
+    """
+    req = WriteRequest()
+    for labels, samples in series:
+        ts = req.timeseries.add()
+        for name, value in labels.items_tuple():
+            lb = ts.labels.add()
+            lb.name = name
+            lb.value = value
+        for t, v in samples:
+            s = ts.samples.add()
+            s.timestamp = int(t)
+            s.value = float(v) if not (isinstance(v, float) and math.isnan(v)) else v
+    return snappy_compress(req.SerializeToString())

@@ -1,0 +1,199 @@
+"""Configuration: one YAML file, loaded into typed dataclasses; unknown keys are rejected with their path.
+
+Components describe their own section as dataclasses and load it with :func:`from_dict`; secrets are
+given as ``env:VAR`` or ``file:/path`` and resolved with :func:`resolve_secret`, never logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+import yaml
+
+from sotp.errors import ConfigError
+
+T = TypeVar("T")
+
+_DURATION_RE = re.compile(r"^((\d+)y)?((\d+)w)?((\d+)d)?((\d+)h)?((\d+)m)?((\d+)s)?((\d+)ms)?$")
+_UNITS = (365 * 86400.0, 7 * 86400.0, 86400.0, 3600.0, 60.0, 1.0, 0.001)
+
+
+def parse_duration(text: str | int | float, path: str = "duration") -> float:
+    """Parse a Prometheus duration (``1h30m``, ``15s``, ``500ms``) or plain seconds into seconds."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        return float(text)
+    s = str(text).strip()
+    try:
+        return float(s)
+    except ValueError:
+        pass
+    m = _DURATION_RE.match(s)
+    if not s or not m or not any(m.group(i) for i in range(2, 15, 2)):
+        raise ConfigError(f"{path}: invalid duration {text!r} (use e.g. 15s, 1m30s, 500ms)")
+    return sum(float(m.group(2 * i + 2) or 0) * unit for i, unit in enumerate(_UNITS))
+
+
+def resolve_secret(value: str, path: str = "secret") -> str:
+    """Resolve ``env:NAME`` or ``file:/path`` (trailing newline stripped); other strings are literal."""
+    if value.startswith("env:"):
+        name = value[4:]
+        if name not in os.environ:
+            raise ConfigError(f"{path}: environment variable {name} is not set")
+        return os.environ[name]
+    if value.startswith("file:"):
+        p = Path(value[5:])
+        try:
+            return p.read_text().rstrip("\n")
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read secret file {p}: {err.strerror}") from err
+    return value
+
+
+def _convert(tp: Any, value: Any, path: str) -> Any:
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, value, path)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{path}: invalid value {value!r}")
+    if origin is Literal:
+        if value not in get_args(tp):
+            choices = ", ".join(repr(a) for a in get_args(tp))
+            raise ConfigError(f"{path}: {value!r} is not one of {choices}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list, got {type(value).__name__}")
+        (item,) = get_args(tp)
+        return [_convert(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")
+        kt, vt = get_args(tp)
+        return {_convert(kt, k, f"{path}") : _convert(vt, v, f"{path}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return from_dict(tp, value, path)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{path}: unsupported config type {tp!r}")
+
+
+def from_dict(cls: type[T], data: Any, path: str = "") -> T:
+    """Build dataclass ``cls`` from parsed YAML. Keys equal field names, except that a trailing ``_``
+    in a field name is dropped (``global_`` reads ``global``) and a field's ``metadata["key"]`` wins.
+    Unknown keys raise :class:`ConfigError` naming their full path; missing keys take defaults."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or '<root>'}: expected a mapping, got {type(data).__name__}")
+    assert dataclasses.is_dataclass(cls)
+    hints = get_type_hints(cls)
+    fields = {f.metadata.get("key", f.name.rstrip("_")): f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        sub = f"{path}.{key}" if path else str(key)
+        f = fields.get(str(key))
+        if f is None:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"{sub}: unknown key (known keys here: {known})")
+        kwargs[f.name] = _convert(hints[f.name], value, sub)
+    missing = [
+        k
+        for k, f in fields.items()
+        if f.name not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{path or '<root>'}: missing required key(s): {', '.join(missing)}")
+    obj = cls(**kwargs)
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        validate(path)
+    return obj
+
+
+@dataclasses.dataclass
+class Limits:
+    """Limits applied to every write path (remote write, push gateway, JSON ingest)."""
+
+    max_body_bytes: int = 32 << 20
+    max_decompressed_bytes: int = 128 << 20
+    max_series_per_request: int = 100_000
+    max_labels_per_series: int = 64
+    max_label_name_length: int = 256
+    max_label_value_length: int = 4096
+    max_future_seconds: float = 600.0
+
+
+@dataclasses.dataclass
+class ServerConfig:
+    """``server:`` — the ``sotp serve`` process."""
+
+    listen: str = "127.0.0.1:9201"
+    storage: str = "sqlite:///./data/sotp.db"
+    retention: str = "15d"
+    write_queue_depth: int = 64
+    query_timeout: str = "2m"
+    query_max_samples: int = 50_000_000
+
+
+@dataclasses.dataclass
+class Config:
+    """The whole ``sotp.yml``. Component sections are typed by the components that own them."""
+
+    server: ServerConfig = dataclasses.field(default_factory=ServerConfig)
+    limits: Limits = dataclasses.field(default_factory=Limits)
+    auth: dict[str, Any] = dataclasses.field(default_factory=dict)
+    pushgateway: dict[str, Any] = dataclasses.field(default_factory=dict)
+    global_: dict[str, Any] = dataclasses.field(default_factory=dict)
+    scrape_configs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    backup: dict[str, Any] = dataclasses.field(default_factory=dict)
+    snmp: dict[str, Any] = dataclasses.field(default_factory=dict)
+    icmp: dict[str, Any] = dataclasses.field(default_factory=dict)
+    agent: dict[str, Any] = dataclasses.field(default_factory=dict)
+    dashboard: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load ``sotp.yml`` (``None``: defaults, which make ``sotp up`` work with no file)."""
+    if path is None:
+        return Config()
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {p}: {err.strerror}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"cannot parse config file {p} (YAML): {err}") from err
+    return from_dict(Config, data)

@@ -1,0 +1,156 @@
+"""The storage seam: every write goes through an :class:`Appender`, every read through a :class:`Querier`.
+
+Backends (``memory``, ``sqlite``, ``postgres``) implement :class:`Storage`; :func:`open_storage` picks one
+from a URL. Nothing outside ``sotp.storage`` touches a database.
+
+Units: timestamps are always int64 **milliseconds** since the Unix epoch (``t_ms``, ``mint``, ``maxt``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from sotp.model import Labels, Matcher, Series
+
+
+@dataclass(frozen=True, slots=True)
+class SelectHints:
+    """Advisory information about a select; a backend may ignore every field.
+
+    ``start_ms``/``end_ms`` narrow the window further than the querier's; ``step_ms`` and ``range_ms``
+    describe how the engine will use the data; ``func`` names the function that wraps the selector.
+    """
+
+    start_ms: int | None = None
+    end_ms: int | None = None
+    step_ms: int | None = None
+    range_ms: int | None = None
+    func: str | None = None
+
+
+class Appender(Protocol):
+    """A single-use write transaction. Not task-safe: one coroutine uses it, then discards it.
+
+    Call :meth:`append` any number of times, then exactly one of :meth:`commit` or :meth:`rollback`.
+
+    Rules, checked at :meth:`append` or at the latest at :meth:`commit`:
+
+    * Labels must be valid (:meth:`Labels.validate`); the appender does not re-validate them.
+    * Per series, a sample with a timestamp at or before the newest committed one is a **duplicate**
+      when time and value are equal (bit-equal for NaN), and is silently dropped so that retried
+      requests are idempotent; otherwise it is **out-of-order** (different time) or a **conflict**
+      (same time, different value) and raises :class:`sotp.errors.SampleRejected`.
+    * Within one transaction, samples of a series must also arrive in non-decreasing time order.
+    * :meth:`commit` is atomic: when it returns, every sample of the transaction is durable; when it
+      raises, none is visible. :class:`sotp.errors.StorageError` means a retry may succeed.
+    """
+
+    def append(self, labels: Labels, t_ms: int, value: float) -> None:
+        """Stage one sample."""
+        ...
+
+    def append_series(self, labels: Labels, ts: Sequence[int], vs: Sequence[float]) -> None:
+        """Stage many samples of one series at once (same rules as :meth:`append`, faster)."""
+        ...
+
+    async def commit(self) -> int:
+        """Make every staged sample durable at once; returns how many samples were newly written."""
+        ...
+
+    async def rollback(self) -> None:
+        """Discard every staged sample."""
+        ...
+
+
+class Querier(Protocol):
+    """Read access bounded to the inclusive window ``[mint, maxt]`` in milliseconds.
+
+    Results see every commit that finished before the querier was opened. Close it with
+    :meth:`close` (or ``async with``).
+    """
+
+    async def select(self, matchers: list[Matcher], hints: SelectHints | None = None) -> list[Series]:
+        """Series matching every matcher, with their samples inside the window.
+
+        Series are sorted by labels; samples by time, with duplicate timestamps removed. Series with
+        no sample in the window are not returned. Staleness markers are returned as they were stored.
+        """
+        ...
+
+    async def label_names(self, matchers: list[Matcher] | None = None) -> list[str]:
+        """Sorted label names of the series (with samples in the window) matching ``matchers``."""
+        ...
+
+    async def label_values(self, name: str, matchers: list[Matcher] | None = None) -> list[str]:
+        """Sorted distinct values of label ``name`` over the matching series in the window."""
+        ...
+
+    async def close(self) -> None:
+        """Release the querier's resources."""
+        ...
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """A backend: hands out appenders and queriers. Safe to share between tasks."""
+
+    async def open(self) -> None:
+        """Connect and migrate the schema; called once before use."""
+        ...
+
+    async def close(self) -> None:
+        """Flush and release every resource."""
+        ...
+
+    def appender(self) -> Appender:
+        """A new write transaction."""
+        ...
+
+    def querier(self, mint: int, maxt: int) -> Querier:
+        """A reader bounded to ``[mint, maxt]`` (ms, inclusive)."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise :class:`sotp.errors.StorageUnavailable` unless the store answers."""
+        ...
+
+    async def delete_before(self, t_ms: int) -> int:
+        """Retention: remove samples older than ``t_ms``; returns how many rows or blocks went."""
+        ...
+
+
+def open_storage(url: str) -> Storage:
+    """Build (not open) a backend from a storage URL.
+
+    ``memory://`` (tests), ``sqlite:///path/to.db`` (embedded default; ``sqlite:///./data/sotp.db``
+    is relative), ``postgresql://user@host:port/db`` (psycopg 3; TimescaleDB used when present).
+    """
+    from sotp.errors import ConfigError
+
+    if url.startswith("memory:"):
+        from sotp.storage.memory import MemoryStorage
+
+        return MemoryStorage()
+    if url.startswith("sqlite:"):
+        from sotp.storage.sqlite import SQLiteStorage
+
+        path = url.removeprefix("sqlite://")
+        if path.startswith("/./") or path.startswith("/../"):
+            path = path[1:]
+        return SQLiteStorage(path or "./data/sotp.db")
+    if url.startswith(("postgresql:", "postgres:")):
+        try:
+            from sotp.storage.postgres import PostgresStorage
+        except ImportError as err:
+            raise ConfigError(
+                f"storage {url!r} needs psycopg: pip install 'sotp[server]' ({err})"
+            ) from err
+        return PostgresStorage(url)
+    raise ConfigError(
+        f"unknown storage URL {url!r}: use sqlite:///path/to.db, postgresql://user@host:port/db or memory://"
+    )
+
+
+__all__ = ["Appender", "Querier", "SelectHints", "Storage", "open_storage"]

@@ -1,0 +1,115 @@
+"""Shared test helpers: free ports, and service requirements that skip locally but fail under CI=true."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def missing(reason: str) -> None:
+    """Skip with ``reason`` locally; fail loudly under CI=true, where every service must be present."""
+    if IN_CI:
+        pytest.fail(f"required test service missing under CI=true: {reason}")
+    pytest.skip(reason)
+
+
+def require_binary(name: str, *candidates: str) -> str:
+    """Path of an executable (PATH or the given absolute candidates), else :func:`missing`."""
+    for c in (name, *candidates):
+        found = shutil.which(c) or (c if os.path.isabs(c) and os.access(c, os.X_OK) else None)
+        if found:
+            return found
+    missing(f"executable {name!r} not found (apt-get install it; .ci/run does)")
+    raise AssertionError("unreachable")
+
+
+def require_tcp(host: str, port: int, what: str) -> None:
+    """Require a TCP service to accept connections."""
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return
+    except OSError as err:
+        missing(f"{what} not reachable at {host}:{port}: {err}")
+
+
+def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 20.0) -> None:
+    """Block until something listens on ``host:port`` or raise TimeoutError."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+def sotp_cmd(*args: str) -> list[str]:
+    """The argv that runs the SOTP CLI from this checkout."""
+    return [sys.executable, "-m", "sotp", *args]
+
+
+class Proc:
+    """A child process killed (and reaped) at teardown; its output goes to a log file."""
+
+    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path = REPO):
+        self.argv = argv
+        self.log = log
+        self._fh = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+        self.popen = subprocess.Popen(argv, stdout=self._fh, stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
+
+    def output(self) -> str:
+        self._fh.flush()
+        return self.log.read_text(errors="replace")
+
+    def stop(self, sig: int | None = None) -> None:
+        if self.popen.poll() is None:
+            if sig is None:
+                self.popen.terminate()
+            else:
+                self.popen.send_signal(sig)
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+        self._fh.close()
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
+    """Start processes that are stopped at teardown: ``spawn(argv, env=None) -> Proc``."""
+    procs: list[Proc] = []
+
+    def _spawn(argv: list[str], env: dict[str, str] | None = None, name: str | None = None) -> Proc:
+        log = tmp_path / f"{name or Path(argv[0]).name}-{len(procs)}.log"
+        p = Proc(argv, log, env)
+        procs.append(p)
+        return p
+
+    yield _spawn
+    for p in reversed(procs):
+        p.stop()
+
+
+PG_DSN = os.environ.get("SOTP_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
