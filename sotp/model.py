@@ -12,10 +12,13 @@ import struct
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    # numpy is imported lazily (in stale_mask) because it costs ~15 MB of RSS, and the agent, which
+    # imports this module through the codecs, must stay below node_exporter's footprint.
+    import numpy as np
+    import numpy.typing as npt
 
 METRIC_NAME_RE: Final = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 LABEL_NAME_RE: Final = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -34,7 +37,10 @@ def is_stale(value: float) -> bool:
 
 def stale_mask(values: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
     """Element-wise :func:`is_stale` over a float64 array, without any arithmetic on the NaNs."""
-    return values.view(np.uint64) == np.uint64(STALE_NAN_BITS)
+    import numpy as np
+
+    mask: npt.NDArray[np.bool_] = values.view(np.uint64) == np.uint64(STALE_NAN_BITS)
+    return mask
 
 
 class InvalidLabels(ValueError):

@@ -10,7 +10,6 @@ the snappy block header announces *before* decompressing.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ import cramjam
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError as ProtoDecodeError
 
+from sotp.codec.remote_write_encoder import encode_write_request_pairs
 from sotp.errors import DecodeError, LimitExceeded
 from sotp.model import LABEL_NAME_RE, METRIC_NAME, METRIC_NAME_RE, Labels
 
@@ -254,17 +254,7 @@ def encode_write_request(
 ) -> bytes:
     """Encode series as a snappy-compressed remote-write 1.0 body (used by the agent and tests).
 
-    Labels are written in sorted order, as the spec requires.
+    Labels are written in sorted order, as the spec requires. The bytes come from the light encoder in
+    :mod:`sotp.codec.remote_write_encoder` (no protobuf runtime), which the agent uses directly.
     """
-    req = WriteRequest()
-    for labels, samples in series:
-        ts = req.timeseries.add()
-        for name, value in labels.items_tuple():
-            lb = ts.labels.add()
-            lb.name = name
-            lb.value = value
-        for t, v in samples:
-            s = ts.samples.add()
-            s.timestamp = int(t)
-            s.value = float(v) if not (isinstance(v, float) and math.isnan(v)) else v
-    return snappy_compress(req.SerializeToString())
+    return encode_write_request_pairs((labels.items_tuple(), samples) for labels, samples in series)
