@@ -230,7 +230,9 @@ def _validate_pairs(
             raise DecodeError(f"series {index}: {what} label name {name!r} (label names must be sorted and unique)")
         prev = name
         if len(name) > max_name_len:
-            raise LimitExceeded(f"series {index}: label name longer than {max_name_len} bytes (limits.max_label_name_length)")
+            raise LimitExceeded(
+                f"series {index}: label name longer than {max_name_len} bytes (limits.max_label_name_length)"
+            )
         if len(value) > max_value_len:
             raise LimitExceeded(
                 f"series {index}: value of label {name!r} longer than {max_value_len} bytes "

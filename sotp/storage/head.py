@@ -9,6 +9,7 @@ sample (a retry of a multi-sample batch); the backend checks those with one read
 
 from __future__ import annotations
 
+import itertools
 import struct
 from dataclasses import dataclass, field
 
@@ -55,7 +56,7 @@ class StagedSeries:
             raise SampleRejected(f"series {self.labels}: {len(ts)} timestamps but {len(vs)} values")
         if not ts:
             return
-        strictly_rising = all(a < b for a, b in zip(ts, ts[1:], strict=False))
+        strictly_rising = all(a < b for a, b in itertools.pairwise(ts))
         if strictly_rising and (not self.ts or ts[0] > self.ts[-1]):
             self.ts.extend(ts)
             self.vs.extend(vs)
@@ -97,9 +98,17 @@ def classify(staged: StagedSeries, last: tuple[int, float] | None) -> Classified
     return Classified(i, older)
 
 
-def out_of_order(labels: Labels, t_ms: int, newest_ms: int) -> SampleRejected:
-    """The error for a sample older than the series' newest that storage does not hold."""
-    return SampleRejected(
-        f"out-of-order sample for series {labels}: {t_ms} ms is older than the newest stored "
-        f"sample at {newest_ms} ms"
-    )
+def verify_older(labels: Labels, t_ms: int, value: float, stored: float | None, newest_ms: int) -> None:
+    """Accept a sample older than the series' newest only when storage holds exactly it (a retry).
+
+    ``stored`` is the stored value at ``t_ms`` or ``None``. Raises :class:`SampleRejected` otherwise.
+    """
+    if stored is None:
+        raise SampleRejected(
+            f"out-of-order sample for series {labels}: {t_ms} ms is older than the newest stored "
+            f"sample at {newest_ms} ms"
+        )
+    if not same_value(stored, value):
+        raise SampleRejected(
+            f"conflicting sample for series {labels} at {t_ms} ms: stored {stored!r}, got {value!r}"
+        )

@@ -9,7 +9,7 @@ import numpy as np
 
 from sotp.model import Labels, Matcher, Series, matches_all
 from sotp.storage import Appender, Querier, SelectHints
-from sotp.storage.head import StagedSeries, classify, out_of_order, same_value
+from sotp.storage.head import StagedSeries, classify, verify_older
 
 
 class _MemSeries:
@@ -80,8 +80,7 @@ class _MemAppender:
                 for t, v in c.older:
                     assert existing is not None and last is not None
                     idx = _find(existing.ts, t)
-                    if idx is None or not same_value(existing.vs[idx], v):
-                        raise out_of_order(labels, t, last[0])
+                    verify_older(labels, t, v, None if idx is None else existing.vs[idx], last[0])
                 plan.append((labels, staged, c.first_new))
             written = 0
             for labels, staged, first in plan:

@@ -1,0 +1,1 @@
+"""PromQL engine and the Prometheus HTTP API v1."""

@@ -1,0 +1,181 @@
+"""The write path every receiver shares: limits, tenant label, one atomic commit, self-metrics, errors.
+
+Status table (REFERENCE.md §1.2): 204/200 only after commit; 400 for input that can never succeed;
+401/403 auth; 413 size; 415 unsupported encoding; 503 + Retry-After when the queue is full or the store
+is down, so senders retry (Prometheus 2.x drops 429s by default); 500 only for bugs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from sotp.errors import AuthError, IngestError, LimitExceeded, SampleRejected, StorageError
+from sotp.model import Labels
+from sotp.web import CTX, ServerContext, text_error
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = "5"
+
+
+@dataclass(slots=True)
+class SeriesBatch:
+    """One series' samples in a write: labels validated by the decoder, times in ms."""
+
+    labels: Labels
+    timestamps: Sequence[int]
+    values: Sequence[float]
+
+
+class WriteMetrics:
+    """Self-metrics of the write side, registered once per server in the context's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.samples = Counter(
+            "sotp_ingest_samples", "Samples committed to storage.", ["protocol"], registry=registry
+        )
+        self.requests = Counter(
+            "sotp_ingest_requests", "Write requests by protocol and HTTP status.", ["protocol", "code"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "sotp_ingest_rejected_samples", "Samples refused, by reason.", ["protocol", "reason"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "sotp_write_latency_seconds", "Time from request to durable commit.", ["protocol"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )
+        self.queue_depth = Gauge(
+            "sotp_write_queue_depth", "Write requests waiting for or holding a commit slot.", registry=registry
+        )
+
+
+class WriteQueue:
+    """Bounds the number of requests in flight; beyond it the server answers 503 so senders back off."""
+
+    def __init__(self, depth: int, metrics: WriteMetrics) -> None:
+        self._depth = depth
+        self._inflight = 0
+        self._metrics = metrics
+
+    def __enter__(self) -> WriteQueue:
+        if self._inflight >= self._depth:
+            raise QueueFull(f"write queue full ({self._depth} requests in flight; server.write_queue_depth)")
+        self._inflight += 1
+        self._metrics.queue_depth.set(self._inflight)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._inflight -= 1
+        self._metrics.queue_depth.set(self._inflight)
+
+
+class QueueFull(Exception):
+    """Too many writes in flight."""
+
+
+WRITE_METRICS = web.AppKey("sotp_write_metrics", WriteMetrics)
+WRITE_QUEUE = web.AppKey("sotp_write_queue", WriteQueue)
+
+
+def setup_pipeline(app: web.Application, ctx: ServerContext) -> None:
+    """Create the shared write metrics and queue (idempotent: the first receiver's setup does it)."""
+    if WRITE_METRICS not in app:
+        metrics = WriteMetrics(ctx.registry)
+        app[WRITE_METRICS] = metrics
+        app[WRITE_QUEUE] = WriteQueue(ctx.config.server.write_queue_depth, metrics)
+
+
+def apply_tenant(principal: Any, batches: Iterable[SeriesBatch]) -> list[SeriesBatch]:
+    """Force the principal's tenant label onto every series (a tenant cannot write as another)."""
+    tenant: tuple[str, str] | None = getattr(principal, "tenant", None)
+    if tenant is None:
+        return list(batches)
+    name, value = tenant
+    return [SeriesBatch(b.labels.with_(**{name: value}), b.timestamps, b.values) for b in batches]
+
+
+def check_times(batches: Sequence[SeriesBatch], max_future_s: float) -> None:
+    """Reject samples too far in the future (clock skew would poison the series' ordering)."""
+    limit = int((time.time() + max_future_s) * 1000)
+    for b in batches:
+        if b.timestamps and max(b.timestamps) > limit:
+            raise SampleRejected(
+                f"sample for series {b.labels} is more than {max_future_s:g}s in the future "
+                "(limits.max_future_seconds)"
+            )
+
+
+async def write_batch(request: web.Request, protocol: str, batches: Sequence[SeriesBatch], principal: Any) -> int:
+    """Validate limits, apply the tenant, stage and commit atomically. Returns samples written.
+
+    Raises an :class:`IngestError` (400/413) or :class:`StorageError` (503); nothing is written then.
+    """
+    ctx = request.app[CTX]
+    metrics = request.app[WRITE_METRICS]
+    limits = ctx.config.limits
+    if len(batches) > limits.max_series_per_request:
+        raise LimitExceeded(
+            f"request has {len(batches)} series, limit {limits.max_series_per_request} "
+            "(limits.max_series_per_request)"
+        )
+    batches = apply_tenant(principal, batches)
+    check_times(batches, limits.max_future_seconds)
+    started = time.perf_counter()
+    with request.app[WRITE_QUEUE]:
+        app_ = ctx.storage.appender()
+        try:
+            for b in batches:
+                app_.append_series(b.labels, b.timestamps, b.values)
+            written = await app_.commit()
+        except BaseException:
+            await app_.rollback()
+            raise
+    metrics.latency.labels(protocol).observe(time.perf_counter() - started)
+    metrics.samples.labels(protocol).inc(sum(len(b.timestamps) for b in batches))
+    return written
+
+
+def _reason(err: Exception) -> str:
+    if isinstance(err, LimitExceeded):
+        return "limit"
+    if isinstance(err, SampleRejected):
+        return "out_of_order" if "out-of-order" in str(err) else "conflict" if "conflict" in str(err) else "rejected"
+    return "invalid"
+
+
+def error_response(request: web.Request, protocol: str, err: Exception, samples: int = 0) -> web.Response:
+    """The one place that maps a write-side error to its HTTP answer (and counts it)."""
+    metrics = request.app.get(WRITE_METRICS)
+    headers = None
+    if isinstance(err, AuthError):
+        status = err.status
+        if status == 401:
+            headers = {"WWW-Authenticate": 'Bearer realm="sotp"'}
+    elif isinstance(err, LimitExceeded):
+        status = err.status
+    elif isinstance(err, IngestError):
+        status = 400
+    elif isinstance(err, QueueFull | StorageError | asyncio.TimeoutError):
+        status = 503
+        headers = {"Retry-After": RETRY_AFTER_SECONDS}
+    else:
+        log.exception("unexpected error in %s write", protocol, exc_info=err)
+        status = 500
+    if metrics is not None:
+        metrics.requests.labels(protocol, str(status)).inc()
+        if status in (400, 413) and samples:
+            metrics.rejected.labels(protocol, _reason(err)).inc(samples)
+    if status >= 500:
+        log.warning("%s write answered %d: %s", protocol, status, err)
+    return text_error(status, str(err) if status != 500 else "internal error; see the server log", headers)
