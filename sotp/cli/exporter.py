@@ -8,11 +8,12 @@ from sotp.cli import EXPORTERS, load_command
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="exporter", metavar="<exporter>", required=True)
-    for name, cmd in EXPORTERS.items():
-        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
-        # Flags belong to the exporter module; they are parsed after it is imported.
-        p.add_argument("exporter_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    # A positional + REMAINDER rather than subparsers: argparse's REMAINDER inside a subparser does not
+    # capture a first argument that looks like a flag ("sotp exporter host --listen ..." failed).
+    helps = "; ".join(f"{name}: {cmd.help}" for name, cmd in EXPORTERS.items())
+    parser.add_argument("exporter", choices=list(EXPORTERS), metavar="<exporter>", help=helps)
+    # Flags belong to the exporter module; they are parsed after it is imported.
+    parser.add_argument("exporter_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,1 @@
+"""One module per node_exporter collector; each has ``collect(src: Sources) -> list[MetricFamily]``."""

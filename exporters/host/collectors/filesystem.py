@@ -1,0 +1,85 @@
+"""``filesystem``: size, free, avail, inodes and read-only state of mounted filesystems.
+
+Mounts come from ``<proc>/1/mounts`` (falling back to ``<proc>/mounts``), filtered with the defaults of
+Debian's node_exporter 1.5; each remaining mount point is ``statvfs``-ed under ``rootfs``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from exporters.host.sources import Sources
+from sotp.codec.exposition import MetricFamily
+
+MOUNT_POINTS_EXCLUDE = re.compile(
+    r"^/(dev|proc|run|sys|mnt|media|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)"
+)
+FS_TYPES_EXCLUDE = re.compile(
+    r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue"
+    r"|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs)$"
+)
+_OCTAL = re.compile(r"\\([0-7]{3})")
+
+
+class Mount(NamedTuple):
+    device: str
+    mountpoint: str
+    fstype: str
+    options: str
+
+
+def _unescape(field: str) -> str:
+    """/proc/mounts escapes space, tab, newline and backslash as ``\\ooo``."""
+    return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mounts(src: Sources) -> list[Mount]:
+    try:
+        text = src.read(src.proc, "1", "mounts")
+    except OSError:
+        text = src.read(src.proc, "mounts")
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        out.append(Mount(_unescape(parts[0]), _unescape(parts[1]), parts[2], parts[3]))
+    return out
+
+
+def collect(src: Sources) -> list[MetricFamily]:
+    specs = [
+        ("size_bytes", "Filesystem size in bytes."),
+        ("free_bytes", "Filesystem free space in bytes."),
+        ("avail_bytes", "Filesystem space available to non-root users in bytes."),
+        ("files", "Filesystem total file nodes."),
+        ("files_free", "Filesystem total free file nodes."),
+        ("readonly", "Filesystem read-only status."),
+        ("device_error", "Whether an error occurred while getting statistics for the given device."),
+    ]
+    fams = {k: MetricFamily(f"node_filesystem_{k}", "gauge", h) for k, h in specs}
+    seen: set[tuple[str, str, str]] = set()
+    for m in mounts(src):
+        if MOUNT_POINTS_EXCLUDE.search(m.mountpoint) or FS_TYPES_EXCLUDE.search(m.fstype):
+            continue
+        key = (m.device, m.mountpoint, m.fstype)
+        if key in seen:  # the same mount listed twice (bind mounts, namespaces) is reported once
+            continue
+        seen.add(key)
+        labels = {"device": m.device, "fstype": m.fstype, "mountpoint": m.mountpoint}
+        ro = 1.0 if "ro" in m.options.split(",") else 0.0
+        try:
+            st = src.statvfs(src.rootfs + m.mountpoint)
+        except OSError:
+            fams["device_error"].add(labels, 1.0)
+            fams["readonly"].add(labels, ro)
+            continue
+        fams["size_bytes"].add(labels, float(st.blocks * st.bsize))
+        fams["free_bytes"].add(labels, float(st.bfree * st.bsize))
+        fams["avail_bytes"].add(labels, float(st.bavail * st.bsize))
+        fams["files"].add(labels, float(st.files))
+        fams["files_free"].add(labels, float(st.ffree))
+        fams["readonly"].add(labels, ro)
+        fams["device_error"].add(labels, 0.0)
+    return list(fams.values())
