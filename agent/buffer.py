@@ -1,0 +1,139 @@
+"""The send queue: batches wait in memory while the receiver answers, on disk while it does not.
+
+A batch is one encoded remote-write body. In normal operation the queue holds at most the current
+interval's batches in memory. When a send fails with a retryable error, :meth:`Buffer.spill` moves them
+to the buffer directory, and every later batch goes to disk behind them until the backlog is drained,
+so batches always leave in the order they were collected — across restarts too, since the directory is
+read back at start-up.
+
+On disk each batch is one file ``<seq:016d>-<samples>.rw`` (written to ``.tmp`` then renamed, so a crash
+never leaves half a batch). The directory is bounded by ``max_bytes``: when a new batch does not fit,
+the oldest batches are deleted first, counted in ``dropped_samples`` and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("agent.buffer")
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    seq: int
+    samples: int
+    body: bytes
+    path: Path | None = None  # set when the batch lives on disk
+
+
+class Buffer:
+    def __init__(self, directory: Path, max_bytes: int) -> None:
+        self.dir = directory
+        self.max_bytes = max_bytes
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.dir.glob("*.tmp"):  # a crash between write and rename
+            stale.unlink(missing_ok=True)
+        self._disk: deque[tuple[int, int, Path, int]] = deque()  # (seq, samples, path, size)
+        for p in sorted(self.dir.glob("*.rw")):
+            seq_s, _, samples_s = p.stem.partition("-")
+            try:
+                self._disk.append((int(seq_s), int(samples_s), p, p.stat().st_size))
+            except (ValueError, OSError):
+                log.warning("ignoring unexpected file %s in the buffer directory", p)
+        self._mem: deque[Batch] = deque()
+        self._next_seq = (self._disk[-1][0] + 1) if self._disk else 0
+        self.disk_bytes = sum(d[3] for d in self._disk)
+        self.dropped_samples = 0
+        if self._disk:
+            log.info("buffer %s holds %d batches (%d bytes) from a previous run; replaying them first",
+                     self.dir, len(self._disk), self.disk_bytes)
+
+    # -- state ---------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._disk) + len(self._mem)
+
+    @property
+    def samples(self) -> int:
+        return sum(d[1] for d in self._disk) + sum(b.samples for b in self._mem)
+
+    @property
+    def on_disk(self) -> int:
+        return len(self._disk)
+
+    # -- queue operations ----------------------------------------------------------------------------
+    def push(self, body: bytes, samples: int) -> None:
+        """Queue a batch behind every earlier one (on disk if a backlog is already there)."""
+        batch = Batch(self._next_seq, samples, body)
+        self._next_seq += 1
+        if self._disk:
+            self._write(batch)
+        else:
+            self._mem.append(batch)
+
+    def spill(self) -> None:
+        """Move the in-memory batches to disk (the receiver is unreachable, or we are shutting down)."""
+        while self._mem:
+            self._write(self._mem.popleft())
+
+    def peek(self) -> Batch | None:
+        """The oldest batch, or None."""
+        if self._disk:
+            seq, samples, path, _ = self._disk[0]
+            try:
+                return Batch(seq, samples, path.read_bytes(), path)
+            except OSError as err:
+                log.error("cannot read buffered batch %s, dropping it (%d samples): %s", path, samples, err)
+                self._pop_disk()
+                self.dropped_samples += samples
+                return self.peek()
+        return self._mem[0] if self._mem else None
+
+    def pop(self, batch: Batch) -> None:
+        """Remove ``batch`` (the one :meth:`peek` returned) after it was sent or rejected for good."""
+        if batch.path is not None:
+            if self._disk and self._disk[0][0] == batch.seq:
+                self._pop_disk()
+        elif self._mem and self._mem[0].seq == batch.seq:
+            self._mem.popleft()
+
+    # -- disk ----------------------------------------------------------------------------------------
+    def _pop_disk(self) -> None:
+        _, _, path, size = self._disk.popleft()
+        path.unlink(missing_ok=True)
+        self.disk_bytes -= size
+
+    def _write(self, batch: Batch) -> None:
+        size = len(batch.body)
+        if size > self.max_bytes:
+            log.error("batch of %d bytes (%d samples) is larger than the whole buffer (%d bytes); dropping "
+                      "it (raise --buffer-max-bytes)", size, batch.samples, self.max_bytes)
+            self.dropped_samples += batch.samples
+            return
+        dropped_batches = dropped_samples = 0
+        while self._disk and self.disk_bytes + size > self.max_bytes:
+            dropped_samples += self._disk[0][1]
+            dropped_batches += 1
+            self._pop_disk()
+        if dropped_batches:
+            self.dropped_samples += dropped_samples
+            log.warning("buffer %s full (%d bytes, --buffer-max-bytes): dropped the %d oldest batches "
+                        "(%d samples)", self.dir, self.max_bytes, dropped_batches, dropped_samples)
+        path = self.dir / f"{batch.seq:016d}-{batch.samples}.rw"
+        tmp = path.with_suffix(".tmp")
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(batch.body)
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp.rename(path)
+        except OSError as err:
+            log.error("cannot write batch to %s, dropping it (%d samples): %s", path, batch.samples, err)
+            tmp.unlink(missing_ok=True)
+            self.dropped_samples += batch.samples
+            return
+        self._disk.append((batch.seq, batch.samples, path, size))
+        self.disk_bytes += size

@@ -1,0 +1,108 @@
+"""``sotp agent``: collect this host's metrics every interval and push them over remote write 1.0.
+
+Runs until SIGTERM/SIGINT; on the way out it flushes what it can and keeps the rest in the buffer
+directory, which the next start replays first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import threading
+from pathlib import Path
+
+from agent.buffer import Buffer
+from agent.loop import Agent, Settings
+from agent.sender import Sender
+from exporters.host.registry import COLLECTORS, collect
+from exporters.host.sources import Sources
+from sotp.config import parse_duration
+from sotp.errors import ConfigError
+from sotp.model import LABEL_NAME_RE
+
+log = logging.getLogger("agent")
+
+
+def _default_buffer_dir() -> str:
+    # systemd's StateDirectory= sets $STATE_DIRECTORY; elsewhere keep it beside the embedded store.
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return str(Path(state) / "buffer") if state else "./data/agent-buffer"
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", required=True, help="remote-write URL, e.g. http://core:9201/api/v1/write")
+    parser.add_argument("--token-file", help="file holding the bearer token (scope write)")
+    parser.add_argument("--interval", default="15s", help="collection interval (default 15s)")
+    parser.add_argument("--timeout", default="10s", help="HTTP timeout per request (default 10s)")
+    parser.add_argument("--job", default="node", help="job label (default node)")
+    parser.add_argument("--instance", default=socket.gethostname(), help="instance label (default hostname)")
+    parser.add_argument("--label", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra label on every series (repeatable)")
+    parser.add_argument("--buffer-dir", default=_default_buffer_dir(),
+                        help="on-disk buffer for batches the receiver has not taken yet "
+                             "(default $STATE_DIRECTORY/buffer or ./data/agent-buffer)")
+    parser.add_argument("--buffer-max-bytes", type=int, default=64 << 20,
+                        help="size limit of the buffer directory; oldest batches are dropped first (default 64 MiB)")
+    parser.add_argument("--max-samples-per-send", type=int, default=2000, help="batch size (default 2000)")
+    parser.add_argument("--max-backoff", default="30s", help="cap of the retry backoff (default 30s)")
+    parser.add_argument("--proc", default="/proc", help="procfs mount point")
+    parser.add_argument("--sys", default="/sys", help="sysfs mount point")
+    parser.add_argument("--rootfs", default="", help="prefix for mount points before statfs")
+    parser.add_argument("--collectors", default=",".join(COLLECTORS), help="comma-separated host collectors")
+
+
+def target_labels(args: argparse.Namespace) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for item in args.label:
+        name, sep, value = item.partition("=")
+        if not sep or not LABEL_NAME_RE.match(name) or name.startswith("__"):
+            raise ConfigError(f"--label {item!r}: use NAME=VALUE with NAME matching [a-zA-Z_][a-zA-Z0-9_]*")
+        labels[name] = value
+    labels["instance"] = args.instance
+    labels["job"] = args.job
+    return labels
+
+
+def build(args: argparse.Namespace) -> Agent:
+    token = None
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text().strip()
+        except OSError as err:
+            raise ConfigError(f"cannot read --token-file {args.token_file}: {err.strerror}") from err
+    names = [n.strip() for n in args.collectors.split(",") if n.strip()]
+    unknown = [n for n in names if n not in COLLECTORS]
+    if unknown:
+        raise ConfigError(f"--collectors: unknown {', '.join(unknown)}; choose from {', '.join(COLLECTORS)}")
+    if not args.url.startswith(("http://", "https://")):
+        raise ConfigError(f"--url {args.url!r}: use http://host:port/api/v1/write or https://...")
+    settings = Settings(
+        interval=parse_duration(args.interval, "--interval"),
+        target=target_labels(args),
+        max_samples_per_send=args.max_samples_per_send,
+        max_backoff=parse_duration(args.max_backoff, "--max-backoff"),
+    )
+    if settings.interval <= 0:
+        raise ConfigError("--interval must be positive")
+    sources = Sources(proc=Path(args.proc), sys=Path(args.sys), rootfs=args.rootfs.rstrip("/"))
+    sender = Sender(args.url, token, parse_duration(args.timeout, "--timeout"))
+    buffer = Buffer(Path(args.buffer_dir), args.buffer_max_bytes)
+    return Agent(settings, lambda: collect(sources, names), sender, buffer)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        agent = build(args)
+    except (ConfigError, OSError) as err:
+        log.error("%s", err)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    log.info("agent pushing to %s every %ss as instance=%s job=%s", args.url, agent.s.interval,
+             args.instance, args.job)
+    agent.run(stop)
+    return 0
