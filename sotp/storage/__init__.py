@@ -147,7 +147,8 @@ def open_storage(url: str) -> Storage:
             raise ConfigError(
                 f"storage {url!r} needs psycopg: pip install 'sotp[server]' ({err})"
             ) from err
-        return PostgresStorage(url)
+        pg: Storage = PostgresStorage(url)
+        return pg
     raise ConfigError(
         f"unknown storage URL {url!r}: use sqlite:///path/to.db, postgresql://user@host:port/db or memory://"
     )

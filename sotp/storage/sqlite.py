@@ -21,6 +21,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -148,7 +149,7 @@ class SQLiteStorage:
 
     # -- helpers -----------------------------------------------------------------------------------
 
-    def _read(self, sql: str, params: Sequence[object]) -> list[tuple[object, ...]]:
+    def _read(self, sql: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
         assert self._rconn is not None
         with self._rlock:
             return self._rconn.execute(sql, params).fetchall()
@@ -349,7 +350,7 @@ class _SQLiteQuerier:
                 "AND t_max >= ? AND t_min <= ? ORDER BY series_id, t_min",
                 (*chunk, self._mint, self._maxt),
             ):
-                blocks.setdefault(int(sid), []).append((ts_b, vs_b))  # type: ignore[arg-type]
+                blocks.setdefault(int(sid), []).append((ts_b, vs_b))
         out: list[Series] = []
         for sid, parts in blocks.items():
             ts, vs = _merge_blocks(parts)
@@ -377,7 +378,7 @@ class _SQLiteQuerier:
                 "AND t_max >= ? AND t_min <= ?",
                 (*chunk, self._mint, self._maxt),
             )
-            present.extend(store._index.by_id[int(r[0])] for r in rows)  # type: ignore[call-overload]
+            present.extend(store._index.by_id[int(r[0])] for r in rows)
         return present
 
     async def label_names(self, matchers: list[Matcher] | None = None) -> list[str]:
