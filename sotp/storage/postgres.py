@@ -1,0 +1,423 @@
+"""PostgreSQL backend (``postgresql://user@host:port/db?schema=...``): block rows, binary COPY, partitions.
+
+Layout (DESIGN.md §4, :mod:`sotp.storage.pg.schema`): one ``sotp_samples`` row holds many samples of one
+series (``ts int8[]``, ``vals float8[]``), so the remote-write shape (10 samples per series per request)
+writes 10× fewer rows than one row per sample. A row never spans two block windows (``block``, 2 h by
+default), which bounds ``t_min`` from below for any read window and lets the compactor merge one window's
+rows of a series into one.
+
+Write path (:meth:`_PgAppender.commit`): series ids from the in-process cache (misses inserted in one
+batch), ordering checked against the newest committed sample of each series, kept in memory as
+Prometheus's head does (loaded lazily with one query), then one binary COPY per partition in one
+transaction. ``synchronous_commit`` is forced on, so a returned commit is durable. Two appenders of one
+process that touch the same series commit one after the other; others run in parallel on separate
+connections of the pool.
+
+Several processes may share a schema (receivers behind SO_REUSEPORT). Each keeps its own newest-sample
+cache, so a sample that is out of order only relative to *another* process's write is accepted; reads
+sort blocks and drop repeated timestamps, so this never shows as a duplicate or an unsorted series.
+
+Partitions: with TimescaleDB (when ``pg_available_extensions`` lists it) ``sotp_samples`` is a hypertable
+with compression; otherwise it is ``PARTITION BY RANGE (t_min)`` with partitions created at start-up,
+ahead of time by :meth:`compact`/:meth:`delete_before` (which ``sotp serve`` runs periodically) and on
+demand for any block outside them. Retention drops whole partitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from sotp.errors import ConfigError, StorageError, StorageUnavailable
+from sotp.model import Labels
+from sotp.storage import Appender, Querier
+from sotp.storage.head import StagedSeries, classify, verify_older
+from sotp.storage.pg import schema
+from sotp.storage.pg.binary import copy_buffer
+from sotp.storage.pg.options import PgOptions, parse_url
+from sotp.storage.pg.query import PgQuerier
+from sotp.storage.pg.schema import MODE_TIMESCALE, ms_to_dt
+from sotp.storage.pg.series import SeriesIndex
+
+log = logging.getLogger(__name__)
+
+_DOUBLE = struct.Struct(">d")
+_Conn = psycopg.AsyncConnection[Any]
+#: A block ready for COPY: series id, timestamps (ms), values.
+Block = tuple[int, list[int], list[float]]
+
+
+def _now_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
+def _redact(conninfo: str) -> str:
+    """The conninfo without its password, for messages and logs."""
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError:
+        return "<unparsable conninfo>"
+    params.pop("password", None)
+    return psycopg.conninfo.make_conninfo("", **params)
+
+
+class _SeriesLocks:
+    """Serialises commits of one process that share a series, so each checks order against the other."""
+
+    def __init__(self) -> None:
+        self._held: dict[int, asyncio.Future[None]] = {}
+
+    @asynccontextmanager
+    async def hold(self, sids: Iterable[int]) -> AsyncIterator[None]:
+        wanted = set(sids)
+        while True:
+            busy = [f for s in wanted if (f := self._held.get(s)) is not None]
+            if not busy:
+                break
+            await asyncio.gather(*set(busy))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for s in wanted:
+            self._held[s] = done
+        try:
+            yield
+        finally:
+            for s in wanted:
+                del self._held[s]
+            done.set_result(None)
+
+
+class PostgresStorage:
+    """The PostgreSQL/TimescaleDB store. See the module docstring for the layout and guarantees."""
+
+    def __init__(self, url: str) -> None:
+        self.options: PgOptions = parse_url(url)
+        self.block_ms = self.options.block_ms
+        self.partition_ms = self.options.partition_ms
+        self.mode = ""
+        self.index = SeriesIndex()
+        self._pool: AsyncConnectionPool[Any] | None = None
+        self._last: dict[int, tuple[int, float] | None] = {}
+        self._partitions: set[int] = set()
+        self._partition_lock = asyncio.Lock()
+        self._locks = _SeriesLocks()
+        self._where = f"{_redact(self.options.conninfo)} (schema {self.options.schema})"
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def _configure(self, conn: _Conn) -> None:
+        await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.options.schema)))
+        await conn.execute("SET synchronous_commit TO on")  # a returned commit must be durable
+
+    async def open(self) -> None:
+        opts = self.options
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            opts.conninfo,
+            min_size=opts.pool_min,
+            max_size=opts.pool_max,
+            kwargs={"autocommit": True},
+            configure=self._configure,
+            check=AsyncConnectionPool.check_connection,
+            open=False,
+            timeout=10.0,
+            reconnect_timeout=0,
+            name=f"sotp-{opts.schema}",
+        )
+        try:
+            await pool.open(wait=True, timeout=10.0)
+        except (PoolTimeout, psycopg.OperationalError) as err:
+            await pool.close()
+            raise StorageUnavailable(
+                f"cannot connect to PostgreSQL at {self._where}: {err}; check that the server runs and the "
+                "storage URL (--storage) is right"
+            ) from err
+        self._pool = pool
+        try:
+            async with self.connection() as conn:
+                self.mode, _ = await schema.migrate(conn, opts)
+                await self._load_meta(conn)
+                if self.mode != MODE_TIMESCALE:
+                    self._partitions = set(await schema.list_partitions(conn, opts.schema))
+            await self.ensure_partitions_ahead()
+        except BaseException:
+            await self.close()
+            raise
+        if self.mode == MODE_TIMESCALE:
+            log.info("storage: PostgreSQL at %s, TimescaleDB hypertable mode (chunks of %d ms)",
+                     self._where, self.partition_ms)
+        else:
+            log.info("storage: PostgreSQL at %s, native partition mode (TimescaleDB not available; "
+                     "partitions of %d ms, retention drops partitions)", self._where, self.partition_ms)
+
+    async def _load_meta(self, conn: _Conn) -> None:
+        cur = await conn.execute("SELECT key, value FROM sotp_meta WHERE key IN ('partition_ms', 'block_ms')")
+        meta = {str(k): int(v) for k, v in await cur.fetchall()}
+        # The layout is fixed when the schema is created; a different URL setting later cannot change it.
+        for key, attr in (("partition_ms", "partition_ms"), ("block_ms", "block_ms")):
+            if key in meta and meta[key] != getattr(self, attr):
+                log.warning("storage: schema %s was created with %s=%d; ignoring the URL's %d",
+                            self.options.schema, key, meta[key], getattr(self, attr))
+                setattr(self, attr, meta[key])
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[_Conn]:
+        """A pooled autocommit connection; connection failures become :class:`StorageUnavailable`."""
+        if self._pool is None:
+            raise StorageUnavailable(f"PostgreSQL store {self._where} is not open")
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except PoolTimeout as err:
+            raise StorageUnavailable(f"no PostgreSQL connection available for {self._where}: {err}") from err
+        except psycopg.OperationalError as err:
+            raise StorageUnavailable(f"PostgreSQL at {self._where} failed: {err}") from err
+        except psycopg.Error as err:
+            raise StorageError(f"PostgreSQL at {self._where}: {err}") from err
+
+    async def ping(self) -> None:
+        async with self.connection() as conn:
+            await conn.execute("SELECT 1")
+
+    def appender(self) -> Appender:
+        return _PgAppender(self)
+
+    def querier(self, mint: int, maxt: int) -> Querier:
+        return PgQuerier(self, mint, maxt)
+
+    # -- partitions ------------------------------------------------------------------------------
+
+    async def ensure_partitions(self, starts: Iterable[int]) -> None:
+        """Create missing native partitions (no-op in TimescaleDB mode, which makes chunks itself)."""
+        if self.mode == MODE_TIMESCALE:
+            return
+        todo = set(starts) - self._partitions
+        if not todo:
+            return
+        async with self._partition_lock, self.connection() as conn:
+            todo -= self._partitions
+            await schema.create_partitions(conn, self.options.schema, sorted(todo), self.partition_ms)
+            self._partitions |= todo
+
+    async def ensure_partitions_ahead(self, now_ms: int | None = None) -> None:
+        p = self.partition_ms
+        now = (now_ms if now_ms is not None else _now_ms()) // p * p
+        await self.ensure_partitions(now + k * p for k in range(-1, self.options.partitions_ahead + 1))
+
+    # -- write -----------------------------------------------------------------------------------
+
+    async def _load_last(self, conn: _Conn, sids: list[int]) -> None:
+        """The newest stored sample of each series in ``sids`` into the cache (``None``: no sample)."""
+        if not sids:
+            return
+        cur = conn.cursor(binary=True)
+        await cur.execute(
+            "SELECT u.sid, l.t, float8send(l.v) FROM unnest(%s::int8[]) AS u(sid) CROSS JOIN LATERAL ("
+            "  SELECT ts[cardinality(ts)] AS t, vals[cardinality(vals)] AS v FROM sotp_samples"
+            "  WHERE series_id = u.sid ORDER BY t_max DESC LIMIT 1) AS l",
+            (sids,),
+        )
+        for sid in sids:
+            self._last[sid] = None
+        for sid, t, v in await cur.fetchall():
+            self._last[int(sid)] = (int(t), _DOUBLE.unpack(v)[0])
+
+    async def _stored_value(self, conn: _Conn, sid: int, t: int) -> float | None:
+        at = ms_to_dt(t)
+        cur = conn.cursor(binary=True)
+        await cur.execute(
+            "SELECT float8send(u.v) FROM sotp_samples s CROSS JOIN LATERAL unnest(s.ts, s.vals) AS u(t, v) "
+            "WHERE s.series_id = %s AND s.t_min <= %s AND s.t_max >= %s AND u.t = %s LIMIT 1",
+            (sid, at, at, t),
+        )
+        row = await cur.fetchone()
+        return None if row is None else float(_DOUBLE.unpack(row[0])[0])
+
+    def _split(self, sid: int, ts: list[int], vs: list[float], out: dict[int, list[Block]]) -> None:
+        """Cut a series' new samples at block-window edges and file the pieces by partition."""
+        block, part = self.block_ms, self.partition_ms
+        if ts[0] // block == ts[-1] // block:
+            out.setdefault(ts[0] // part * part, []).append((sid, ts, vs))
+            return
+        arr = np.asarray(ts, dtype=np.int64)
+        windows = arr // block
+        cuts = np.flatnonzero(windows[1:] != windows[:-1]) + 1
+        start = 0
+        for end in [*cuts.tolist(), len(ts)]:
+            out.setdefault(ts[start] // part * part, []).append((sid, ts[start:end], vs[start:end]))
+            start = end
+
+    async def _commit(self, staged: dict[Labels, StagedSeries]) -> int:
+        first_ms = {lb: st.ts[0] for lb, st in staged.items() if st.ts}
+        async with self.connection() as conn:
+            created = await self.index.resolve(conn, staged, first_ms)
+        sids = {lb: self.index.by_labels[lb] for lb in staged}
+        for sid in created:
+            self._last[sid] = None
+        async with self._locks.hold(sids.values()):
+            by_partition: dict[int, list[Block]] = {}
+            new_last: dict[int, tuple[int, float]] = {}
+            written = 0
+            async with self.connection() as conn:
+                await self._load_last(conn, [s for s in sids.values() if s not in self._last])
+                for labels, st in staged.items():
+                    sid = sids[labels]
+                    last = self._last[sid]
+                    c = classify(st, last)
+                    for t, v in c.older:
+                        assert last is not None
+                        verify_older(labels, t, v, await self._stored_value(conn, sid, t), last[0])
+                    if c.first_new >= len(st.ts):
+                        continue
+                    ts, vs = st.ts[c.first_new :], st.vs[c.first_new :]
+                    self._split(sid, ts, vs, by_partition)
+                    new_last[sid] = (ts[-1], vs[-1])
+                    written += len(ts)
+            if not by_partition:
+                return 0
+            await self.ensure_partitions(by_partition)
+            await self._copy(by_partition)
+            self._last.update(new_last)
+            return written
+
+    async def _copy(self, by_partition: dict[int, list[Block]]) -> None:
+        targets: list[tuple[sql.Composable, bytes]] = []
+        for start, blocks in by_partition.items():
+            if self.mode == MODE_TIMESCALE:
+                table: sql.Composable = sql.Identifier("sotp_samples")
+            else:  # straight into the partition: skips row routing
+                table = sql.Identifier(schema.partition_name(start, self.partition_ms))
+            targets.append((table, copy_buffer(blocks)))
+        async with self.connection() as conn, conn.transaction():
+            cur = conn.cursor()
+            for table, buf in targets:
+                stmt = sql.SQL("COPY {} (series_id, t_min, t_max, ts, vals) FROM STDIN (FORMAT BINARY)")
+                async with cur.copy(stmt.format(table)) as copy:
+                    await copy.write(buf)
+
+    # -- maintenance -----------------------------------------------------------------------------
+
+    async def delete_before(self, t_ms: int) -> int:
+        """Retention: drop every partition that ends at or before ``t_ms`` whole, then delete the blocks
+        of the partition holding ``t_ms`` that end before it. Returns how many blocks went."""
+        await self.ensure_partitions_ahead()
+        removed = 0
+        async with self.connection() as conn:
+            if self.mode == MODE_TIMESCALE:
+                await conn.execute(schema.timescale_drop_statement(t_ms))  # type: ignore[arg-type]
+            else:
+                parts = await schema.list_partitions(conn, self.options.schema)
+                for start, name in sorted(parts.items()):
+                    if start + self.partition_ms > t_ms:
+                        continue
+                    async with conn.transaction():
+                        cur = await conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name)))
+                        row = await cur.fetchone()
+                        removed += int(row[0]) if row else 0
+                        await conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
+                    self._partitions.discard(start)
+                    log.info("storage: retention dropped partition %s", name)
+            cur = await conn.execute(
+                "DELETE FROM sotp_samples WHERE t_max < %s AND t_min >= %s",
+                (ms_to_dt(t_ms), ms_to_dt((t_ms - self.partition_ms) // self.block_ms * self.block_ms)),
+            )
+            removed += max(cur.rowcount, 0)
+        # The newest-sample cache stays valid: retention removes only the oldest data of a series, and a
+        # series whose data all went keeps rejecting samples older than what it had, as Prometheus does.
+        return removed
+
+    async def compact(self, now_ms: int) -> int:
+        """Merge each series' rows of every closed block window (ending before ``now_ms - block``) into one
+        row. Each window is one statement (insert the merged rows and delete the parts together), so it is
+        crash-safe; running it again finds nothing to merge. Returns how many rows went."""
+        await self.ensure_partitions_ahead(None)
+        horizon = (now_ms - self.block_ms) // self.block_ms * self.block_ms
+        removed = 0
+        async with self.connection() as conn:
+            cur = await conn.execute(
+                "SELECT DISTINCT (extract(epoch FROM t_min) * 1000)::bigint / %s * %s FROM sotp_samples "
+                "WHERE t_max < %s GROUP BY series_id, 1 HAVING count(*) > 1",
+                (self.block_ms, self.block_ms, ms_to_dt(horizon)),
+            )
+            windows = sorted(int(r[0]) for r in await cur.fetchall())
+            for w in windows:
+                cur = await conn.execute(
+                    "WITH parts AS ("
+                    "  DELETE FROM sotp_samples WHERE t_min >= %(lo)s AND t_min < %(hi)s AND series_id IN ("
+                    "    SELECT series_id FROM sotp_samples WHERE t_min >= %(lo)s AND t_min < %(hi)s"
+                    "    GROUP BY series_id HAVING count(*) > 1)"
+                    "  RETURNING series_id, ts, vals),"
+                    " points AS ("
+                    "  SELECT DISTINCT ON (p.series_id, u.t) p.series_id, u.t, u.v"
+                    "  FROM parts p CROSS JOIN LATERAL unnest(p.ts, p.vals) AS u(t, v) ORDER BY p.series_id, u.t),"
+                    " merged AS ("
+                    "  INSERT INTO sotp_samples (series_id, t_min, t_max, ts, vals)"
+                    "  SELECT series_id, %(epoch)s + min(t) * interval '1 millisecond',"
+                    "    %(epoch)s + max(t) * interval '1 millisecond',"
+                    "    array_agg(t ORDER BY t), array_agg(v ORDER BY t)"
+                    "  FROM points GROUP BY series_id RETURNING 1)"
+                    " SELECT (SELECT count(*) FROM parts) - (SELECT count(*) FROM merged)",
+                    {"lo": ms_to_dt(w), "hi": ms_to_dt(w + self.block_ms), "epoch": ms_to_dt(0)},
+                )
+                row = await cur.fetchone()
+                removed += int(row[0]) if row else 0
+        return removed
+
+
+class _PgAppender:
+    def __init__(self, store: PostgresStorage) -> None:
+        self._store = store
+        self._staged: dict[Labels, StagedSeries] = {}
+
+    def _series(self, labels: Labels) -> StagedSeries:
+        st = self._staged.get(labels)
+        if st is None:
+            st = self._staged[labels] = StagedSeries(labels)
+        return st
+
+    def append(self, labels: Labels, t_ms: int, value: float) -> None:
+        self._series(labels).add(int(t_ms), float(value))
+
+    def append_series(self, labels: Labels, ts: Sequence[int], vs: Sequence[float]) -> None:
+        self._series(labels).extend(list(ts), list(vs))
+
+    async def commit(self) -> int:
+        staged, self._staged = self._staged, {}
+        staged = {lb: st for lb, st in staged.items() if st.ts}
+        if not staged:
+            return 0
+        return await self._store._commit(staged)
+
+    async def rollback(self) -> None:
+        self._staged = {}
+
+
+async def migrate(url: str) -> tuple[str, list[int]]:
+    """``sotp db migrate``: apply pending migrations to the store at ``url``; returns ``(mode, versions
+    applied)`` where mode is ``timescaledb`` or ``partitions``. Idempotent."""
+    if not url.startswith(("postgresql:", "postgres:")):
+        raise ConfigError(f"sotp db migrate needs a postgresql:// storage URL, got {url!r}")
+    store = PostgresStorage(url)
+    opts = store.options
+    try:
+        conn = await psycopg.AsyncConnection.connect(opts.conninfo, autocommit=True)
+    except psycopg.OperationalError as err:
+        raise StorageUnavailable(f"cannot connect to PostgreSQL at {store._where}: {err}") from err
+    async with conn:
+        return await schema.migrate(conn, opts)
+
+
+__all__ = ["PostgresStorage", "migrate"]
