@@ -1,0 +1,172 @@
+"""Continuous ping (smokeping_prober's model): every target once per ``interval``, spread evenly over it.
+
+Counting rule: a request is counted when its outcome is known (reply, timeout or send error), in the same
+step as the response. So at every scrape ``sotp_icmp_requests_total - sotp_icmp_responses_total`` is
+exactly the number of echoes lost, never echoes still in flight, and one slow reply is not a loss spike.
+A reply that arrives after ``timeout`` counts as lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import time
+from dataclasses import dataclass, field
+
+from exporters.icmp.config import Continuous
+from exporters.icmp.errors import IcmpError, SendFailed
+from exporters.icmp.pinger import Pinger
+from exporters.icmp.resolve import choose_address
+from sotp.codec.exposition import MetricFamily, format_value
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Stats:
+    """Counters of one (host, ip) pair."""
+
+    buckets: list[int]
+    requests: int = 0
+    responses: int = 0
+    send_errors: int = 0
+    rtt_sum: float = 0.0
+    hop_limit: int | None = None
+
+
+@dataclass
+class _Target:
+    host: str
+    ip: str | None = None
+    resolve_errors: int = 0
+    resolved_at: float = field(default=float("-inf"))
+
+
+class ContinuousPinger:
+    """Runs the background loop (:meth:`run`) and renders its state (:meth:`families`)."""
+
+    def __init__(self, cfg: Continuous, pinger: Pinger) -> None:
+        self.cfg = cfg
+        self.pinger = pinger
+        self.bounds = list(cfg.buckets)
+        self.targets = [_Target(h) for h in cfg.targets]
+        self.stats: dict[tuple[str, str], Stats] = {}
+        self.cycles_skipped = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _stats(self, host: str, ip: str) -> Stats:
+        st = self.stats.get((host, ip))
+        if st is None:
+            st = self.stats[(host, ip)] = Stats(buckets=[0] * len(self.bounds))
+        return st
+
+    async def _resolve(self, t: _Target, now: float) -> None:
+        try:
+            r = await choose_address(t.host, self.cfg.preferred_ip_protocol, self.cfg.ip_protocol_fallback)
+        except IcmpError as err:
+            t.resolve_errors += 1
+            if t.ip is None or t.resolve_errors == 1:
+                log.warning("icmp continuous: %s (keeping %s)", err, t.ip or "no address")
+            return
+        if r.ip != t.ip:
+            log.info("icmp continuous: %s resolves to %s", t.host, r.ip)
+            t.ip = r.ip
+        self._stats(t.host, r.ip)  # the series exist (at 0) from the first scrape on
+        t.resolved_at = now
+
+    async def resolve_due(self) -> None:
+        """Resolve targets never resolved, and every target whose last resolution is older than
+        ``resolve_interval``."""
+        now = time.monotonic()
+        due = [t for t in self.targets if t.ip is None or now - t.resolved_at >= self.cfg.resolve_interval_s]
+        if due:
+            await asyncio.gather(*(self._resolve(t, now) for t in due))
+
+    async def _ping(self, t: _Target, ip: str) -> None:
+        st = self._stats(t.host, ip)
+        try:
+            reply = await self.pinger.ping(
+                ip, timeout=self.cfg.timeout_s, size=self.cfg.payload_size, ttl=self.cfg.ttl,
+                dont_fragment=self.cfg.dont_fragment, source=self.cfg.source_ip_address or None,
+            )
+        except SendFailed as err:
+            st.requests += 1
+            st.send_errors += 1
+            if st.send_errors == 1:
+                log.warning("icmp continuous: %s", err)
+            return
+        st.requests += 1
+        if reply is not None:
+            st.responses += 1
+            st.rtt_sum += reply.rtt
+            i = bisect.bisect_left(self.bounds, reply.rtt)
+            if i < len(st.buckets):
+                st.buckets[i] += 1
+            if reply.hop_limit is not None:
+                st.hop_limit = reply.hop_limit
+
+    async def run(self) -> None:
+        """Ping forever (until cancelled). Target ``i`` of ``n`` is sent at offset ``i/n`` of each interval,
+        so the load is even instead of one burst per interval."""
+        if not self.targets:
+            return
+        interval = self.cfg.interval_s
+        n = len(self.targets)
+        loop = asyncio.get_running_loop()
+        await self.resolve_due()
+        cycle_start = loop.time()
+        try:
+            while True:
+                for i, t in enumerate(self.targets):
+                    delay = cycle_start + interval * i / n - loop.time()
+                    if delay > 0.001:
+                        await asyncio.sleep(delay)
+                    if t.ip is not None:
+                        task = asyncio.create_task(self._ping(t, t.ip))
+                        self._tasks.add(task)
+                        task.add_done_callback(self._tasks.discard)
+                cycle_start += interval
+                behind = loop.time() - cycle_start
+                if behind > interval:  # overloaded: skip whole cycles rather than bursting to catch up
+                    skipped = int(behind // interval)
+                    self.cycles_skipped += skipped
+                    cycle_start += skipped * interval
+                    log.warning("icmp continuous: %d cycle(s) skipped, %d targets do not fit in %ss",
+                                skipped, n, self.cfg.interval)
+                await self.resolve_due()
+        finally:
+            for task in self._tasks:
+                task.cancel()
+
+    def families(self) -> list[MetricFamily]:
+        req = MetricFamily("sotp_icmp_requests_total", "counter",
+                           "Echo requests whose outcome is known (replied, timed out or not sent)")
+        resp = MetricFamily("sotp_icmp_responses_total", "counter", "Echo replies received within the timeout")
+        errs = MetricFamily("sotp_icmp_send_errors_total", "counter",
+                            "Echo requests the kernel refused to send (counted as requests, not responses)")
+        hist = MetricFamily("sotp_icmp_rtt_seconds", "histogram", "Round-trip time of echo replies")
+        hop = MetricFamily("sotp_icmp_reply_hop_limit", "gauge", "Hop limit (TTL for IPv4) of the last reply")
+        res_err = MetricFamily("sotp_icmp_resolve_errors_total", "counter", "Failed resolutions of a target name")
+        les = [format_value(b) for b in self.bounds]
+        for (host, ip), st in sorted(self.stats.items()):
+            labels = {"host": host, "ip": ip}
+            req.add(labels, float(st.requests))
+            resp.add(labels, float(st.responses))
+            errs.add(labels, float(st.send_errors))
+            cum = 0
+            for le, count in zip(les, st.buckets, strict=True):
+                cum += count
+                hist.add({**labels, "le": le}, float(cum), "_bucket")
+            hist.add({**labels, "le": "+Inf"}, float(st.responses), "_bucket")
+            hist.add(labels, st.rtt_sum, "_sum")
+            hist.add(labels, float(st.responses), "_count")
+            if st.hop_limit is not None:
+                hop.add(labels, float(st.hop_limit))
+        for t in sorted(self.targets, key=lambda t: t.host):
+            res_err.add({"host": t.host}, float(t.resolve_errors))
+        skipped = MetricFamily("sotp_icmp_cycles_skipped_total", "counter",
+                               "Continuous ping cycles skipped because the previous one overran the interval")
+        if self.targets:
+            skipped.add({}, float(self.cycles_skipped))
+        return [req, resp, hist, errs, hop, res_err, skipped]

@@ -1,0 +1,108 @@
+"""The exporter's HTTP side: ``/probe`` (blackbox), ``/metrics`` (continuous + self-metrics), ``/-/healthy``."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from exporters.icmp.config import IcmpConfig
+from exporters.icmp.continuous import ContinuousPinger
+from exporters.icmp.pinger import Pinger
+from exporters.icmp.probe import probe_timeout, run_probe
+from sotp.codec.exposition import CONTENT_TYPE, MetricFamily, format_families
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODULE = "icmp"
+
+
+@dataclass
+class ExporterState:
+    """Everything the handlers share; built once per process by :func:`make_app`."""
+
+    config: IcmpConfig
+    pinger: Pinger
+    continuous: ContinuousPinger
+    probes: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+STATE = web.AppKey("icmp_state", ExporterState)
+
+
+def _text(body: str, status: int = 200) -> web.Response:
+    return web.Response(text=body, status=status, headers={"Content-Type": CONTENT_TYPE})
+
+
+async def handle_probe(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    params = request.query
+    name = params.get("module") or DEFAULT_MODULE
+    module = state.config.modules.get(name)
+    if module is None:
+        return web.Response(text=f'Unknown module "{name}"\n', status=400)
+    try:
+        timeout = probe_timeout(
+            request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"), module, state.config.timeout_offset
+        )
+    except ValueError as err:
+        return web.Response(text=f"Failed to parse timeout from Prometheus header: {err}\n", status=500)
+    target = params.get("target", "")
+    if not target:
+        return web.Response(text="Target parameter is missing\n", status=400)
+    result = await run_probe(state.pinger, target, module, timeout)
+    key = (name, "success" if result.success else "failure")
+    state.probes[key] = state.probes.get(key, 0) + 1
+    return _text(format_families(result.families()))
+
+
+def self_families(state: ExporterState) -> list[MetricFamily]:
+    """The exporter's own metrics: socket kinds, echoes in flight, unmatched replies, probes run."""
+    info = MetricFamily("sotp_icmp_socket_info", "gauge",
+                        "ICMP sockets in use: mode is datagram (unprivileged) or raw")
+    for (family, source), mode in sorted(state.pinger.modes().items()):
+        info.add({"family": family, "mode": mode, "source": source}, 1.0)
+    in_flight = MetricFamily("sotp_icmp_in_flight", "gauge", "Echo requests awaiting a reply")
+    in_flight.add({}, float(state.pinger.in_flight))
+    limit = MetricFamily("sotp_icmp_max_in_flight", "gauge", "Configured bound on echo requests in flight")
+    limit.add({}, float(state.pinger.max_in_flight))
+    unmatched = MetricFamily("sotp_icmp_unmatched_replies_total", "counter",
+                             "Echo replies that matched no pending request (late, duplicate or foreign)")
+    unmatched.add({}, float(state.pinger.unmatched))
+    probes = MetricFamily("sotp_icmp_probes_total", "counter", "Probes served on /probe by module and result")
+    for (module, result), n in sorted(state.probes.items()):
+        probes.add({"module": module, "result": result}, float(n))
+    return [info, in_flight, limit, unmatched, probes]
+
+
+async def handle_metrics(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    return _text(format_families([*state.continuous.families(), *self_families(state)]))
+
+
+async def handle_healthy(request: web.Request) -> web.Response:
+    return web.Response(text="Healthy\n")
+
+
+async def handle_index(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    modules = ", ".join(sorted(state.config.modules))
+    body = (
+        "<html><head><title>SOTP ICMP exporter</title></head><body><h1>SOTP ICMP exporter</h1>"
+        f"<p><a href='/probe?target=127.0.0.1&amp;module={DEFAULT_MODULE}'>Probe 127.0.0.1</a> "
+        f"(modules: {modules})</p><p><a href='/metrics'>Metrics</a> "
+        f"({len(state.continuous.targets)} continuous targets)</p></body></html>"
+    )
+    return web.Response(text=body, content_type="text/html")
+
+
+def make_app(config: IcmpConfig, pinger: Pinger, continuous: ContinuousPinger) -> web.Application:
+    """The aiohttp application; the caller owns the pinger and the continuous loop's lifetime."""
+    app = web.Application()
+    app[STATE] = ExporterState(config=config, pinger=pinger, continuous=continuous)
+    app.router.add_get("/probe", handle_probe)
+    app.router.add_get("/metrics", handle_metrics)
+    app.router.add_get("/-/healthy", handle_healthy)
+    app.router.add_get("/", handle_index)
+    return app
