@@ -62,7 +62,11 @@ def test_traefik_objects_have_known_shape(rendered: list[dict[str, Any]]) -> Non
         assert obj["metadata"]["name"] and obj["metadata"]["namespace"] == "sotp"
         assert set(obj["spec"]) <= {"buffering", "headers", "stripPrefix", "redirectScheme", "ipAllowList"}
         assert set(obj["spec"]["buffering"]) <= {
-            "maxRequestBodyBytes", "memRequestBodyBytes", "maxResponseBodyBytes", "memResponseBodyBytes", "retryExpression"
+            "maxRequestBodyBytes",
+            "memRequestBodyBytes",
+            "maxResponseBodyBytes",
+            "memResponseBodyBytes",
+            "retryExpression",
         }
 
 
