@@ -1,0 +1,246 @@
+"""``sotp worker``: the scrape scheduler (and SSH config backups when ``backup:`` is configured).
+
+``sotp worker --config sotp.yml --storage URL [--shard i/n] [--listen 127.0.0.1:9202]``
+
+The ``--listen`` address serves ``/metrics`` (self-metrics), ``/-/healthy``, ``/-/ready``, ``POST|PUT
+/-/reload`` and ``/-/targets`` (JSON: each target's URL, labels, health and last error). SIGHUP and
+``/-/reload`` re-read the config file; a bad file is rejected with its reason (logged, and the reload
+answer is 500 with it) and the running config stays.
+
+Backup hook: when the config has a non-empty ``backup:`` section and the module
+:data:`BACKUP_MODULE` exists, the worker runs ``await worker.backup.scheduler.run(config, storage, stop)``
+as a task (``config``: :class:`sotp.config.Config`, ``storage``: the opened
+:class:`sotp.storage.Storage`, ``stop``: an :class:`asyncio.Event` set when the task must return). On a
+reload that changes ``backup:``, the task is stopped (``stop`` set, awaited) and started again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import importlib.util
+import logging
+import signal
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, Final
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from sotp.config import Config, load_config
+from sotp.errors import SotpError, StorageError
+from sotp.storage import Storage, open_storage
+from worker.scrape.config import WorkerConfig, worker_config
+from worker.scrape.manager import ScrapeManager, Shard
+from worker.scrape.metrics import WorkerMetrics
+
+log = logging.getLogger("sotp.worker")
+
+DEFAULT_LISTEN: Final = "127.0.0.1:9202"
+BACKUP_MODULE: Final = "worker.backup.scheduler"
+
+BackupRun = Callable[[Config, Storage, asyncio.Event], Coroutine[Any, Any, None]]
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="sotp.yml with global: and scrape_configs: (Prometheus syntax)")
+    parser.add_argument(
+        "--storage",
+        help="where samples go: sqlite:///path/to.db, postgresql://user@host:port/db or memory:// "
+        "(default: server.storage from the config, sqlite:///./data/sotp.db)",
+    )
+    parser.add_argument("--shard", default="0/1", help="i/n: scrape only targets with hashmod(address, n) == i")
+    parser.add_argument(
+        "--listen", default=DEFAULT_LISTEN, help=f"host:port for /metrics, /-/reload, /-/healthy ({DEFAULT_LISTEN}; "
+        "'' disables)"
+    )
+
+
+def find_backup_runner() -> BackupRun | None:
+    """The backup scheduler's ``run`` if ``worker.backup.scheduler`` is installed, else None."""
+    try:
+        if importlib.util.find_spec(BACKUP_MODULE) is None:
+            return None
+    except ModuleNotFoundError:
+        return None
+    fn: BackupRun = importlib.import_module(BACKUP_MODULE).run
+    return fn
+
+
+class Worker:
+    """Config (re)loading, the scrape manager, the backup task and the status HTTP app."""
+
+    def __init__(self, config_path: str | None, storage: Storage, manager: ScrapeManager, metrics: WorkerMetrics):
+        self.config_path = config_path
+        self.storage = storage
+        self.manager = manager
+        self.metrics = metrics
+        self.config: Config | None = None
+        self.worker_config: WorkerConfig | None = None
+        self._backup_task: asyncio.Task[None] | None = None
+        self._backup_stop: asyncio.Event | None = None
+        self._reload_lock = asyncio.Lock()
+
+    @staticmethod
+    def load(path: str | None) -> tuple[Config, WorkerConfig]:
+        config = load_config(path)
+        return config, worker_config(config)
+
+    async def start(self, config: Config, wc: WorkerConfig) -> None:
+        await self.manager.apply(wc)
+        self.config, self.worker_config = config, wc
+        await self._restart_backup(config)
+        self.metrics.reload_ok.set(1)
+        self.metrics.reload_time.set(time.time())
+        log.info("scraping %d targets in %d jobs", len(self.manager.loops()), len(wc.jobs))
+
+    async def reload(self) -> str | None:
+        """Re-read the config file; returns None, or the reason it was rejected (old config kept)."""
+        async with self._reload_lock:
+            try:
+                config, wc = self.load(self.config_path)
+            except SotpError as err:
+                self.metrics.reload_ok.set(0)
+                log.error("config reload rejected, keeping the running config: %s", err)
+                return str(err)
+            await self.manager.apply(wc)
+            old_backup = self.config.backup if self.config is not None else {}
+            self.config, self.worker_config = config, wc
+            if config.backup != old_backup:
+                await self._restart_backup(config)
+            self.metrics.reload_ok.set(1)
+            self.metrics.reload_time.set(time.time())
+            log.info("config reloaded: %d targets in %d jobs", len(self.manager.loops()), len(wc.jobs))
+            return None
+
+    async def _restart_backup(self, config: Config) -> None:
+        await self._stop_backup()
+        if not config.backup:
+            return
+        runner = find_backup_runner()
+        if runner is None:
+            log.warning("backup: section ignored: %s is not installed", BACKUP_MODULE)
+            return
+        self._backup_stop = asyncio.Event()
+        self._backup_task = asyncio.create_task(runner(config, self.storage, self._backup_stop), name="backups")
+
+    async def _stop_backup(self) -> None:
+        if self._backup_task is None or self._backup_stop is None:
+            return
+        self._backup_stop.set()
+        try:
+            await asyncio.wait_for(self._backup_task, 30)
+        except TimeoutError:
+            log.warning("backup scheduler did not stop within 30 s; cancelling it")
+        except Exception:
+            log.exception("backup scheduler failed")
+        self._backup_task = None
+
+    async def close(self) -> None:
+        await self._stop_backup()
+        await self.manager.close()
+
+    # -- HTTP --------------------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/-/healthy", self._healthy)
+        app.router.add_get("/-/ready", self._ready)
+        app.router.add_post("/-/reload", self._reload)
+        app.router.add_put("/-/reload", self._reload)
+        app.router.add_get("/-/targets", self._targets)
+        return app
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthy(self, request: web.Request) -> web.Response:
+        return web.Response(text="SOTP worker is Healthy.\n")
+
+    async def _ready(self, request: web.Request) -> web.Response:
+        try:
+            await self.storage.ping()
+        except StorageError as err:
+            return web.Response(status=503, text=f"SOTP worker is not ready: {err}\n")
+        return web.Response(text="SOTP worker is Ready.\n")
+
+    async def _reload(self, request: web.Request) -> web.Response:
+        error = await self.reload()
+        if error is not None:
+            return web.Response(status=500, text=f"failed to reload config: {error}\n")
+        return web.Response(text="config reloaded\n")
+
+    async def _targets(self, request: web.Request) -> web.Response:
+        out: list[dict[str, Any]] = []
+        for lp in self.manager.loops():
+            r = lp.last_result
+            out.append({
+                "job": lp.target.job,
+                "url": lp.target.url,
+                "labels": dict(lp.target.labels.items_tuple()),
+                "health": "unknown" if r is None else ("up" if r.up else "down"),
+                "lastError": "" if r is None else (r.error or ""),
+                "scrapes": lp.scrapes,
+            })
+        return web.json_response({"status": "success", "data": {"activeTargets": out}})
+
+
+async def serve(args: argparse.Namespace) -> int:
+    """The worker's main coroutine (``sotp up`` may call it in-process too)."""
+    try:
+        shard = Shard.parse(args.shard)
+        config, wc = Worker.load(args.config)
+    except (SotpError, ValueError) as err:
+        log.error("%s", err)
+        return 2
+    url = args.storage or config.server.storage
+    storage = open_storage(url)
+    await storage.open()
+    metrics = WorkerMetrics()
+    worker = Worker(args.config, storage, ScrapeManager(storage, metrics, shard), metrics)
+    runner: web.AppRunner | None = None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Task[str | None]] = set()
+
+    def on_hup() -> None:
+        task = asyncio.create_task(worker.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    try:
+        if args.listen:
+            from sotp.cli.serve import split_listen
+
+            host, port = split_listen(args.listen)
+            runner = web.AppRunner(worker.app(), access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, host, port, reuse_address=True).start()
+            log.info("worker status on http://%s:%d (shard %d/%d, storage %s)", host, port, shard.index,
+                     shard.total, url.split("@")[-1])
+        await worker.start(config, wc)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await worker.close()
+        if runner is not None:
+            await runner.cleanup()
+        with contextlib.suppress(SotpError):
+            await storage.close()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return asyncio.run(serve(args))
+
+
+__all__ = ["BACKUP_MODULE", "Worker", "configure_parser", "find_backup_runner", "run", "serve"]
