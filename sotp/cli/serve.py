@@ -26,6 +26,7 @@ log = logging.getLogger("sotp.serve")
 
 #: Dotted ``module:function`` setup hooks, called in order with ``(app, ctx)``.
 COMPONENTS: list[str] = [
+    "sotp.auth:setup",
     "remote_write.receiver:setup",
     "query.api:setup",
 ]
