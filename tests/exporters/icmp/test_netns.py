@@ -1,0 +1,130 @@
+"""The exporter inside network namespaces made by the tests: socket kind selection, unreachable and
+silent targets, the DF bit, and a path with known delay and loss.
+
+Delay and loss come from ``tun_responder.py`` behind a TUN device, not ``tc netem``: this machine's
+kernel is built without ``CONFIG_NET_SCH_NETEM`` (``tc qdisc add ... netem`` answers "Specified qdisc
+kind is unknown"). The responder's loss is deterministic (every 4th echo), so figures are exact.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tests.conftest import REPO, free_port, sotp_cmd
+
+from .conftest import Netns, value, veth
+
+Exporter = Callable[..., Any]
+
+
+def test_datagram_sockets_when_ping_group_range_allows(netns: Callable[[str], Netns], exporter: Exporter) -> None:
+    ns = netns("dgram")
+    ns.sysctl("net.ipv4.ping_group_range", "0 0")  # gid 0 may open unprivileged ICMP sockets here
+    exp = exporter("--target", "127.0.0.1", ns=ns)
+    m = exp.metrics("/probe?target=127.0.0.1")
+    assert value(m, "probe_success") == 1
+    assert value(m, "probe_icmp_reply_hop_limit") > 0  # from IP_RECVTTL: no IP header on datagram sockets
+    assert value(exp.metrics("/probe?target=::1"), "probe_success") == 1
+    m = exp.metrics()
+    assert value(m, "sotp_icmp_socket_info", family="ipv4", mode="datagram", source="") == 1
+    assert value(m, "sotp_icmp_socket_info", family="ipv6", mode="datagram", source="") == 1
+    assert "ipv4 echo uses datagram sockets (net.ipv4.ping_group_range=(0, 0) covers gid 0)" in exp.proc.output()
+
+
+def test_raw_sockets_when_ping_group_range_excludes(netns: Callable[[str], Netns], exporter: Exporter) -> None:
+    ns = netns("raw")
+    assert ns.run("sysctl", "-n", "net.ipv4.ping_group_range").stdout.split() == ["1", "0"]  # the default
+    exp = exporter("--target", "127.0.0.1", ns=ns)
+    assert value(exp.metrics("/probe?target=127.0.0.1"), "probe_success") == 1
+    assert value(exp.metrics(), "sotp_icmp_socket_info", family="ipv4", mode="raw", source="") == 1
+    assert "ipv4 echo uses raw sockets (datagram sockets not allowed" in exp.proc.output()
+
+
+def test_forced_datagram_without_permission_says_which_sysctl(netns: Callable[[str], Netns]) -> None:
+    ns = netns("nodgram")
+    argv = ["ip", "netns", "exec", ns.name,
+            *sotp_cmd("exporter", "icmp", "--socket", "datagram", "--listen", f"127.0.0.1:{free_port()}")]
+    res = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=30,
+                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    assert res.returncode == 1
+    assert "net.ipv4.ping_group_range" in res.stderr and "no ICMP socket can be opened" in res.stderr
+
+
+def test_unreachable_silent_and_answering_targets(netns: Callable[[str], Netns], exporter: Exporter) -> None:
+    a, b = netns("prober"), netns("peer")
+    veth(a, "va", "10.79.0.1", b, "vb", "10.79.0.2")
+    a.ip("route", "add", "blackhole", "10.80.0.0/24")
+    a.ip("route", "add", "unreachable", "10.81.0.0/24")
+    exp = exporter(config={"modules": {"icmp": {"icmp": {"preferred_ip_protocol": "ip4"}}}}, ns=a)
+
+    m = exp.metrics("/probe?target=10.79.0.2")
+    assert value(m, "probe_success") == 1
+    assert value(m, "probe_icmp_reply_hop_limit") == 64  # one veth, no router in between
+
+    b.sysctl("net.ipv4.icmp_echo_ignore_all", "1")  # the peer stays up but stops answering
+    m = exp.metrics("/probe?target=10.79.0.2", {"X-Prometheus-Scrape-Timeout-Seconds": "1.5"})
+    assert value(m, "probe_success") == 0
+    assert 0.95 <= value(m, "probe_duration_seconds") < 1.4  # waited the header's 1.5 s minus 0.5 s
+    assert ("probe_icmp_reply_hop_limit", ()) not in m["samples"]
+
+    for target in ("10.80.0.1", "10.81.0.1"):  # the kernel refuses these sends at once
+        m = exp.metrics(f"/probe?target={target}", {"X-Prometheus-Scrape-Timeout-Seconds": "3"})
+        assert value(m, "probe_success") == 0, target
+        assert value(m, "probe_duration_seconds") < 0.5, target
+        assert value(m, "probe_ip_protocol") == 4
+
+
+def test_dont_fragment(netns: Callable[[str], Netns], exporter: Exporter) -> None:
+    a, b = netns("dfa"), netns("dfb")
+    veth(a, "va", "10.78.0.1", b, "vb", "10.78.0.2", mtu=1280)
+    base = {"preferred_ip_protocol": "ip4", "payload_size": 1400}
+    exp = exporter(config={"modules": {
+        "frag": {"timeout": "2s", "icmp": {**base, "dont_fragment": False}},
+        "df": {"timeout": "2s", "icmp": {**base, "dont_fragment": True}},
+        "df_small": {"timeout": "2s", "icmp": {**base, "payload_size": 1000, "dont_fragment": True}},
+    }}, ns=a)
+    assert value(exp.metrics("/probe?target=10.78.0.2&module=frag"), "probe_success") == 1  # fragmented
+    assert value(exp.metrics("/probe?target=10.78.0.2&module=df_small"), "probe_success") == 1  # fits
+    m = exp.metrics("/probe?target=10.78.0.2&module=df")
+    assert value(m, "probe_success") == 0  # 1,428-byte packet, DF set, 1,280-byte MTU: EMSGSIZE
+    assert value(m, "probe_duration_seconds") < 0.5
+    assert "Message too long" in exp.proc.output()
+
+
+def test_known_delay_and_loss(netns: Callable[[str], Netns], exporter: Exporter,
+                              tun_responder: Callable[..., Callable[[], dict[str, int]]]) -> None:
+    ns = netns("delay")
+    stats = tun_responder(ns, "10.77.0", delay=0.04, drop_every=4)
+
+    # /probe with count 8: echoes 4 and 8 are dropped, the rest come back 40 ms later.
+    probe_cfg = {"timeout": "2s", "icmp": {"preferred_ip_protocol": "ip4", "count": 8, "interval": "20ms"}}
+    exp = exporter(config={"modules": {"m8": probe_cfg}}, ns=ns)
+    m = exp.metrics("/probe?target=10.77.0.2&module=m8")
+    assert stats() == {"requests": 8, "replies": 6}
+    assert value(m, "sotp_probe_icmp_requests") == 8 and value(m, "sotp_probe_icmp_replies") == 6
+    assert value(m, "probe_success") == 1
+    assert value(m, "sotp_probe_icmp_rtt_seconds", stat="min") >= 0.040
+    assert value(m, "sotp_probe_icmp_rtt_seconds", stat="max") < 0.1
+    assert value(m, "probe_icmp_reply_hop_limit") == 61  # the responder's TTL
+    exp.proc.stop()
+
+    # Continuous: 50 ms interval; a timeout (150 ms) shorter than the gap between drops (200 ms), so at
+    # most one dropped echo is undecided at a scrape and requests - responses is within 1 of requests / 4.
+    cont = {"targets": ["10.77.0.2"], "interval": "50ms", "timeout": "150ms", "preferred_ip_protocol": "ip4"}
+    exp = exporter(config={"continuous": cont}, ns=ns)
+    time.sleep(2.0)
+    m = exp.metrics()
+    labels = {"host": "10.77.0.2", "ip": "10.77.0.2"}
+    req = value(m, "sotp_icmp_requests_total", **labels)
+    resp = value(m, "sotp_icmp_responses_total", **labels)
+    assert req >= 25
+    lost_by_responder = (stats()["requests"] - 8) // 4  # its drop counter continues from the probe
+    assert abs((req - resp) - req // 4) <= 1, (req, resp)
+    assert req - resp <= lost_by_responder
+    assert value(m, "sotp_icmp_rtt_seconds_bucket", **labels, le="0.0256") == 0
+    assert value(m, "sotp_icmp_rtt_seconds_bucket", **labels, le="0.1024") == resp
+    mean = value(m, "sotp_icmp_rtt_seconds_sum", **labels) / value(m, "sotp_icmp_rtt_seconds_count", **labels)
+    assert 0.040 <= mean < 0.050
