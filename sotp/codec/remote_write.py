@@ -19,6 +19,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError as ProtoDecodeError
 
 from sotp.codec.remote_write_encoder import encode_write_request_pairs
+from sotp.codec.remote_write_samples import decode_samples
 from sotp.errors import DecodeError, LimitExceeded
 from sotp.model import LABEL_NAME_RE, METRIC_NAME, METRIC_NAME_RE, Labels
 
@@ -77,16 +78,37 @@ def _build_schema() -> dict[str, Any]:
             ("metadata", 3, _F.TYPE_MESSAGE, rep, ".prometheus.MetricMetadata"),
         ],
     )
+    # The decoder's view of the same wire format: labels and samples as raw bytes (one object per field,
+    # made in C), so that known label sets are found in a cache and samples are decoded with numpy
+    # (sotp.codec.remote_write_samples) instead of one message object per sample.
+    msg(
+        "RawTimeSeries",
+        [
+            ("labels", 1, _F.TYPE_BYTES, rep, None),
+            ("samples", 2, _F.TYPE_BYTES, rep, None),
+            ("histograms", 4, _F.TYPE_BYTES, rep, None),
+        ],
+    )
+    msg(
+        "RawWriteRequest",
+        [
+            ("timeseries", 1, _F.TYPE_MESSAGE, rep, ".prometheus.RawTimeSeries"),
+            ("metadata", 3, _F.TYPE_MESSAGE, rep, ".prometheus.MetricMetadata"),
+        ],
+    )
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fdp)
     return {
         name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"prometheus.{name}"))
-        for name in ("WriteRequest", "TimeSeries", "Label", "Sample", "MetricMetadata")
+        for name in ("WriteRequest", "TimeSeries", "Label", "Sample", "MetricMetadata", "RawWriteRequest")
     }
 
 
 _SCHEMA = _build_schema()
 WriteRequest: Any = _SCHEMA["WriteRequest"]
+_RawWriteRequest: Any = _SCHEMA["RawWriteRequest"]
+_Label: Any = _SCHEMA["Label"]
+_Sample: Any = _SCHEMA["Sample"]
 MetricMetadata: Any = _SCHEMA["MetricMetadata"]
 
 METADATA_TYPES = {
@@ -177,7 +199,7 @@ def decode_write_request(
     present and valid.
     """
     raw = snappy_decompress(body, max_decompressed)
-    req = WriteRequest()
+    req = _RawWriteRequest()
     try:
         req.ParseFromString(raw)
     except ProtoDecodeError as err:
@@ -186,27 +208,60 @@ def decode_write_request(
         raise LimitExceeded(
             f"write request has {len(req.timeseries)} series, limit {max_series} (limits.max_series_per_request)"
         )
-    out: list[DecodedSeries] = []
+    limits = (max_labels_per_series, max_label_name_length, max_label_value_length)
+    cache = _LABELS_CACHE.get(limits)
+    if cache is None or len(cache) > _LABELS_CACHE_MAX:
+        cache = _LABELS_CACHE[limits] = {}
+    found: list[tuple[Labels, int]] = []
+    chunks: list[bytes] = []
     for i, ts in enumerate(req.timeseries):
-        pairs = tuple((lb.name, lb.value) for lb in ts.labels)
-        labels = _validate_pairs(
-            pairs, i, max_labels_per_series, max_label_name_length, max_label_value_length
-        )
-        samples = ts.samples
+        key = tuple(ts.labels)
+        labels = cache.get(key)
+        if labels is None:
+            labels = _validate_pairs(_label_pairs(key), i, *limits)
+            cache[key] = labels
         if len(ts.histograms):
             raise DecodeError(
                 f"series {labels}: native histograms are not supported; send classic histograms"
             )
-        if not samples:
-            continue
-        out.append(
-            DecodedSeries(labels, [s.timestamp for s in samples], [s.value for s in samples])
-        )
+        samples = ts.samples
+        if samples:
+            found.append((labels, len(samples)))
+            chunks.extend(samples)
+    ts_arr, vs_arr = decode_samples(chunks, _parse_sample)
+    ts_all, vs_all = ts_arr.tolist(), vs_arr.tolist()
+    out: list[DecodedSeries] = []
+    pos = 0
+    for labels, n in found:
+        out.append(DecodedSeries(labels, ts_all[pos : pos + n], vs_all[pos : pos + n]))
+        pos += n
     meta = [
         Metadata(m.metric_family_name, METADATA_TYPES.get(m.type, "unknown"), m.help, m.unit)
         for m in req.metadata
     ]
     return DecodedRequest(out, meta)
+
+
+#: Validated label sets by their raw ``Label`` fields, per limit setting: a sender repeats the same
+#: series in every request, so each is parsed and checked once. Cleared when it grows past the bound.
+_LABELS_CACHE: dict[tuple[int, int, int], dict[tuple[bytes, ...], Labels]] = {}
+_LABELS_CACHE_MAX = 1_000_000
+
+
+def _label_pairs(raw: tuple[bytes, ...]) -> tuple[tuple[str, str], ...]:
+    try:
+        labels = [_Label.FromString(b) for b in raw]
+    except ProtoDecodeError as err:
+        raise DecodeError(f"cannot parse remote-write body (protobuf label): {err}") from err
+    return tuple((lb.name, lb.value) for lb in labels)
+
+
+def _parse_sample(raw: bytes) -> tuple[int, float]:
+    try:
+        s = _Sample.FromString(raw)
+    except ProtoDecodeError as err:
+        raise DecodeError(f"cannot parse remote-write body (protobuf sample): {err}") from err
+    return int(s.timestamp), float(s.value)
 
 
 def _validate_pairs(

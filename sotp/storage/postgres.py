@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -43,7 +44,8 @@ from sotp.model import Labels
 from sotp.storage import Appender, Querier
 from sotp.storage.head import StagedSeries, classify, verify_older
 from sotp.storage.pg import schema
-from sotp.storage.pg.binary import copy_buffer
+from sotp.storage.pg.batch import Group, Staging
+from sotp.storage.pg.binary import COPY_HEADER, COPY_TRAILER, copy_blocks, copy_rows
 from sotp.storage.pg.options import PgOptions, parse_url
 from sotp.storage.pg.query import PgQuerier
 from sotp.storage.pg.schema import MODE_TIMESCALE, ms_to_dt
@@ -260,53 +262,105 @@ class PostgresStorage:
             out.setdefault(ts[start] // part * part, []).append((sid, ts[start:end], vs[start:end]))
             start = end
 
-    async def _commit(self, staged: dict[Labels, StagedSeries]) -> int:
-        first_ms = {lb: st.ts[0] for lb, st in staged.items() if st.ts}
+    async def _commit(self, staging: Staging) -> int:
+        groups = staging.groups()
+        staged = {lb: st for lb, st in staging.staged.items() if st.ts}
+        wanted = [lb for g in groups for lb in g.labels]
+        wanted += staged
+        first_ms = {lb: int(g.ts[i, 0]) for g in groups for i, lb in enumerate(g.labels)} if len(
+            self.index.by_labels) < len(wanted) else {}
+        first_ms.update((lb, st.ts[0]) for lb, st in staged.items())
         async with self.connection() as conn:
-            created = await self.index.resolve(conn, staged, first_ms)
-        sids = {lb: self.index.by_labels[lb] for lb in staged}
+            created = await self.index.resolve(conn, wanted, first_ms)
+        by_labels = self.index.by_labels
         for sid in created:
             self._last[sid] = None
-        async with self._locks.hold(sids.values()):
-            by_partition: dict[int, list[Block]] = {}
+        group_sids = [np.fromiter((by_labels[lb] for lb in g.labels), np.int64, len(g.labels)) for g in groups]
+        staged_sids = {lb: by_labels[lb] for lb in staged}
+        all_sids = [sid for a in group_sids for sid in a.tolist()] + list(staged_sids.values())
+        async with self._locks.hold(all_sids):
+            async with self.connection() as conn:
+                await self._load_last(conn, [s for s in all_sids if s not in self._last])
+            rows: dict[int, list[bytes]] = {}
             new_last: dict[int, tuple[int, float]] = {}
             written = 0
-            async with self.connection() as conn:
-                await self._load_last(conn, [s for s in sids.values() if s not in self._last])
-                for labels, st in staged.items():
-                    sid = sids[labels]
-                    last = self._last[sid]
-                    c = classify(st, last)
-                    for t, v in c.older:
-                        assert last is not None
-                        verify_older(labels, t, v, await self._stored_value(conn, sid, t), last[0])
-                    if c.first_new >= len(st.ts):
-                        continue
-                    ts, vs = st.ts[c.first_new :], st.vs[c.first_new :]
-                    self._split(sid, ts, vs, by_partition)
-                    new_last[sid] = (ts[-1], vs[-1])
-                    written += len(ts)
-            if not by_partition:
+            for g, sids in zip(groups, group_sids, strict=True):
+                written += self._fast_rows(g, sids, rows, new_last, staged, staged_sids)
+            blocks: dict[int, list[Block]] = {}
+            if staged:
+                async with self.connection() as conn:
+                    for labels, st in staged.items():
+                        sid = staged_sids[labels]
+                        last = self._last[sid]
+                        c = classify(st, last)
+                        for t, v in c.older:
+                            assert last is not None
+                            verify_older(labels, t, v, await self._stored_value(conn, sid, t), last[0])
+                        if c.first_new >= len(st.ts):
+                            continue
+                        ts, vs = st.ts[c.first_new :], st.vs[c.first_new :]
+                        self._split(sid, ts, vs, blocks)
+                        new_last[sid] = (ts[-1], vs[-1])
+                        written += len(ts)
+            for start, part_blocks in blocks.items():
+                rows.setdefault(start, []).append(copy_blocks(part_blocks))
+            if not rows:
                 return 0
-            await self.ensure_partitions(by_partition)
-            await self._copy(by_partition)
+            await self.ensure_partitions(rows)
+            await self._copy(rows)
             self._last.update(new_last)
             return written
 
-    async def _copy(self, by_partition: dict[int, list[Block]]) -> None:
-        targets: list[tuple[sql.Composable, bytes]] = []
-        for start, blocks in by_partition.items():
-            if self.mode == MODE_TIMESCALE:
-                table: sql.Composable = sql.Identifier("sotp_samples")
-            else:  # straight into the partition: skips row routing
-                table = sql.Identifier(schema.partition_name(start, self.partition_ms))
-            targets.append((table, copy_buffer(blocks)))
+    def _fast_rows(
+        self,
+        g: Group,
+        sids: npt.NDArray[np.int64],
+        rows: dict[int, list[bytes]],
+        new_last: dict[int, tuple[int, float]],
+        staged: dict[Labels, StagedSeries],
+        staged_sids: dict[Labels, int],
+    ) -> int:
+        """Encode the rows of ``g`` that are entirely new and inside one block window; hand the others
+        (retries, overlaps, window crossings) to the sample-wise path in ``staged``."""
+        lasts = self._last
+        floor = np.iinfo(np.int64).min
+        last_t = np.fromiter(
+            ((x[0] if (x := lasts[s]) is not None else floor) for s in sids.tolist()), np.int64, len(sids)
+        )
+        first, final = g.ts[:, 0], g.ts[:, -1]
+        ok = (first > last_t) & (first // self.block_ms == final // self.block_ms)
+        if not ok.all():
+            for i in np.flatnonzero(~ok).tolist():
+                lb = g.labels[i]
+                staged[lb] = StagedSeries(lb, g.ts[i].tolist(), g.vs[i].tolist())
+                staged_sids[lb] = int(sids[i])
+            sids, ts, vs, first = sids[ok], g.ts[ok], g.vs[ok], first[ok]
+        else:
+            ts, vs = g.ts, g.vs
+        if not len(sids):
+            return 0
+        part = first // self.partition_ms * self.partition_ms
+        for start in np.unique(part).tolist():
+            m = part == start
+            rows.setdefault(int(start), []).append(copy_rows(sids[m], ts[m], vs[m]))
+        new_last.update(zip(sids.tolist(), zip(ts[:, -1].tolist(), vs[:, -1].tolist(), strict=True), strict=True))
+        return int(ts.size)
+
+    async def _copy(self, rows: dict[int, list[bytes]]) -> None:
+        """One transaction; one binary COPY per partition (straight into it: skips row routing)."""
         async with self.connection() as conn, conn.transaction():
             cur = conn.cursor()
-            for table, buf in targets:
+            for start, parts in rows.items():
+                if self.mode == MODE_TIMESCALE:
+                    table: sql.Composable = sql.Identifier("sotp_samples")
+                else:
+                    table = sql.Identifier(schema.partition_name(start, self.partition_ms))
                 stmt = sql.SQL("COPY {} (series_id, t_min, t_max, ts, vals) FROM STDIN (FORMAT BINARY)")
                 async with cur.copy(stmt.format(table)) as copy:
-                    await copy.write(buf)
+                    await copy.write(COPY_HEADER)
+                    for part in parts:
+                        await copy.write(part)
+                    await copy.write(COPY_TRAILER)
 
     # -- maintenance -----------------------------------------------------------------------------
 
@@ -380,29 +434,22 @@ class PostgresStorage:
 class _PgAppender:
     def __init__(self, store: PostgresStorage) -> None:
         self._store = store
-        self._staged: dict[Labels, StagedSeries] = {}
-
-    def _series(self, labels: Labels) -> StagedSeries:
-        st = self._staged.get(labels)
-        if st is None:
-            st = self._staged[labels] = StagedSeries(labels)
-        return st
+        self._staging = Staging()
 
     def append(self, labels: Labels, t_ms: int, value: float) -> None:
-        self._series(labels).add(int(t_ms), float(value))
+        self._staging.add(labels, t_ms, value)
 
     def append_series(self, labels: Labels, ts: Sequence[int], vs: Sequence[float]) -> None:
-        self._series(labels).extend(list(ts), list(vs))
+        self._staging.add_series(labels, ts, vs)
 
     async def commit(self) -> int:
-        staged, self._staged = self._staged, {}
-        staged = {lb: st for lb, st in staged.items() if st.ts}
-        if not staged:
+        staging, self._staging = self._staging, Staging()
+        if not staging:
             return 0
-        return await self._store._commit(staged)
+        return await self._store._commit(staging)
 
     async def rollback(self) -> None:
-        self._staged = {}
+        self._staging = Staging()
 
 
 async def migrate(url: str) -> tuple[str, list[int]]:

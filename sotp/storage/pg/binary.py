@@ -72,21 +72,25 @@ def copy_rows(sids: I64, ts: I64, vs: F64) -> bytes:
     return rows.tobytes()
 
 
-def copy_buffer(blocks: Sequence[tuple[int, Sequence[int] | I64, Sequence[float] | F64]]) -> bytes:
-    """A complete binary COPY stream for blocks ``(series_id, ts, vs)``; rows of equal length are
-    built together, so the Python work is per distinct block length, not per row or sample."""
+def copy_blocks(blocks: Sequence[tuple[int, Sequence[int] | I64, Sequence[float] | F64]]) -> bytes:
+    """COPY rows (no header) for blocks ``(series_id, ts, vs)``; rows of equal length are built together,
+    so the Python work is per distinct block length, not per row or sample."""
     by_len: dict[int, list[int]] = {}
     for i, (_, ts, _) in enumerate(blocks):
         by_len.setdefault(len(ts), []).append(i)
-    parts = [COPY_HEADER]
+    parts = []
     for idx in by_len.values():
         sids = np.fromiter((blocks[i][0] for i in idx), dtype=np.int64, count=len(idx))
         # One C-level conversion per group (lists of Python numbers or arrays alike).
         ts2 = np.array([blocks[i][1] for i in idx], dtype=np.int64)
         vs2 = np.array([blocks[i][2] for i in idx], dtype=np.float64)
         parts.append(copy_rows(sids, ts2, vs2))
-    parts.append(COPY_TRAILER)
     return b"".join(parts)
+
+
+def copy_buffer(blocks: Sequence[tuple[int, Sequence[int] | I64, Sequence[float] | F64]]) -> bytes:
+    """A complete binary COPY stream (header, rows, trailer) for blocks ``(series_id, ts, vs)``."""
+    return COPY_HEADER + copy_blocks(blocks) + COPY_TRAILER
 
 
 def _array_len(buf: bytes | memoryview, what: str) -> int:
