@@ -1,0 +1,171 @@
+"""The I/O seam: a :class:`Session` sends single SNMP requests; :func:`scrape` walks and gets a module.
+
+Backends implement only :class:`Session` (one request PDU per call, no retries of their own), so the
+walk loop, retries, packet counting and the stop rules live once, here, like gosnmp's
+``BulkWalkAll`` under snmp_exporter:
+
+* GETBULK (GETNEXT for v1) from the subtree root until a varbind leaves the subtree or is
+  endOfMibView/noSuch*; an empty walk falls back to a GET of the root (walking a scalar);
+* OIDs must increase unless ``allow_nonincreasing_oids`` (a looping agent otherwise never ends);
+* GETs go in chunks of ``max_repetitions`` OIDs (one per request for v1, whose noSuchName is skipped);
+* each request is tried ``retries + 1`` times with ``timeout`` each: ``packets`` counts every send,
+  ``retries`` every resend.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from exporters.snmp.config import Module
+from exporters.snmp.pdu import END_OF_MIB_VIEW, EXCEPTION_TYPES, AgentError, Pdu, RequestTimeout, TargetError
+
+NO_SUCH_NAME = 2
+
+
+class Session(Protocol):
+    """One device with one set of credentials. Each call sends ONE request and waits at most the
+    session's timeout; it raises :class:`RequestTimeout` when nothing came back (the caller retries),
+    :class:`AgentError` for a non-zero error-status and other :class:`ScrapeError`\\ s for the rest.
+    Exception varbinds (noSuchObject, noSuchInstance, endOfMibView) are returned as :class:`Pdu`\\ s with
+    value ``None``. Not task-safe: one scrape uses a session at a time."""
+
+    version: int
+
+    async def get(self, oids: Sequence[str]) -> list[Pdu]: ...
+
+    async def get_next(self, oids: Sequence[str]) -> list[Pdu]: ...
+
+    async def get_bulk(self, oids: Sequence[str], max_repetitions: int) -> list[Pdu]: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class ScrapeResult:
+    """What a module scrape returned, and what it cost."""
+
+    pdus: list[Pdu] = field(default_factory=list)
+    packets: int = 0
+    retries: int = 0
+    walk_seconds: float = 0.0
+
+
+def parse_target(target: str, default_port: int = 161) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address -> (host, port)."""
+    host, port = target, default_port
+    if target.startswith("["):
+        end = target.find("]")
+        if end < 0:
+            raise TargetError(f"invalid target {target!r}: missing ']' (write [ipv6]:port)")
+        host, rest = target[1:end], target[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise TargetError(f"invalid target {target!r}: expected ':port' after ']'")
+            port = _port(rest[1:], target)
+    elif target.count(":") == 1:
+        host, _, p = target.partition(":")
+        port = _port(p, target)
+    if not host:
+        raise TargetError(f"invalid target {target!r}: empty host")
+    return host, port
+
+
+def _port(text: str, target: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise TargetError(f"invalid target {target!r}: port {text!r} is not a number in 1..65535")
+    return int(text)
+
+
+def _oid_key(oid: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in oid.split("."))
+
+
+class _Counter:
+    def __init__(self, result: ScrapeResult, retries: int, timeout: float, target: str) -> None:
+        self.result, self.retries, self.timeout, self.target = result, retries, timeout, target
+
+    async def send(self, call: Callable[[], Awaitable[list[Pdu]]]) -> list[Pdu]:
+        for attempt in range(self.retries + 1):
+            self.result.packets += 1
+            if attempt:
+                self.result.retries += 1
+            try:
+                return await call()
+            except RequestTimeout:
+                if attempt == self.retries:
+                    break
+        raise RequestTimeout(
+            f"no response from {self.target} after {self.retries + 1} tries of {self.timeout:g}s "
+            "(check address and credentials; raise the module's timeout/retries for slow devices)"
+        )
+
+
+async def scrape(session: Session, module: Module, target: str) -> ScrapeResult:
+    """GETs then walks of ``module`` over ``session``; raises :class:`ScrapeError` on failure."""
+    result = ScrapeResult()
+    send = _Counter(result, module.retries, module.timeout_s, target).send
+    start = time.perf_counter()
+    max_oids = module.max_repetitions or 1
+    if session.version == 1:
+        max_oids = 1
+    gets = list(module.get)
+    while gets:
+        chunk, gets = gets[:max_oids], gets[max_oids:]
+        try:
+            pdus = await send(lambda chunk=chunk: session.get(chunk))  # type: ignore[misc]
+        except AgentError as err:
+            if session.version == 1 and err.status == NO_SUCH_NAME:
+                continue  # v1 reports an unsupported OID as an error-status
+            raise
+        result.pdus.extend(p for p in pdus if p.type not in EXCEPTION_TYPES)
+    for root in module.walk:
+        result.pdus.extend(await _walk(session, module, root, send, target))
+    result.walk_seconds = time.perf_counter() - start
+    return result
+
+
+Sender = Callable[[Callable[[], Awaitable[list[Pdu]]]], Awaitable[list[Pdu]]]
+
+
+async def _walk(session: Session, module: Module, root: str, send: Sender, target: str) -> list[Pdu]:
+    prefix = root + "."
+    out: list[Pdu] = []
+    cursor = root
+    last: tuple[int, ...] | None = None
+    reps = module.max_repetitions or 1
+    while True:
+        if session.version == 1:
+            pdus = await send(lambda c=cursor: session.get_next([c]))  # type: ignore[misc]
+        else:
+            pdus = await send(lambda c=cursor: session.get_bulk([c], reps))  # type: ignore[misc]
+        if not pdus:
+            break
+        done = False
+        for p in pdus:
+            if p.type in EXCEPTION_TYPES or not p.oid.startswith(prefix):
+                done = True
+                break
+            key = _oid_key(p.oid)
+            if last is not None and key <= last and not module.allow_nonincreasing_oids:
+                raise AgentError(
+                    f"{target} returned OID {p.oid} not after {cursor} while walking {root} "
+                    "(set allow_nonincreasing_oids: true in the module for such agents)"
+                )
+            last = key
+            out.append(p)
+            cursor = p.oid
+        if done:
+            break
+    if not out:
+        # Walking a scalar or a single instance: the root itself may exist.
+        try:
+            pdus = await send(lambda: session.get([root]))
+        except AgentError as err:
+            if err.status == NO_SUCH_NAME:
+                return out
+            raise
+        out.extend(p for p in pdus if p.type not in EXCEPTION_TYPES and p.type != END_OF_MIB_VIEW)
+    return out
