@@ -29,6 +29,7 @@ COMPONENTS: list[str] = [
     "sotp.auth:setup",
     "remote_write.receiver:setup",
     "query.api:setup",
+    "remote_write.ingest:setup",
 ]
 
 MAINTENANCE_INTERVAL_S = 300.0
