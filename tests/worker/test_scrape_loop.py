@@ -131,7 +131,7 @@ async def test_metric_relabel_and_duplicates(stub: Stub, storage: Storage, sessi
     r = await loop.scrape_once()
     data = await dump(storage, "keep")
     assert {lbl["a"]: pts[0][1] for lbl, pts in data.items()} == {"1": 1.0, "2": 4.0}  # first duplicate kept
-    assert (r.scraped, r.post_relabel) == (4, 2)
+    assert (r.scraped, r.post_relabel) == (4, 3)  # the repeated series counts, as in Prometheus
 
 
 async def test_staleness_when_series_disappears_and_when_scrape_fails(

@@ -62,6 +62,8 @@ class LoopState:
     """What survives a loop restart for the same target (a reload): the series to mark stale next."""
 
     prev_series: set[Labels] = field(default_factory=set)
+    #: Series of the last successful scrape, for ``scrape_series_added`` (a failed scrape keeps it).
+    seen: set[Labels] = field(default_factory=set)
     last_explicit_ts: dict[Labels, int] = field(default_factory=dict)
     last_t_ms: int = 0
 
@@ -133,6 +135,9 @@ class ScrapeLoop:
         self._report_labels = [target.labels.merged({METRIC_NAME: n}) for n in REPORT_NAMES]
         self._task: asyncio.Task[None] | None = None
         self.last_result: ScrapeResult | None = None
+        self._explicit: set[Labels] = set()
+        self._n_scraped = 0
+        self._n_post = 0
         self.scrapes = 0
 
     # -- scheduling ---------------------------------------------------------------------------------
@@ -243,32 +248,38 @@ class ScrapeLoop:
                                   f"limit: {cfg.label_value_length_limit})")
         return Labels(lset)
 
-    def _samples(
-        self, text: str, openmetrics: bool, now_ms: int
-    ) -> tuple[dict[Labels, tuple[int, float]], int, set[Labels]]:
-        """Parse and label a body: (final samples, samples scraped, series with explicit timestamps)."""
+    def _samples(self, text: str, openmetrics: bool, now_ms: int) -> dict[Labels, tuple[int, float]]:
+        """Parse and label a body into final samples (first of repeated series wins).
+
+        Counts go to ``self._n_scraped`` / ``self._n_post`` as parsing goes, so a scrape that fails half
+        way reports what it had read, as Prometheus does; series with explicit timestamps to
+        ``self._explicit``.
+        """
         cache = self._cache
         resolve = self._resolve
         honor_ts = self.job.cfg.honor_timestamps
         out: dict[Labels, tuple[int, float]] = {}
-        explicit: set[Labels] = set()
-        scraped = 0
+        explicit = self._explicit = set()
+        self._n_scraped = self._n_post = 0
         for series, value, t_ms in iter_samples(text, openmetrics=openmetrics):
-            scraped += 1
+            self._n_scraped += 1
             lbls = cache.get(series)
             if lbls is None:
                 lbls = cache[series] = resolve(series)
-            if lbls is _DROPPED or lbls in out:
-                continue  # dropped, or a repeated series (Prometheus keeps the first)
+            if lbls is _DROPPED:
+                continue
+            self._n_post += 1  # repeated series count too (Prometheus counts its duplicate appends)
+            if lbls in out:
+                continue
             if t_ms is not None and honor_ts:
                 explicit.add(lbls)
                 out[lbls] = (t_ms, value)
             else:
                 out[lbls] = (now_ms, value)
-        if len(cache) > 2 * scraped + 64:  # forget series that stopped being exposed
+        if len(cache) > 2 * self._n_scraped + 64:  # forget series that stopped being exposed
             seen = {s for s, _, _ in iter_samples(text, openmetrics=openmetrics)}
             self._cache = {k: v for k, v in cache.items() if k in seen}
-        return out, scraped, explicit
+        return out
 
     async def scrape_once(self) -> ScrapeResult:
         """One scrape and its transaction (called by the schedule; tests call it directly)."""
@@ -277,20 +288,27 @@ class ScrapeLoop:
         now_ms = max(int(start * 1000), state.last_t_ms + 1)
         error: str | None = None
         samples: dict[Labels, tuple[int, float]] = {}
-        explicit: set[Labels] = set()
-        scraped = 0
+        self._explicit = set()
+        self._n_scraped = self._n_post = 0
+        known = state.seen
+        added = 0
         try:
             text, ctype = await self.fetch()
             duration = time.time() - start
-            samples, scraped, explicit = self._samples(text, is_openmetrics(ctype), now_ms)
+            samples = self._samples(text, is_openmetrics(ctype), now_ms)
             limit = self.job.cfg.sample_limit
             if limit and len(samples) > limit:
+                # Prometheus appends the first `limit` samples before its limit trips, so only those
+                # count as added series; every series is remembered all the same.
+                added = sum(1 for lbls in list(samples)[:limit] if lbls not in known)
+                state.seen = set(samples)
                 raise ScrapeError(f"sample_limit exceeded ({len(samples)} samples after relabeling, limit {limit})")
         except (ScrapeError, DecodeError) as err:
             duration = time.time() - start
             error = str(err)
-            samples, explicit, scraped = {}, set(), 0
-        known = state.prev_series | state.last_explicit_ts.keys()
+            samples = {}
+            self._explicit = set()
+        explicit = self._explicit
         # Drop honoured timestamps that do not move forward (Prometheus counts them as out-of-order).
         for lbls in explicit:
             t = samples[lbls][0]
@@ -301,9 +319,11 @@ class ScrapeLoop:
                 state.last_explicit_ts[lbls] = t
         current = {lbls for lbls in samples if lbls not in explicit}
         stale = state.prev_series - current
-        added = len(samples.keys() - known)
+        if error is None:
+            added = len(samples.keys() - known)
+            state.seen = set(samples) | explicit
         up = error is None
-        result = ScrapeResult(up, error, scraped, len(samples), added, len(stale), duration)
+        result = ScrapeResult(up, error, self._n_scraped, self._n_post, added, len(stale), duration)
         await self._commit(samples, stale, now_ms, result)
         state.prev_series = current
         state.last_t_ms = now_ms
