@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import time
 from dataclasses import dataclass
@@ -36,6 +35,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     value = value.strip()
     if value.isdigit():
         return float(value)
+    import email.utils  # only for the rare HTTP-date form; the module tree costs ~2 MB of RSS
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

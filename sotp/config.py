@@ -14,8 +14,6 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
-import yaml
-
 from sotp.errors import ConfigError
 
 T = TypeVar("T")
@@ -189,6 +187,8 @@ def load_config(path: str | Path | None) -> Config:
     """Load ``sotp.yml`` (``None``: defaults, which make ``sotp up`` work with no file)."""
     if path is None:
         return Config()
+    import yaml  # lazily: PyYAML costs ~2 MB of RSS, and the agent uses this module only for durations
+
     p = Path(path)
     try:
         data = yaml.safe_load(p.read_text())

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import random
 import struct
 
+import cramjam
 import pytest
 
 from sotp.codec.remote_write import WriteRequest, decode_write_request, snappy_decompress
-from sotp.codec.remote_write_encoder import encode_write_request_pairs, serialize_write_request
+from sotp.codec.remote_write_encoder import encode_write_request_pairs, serialize_write_request, snappy_block
 from sotp.model import STALE_NAN, Labels, is_stale
 
 Case = list[tuple[tuple[tuple[str, str], ...], list[tuple[int, float]]]]
@@ -60,3 +62,28 @@ def test_round_trip_through_decoder(name: str) -> None:
             assert struct.pack("<d", gv) == struct.pack("<d", v)
     if name == "stale-nan-and-inf":
         assert is_stale(decoded.series[0].values[0])
+
+
+def _snappy_inputs() -> dict[str, bytes]:
+    rng = random.Random(4)
+    text = b"".join(b'node_cpu_seconds_total{cpu="%d",mode="idle"} ' % (i % 7) for i in range(3000))
+    return {
+        "empty": b"",
+        "one-byte": b"x",
+        "four-bytes": b"abcd",
+        "incompressible-70k": rng.randbytes(70_000),  # literal lengths needing 3 length bytes
+        "runs": b"a" * 100_000,  # one long overlapping copy, split into 64-byte pieces
+        "repeat-at-40k": rng.randbytes(40_000) * 3,  # matches up to 64 KiB back
+        "repeat-at-70k": rng.randbytes(70_000) * 2,  # too far back for a 2-byte offset: literals
+        "short-alphabet": bytes(rng.choice(b"ab\x00") for _ in range(20_000)),
+        "label-text": text,
+    }
+
+
+@pytest.mark.parametrize("name", list(_snappy_inputs()), ids=list(_snappy_inputs()))
+def test_pure_python_snappy_reads_back_with_cramjam(name: str) -> None:
+    data = _snappy_inputs()[name]
+    packed = snappy_block(data)
+    assert bytes(cramjam.snappy.decompress_raw(packed)) == data
+    if name in ("runs", "label-text"):
+        assert len(packed) < len(data) / 5  # it compresses, not just frames literals
