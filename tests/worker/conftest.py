@@ -36,8 +36,8 @@ class Stub:
         self.pages[path] = (text, content_type)
 
 
-@pytest.fixture
-async def stub() -> AsyncIterator[Stub]:
+async def start_stub() -> tuple[Stub, web.AppRunner]:
+    """Start a :class:`Stub` on a free port; ``await runner.cleanup()`` stops it."""
     s = Stub(free_port())
 
     async def handler(request: web.Request) -> web.Response:
@@ -52,6 +52,19 @@ async def stub() -> AsyncIterator[Stub]:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", s.port).start()
+    return s, runner
+
+
+@pytest.fixture
+async def stub() -> AsyncIterator[Stub]:
+    s, runner = await start_stub()
+    yield s
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def stub2() -> AsyncIterator[Stub]:
+    s, runner = await start_stub()
     yield s
     await runner.cleanup()
 
