@@ -22,6 +22,9 @@ from sotp.codec.exposition import MetricFamily, format_value
 
 log = logging.getLogger(__name__)
 
+#: Seconds between attempts to resolve a target that has no address yet.
+RETRY_UNRESOLVED = 10.0
+
 
 @dataclass
 class Stats:
@@ -106,6 +109,13 @@ class ContinuousPinger:
             if reply.hop_limit is not None:
                 st.hop_limit = reply.hop_limit
 
+    async def _resolver(self) -> None:
+        # Apart from the send loop, so a slow or failing DNS server never delays pings of resolved targets.
+        # Unresolved targets are retried every RETRY_UNRESOLVED seconds (or resolve_interval if shorter).
+        while True:
+            await asyncio.sleep(min(self.cfg.resolve_interval_s, RETRY_UNRESOLVED))
+            await self.resolve_due()
+
     async def run(self) -> None:
         """Ping forever (until cancelled). Target ``i`` of ``n`` is sent at offset ``i/n`` of each interval,
         so the load is even instead of one burst per interval."""
@@ -115,6 +125,7 @@ class ContinuousPinger:
         n = len(self.targets)
         loop = asyncio.get_running_loop()
         await self.resolve_due()
+        resolver = asyncio.create_task(self._resolver())
         cycle_start = loop.time()
         try:
             while True:
@@ -134,8 +145,8 @@ class ContinuousPinger:
                     cycle_start += skipped * interval
                     log.warning("icmp continuous: %d cycle(s) skipped, %d targets do not fit in %ss",
                                 skipped, n, self.cfg.interval)
-                await self.resolve_due()
         finally:
+            resolver.cancel()
             for task in self._tasks:
                 task.cancel()
 

@@ -193,9 +193,13 @@ class IcmpSocket:
             if not fut.done():
                 fut.set_result(None)
 
-    async def ping(self, ip: str, *, timeout: float, size: int, ttl: int | None, dont_fragment: bool) -> Reply | None:
+    async def ping(
+        self, ip: str, *, timeout: float, size: int, ttl: int | None, dont_fragment: bool, dest: str | None = None
+    ) -> Reply | None:
         """Send one echo request to ``ip`` and wait up to ``timeout`` s: the reply, or ``None`` on timeout.
 
+        ``ip`` is the canonical address replies come from; ``dest`` (default ``ip``) is what is passed to
+        ``sendto``, e.g. with an IPv6 zone (``fe80::1%eth0``).
         Raises :class:`SendFailed` when the kernel refuses the send (no route, blackhole, EMSGSIZE)."""
         seq = self._next_seq()
         data = packet.echo_request(self.ident, seq, packet.payload(size), ipv6=self.ipv6)
@@ -207,7 +211,7 @@ class IcmpSocket:
                 self._apply_options(ttl, dont_fragment)
                 pending.sent_ns = time.time_ns()
                 try:
-                    self.sock.sendto(data, (ip, 0))
+                    self.sock.sendto(data, (dest or ip, 0))
                     break
                 except BlockingIOError:
                     await self._wait_writable()
@@ -334,13 +338,15 @@ class Pinger:
     ) -> Reply | None:
         """Ping ``ip`` (a literal address) once; see :meth:`IcmpSocket.ping`. Waits for a free slot first;
         the timeout starts when the request is sent."""
-        addr = ipaddress.ip_address(ip.split("%")[0])
+        addr = ipaddress.ip_address(ip.split("%")[0])  # replies come from the address without its zone
         family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.max_in_flight)
         async with self._slots:
             sock = self.socket_for(family, source)
-            return await sock.ping(str(addr), timeout=timeout, size=size, ttl=ttl, dont_fragment=dont_fragment)
+            return await sock.ping(
+                str(addr), timeout=timeout, size=size, ttl=ttl, dont_fragment=dont_fragment, dest=ip
+            )
 
     def close(self) -> None:
         for s in self._sockets.values():

@@ -119,10 +119,15 @@ async def run_probe(pinger: Pinger, target: str, module: Module, timeout: float)
             if remaining <= 0:
                 return None
             res.sent += 1
-            return await pinger.ping(
-                resolved.ip, timeout=remaining, size=size, ttl=opts.ttl,
-                dont_fragment=opts.dont_fragment, source=opts.source_ip_address or None,
-            )
+            try:
+                # The outer timeout also covers waiting for a slot under max_in_flight.
+                async with asyncio.timeout(remaining):
+                    return await pinger.ping(
+                        resolved.ip, timeout=remaining, size=size, ttl=opts.ttl,
+                        dont_fragment=opts.dont_fragment, source=opts.source_ip_address or None,
+                    )
+            except TimeoutError:
+                return None
 
         rtt_start = time.perf_counter()
         results = await asyncio.gather(*(echo(i) for i in range(opts.count)))
@@ -136,7 +141,7 @@ async def run_probe(pinger: Pinger, target: str, module: Module, timeout: float)
             hops = [r.hop_limit for r in res.replies if r.hop_limit is not None]
             res.hop_limit = hops[-1] if hops else None
         else:
-            log.info("icmp probe of %s (%s): no reply within %.3fs", target, resolved.ip, timeout)
+            log.debug("icmp probe of %s (%s): no reply within %.3fs", target, resolved.ip, timeout)
     except TimeoutError:
         log.info("icmp probe of %s: resolving took longer than the timeout (%.3fs)", target, timeout)
     except IcmpError as err:
