@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -210,3 +211,15 @@ def tun_responder(spawn: Callable[..., Proc], tmp_path: Path) -> Callable[..., C
         return read
 
     return start
+
+
+@pytest.fixture
+def quiet_dns(netns: Callable[[str], Netns]) -> Iterator[Netns]:
+    """A namespace whose resolv.conf (bind-mounted by ``ip netns exec`` from /etc/netns/NAME) points at
+    127.0.0.1, where nothing listens: name lookups fail inside the namespace, no query leaves it."""
+    ns = netns("dns")
+    etc = Path("/etc/netns") / ns.name
+    etc.mkdir(parents=True, exist_ok=True)
+    (etc / "resolv.conf").write_text("nameserver 127.0.0.1\n")
+    yield ns
+    shutil.rmtree(etc, ignore_errors=True)

@@ -3,9 +3,8 @@ types and series, and equal values where the value is not a timing."""
 
 from __future__ import annotations
 
-import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,17 +75,6 @@ def test_loopback_targets_match_blackbox(exporter: Callable[..., Exporter], blac
     # Request errors: same status and text.
     for path in ("/probe?module=icmp", "/probe?target=127.0.0.1&module=nope"):
         assert ours.get(path) == theirs.get(path), path
-
-
-@pytest.fixture
-def quiet_dns(netns: Callable[[str], Netns]) -> Iterator[Netns]:
-    """A namespace whose resolv.conf points at 127.0.0.1 (nothing listens): name lookups fail locally."""
-    ns = netns("bbcmp")
-    etc = Path("/etc/netns") / ns.name
-    etc.mkdir(parents=True, exist_ok=True)
-    (etc / "resolv.conf").write_text("nameserver 127.0.0.1\n")
-    yield ns
-    shutil.rmtree(etc, ignore_errors=True)
 
 
 def test_failures_match_blackbox_in_a_namespace(quiet_dns: Netns, netns: Callable[[str], Netns],

@@ -9,6 +9,7 @@ kind is unknown"). The responder's loss is deterministic (every 4th echo), so fi
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -128,3 +129,55 @@ def test_known_delay_and_loss(netns: Callable[[str], Netns], exporter: Exporter,
     assert value(m, "sotp_icmp_rtt_seconds_bucket", **labels, le="0.1024") == resp
     mean = value(m, "sotp_icmp_rtt_seconds_sum", **labels) / value(m, "sotp_icmp_rtt_seconds_count", **labels)
     assert 0.040 <= mean < 0.050
+
+
+def test_unresolvable_continuous_target_does_not_hold_up_others(quiet_dns: Netns, exporter: Exporter) -> None:
+    cont = {"targets": ["no-such-host.invalid", "127.0.0.1"], "interval": "100ms", "preferred_ip_protocol": "ip4"}
+    exp = exporter(config={"continuous": cont}, ns=quiet_dns)
+    time.sleep(1.2)
+    m = exp.metrics()
+    assert value(m, "sotp_icmp_resolve_errors_total", host="no-such-host.invalid") >= 1
+    assert value(m, "sotp_icmp_resolve_errors_total", host="127.0.0.1") == 0
+    assert value(m, "sotp_icmp_requests_total", host="127.0.0.1", ip="127.0.0.1") >= 8
+    assert not [k for k in m["samples"] if k[0] == "sotp_icmp_requests_total" and ("host", "no-such-host.invalid")
+                in k[1]]
+    assert "cannot resolve 'no-such-host.invalid'" in exp.proc.output()
+
+
+def test_ipv6_link_local_target_with_zone(netns: Callable[[str], Netns], exporter: Exporter) -> None:
+    a, b = netns("ll-a"), netns("ll-b")
+    for ns in (a, b):  # link-local addresses usable at once, without duplicate address detection
+        ns.sysctl("net.ipv6.conf.default.accept_dad", "0")
+    veth(a, "va", "10.84.0.1", b, "vb", "10.84.0.2")
+    deadline = time.monotonic() + 5
+    while not (out := b.run("ip", "-6", "-o", "addr", "show", "dev", "vb", "scope", "link").stdout):
+        assert time.monotonic() < deadline, "no link-local address on vb"
+        time.sleep(0.05)
+    peer = out.split()[3].split("/")[0]
+    exp = exporter(config={"modules": {"icmp": {"icmp": {"preferred_ip_protocol": "ip6"}}}}, ns=a)
+    m = exp.metrics(f"/probe?target={peer}%25va")  # %25: the zone separator, URL-encoded
+    assert value(m, "probe_success") == 1
+    assert value(m, "probe_ip_protocol") == 6
+    assert value(m, "probe_icmp_reply_hop_limit") == 64
+
+
+def test_probe_timeout_covers_waiting_for_a_slot(netns: Callable[[str], Netns], exporter: Exporter) -> None:
+    a, b = netns("slot-a"), netns("slot-b")
+    veth(a, "va", "10.85.0.1", b, "vb", "10.85.0.2")
+    b.sysctl("net.ipv4.icmp_echo_ignore_all", "1")
+    mod = {"icmp": {"icmp": {"preferred_ip_protocol": "ip4"}}}
+    exp = exporter("--max-in-flight", "1", config={"modules": mod}, ns=a)
+    # Occupy the only slot with an echo to the silent peer for ~3 s, then probe loopback with a 1 s budget.
+    blocker = subprocess.Popen(["ip", "netns", "exec", a.name, sys.executable, "-c",
+                                f"import urllib.request as u; u.urlopen(u.Request('{exp.base}/probe?target=10.85.0.2',"
+                                " headers={'X-Prometheus-Scrape-Timeout-Seconds': '3.5'}), timeout=10).read()"])
+    try:
+        time.sleep(0.5)
+        start = time.monotonic()
+        m = exp.metrics("/probe?target=127.0.0.1", {"X-Prometheus-Scrape-Timeout-Seconds": "1.5"})
+        assert time.monotonic() - start < 2.0
+        assert value(m, "probe_success") == 0  # never got a slot within its 1 s
+        assert 0.9 <= value(m, "probe_duration_seconds") < 1.3
+    finally:
+        blocker.wait(10)
+    assert value(exp.metrics("/probe?target=127.0.0.1"), "probe_success") == 1  # slot free again
