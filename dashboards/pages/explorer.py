@@ -1,0 +1,53 @@
+"""Explorer: a PromQL box with a chart over the picked range and a table at its end; API errors verbatim."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboards import ui
+from dashboards.panels import Panel, Target, expand, fetch
+from dashboards.promapi import InstantResult
+from dashboards.timerange import format_duration
+
+DEFAULT_QUERY = "up"
+
+
+def _instant_table(result: InstantResult) -> pd.DataFrame:
+    names = sorted({k for s in result.samples for k in s.labels})
+    data: dict[str, list[object]] = {n: [s.labels.get(n, "") for s in result.samples] for n in names}
+    data["value"] = [s.value for s in result.samples]
+    return pd.DataFrame(data)
+
+
+def body(settings: ui.Settings) -> None:
+    client = ui.client(settings)
+    tr = ui.time_range(settings)
+    st.title("Explorer")
+    expr = st.text_area(
+        "PromQL",
+        value=DEFAULT_QUERY,
+        key="explorer_query",
+        height=80,
+        help="any PromQL expression; Grafana's $__rate_interval, $__interval and $__range work too. Ctrl+Enter runs it",
+    ).strip()
+    if not expr:
+        st.caption("type a PromQL expression, e.g. `rate(node_network_receive_bytes_total[5m])`")
+        return
+    instant = client.query(expand(expr, tr), tr.end)
+    for warning in instant.warnings:
+        st.warning(warning)
+    chart_tab, table_tab = st.tabs(["Chart", "Table"])
+    with table_tab:
+        st.caption(f"{len(instant.samples)} result(s) of type {instant.result_type} at the end of the range")
+        st.dataframe(_instant_table(instant), hide_index=True, key="explorer_table")
+    with chart_tab:
+        if instant.result_type == "string":
+            st.caption("a string result has no chart")
+            return
+        ui.chart(fetch(client, Panel(expr if len(expr) < 80 else expr[:77] + "…", (Target(expr),)), tr), tr)
+        st.caption(f"step {tr.step:g}s · `$__rate_interval` = {tr.rate}, `$__interval` = {format_duration(tr.step)}, "
+                   f"`$__range` = {format_duration(tr.span)}")
+
+
+ui.page(body)

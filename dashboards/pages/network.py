@@ -1,0 +1,148 @@
+"""Network devices: reachability, RTT and loss, SNMP interfaces and config backups, then one device."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pandas as pd
+import streamlit as st
+
+from dashboards import ui
+from dashboards.network import (
+    DeviceRow,
+    device_panels,
+    devices,
+    interface_panels,
+    interfaces,
+    markers,
+    markers_frame,
+)
+from dashboards.panels import fetch
+from dashboards.units import fmt_age, fmt_bits, fmt_ms
+
+NO_DEVICES = (
+    "No network devices yet",
+    "Add SNMP targets (`snmp.targets` in sotp.yml, then `sotp up --config sotp.yml --snmp-config snmp.yml`) or "
+    "ping targets for `sotp exporter icmp`; devices appear here after their first scrape. Config backups "
+    "(`sotp backup`) are listed too.",
+)
+
+
+def _reach(row: DeviceRow) -> str:
+    if row.reachable is None:
+        return "⚪ no probe"
+    return "🟢 reachable" if row.reachable else "🔴 unreachable"
+
+
+def _backup(row: DeviceRow) -> str:
+    if math.isnan(row.backup_ok):
+        return ""
+    age = "" if math.isnan(row.backup_age_s) else f"{fmt_age(row.backup_age_s)} ago"
+    return f"✅ {age}" if row.backup_ok == 1 else f"❌ failed (last good {age or 'never'})"
+
+
+def _table(rows: list[DeviceRow]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "Device": [r.device for r in rows],
+            "Reachability": [_reach(r) for r in rows],
+            "RTT": [fmt_ms(r.rtt_s) for r in rows],
+            "Loss": [r.loss_pct for r in rows],
+            "Uptime": [fmt_age(r.uptime_s) for r in rows],
+            "Interfaces up": ["" if math.isnan(r.if_total) else f"{r.if_up:.0f} / {r.if_total:.0f}" for r in rows],
+            "In": [fmt_bits(r.in_bps) if not math.isnan(r.in_bps) else "" for r in rows],
+            "Out": [fmt_bits(r.out_bps) if not math.isnan(r.out_bps) else "" for r in rows],
+            "Last backup": [_backup(r) for r in rows],
+            "Config changes": [r.changes for r in rows],
+            "Sources": [", ".join(r.sources) for r in rows],
+        }
+    )
+
+
+def body(settings: ui.Settings) -> None:
+    client = ui.client(settings)
+    tr = ui.time_range(settings)
+    now = time.time()
+    st.title("Network devices")
+    rows, error = devices(client, tr, now)
+    ui.api_error(error)
+    if not rows:
+        if error is None:
+            ui.empty_state(*NO_DEVICES)
+        return
+    reachable = sum(1 for r in rows if r.reachable)
+    probed = sum(1 for r in rows if r.reachable is not None)
+    losses = [r.loss_pct for r in rows if not math.isnan(r.loss_pct)]
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Reachable", f"{reachable} / {probed}", border=True)
+    c2.metric("Worst loss (5 min)", f"{max(losses):.1f} %" if losses else "–", border=True)
+    c3.metric("Devices", str(len(rows)), border=True)
+    st.dataframe(
+        _table(rows),
+        hide_index=True,
+        column_config={
+            "Loss": st.column_config.NumberColumn("Loss", format="%.1f %%"),
+            "Config changes": st.column_config.NumberColumn("Config changes", format="%d",
+                                                            help="changes in the picked time range"),
+        },
+        key="network_table",
+    )
+
+    st.divider()
+    names = [r.device for r in rows]
+    device = st.selectbox("Device", names, key="network_device")
+    if device is None:
+        return
+    row = rows[names.index(device)]
+    st.subheader(device)
+    marks, merr = markers(client, device, tr) if "backup" in row.sources else ([], None)
+    ui.api_error(merr)
+    marks_df = markers_frame(marks)
+    reach_panels = device_panels(device, row.sources)
+    if reach_panels:
+        cols = st.columns(len(reach_panels))
+        for col, panel in zip(cols, reach_panels, strict=True):
+            with col:
+                ui.chart(fetch(client, panel, tr), tr)
+    if "snmp" not in row.sources:
+        st.caption("no SNMP data for this device: interface details need an SNMP target with the if_mib module")
+        return
+    ifs, ierr = interfaces(client, device, tr.rate, now)
+    ui.api_error(ierr)
+    st.markdown("**Interfaces**")
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "ifIndex": [i.if_index for i in ifs],
+                "Name": [i.name for i in ifs],
+                "Alias": [i.alias for i in ifs],
+                "Status": [("🟢 " if i.oper == "up" else "🔴 ") + i.oper if i.oper else "" for i in ifs],
+                "Speed": [f"{i.speed_mbps:g} Mbit/s" if not math.isnan(i.speed_mbps) else "" for i in ifs],
+                "In": [fmt_bits(i.in_bps) for i in ifs],
+                "Out": [fmt_bits(i.out_bps) for i in ifs],
+                "Errors/s": [i.errors_ps for i in ifs],
+            }
+        ),
+        hide_index=True,
+        column_config={"Errors/s": st.column_config.NumberColumn("Errors/s", format="%.3f")},
+        key="network_interfaces",
+    )
+    if not ifs:
+        return
+    labels = {i.if_index: f"{i.name} ({i.alias})" if i.alias else i.name for i in ifs}
+    if_index = st.selectbox("Interface", list(labels), format_func=lambda k: labels[k], key="network_interface")
+    if if_index is None:
+        return
+    traffic, errors = interface_panels(device, str(if_index))
+    col_l, col_r = st.columns([2, 1])
+    with col_l:
+        ui.chart(fetch(client, traffic, tr), tr, marks_df)
+    with col_r:
+        ui.chart(fetch(client, errors, tr), tr)
+    if marks:
+        st.caption(f"dashed lines: {sum(m.kind == 'config change' for m in marks)} config change(s) and "
+                   f"{sum(m.kind == 'backup' for m in marks)} backup(s) in this range")
+
+
+ui.page(body)

@@ -1,0 +1,183 @@
+"""Streamlit pieces every page shares: settings, the API client, the sidebar, charts, empty states.
+
+Settings come from the environment that ``sotp dashboard`` sets for the Streamlit process
+(:data:`ENV_API`, :data:`ENV_TOKEN_FILE`, :data:`ENV_SCRAPE`, :data:`ENV_REFRESH`), so
+``streamlit run dashboards/app.py`` works too. Pages draw inside :func:`page`, which re-runs them on
+the refresh interval (a Streamlit fragment) and turns any unexpected exception into one readable
+error box: the traceback goes to the server log, never to the screen.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from dashboards.panels import PanelData
+from dashboards.promapi import APIError, PromClient
+from dashboards.timerange import DEFAULT_PRESET, PRESETS, TimeRange, parse_scrape_interval
+from dashboards.units import axis_scale
+
+log = logging.getLogger("sotp.dashboard")
+
+ENV_API = "SOTP_DASHBOARD_API"
+ENV_TOKEN_FILE = "SOTP_DASHBOARD_TOKEN_FILE"
+ENV_SCRAPE = "SOTP_DASHBOARD_SCRAPE_INTERVAL"
+ENV_REFRESH = "SOTP_DASHBOARD_REFRESH"
+DEFAULT_API = "http://127.0.0.1:9201"
+
+#: Auto-refresh choices: label -> seconds (``None`` = off).
+REFRESH: dict[str, float | None] = {"off": None, "10 s": 10.0, "30 s": 30.0, "1 min": 60.0, "5 min": 300.0}
+DEFAULT_REFRESH = "30 s"
+#: Chart colours (colour-blind friendly Tableau 10), also used for markers.
+PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac"]
+CHART_HEIGHT = 230
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the API is, how to authenticate, and the scrape interval behind ``rate()`` windows."""
+
+    api: str
+    token: str | None
+    scrape_s: float
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        token_file = os.environ.get(ENV_TOKEN_FILE, "")
+        token = None
+        if token_file:
+            try:
+                token = Path(token_file).read_text().strip() or None
+            except OSError as err:
+                raise APIError(
+                    f"cannot read the API token file {token_file} ({err.strerror}); fix --token-file"
+                ) from err
+        return cls(
+            api=os.environ.get(ENV_API, DEFAULT_API),
+            token=token,
+            scrape_s=parse_scrape_interval(os.environ.get(ENV_SCRAPE, "15s")),
+        )
+
+
+@st.cache_resource(show_spinner=False)
+def _client(api: str, token: str | None) -> PromClient:
+    return PromClient(api, token)
+
+
+def client(settings: Settings) -> PromClient:
+    """One cached client per API and token (a pooled HTTP session shared by all sessions)."""
+    return _client(settings.api, settings.token)
+
+
+def sidebar(settings: Settings) -> None:
+    """Time range and refresh pickers (their values live in ``st.session_state``) and the API in use."""
+    with st.sidebar:
+        st.selectbox("Time range", list(PRESETS), index=list(PRESETS).index(DEFAULT_PRESET), key="range")
+        default_refresh = os.environ.get(ENV_REFRESH, DEFAULT_REFRESH)
+        options = list(REFRESH)
+        st.selectbox(
+            "Auto-refresh",
+            options,
+            index=options.index(default_refresh) if default_refresh in options else options.index(DEFAULT_REFRESH),
+            key="refresh",
+        )
+        st.caption(f"API: `{settings.api}`")
+
+
+def time_range(settings: Settings) -> TimeRange:
+    """The picked range, ending now."""
+    span = PRESETS.get(str(st.session_state.get("range", DEFAULT_PRESET)), PRESETS[DEFAULT_PRESET])
+    return TimeRange.last(span, time.time(), settings.scrape_s)
+
+
+def refresh_seconds() -> float | None:
+    return REFRESH.get(str(st.session_state.get("refresh", DEFAULT_REFRESH)))
+
+
+def page(body: Callable[[Settings], None]) -> None:
+    """Run a page body with settings, auto-refreshing it and catching what it did not expect."""
+    try:
+        settings = Settings.from_env()
+    except Exception as err:  # a bad setting must read as a message, not a traceback
+        st.error(str(err))
+        return
+
+    @st.fragment(run_every=refresh_seconds())
+    def _live() -> None:
+        try:
+            body(settings)
+        except APIError as err:
+            st.error(str(err), icon="⚠️")
+        except Exception as err:  # the one place that keeps tracebacks off the screen
+            log.exception("dashboard page failed")
+            st.error(f"the dashboard hit an internal error ({type(err).__name__}: {err}); "
+                     "the server log has the details — please report it", icon="🐞")
+
+    _live()
+
+
+def api_error(err: APIError | None) -> None:
+    """Show an API error as the API gave it (``bad_data: ...``), or nothing."""
+    if err is not None:
+        st.error(str(err), icon="⚠️")
+
+
+def empty_state(title: str, how: str) -> None:
+    """What to do when there is nothing to show yet: a sentence and the command to run."""
+    st.info(f"**{title}**\n\n{how}", icon="💡")
+
+
+def _unit(frame: pd.DataFrame, unit: str) -> tuple[pd.DataFrame, str]:
+    values = frame["value"].astype(float).replace([math.inf, -math.inf], math.nan)
+    if unit in ("bits", "bytes", "bytes/s"):
+        divisor, label = axis_scale(values.tolist(), "bits" if unit == "bits" else "bytes")
+        return frame.assign(value=values / divisor), label + ("/s" if unit == "bytes/s" else "")
+    if unit == "seconds":
+        top = values.abs().max()
+        if not math.isnan(top) and top < 1:
+            return frame.assign(value=values * 1000), "ms"
+        return frame.assign(value=values), "s"
+    if unit == "percent":
+        return frame.assign(value=values), "%"
+    return frame.assign(value=values), "" if unit == "short" else unit
+
+
+def chart(data: PanelData, tr: TimeRange, marks: pd.DataFrame | None = None) -> None:
+    """Draw a panel: title, its error if any, then lines (or stacked areas) over the picked range."""
+    panel = data.panel
+    st.markdown(f"**{panel.title}**" + (f" <span style='color:gray'>· {panel.help}</span>" if panel.help else ""),
+                unsafe_allow_html=True)
+    api_error(data.error)
+    if data.frame.empty:
+        if data.error is None:
+            st.caption("no data in this time range")
+        return
+    frame, unit_label = _unit(data.frame, panel.unit)
+    domain = [pd.Timestamp(tr.start, unit="s", tz="UTC"), pd.Timestamp(tr.end, unit="s", tz="UTC")]
+    x = alt.X("time:T", title=None, scale=alt.Scale(domain=domain), axis=alt.Axis(format="%H:%M", labelOverlap=True))
+    y = alt.Y("value:Q", title=unit_label or None, stack="zero" if panel.stacked else None)
+    color = alt.Color("series:N", title=None, scale=alt.Scale(range=PALETTE), legend=alt.Legend(orient="bottom"))
+    tooltip = [alt.Tooltip("time:T", format="%Y-%m-%d %H:%M:%S"), alt.Tooltip("series:N"),
+               alt.Tooltip("value:Q", format=".3~s", title=unit_label or "value")]
+    base = alt.Chart(frame).encode(x=x, y=y, color=color, tooltip=tooltip)
+    layer: alt.LayerChart | alt.Chart = (
+        base.mark_area(opacity=0.55, line=True) if panel.stacked else base.mark_line(strokeWidth=1.6)
+    )
+    if marks is not None and not marks.empty:
+        rules = alt.Chart(marks).mark_rule(strokeDash=[4, 3], strokeWidth=1.5).encode(
+            x="time:T",
+            stroke=alt.Stroke("event:N", title=None, scale=alt.Scale(range=["#e45756", "#8c8c8c"]),
+                              legend=alt.Legend(orient="bottom")),
+            tooltip=[alt.Tooltip("time:T", format="%Y-%m-%d %H:%M:%S"), alt.Tooltip("event:N")],
+        )
+        layer = alt.layer(layer, rules).resolve_scale(color="independent")
+    st.altair_chart(layer.properties(height=CHART_HEIGHT), width="stretch")
