@@ -30,6 +30,8 @@ COMPONENTS: list[str] = [
     "remote_write.receiver:setup",
     "query.api:setup",
     "remote_write.ingest:setup",
+    "remote_write.pushgateway:setup",
+    "worker.backup.api:setup",
 ]
 
 MAINTENANCE_INTERVAL_S = 300.0

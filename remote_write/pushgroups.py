@@ -1,0 +1,266 @@
+"""The push gateway's groups: Pushgateway's semantics as a pure state machine (no HTTP, no storage).
+
+A *group* is identified by its grouping key (``job`` plus the other path labels, plus the tenant label of
+a tenant-bound token). It holds the series last pushed to it. Every operation returns a :class:`Plan`: the
+samples to commit (current values, staleness markers for series that went away, ``push_time_seconds`` and
+``push_failure_time_seconds``) and a function that applies the new state once the commit succeeded, so a
+failed commit leaves the groups unchanged.
+
+Rules (Pushgateway 1.5.1, checked against the real binary in tests/remote_write/test_pushgateway_oracle.py):
+
+* PUT replaces the whole group; POST replaces only the metric families present in the body; DELETE
+  removes the group. An empty PUT empties the group but still records the push.
+* Path labels override same-named labels in the body.
+* Samples with timestamps are refused, as is a series pushed twice in one body, a series that another
+  group already holds, and a family whose type differs from the same family in another group.
+* A refused push (after the path was valid) records ``push_failure_time_seconds``; a group that did not
+  exist is created empty with ``push_time_seconds`` 0, as Pushgateway does.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from remote_write.limits import check_labels
+from remote_write.pipeline import SeriesBatch
+from sotp.codec.textparse import Exposition
+from sotp.config import Limits
+from sotp.errors import DecodeError, LimitExceeded
+from sotp.model import METRIC_NAME, STALE_NAN, Labels
+
+PUSH_TIME: Final = "push_time_seconds"
+PUSH_FAILURE_TIME: Final = "push_failure_time_seconds"
+_SUFFIXES: Final = {
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "summary": ("_sum", "_count", "_created"),
+    "gaugehistogram": ("_bucket", "_gsum", "_gcount"),
+    "counter": ("_total", "_created"),
+    "info": ("_info",),
+}
+
+
+class PushRejected(DecodeError):
+    """A push that is well-formed but inconsistent with the gateway's state (400)."""
+
+
+def family_of(name: str, types: dict[str, str]) -> str:
+    """The metric family a sample name belongs to (``h_bucket`` → ``h`` when ``h`` is a histogram)."""
+    if name in types:
+        return name
+    for typ, suffixes in _SUFFIXES.items():
+        for suffix in suffixes:
+            if name.endswith(suffix) and types.get(name[: -len(suffix)]) == typ:
+                return name[: -len(suffix)]
+    return name
+
+
+@dataclass
+class Group:
+    """One grouping key's state."""
+
+    key: Labels
+    #: Full series labels → last pushed value.
+    series: dict[Labels, float] = field(default_factory=dict)
+    #: Family name → type (``untyped`` when the body had no ``# TYPE``).
+    families: dict[str, str] = field(default_factory=dict)
+    #: Series → its family.
+    family: dict[Labels, str] = field(default_factory=dict)
+    push_time: float = 0.0
+    failure_time: float = 0.0
+    #: Wall-clock second of the last push or failure (the TTL counts from here).
+    last_activity: float = 0.0
+    #: Last timestamp written for this group's series: every write uses a later one.
+    last_t_ms: int = 0
+    #: Wall-clock second of the last write (push or refresh).
+    last_write: float = 0.0
+
+    def meta_series(self) -> tuple[Labels, Labels]:
+        return self.key.with_(__name__=PUSH_TIME), self.key.with_(__name__=PUSH_FAILURE_TIME)
+
+
+@dataclass
+class Plan:
+    """Samples to commit at ``t_ms``, then :meth:`apply` to make the state match."""
+
+    batches: list[SeriesBatch]
+    apply: Callable[[], None]
+    t_ms: int
+    samples: int = 0
+
+
+@dataclass
+class Prepared:
+    """A parsed, validated body: series → value, series → family, family → type."""
+
+    series: dict[Labels, float]
+    family: dict[Labels, str]
+    families: dict[str, str]
+
+
+def prepare(key: Labels, exposition: Exposition, limits: Limits) -> Prepared:
+    """Validate a parsed body for group ``key``; raises :class:`DecodeError` / :class:`LimitExceeded`."""
+    out = Prepared({}, {}, {})
+    grouping = dict(key.items_tuple())
+    for i, s in enumerate(exposition.samples):
+        if s.t_ms is not None:
+            raise PushRejected(
+                f"sample {s.name} has a timestamp: pushed metrics must not have timestamps "
+                "(the push time is used, as with Pushgateway)"
+            )
+        if s.name in (PUSH_TIME, PUSH_FAILURE_TIME):
+            raise PushRejected(f"metric {s.name} is reserved: the gateway sets it for each group")
+        labels = Labels({**dict(s.labels), **grouping, METRIC_NAME: s.name})
+        check_labels(labels, limits, f"sample {i + 1} ({s.name})")
+        if labels in out.series:
+            raise PushRejected(f"series {labels} is pushed twice in one body")
+        if len(out.series) >= limits.max_series_per_request:
+            raise LimitExceeded(
+                f"push has more than {limits.max_series_per_request} series (limits.max_series_per_request)"
+            )
+        fam = family_of(s.name, exposition.types)
+        out.series[labels] = s.value
+        out.family[labels] = fam
+        out.families[fam] = exposition.types.get(fam, "untyped")
+    return out
+
+
+class Groups:
+    """Every group of one gateway, with the cross-group indexes the consistency checks need."""
+
+    def __init__(self) -> None:
+        self.groups: dict[Labels, Group] = {}
+        #: Series → the group that holds it.
+        self._owner: dict[Labels, Labels] = {}
+        #: Family → how many groups define it with each type.
+        self._types: dict[str, Counter[str]] = {}
+
+    # -- planning
+
+    def _next_t(self, group: Group | None, now: float) -> int:
+        t = int(now * 1000)
+        return max(t, group.last_t_ms + 1) if group is not None else t
+
+    def _meta(self, group: Group, push_time: float, failure_time: float, t: int) -> list[SeriesBatch]:
+        pt, ft = group.meta_series()
+        return [SeriesBatch(pt, [t], [push_time]), SeriesBatch(ft, [t], [failure_time])]
+
+    def plan_push(self, key: Labels, body: Prepared, replace_all: bool, now: float) -> Plan:
+        """PUT (``replace_all``) or POST of a prepared body; raises :class:`PushRejected` on conflicts."""
+        old = self.groups.get(key)
+        if replace_all or old is None:
+            kept: dict[Labels, float] = {}
+        else:
+            kept = {s: v for s, v in old.series.items() if old.family[s] not in body.families}
+        new_series = {**kept, **body.series}
+        for s in body.series:
+            owner = self._owner.get(s)
+            if owner is not None and owner != key:
+                raise PushRejected(f"series {s} is already pushed by group {owner}: push it to one group only")
+        for fam, typ in body.families.items():
+            others = Counter(self._types.get(fam, Counter()))
+            if old is not None and fam in old.families:
+                others[old.families[fam]] -= 1
+            clash = sorted(t for t, n in others.items() if n > 0 and t != typ)
+            if clash:
+                raise PushRejected(
+                    f"metric {fam} is pushed as {typ} but another group has it as {clash[0]}: types must agree"
+                )
+        t = self._next_t(old, now)
+        batches = [SeriesBatch(s, [t], [v]) for s, v in new_series.items()]
+        if old is not None:
+            batches += [SeriesBatch(s, [t], [STALE_NAN]) for s in old.series if s not in new_series]
+        failure = old.failure_time if old is not None else 0.0
+        group = Group(key, failure_time=failure)
+        group.series = new_series
+        for s in new_series:
+            fam = body.family[s] if s in body.series else old.family[s]  # type: ignore[union-attr]
+            group.family[s] = fam
+            group.families[fam] = body.families[fam] if fam in body.families else old.families[fam]  # type: ignore[union-attr]
+        group.push_time = now
+        group.last_activity = now
+        group.last_t_ms = t
+        group.last_write = now
+        batches += self._meta(group, now, failure, t)
+        return Plan(batches, lambda: self._install(key, group), t, len(batches))
+
+    def plan_failure(self, key: Labels, now: float) -> Plan:
+        """Record a refused push: ``push_failure_time_seconds`` = now (creating an empty group if needed)."""
+        old = self.groups.get(key)
+        group = Group(key) if old is None else _copy(old)
+        group.failure_time = now
+        group.last_activity = now
+        t = self._next_t(old, now)
+        group.last_t_ms = t
+        group.last_write = now
+        batches = [SeriesBatch(s, [t], [v]) for s, v in group.series.items()]
+        batches += self._meta(group, group.push_time, now, t)
+        return Plan(batches, lambda: self._install(key, group), t, len(batches))
+
+    def plan_delete(self, key: Labels, now: float) -> Plan | None:
+        """DELETE: staleness markers for every series of the group; ``None`` if there is no such group."""
+        old = self.groups.get(key)
+        if old is None:
+            return None
+        return self._plan_end(old, now)
+
+    def _plan_end(self, old: Group, now: float) -> Plan:
+        t = self._next_t(old, now)
+        batches = [SeriesBatch(s, [t], [STALE_NAN]) for s in [*old.series, *old.meta_series()]]
+        return Plan(batches, lambda: self._remove(old.key), t, len(batches))
+
+    def plan_maintenance(self, now: float, ttl: float, refresh: float) -> list[Plan]:
+        """Groups silent for ``ttl`` seconds end (staleness markers); live groups not written for
+        ``refresh`` seconds (``0``: never) get their last values written again, so a job that pushes
+        less often than the query lookback (5 min) stays visible until its TTL."""
+        plans = []
+        for group in list(self.groups.values()):
+            if now - group.last_activity >= ttl:
+                plans.append(self._plan_end(group, now))
+            elif refresh > 0 and now - group.last_write >= refresh:
+                t = self._next_t(group, now)
+                batches = [SeriesBatch(s, [t], [v]) for s, v in group.series.items()]
+                batches += self._meta(group, group.push_time, group.failure_time, t)
+                plans.append(Plan(batches, _touch(group, t, now), t, len(batches)))
+        return plans
+
+    # -- applying
+
+    def _install(self, key: Labels, group: Group) -> None:
+        self._remove(key)
+        self.groups[key] = group
+        for s in group.series:
+            self._owner[s] = key
+        for fam, typ in group.families.items():
+            self._types.setdefault(fam, Counter())[typ] += 1
+
+    def _remove(self, key: Labels) -> None:
+        old = self.groups.pop(key, None)
+        if old is None:
+            return
+        for s in old.series:
+            if self._owner.get(s) == key:
+                del self._owner[s]
+        for fam, typ in old.families.items():
+            counts = self._types[fam]
+            counts[typ] -= 1
+            if counts[typ] <= 0:
+                del counts[typ]
+            if not counts:
+                del self._types[fam]
+
+
+def _copy(g: Group) -> Group:
+    return Group(g.key, dict(g.series), dict(g.families), dict(g.family), g.push_time, g.failure_time,
+                 g.last_activity, g.last_t_ms, g.last_write)
+
+
+def _touch(group: Group, t: int, now: float) -> Callable[[], None]:
+    def apply() -> None:
+        group.last_t_ms = max(group.last_t_ms, t)
+        group.last_write = now
+
+    return apply
+
