@@ -1,0 +1,73 @@
+"""``sotp backup run [--device D]`` and ``sotp backup diff D [--from N] [--to M]``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from sotp.config import load_config
+from sotp.errors import SotpError
+from sotp.storage import open_storage
+from sotp.storage.configs import config_store_for
+from worker.backup.config import backup_config
+from worker.backup.scheduler import BackupRunner, unified_diff
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="sotp.yml with the backup: section")
+    common.add_argument("--storage", help="storage URL (default: server.storage from the config)")
+    sub = parser.add_subparsers(dest="action", required=True, metavar="<action>")
+    run_p = sub.add_parser("run", parents=[common], help="back up every device now (or one with --device)")
+    run_p.add_argument("--device", help="only this device (its name in backup.devices)")
+    diff_p = sub.add_parser("diff", parents=[common], help="show what changed between two stored versions")
+    diff_p.add_argument("device")
+    diff_p.add_argument("--from", dest="from_", type=int, help="older version (default: the one before --to)")
+    diff_p.add_argument("--to", type=int, help="newer version (default: the newest)")
+    sub.add_parser("list", parents=[common], help="devices with their newest stored version")
+
+
+async def _main(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    storage = open_storage(args.storage or config.server.storage)
+    await storage.open()
+    store = config_store_for(storage)
+    await store.open()
+    try:
+        if args.action == "run":
+            results = await BackupRunner(backup_config(config), storage, store).run_once(args.device)
+            for r in results:
+                if r.ok:
+                    change = f"new version {r.new_version.version}" if r.new_version else "unchanged"
+                    print(f"{r.device}: ok in {r.duration_s:.1f}s, {change}")
+                else:
+                    print(f"{r.device}: FAILED ({r.reason}): {r.error}")
+            return 0 if all(r.ok for r in results) else 1
+        if args.action == "list":
+            for v, n in await store.latest():
+                print(f"{v.device}\tversion {v.version}\t{n} version(s)\t{v.size} bytes")
+            return 0
+        versions = [v.version for v in await store.versions(args.device)]
+        if not versions:
+            print(f"sotp backup diff: no configuration stored for {args.device!r}", file=sys.stderr)
+            return 1
+        to = args.to or versions[-1]
+        frm = args.from_ or max(versions[0], to - 1)
+        old, new = await store.get(args.device, frm), await store.get(args.device, to)
+        if old is None or new is None:
+            print(f"sotp backup diff: {args.device} has versions {versions[0]}..{versions[-1]}", file=sys.stderr)
+            return 1
+        sys.stdout.write(unified_diff(args.device, old, new) or f"{args.device}: v{frm} and v{to} are identical\n")
+        return 0
+    finally:
+        await store.close()
+        await storage.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_main(args))
+    except SotpError as err:
+        print(f"sotp backup: {err}", file=sys.stderr)
+        return 2

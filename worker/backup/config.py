@@ -1,0 +1,77 @@
+"""The ``backup:`` section of sotp.yml: schedule, limits and the device inventory.
+
+Credentials are references (``env:NAME`` or ``file:/path``, see :func:`sotp.config.resolve_secret`);
+a literal password in the file is refused so it cannot leak through the config or its diffs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sotp.config import Config, from_dict, parse_duration
+from sotp.errors import ConfigError
+from worker.backup.platforms import PLATFORMS
+
+
+def _secret_ref(value: str, path: str) -> None:
+    if value and not value.startswith(("env:", "file:")):
+        raise ConfigError(f"{path}: give credentials as env:NAME or file:/path, never inline")
+
+
+@dataclass
+class Device:
+    """One device to back up."""
+
+    name: str
+    host: str
+    device_type: str
+    username: str
+    port: int = 22
+    password: str = ""
+    secret: str = ""  # the enable password
+    key_file: str = ""
+    command: str = ""  # overrides the platform's command
+
+    def validate(self, path: str) -> None:
+        if self.device_type not in PLATFORMS and not self.command:
+            raise ConfigError(
+                f"{path}.device_type: {self.device_type!r} is unknown; use one of {', '.join(sorted(PLATFORMS))} "
+                "or set command"
+            )
+        _secret_ref(self.password, f"{path}.password")
+        _secret_ref(self.secret, f"{path}.secret")
+        if not (self.password or self.key_file):
+            raise ConfigError(f"{path}: set password (env:/file:) or key_file")
+
+
+@dataclass
+class BackupConfig:
+    """``backup:``"""
+
+    interval: str = "1h"
+    timeout: str = "30s"
+    concurrency: int = 8
+    devices: list[Device] = field(default_factory=list)
+
+    def validate(self, path: str) -> None:
+        parse_duration(self.interval, f"{path}.interval")
+        parse_duration(self.timeout, f"{path}.timeout")
+        if self.concurrency < 1:
+            raise ConfigError(f"{path}.concurrency: must be at least 1")
+        names = [d.name for d in self.devices]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"{path}.devices: duplicate device name(s) {', '.join(dupes)}")
+
+    @property
+    def interval_s(self) -> float:
+        return parse_duration(self.interval)
+
+    @property
+    def timeout_s(self) -> float:
+        return parse_duration(self.timeout)
+
+
+def backup_config(config: Config) -> BackupConfig:
+    """Validate and return the ``backup:`` section."""
+    return from_dict(BackupConfig, config.backup, "backup")
