@@ -142,14 +142,19 @@ async def send_all(url: str, shards: list[list[bytes]], samples_per_request: int
 
 
 def run_target(name: str, argv: list[str], ready: str, write: str, shards: list[list[bytes]], args: argparse.Namespace,
-               log: Path, env: dict[str, str] | None = None) -> tuple[float, int]:
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO, env=env)
-        try:
-            wait_ready(ready, proc)
-            elapsed, requests = asyncio.run(send_all(write, shards, args.samples_per_request))
-        finally:
+               log: Path, env: dict[str, str] | None = None, processes: int = 1) -> tuple[float, int]:
+    """Start ``processes`` copies of ``argv`` (they share the port with SO_REUSEPORT), load them, stop them."""
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for k in range(processes):
+            with open(log.with_suffix(f".{k}.log"), "wb") as fh:
+                procs.append(subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO, env=env))
+            wait_ready(ready, procs[-1])
+        elapsed, requests = asyncio.run(send_all(write, shards, args.samples_per_request))
+    finally:
+        for proc in procs:
             proc.terminate()
+        for proc in procs:
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
@@ -183,6 +188,8 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=2, help="concurrent senders (shards)")
     p.add_argument("--dsn", default=DEFAULT_DSN, help="PostgreSQL for sotp serve (a fresh schema is used)")
     p.add_argument("--prometheus", default=shutil.which("prometheus") or "/usr/bin/prometheus")
+    p.add_argument("--sotp-processes", type=int, default=1,
+                   help="sotp serve processes sharing the port (SO_REUSEPORT)")
     p.add_argument("--skip-prometheus", action="store_true")
     p.add_argument("--skip-sotp", action="store_true")
     p.add_argument("--keep-schema", action="store_true", help="do not drop the bench schema afterwards")
@@ -206,9 +213,11 @@ def main() -> int:
         argv = [sys.executable, "-m", "sotp", "serve", "--listen", f"127.0.0.1:{port}",
                 "--storage", f"{args.dsn}{sep}schema={schema}"]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
+        name = "sotp" if args.sotp_processes == 1 else f"sotp ×{args.sotp_processes}"
         try:
-            elapsed, samples = run_target("sotp", argv, f"http://127.0.0.1:{port}/-/ready",
-                                          f"http://127.0.0.1:{port}/api/v1/write", shards, args, tmp / "sotp.log", env)
+            elapsed, samples = run_target(name, argv, f"http://127.0.0.1:{port}/-/ready",
+                                          f"http://127.0.0.1:{port}/api/v1/write", shards, args, tmp / "sotp.log",
+                                          env, processes=args.sotp_processes)
             stored = pg_count(args.dsn, schema)
             print(f"{'':>12}  PostgreSQL holds {stored:,} samples of {samples:,} acknowledged", flush=True)
             if stored != samples:

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import cramjam
+import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError as ProtoDecodeError
 
 from sotp.codec.remote_write_encoder import serialize_write_request
-from sotp.codec.remote_write_samples import decode_samples
+from sotp.codec.remote_write_samples import decode_samples, split_series
 from sotp.errors import DecodeError, LimitExceeded
 from sotp.model import LABEL_NAME_RE, METRIC_NAME, METRIC_NAME_RE, Labels
 
@@ -96,17 +97,23 @@ def _build_schema() -> dict[str, Any]:
             ("metadata", 3, _F.TYPE_MESSAGE, rep, ".prometheus.MetricMetadata"),
         ],
     )
+    msg("SeriesBytesRequest", [("timeseries", 1, _F.TYPE_BYTES, rep, None)])
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fdp)
     return {
         name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"prometheus.{name}"))
-        for name in ("WriteRequest", "TimeSeries", "Label", "Sample", "MetricMetadata", "RawWriteRequest")
+        for name in (
+            "WriteRequest", "TimeSeries", "Label", "Sample", "MetricMetadata", "RawWriteRequest", "RawTimeSeries",
+            "SeriesBytesRequest",
+        )
     }
 
 
 _SCHEMA = _build_schema()
 WriteRequest: Any = _SCHEMA["WriteRequest"]
 _RawWriteRequest: Any = _SCHEMA["RawWriteRequest"]
+_RawTimeSeries: Any = _SCHEMA["RawTimeSeries"]
+_SeriesBytesRequest: Any = _SCHEMA["SeriesBytesRequest"]
 _Label: Any = _SCHEMA["Label"]
 _Sample: Any = _SCHEMA["Sample"]
 MetricMetadata: Any = _SCHEMA["MetricMetadata"]
@@ -212,6 +219,60 @@ def decode_write_request(
     cache = _LABELS_CACHE.get(limits)
     if cache is None or len(cache) > _LABELS_CACHE_MAX:
         cache = _LABELS_CACHE[limits] = {}
+    out = _decode_canonical(raw, req, cache, limits)
+    if out is None:
+        out = _decode_general(req, cache, limits)
+    meta = [
+        Metadata(m.metric_family_name, METADATA_TYPES.get(m.type, "unknown"), m.help, m.unit)
+        for m in req.metadata
+    ]
+    return DecodedRequest(out, meta)
+
+
+def _check_histograms(req: Any) -> None:
+    for ts in req.timeseries:
+        if len(ts.histograms):
+            labels = _label_pairs(tuple(ts.labels))
+            raise DecodeError(
+                f"series {Labels.from_sorted(labels)}: native histograms are not supported; send classic histograms"
+            )
+
+
+def _decode_canonical(
+    raw: bytes, req: Any, cache: dict[Any, Labels], limits: tuple[int, int, int]
+) -> list[DecodedSeries] | None:
+    """The fast path for the layout every known sender writes (labels, then canonical samples): sample
+    decoding and the labels/samples split are done for the whole request with numpy. ``None``: another
+    layout somewhere; the general path decodes it."""
+    series = req.timeseries
+    counts = np.fromiter((len(ts.samples) for ts in series), dtype=np.int64, count=len(series))
+    _check_histograms(req)
+    whole = _SeriesBytesRequest()
+    whole.ParseFromString(raw)
+    split = split_series(list(whole.timeseries), counts)
+    if split is None:
+        return None
+    prefixes, ts_arr, vs_arr = split
+    ts_all, vs_all = ts_arr.tolist(), vs_arr.tolist()
+    out: list[DecodedSeries] = []
+    pos = 0
+    for i, (key, n) in enumerate(zip(prefixes, counts.tolist(), strict=True)):
+        labels = cache.get(key)
+        if labels is None:
+            try:
+                head = _RawTimeSeries.FromString(key)
+            except ProtoDecodeError as err:
+                raise DecodeError(f"cannot parse remote-write body (protobuf): {err}") from err
+            if len(head.samples) or len(head.histograms):
+                return None  # samples among the labels: not the canonical layout
+            labels = cache[key] = _validate_pairs(_label_pairs(tuple(head.labels)), i, *limits)
+        if n:
+            out.append(DecodedSeries(labels, ts_all[pos : pos + n], vs_all[pos : pos + n]))
+            pos += n
+    return out
+
+
+def _decode_general(req: Any, cache: dict[Any, Labels], limits: tuple[int, int, int]) -> list[DecodedSeries]:
     found: list[tuple[Labels, int]] = []
     chunks: list[bytes] = []
     for i, ts in enumerate(req.timeseries):
@@ -235,16 +296,13 @@ def decode_write_request(
     for labels, n in found:
         out.append(DecodedSeries(labels, ts_all[pos : pos + n], vs_all[pos : pos + n]))
         pos += n
-    meta = [
-        Metadata(m.metric_family_name, METADATA_TYPES.get(m.type, "unknown"), m.help, m.unit)
-        for m in req.metadata
-    ]
-    return DecodedRequest(out, meta)
+    return out
 
 
 #: Validated label sets by their raw ``Label`` fields, per limit setting: a sender repeats the same
 #: series in every request, so each is parsed and checked once. Cleared when it grows past the bound.
-_LABELS_CACHE: dict[tuple[int, int, int], dict[tuple[bytes, ...], Labels]] = {}
+#: Keys are the tuple of raw ``Label`` fields (general path) or the series' label bytes (canonical path).
+_LABELS_CACHE: dict[tuple[int, int, int], dict[Any, Labels]] = {}
 _LABELS_CACHE_MAX = 1_000_000
 
 

@@ -65,3 +65,44 @@ def _decode_rows(
     vs[:] = np.ascontiguousarray(rows[:, 1:9]).view("<f8").reshape(n)
     result: npt.NDArray[np.bool_] = fast
     return result
+
+
+#: A canonical ``Sample`` field inside a ``TimeSeries``: tag 0x12, length 16, then 0x09 <double> 0x10 and a
+#: 6-byte varint (millisecond timestamps from 2039-ish back to 1971 take exactly 6 bytes).
+_SAMPLE_FIELD = 18
+
+
+def split_series(
+    series: Sequence[bytes], counts: npt.NDArray[np.int64]
+) -> tuple[list[bytes], npt.NDArray[np.int64], npt.NDArray[np.float64]] | None:
+    """Split serialized ``TimeSeries`` messages into their label bytes and their samples, for all at once.
+
+    ``counts[i]`` is the number of samples of ``series[i]`` (from a parse). Senders write labels first
+    and samples last, so when the last ``18 * counts[i]`` bytes of every series are canonical sample fields,
+    the bytes before them are exactly the series' labels (a protobuf parse from the start reaches that
+    boundary; the caller checks, once per distinct prefix, that it holds labels only). Returns
+    ``(label prefixes, timestamps, values)``, or ``None`` when any series has another shape.
+    """
+    n = len(series)
+    lens = np.fromiter(map(len, series), dtype=np.int64, count=n)
+    prefix = lens - _SAMPLE_FIELD * counts
+    if n == 0 or bool((prefix < 0).any()):
+        return None
+    total = int(counts.sum())
+    buf = np.frombuffer(b"".join(series), dtype=np.uint8)
+    # Mark the sample bytes of every series (after its label prefix) and take them in one copy: the
+    # tails are whole 18-byte fields, so the result is a (samples, 18) matrix.
+    runs = np.empty(2 * n, dtype=np.int64)
+    runs[0::2] = prefix
+    runs[1::2] = lens - prefix
+    pattern = np.zeros(2 * n, dtype=bool)
+    pattern[1::2] = True
+    rows = buf[np.repeat(pattern, runs)].reshape(total, _SAMPLE_FIELD)
+    if not bool(((rows[:, 0] == 0x12) & (rows[:, 1] == 16)).all()):
+        return None
+    ts = np.zeros(total, dtype=np.int64)
+    vs = np.zeros(total, dtype=np.float64)
+    if not bool(_decode_rows(rows[:, 2:], np.full(total, 6), ts, vs).all()):
+        return None
+    prefixes = [s[:p] for s, p in zip(series, prefix.tolist(), strict=True)]
+    return prefixes, ts, vs

@@ -1,0 +1,148 @@
+"""The remote-write decoder's fast paths (numpy sample decoding, label/sample split, label-set cache)
+must give exactly what a plain protobuf-runtime parse gives, for canonical and for unusual layouts."""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import cramjam
+import numpy as np
+import pytest
+
+from sotp.codec import remote_write as rw
+from sotp.codec.remote_write import WriteRequest, decode_write_request
+from sotp.errors import DecodeError
+from sotp.model import STALE_NAN, STALE_NAN_BITS
+
+NOW = 1_764_000_000_000  # 2025: a 6-byte varint, the canonical shape
+
+
+def _bits(v: float) -> int:
+    return int(struct.unpack("<Q", struct.pack("<d", v))[0])
+
+
+def _reference(raw: bytes) -> list[tuple[tuple[tuple[str, str], ...], list[int], list[int]]]:
+    """Series as the protobuf runtime parses them (values as bit patterns, empty series dropped)."""
+    req = WriteRequest.FromString(raw)
+    return [
+        (
+            tuple((lb.name, lb.value) for lb in ts.labels),
+            [s.timestamp for s in ts.samples],
+            [_bits(s.value) for s in ts.samples],
+        )
+        for ts in req.timeseries
+        if len(ts.samples)
+    ]
+
+
+def _decoded(raw: bytes) -> list[tuple[tuple[tuple[str, str], ...], list[int], list[int]]]:
+    rw._LABELS_CACHE.clear()
+    first = decode_write_request(bytes(cramjam.snappy.compress_raw(raw)))
+    again = decode_write_request(bytes(cramjam.snappy.compress_raw(raw)))  # through the label cache
+    out = [(s.labels.items_tuple(), list(s.timestamps), [_bits(v) for v in s.values]) for s in first.series]
+    assert out == [(s.labels.items_tuple(), list(s.timestamps), [_bits(v) for v in s.values]) for s in again.series]
+    assert all(type(t) is int for s in first.series for t in s.timestamps)
+    assert all(type(v) is float for s in first.series for v in s.values)
+    return out
+
+
+def _varint(n: int) -> bytes:
+    n &= (1 << 64) - 1
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(tag: int, payload: bytes) -> bytes:
+    return bytes((tag,)) + _varint(len(payload)) + payload
+
+
+def _label(n: str, v: str) -> bytes:
+    return _field(0x0A, _field(0x0A, n.encode()) + _field(0x12, v.encode()))
+
+
+def _sample_raw(t: int, v: float, order: str = "vt") -> bytes:
+    parts = {"v": b"\x09" + struct.pack("<d", v), "t": b"\x10" + _varint(t)}
+    return _field(0x12, b"".join(parts[k] for k in order))
+
+
+def _runtime(series: list[tuple[list[tuple[str, str]], list[tuple[int, float]]]]) -> bytes:
+    req = WriteRequest()
+    for labels, samples in series:
+        ts = req.timeseries.add()
+        for n, v in labels:
+            lb = ts.labels.add()
+            lb.name, lb.value = n, v
+        for t, v in samples:
+            s = ts.samples.add()
+            s.timestamp, s.value = t, v
+    return bytes(req.SerializeToString())
+
+
+LABELS = [("__name__", "up"), ("job", "node")]
+CASES: dict[str, bytes] = {
+    "canonical-many-series": _runtime(
+        [([("__name__", "m"), ("i", str(i))], [(NOW + k * 1000, i + k / 7) for k in range(10)]) for i in range(500)]
+    ),
+    "uneven-sample-counts": _runtime(
+        [([("__name__", "m"), ("i", str(i))], [(NOW + k, float(k + 1)) for k in range(i % 4)]) for i in range(40)]
+    ),
+    "special-values": _runtime([(LABELS, [(NOW, STALE_NAN), (NOW + 1, math.nan), (NOW + 2, -math.inf),
+                                          (NOW + 3, -0.0), (NOW + 4, 5e-324)])]),
+    "zero-value-omitted": _runtime([(LABELS, [(NOW, 0.0), (NOW + 1, 1.0)])]),
+    "zero-timestamp-and-small": _runtime([(LABELS, [(0, 1.0), (1, 2.0), (127, 3.0), (128, 4.0)])]),
+    "negative-timestamp": _runtime([(LABELS, [(-1000, 1.0), (NOW, 2.0)])]),
+    "far-future-7-byte-varint": _runtime([(LABELS, [(1 << 43, 1.0)])]),
+    "fields-reordered": _field(0x0A, b"".join(_label(n, v) for n, v in LABELS) + _sample_raw(NOW, 1.5, "tv")),
+    "samples-before-labels": _field(
+        0x0A, _sample_raw(NOW, 1.5) + b"".join(_label(n, v) for n, v in LABELS) + _sample_raw(NOW + 1, 2.5)
+    ),
+    "exemplar-between": _field(
+        0x0A,
+        b"".join(_label(n, v) for n, v in LABELS)
+        + _field(0x1A, _label("trace_id", "abc") + b"\x11" + struct.pack("<d", 1.0))
+        + _sample_raw(NOW, 3.5),
+    ),
+    "repeated-field-last-wins": _field(
+        0x0A, b"".join(_label(n, v) for n, v in LABELS) + _field(0x12, b"\x09" + struct.pack("<d", 1.0)
+                                                                  + b"\x10" + _varint(NOW) + b"\x10" + _varint(5))
+    ),
+    "series-without-samples": _runtime([(LABELS, []), ([("__name__", "x")], [(NOW, 1.0)])]),
+}
+
+
+@pytest.mark.parametrize("raw", list(CASES.values()), ids=list(CASES))
+def test_decoder_matches_protobuf_runtime(raw: bytes) -> None:
+    assert _decoded(raw) == _reference(raw)
+
+
+def test_stale_marker_bits_survive() -> None:
+    got = _decoded(CASES["special-values"])
+    assert got[0][2][0] == STALE_NAN_BITS
+
+
+def test_invalid_labels_rejected_on_fast_path() -> None:
+    raw = _runtime([([("__name__", "up"), ("bad-name", "x")], [(NOW, 1.0)])])
+    rw._LABELS_CACHE.clear()
+    with pytest.raises(DecodeError, match="invalid label name 'bad-name'"):
+        decode_write_request(bytes(cramjam.snappy.compress_raw(raw)))
+
+
+def test_histograms_rejected() -> None:
+    raw = _field(0x0A, b"".join(_label(n, v) for n, v in LABELS) + _sample_raw(NOW, 1.0) + _field(0x22, b"\x08\x01"))
+    with pytest.raises(DecodeError, match="native histograms"):
+        decode_write_request(bytes(cramjam.snappy.compress_raw(raw)))
+
+
+def test_split_series_refuses_other_layouts() -> None:
+    from sotp.codec.remote_write_samples import split_series
+
+    canonical = _field(0x0A, b"".join(_label(n, v) for n, v in LABELS) + _sample_raw(NOW, 1.0))[2:]
+    assert split_series([canonical], np.array([1])) is not None
+    assert split_series([canonical], np.array([2])) is None  # more samples than bytes for them
+    reordered = canonical[:-18] + _sample_raw(NOW, 1.0, "tv")
+    assert split_series([reordered], np.array([1])) is None
