@@ -81,7 +81,7 @@ class Engine:
 
     async def instant(self, query: str, t_ms: int, extra: list[Matcher] | None = None) -> QueryResult:
         expr = parse(query)
-        return await self._run(expr, np.array([t_ms], dtype=np.int64), False, extra or [])
+        return await self._run(expr, np.array([t_ms], dtype=np.int64), t_ms, False, extra or [])
 
     async def range(
         self, query: str, start_ms: int, end_ms: int, step_ms: int, extra: list[Matcher] | None = None
@@ -91,11 +91,14 @@ class Engine:
             kind = {"matrix": "range vector", "string": "string"}[expr.type.value]
             raise BadData(f'invalid expression type "{kind}" for range query, must be Scalar or instant Vector')
         steps = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
-        return await self._run(expr, steps, True, extra or [])
+        return await self._run(expr, steps, end_ms, True, extra or [])
 
-    async def _run(self, expr: ast.Expr, steps: I64, is_range: bool, extra: list[Matcher]) -> QueryResult:
+    async def _run(
+        self, expr: ast.Expr, steps: I64, end_ms: int, is_range: bool, extra: list[Matcher]
+    ) -> QueryResult:
         deadline = time.monotonic() + self.timeout_s
-        ev = Evaluator(self, int(steps[0]), int(steps[-1]), deadline)
+        # `@ end()` is the requested end, which the last step may not reach
+        ev = Evaluator(self, int(steps[0]), end_ms, deadline)
         ev.plan(expr, steps)
         try:
             samples = await asyncio.wait_for(ev.fetch(extra), timeout=max(deadline - time.monotonic(), 0.001))

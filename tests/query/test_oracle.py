@@ -1,0 +1,173 @@
+"""Oracle: the same dataset in Debian's Prometheus 2.42 and in SOTP, a few hundred queries, same answers.
+
+Prometheus gets the data by remote write in time order; SOTP gets it through its Appender. Both are
+queried over HTTP (SOTP in-process through aiohttp's test server and ``query.api.setup``). Labels must
+match exactly, values within 1e-9 relative, result types must agree, and an error must meet an error of
+the same ``errorType`` and status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from query.api import setup
+from sotp.config import Config
+from sotp.storage import open_storage
+from sotp.web import CTX, ServerContext
+from tests.query import oracle_support as osup
+
+pytestmark = pytest.mark.integration
+
+MIN = 60_000
+T_END = osup.T0 + osup.N * osup.STEP
+INSTANT_TIMES = [osup.T0 + 10 * MIN, osup.T0 + 31 * MIN + 7_000, osup.T0 + 52 * MIN, T_END + 3 * MIN]
+RANGES = [(osup.T0 + 5 * MIN, osup.T0 + 60 * MIN, 60_000), (osup.T0 + 20 * MIN, osup.T0 + 41 * MIN, 37_000)]
+
+C = "http_requests_total"
+SEL = [C, f'{C}{{job="api"}}', "temp", "up", '{__name__=~"temp|other_metric"}', f'{C}{{instance=~"i[23]"}}']
+RANGE_FUNCS = ["rate", "increase", "delta", "irate", "idelta", "deriv", "changes", "resets", "sum_over_time",
+               "avg_over_time", "min_over_time", "max_over_time", "count_over_time", "last_over_time",
+               "stddev_over_time", "stdvar_over_time", "present_over_time"]
+AGGS = ["sum", "avg", "min", "max", "count", "group", "stddev", "stdvar"]
+
+QUERIES: list[str] = [
+    *SEL,
+    *(f"{f}({C}[5m])" for f in RANGE_FUNCS),
+    *(f"{f}(temp[10m])" for f in RANGE_FUNCS),
+    *(f"{f}(up[2m])" for f in ("changes", "resets", "avg_over_time")),
+    f"rate({C}[1m])", f"increase({C}[90s])", f"rate({C}[30s])", "delta(temp[1m])",
+    *(f"{a}({C})" for a in AGGS),
+    *(f"{a} by (job) (rate({C}[5m]))" for a in AGGS),
+    *(f"{a} without (instance) (temp)" for a in AGGS),
+    f"sum by (job, method) (increase({C}[10m]))", "count by (__name__) ({__name__=~\"temp|up\"})",
+    f"topk(3, rate({C}[5m]))", "bottomk(2, temp)", "topk by (job) (1, temp)",
+    f"quantile(0.5, rate({C}[5m]))", "quantile by (job) (0.9, temp)", "quantile(1.5, temp)", "quantile(-1, temp)",
+    'count_values("value", up)', 'count_values by (job) ("v", up)',
+    f"{C} / on(job, instance) group_left sum by (job, instance) ({C})",
+    f"sum by (job, instance) ({C}) / on(job, instance) group_right {C}",
+    "temp + on(job, instance) group_left(method) topk by (job, instance) (1, http_requests_total)",
+    "temp > 0", "temp > bool 0", "0 < temp", "temp == bool temp", "temp != 3", "-temp", "temp % 3", "temp ^ 2",
+    "2 ^ temp", "temp / 0", "-temp / 0", "temp - temp", "temp + other_metric", "temp * ignoring(job) other_metric",
+    "temp and up == 1", "temp or other_metric", "temp unless on(instance) up == 0", "up or vector(0)",
+    "temp and on(instance) up", "temp or on(job) nonexistent", "other_metric unless temp",
+    "1 + 2 * 3 ^ 2 ^ 0.5", "(1 + 2) * 3", "5 % 3", "1 / 0", "-1 / 0", "0 / 0", "2 ^ -1", "1 == bool 1",
+    "-2 ^ 2", "1e3", "0x1f", "-.5", "Inf", "NaN",
+    "temp + on(job) other_metric", f"{C} + on(job, instance) temp",
+    'sum by (__name__, job) ({__name__=~"temp|other_metric"}) * 1', '{__name__=~"temp|other_metric"} + 1',
+    "abs(temp)", "ceil(temp)", "floor(temp)", "round(temp)", "round(temp, 0.5)", "clamp(temp, -1, 1)",
+    "clamp(temp, 1, -1)", "clamp_min(temp, 10)", "clamp_max(temp, 10)", "sqrt(abs(temp))", "ln(abs(temp))",
+    "log2(up)", "log10(abs(temp))", "exp(temp / 10)", "sgn(temp)", "sin(temp)", "atan(temp)", "deg(temp)",
+    "rad(temp)", "pi()", "tanh(temp / 10)",
+    'label_replace(temp, "host", "$1-x", "instance", "i(.*)")', 'label_replace(temp, "job", "", "job", ".*")',
+    'label_replace(temp, "foo", "$2", "instance", "(i)(2)")', 'label_replace(temp, "x", "y", "nope", "")',
+    'label_join(temp, "both", "/", "job", "instance")', 'label_join(up, "__name__", "", "job")',
+    'label_replace(temp, "instance", "same", "instance", ".*")',
+    "sort(temp)", "sort_desc(temp)", f"sort_desc(rate({C}[5m]))",
+    "histogram_quantile(0.9, sum by (le) (rate(req_duration_seconds_bucket[5m])))",
+    "histogram_quantile(0.5, rate(req_duration_seconds_bucket[5m]))",
+    "histogram_quantile(0.99, req_duration_seconds_bucket)", "histogram_quantile(1.2, req_duration_seconds_bucket)",
+    "histogram_quantile(0, sum without (job) (rate(req_duration_seconds_bucket[10m])))",
+    "histogram_quantile(0.5, temp)",
+    "time()", "timestamp(temp)", "timestamp(temp offset 2m)", "timestamp(sum(temp))", "vector(1)", "vector(time())",
+    "scalar(sum(up))", "scalar(up)", "sum(up) + scalar(count(up))", "day_of_month()", "day_of_week()",
+    "day_of_year()", "days_in_month()", "hour()", "minute()", "month()", "year()", "hour(timestamp(temp))",
+    "minute(temp * 1000000)", 'absent(temp{job="none"})', "absent(temp)", 'absent(nope{a="b", a=~"c"})',
+    'absent_over_time(nope{job="x"}[5m])', "absent_over_time(temp[1m])", "absent(sum(nope))",
+    "temp offset 5m", f"rate({C}[5m] offset 10m)", "temp offset -2m", f"temp @ {(osup.T0 + 20 * MIN) // 1000}",
+    f"rate({C}[5m] @ end())", "temp @ start()", f"sum(rate({C}[5m] @ {(osup.T0 + 30 * MIN) // 1000}))",
+    f"max_over_time(rate({C}[5m])[30m:1m])", "avg_over_time(temp[10m:])", "deriv(sum(temp)[20m:2m])",
+    "min_over_time(temp[5m:30s] offset 5m)", f"rate({C}[5m:1m])", "last_over_time(temp[5m:2m])",
+    "count_over_time((temp > 0)[15m:1m])",
+    "predict_linear(temp[10m], 600)", "predict_linear(temp[10m], -60)", "quantile_over_time(0.9, temp[10m])",
+    "quantile_over_time(0.25, up[5m])", "holt_winters(temp[10m], 0.3, 0.6)", "holt_winters(temp[10m], 1, 0.5)",
+    "stddev_over_time(up[10m])", "deriv(up[5m])", "predict_linear(up[5m], 100)",
+    "sum(temp) by (job)", "sum(nonexistent)", "nonexistent", "rate(nonexistent[5m])", "count(nonexistent)",
+    '"a string"', "1 > 2", "rate(temp)", "sum(", "foo{", 'temp{job=~".*"}', "unknown_func(temp)",
+    "temp[5m]", f"{C}[1m] offset 10m", "temp[2m:30s]", "limitk(1, temp)",
+]
+ORDERED = ("sort(", "sort_desc(")
+
+BACKENDS = ["memory", "sqlite"]
+
+
+def _cases() -> list[tuple[str, str, dict[str, str]]]:
+    cases = []
+    for q in QUERIES:
+        for t in INSTANT_TIMES:
+            cases.append((q, "/api/v1/query", {"query": q, "time": f"{t / 1000:.3f}"}))
+        for start, end, step in RANGES:
+            cases.append((q, "/api/v1/query_range",
+                          {"query": q, "start": str(start / 1000), "end": str(end / 1000), "step": f"{step / 1000}"}))
+    return cases
+
+
+CASES = _cases()
+
+
+async def _sotp_answers(storage_url: str, cases: list[tuple[str, str, dict[str, str]]]) -> list[dict[str, Any]]:
+    storage = open_storage(storage_url)
+    await storage.open()
+    try:
+        app_ = storage.appender()
+        for lb, pts in osup.dataset():
+            app_.append_series(lb, [t for t, _ in pts], [v for _, v in pts])
+        await app_.commit()
+        ctx = ServerContext(config=Config(), storage=storage)
+        app = web.Application()
+        app[CTX] = ctx
+        setup(app, ctx)
+        out = []
+        async with TestClient(TestServer(app)) as client:
+            for _, path, params in cases:
+                r = await client.get(path, params=params)
+                body = json.loads(await r.text())
+                body["_http"] = r.status
+                out.append(body)
+        return out
+    finally:
+        await storage.close()
+
+
+@pytest.fixture(scope="module")
+def answers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, list[dict[str, Any]]]]:
+    tmp: Path = tmp_path_factory.mktemp("oracle")
+    proc, url = osup.start_prometheus(tmp)
+    try:
+        for body in osup.write_batches(osup.dataset()):
+            osup.remote_write(url, body)
+        expected = [osup.http_query(url, path, params) for _, path, params in CASES]
+    finally:
+        proc.stop()
+    result = {"prometheus": expected}
+    for b in BACKENDS:
+        storage_url = "memory://" if b == "memory" else f"sqlite:///{tmp / 'sotp.db'}"
+        result[b] = asyncio.run(_sotp_answers(storage_url, CASES))
+    yield result
+
+
+def test_dataset_loaded(answers: dict[str, list[dict[str, Any]]]) -> None:
+    """Guard against a vacuous oracle: Prometheus must actually hold the data."""
+    first = answers["prometheus"][0]
+    assert first["status"] == "success" and len(first["data"]["result"]) == 12, first
+    ok = [a for a in answers["prometheus"] if a["status"] == "success"]
+    non_empty = [a for a in ok if a["data"]["result"] not in ([], None)]
+    errors = len(answers["prometheus"]) - len(ok)
+    assert len(non_empty) > 0.8 * len(ok) and errors > 40, (len(non_empty), len(ok), errors)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("i", range(len(CASES)), ids=[f"{c[1].rsplit('/', 1)[1]}:{c[0]}:{n}"
+                                                     for n, c in enumerate(CASES)])
+def test_same_answer(answers: dict[str, list[dict[str, Any]]], backend: str, i: int) -> None:
+    q, path, params = CASES[i]
+    ordered = path.endswith("/query") and q.startswith(ORDERED)
+    problem = osup.diff(answers["prometheus"][i], answers[backend][i], ordered=ordered)
+    assert problem is None, f"{path} {params}: {problem}"
