@@ -88,7 +88,8 @@ class DeviceSim:
         mode = "user"
 
         def prompt() -> str:
-            return {"user": f"{self.hostname}>", "enable": f"{self.hostname}#", "config": f"{self.hostname}(config)#"}[mode]
+            suffix = {"user": ">", "enable": "#", "config": "(config)#"}[mode]
+            return f"{self.hostname}{suffix}"
 
         process.stdout.write(f"\r\n{prompt()}")
         while True:
