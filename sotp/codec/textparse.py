@@ -28,7 +28,7 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NamedTuple
 
 from sotp.errors import DecodeError
 from sotp.model import LABEL_NAME_RE, METRIC_NAME_RE
@@ -42,7 +42,11 @@ SCRAPE_ACCEPT: Final = (
 #: The label section ``{...}`` of a series, quoted values may contain ``}``, ``,`` and escapes.
 _LABELS_RE: Final = re.compile(r'\{(?:[^"}]|"(?:[^"\\]|\\.)*")*\}', re.DOTALL)
 #: One ``name="value"`` pair inside the braces, followed by an optional comma.
-_PAIR_RE: Final = re.compile(r'\s*([^\s="{},]+)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(,|$)', re.DOTALL)
+_PAIR_RE: Final = re.compile(r'\s*([^\s="{},]+)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)', re.DOTALL)
+#: The common case: ``name="value"`` with a valid name, no escapes, no blanks, comma or end after it.
+_SIMPLE_PAIR_RE: Final = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"\\]*)"(,|$)')
+#: A whole label body: pairs separated by commas, an optional trailing comma, blanks anywhere.
+_BODY_RE: Final = re.compile(r'(?:\s*[^\s="{},]+\s*=\s*"(?:[^"\\]|\\.)*"\s*(?:,|$))*\s*', re.DOTALL)
 _ESCAPES: Final = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
 _ESCAPE_RE: Final = re.compile(r"\\.")
 
@@ -65,9 +69,13 @@ def parse_float(token: str) -> float:
 
     Raises ValueError. Python's ``float`` also accepts ``1_000`` and ``infinity``; Go does not.
     """
-    if "_" in token or "inity" in token.lower():
+    v = float(token)
+    if "_" in token or (v in _INFS and "inity" in token.lower()):
         raise ValueError(token)
-    return float(token)
+    return v
+
+
+_INFS: Final = (math.inf, -math.inf)
 
 
 def parse_series(series: str) -> tuple[str, Labels]:
@@ -88,20 +96,18 @@ def parse_series(series: str) -> tuple[str, Labels]:
     if end < brace:
         raise DecodeError(f"unterminated label set in {series!r}")
     body = series[brace + 1 : end]
-    pairs: list[tuple[str, str]] = []
-    pos = 0
-    n = len(body)
-    while pos < n:
-        if body[pos:].strip() == "":
-            break
-        m = _PAIR_RE.match(body, pos)
-        if m is None:
-            raise DecodeError(f"invalid label set in {series!r} at character {brace + 1 + pos}")
-        lname, raw, _ = m.groups()
-        if not LABEL_NAME_RE.match(lname):
-            raise DecodeError(f"invalid label name {lname!r} in {series!r}")
-        pairs.append((lname, _unescape(raw) if "\\" in raw else raw))
-        pos = m.end()
+    simple = _SIMPLE_PAIR_RE.findall(body)
+    # Fast path: the plain pairs found cover the whole body (no blanks, no escapes, valid names).
+    if sum(len(n) + len(v) + len(c) + 3 for n, v, c in simple) == len(body):
+        pairs = [(n, v) for n, v, _ in simple]
+    else:
+        if _BODY_RE.fullmatch(body) is None:
+            raise DecodeError(f"invalid label set in {series!r}")
+        pairs = []
+        for lname, raw in _PAIR_RE.findall(body):
+            if not LABEL_NAME_RE.match(lname):
+                raise DecodeError(f"invalid label name {lname!r} in {series!r}")
+            pairs.append((lname, _unescape(raw) if "\\" in raw else raw))
     if len(pairs) > 1 and len({p[0] for p in pairs}) != len(pairs):
         raise DecodeError(f"label name repeated in {series!r}")
     if series[end + 1 :].strip():
@@ -126,17 +132,30 @@ def iter_samples(text: str, *, openmetrics: bool = False) -> Iterator[tuple[str,
                 break
             continue
         brace = line.find("{")
-        # Labels follow the name, maybe after blanks; a "{" after the value is an exemplar's.
-        if brace >= 0 and len(line[:brace].split()) <= 1:
-            m = _LABELS_RE.match(line, brace)
-            if m is None:
-                raise DecodeError(f"line {lineno}: unterminated label set: {line[:200]!r}")
-            series = line[: m.end()]
-            rest = line[m.end() :].split()
-        else:
+        if brace < 0:
             parts = line.split()
             series = parts[0]
             rest = parts[1:]
+        else:
+            space = line.find(" ")
+            # Labels follow the name, maybe after blanks; a "{" after the value is an exemplar's.
+            if space < 0 or brace < space or not line[space:brace].strip():
+                if openmetrics and "#" in line:
+                    m = _LABELS_RE.match(line, brace)  # an exemplar may follow: scan the quoting
+                    if m is None:
+                        raise DecodeError(f"line {lineno}: unterminated label set: {line[:200]!r}")
+                    end = m.end()
+                else:
+                    # Values and timestamps never contain "}", so the last one closes the label set.
+                    end = line.rfind("}") + 1
+                    if end == 0:
+                        raise DecodeError(f"line {lineno}: unterminated label set: {line[:200]!r}")
+                series = line[:end]
+                rest = line[end:].split()
+            else:
+                parts = line.split()
+                series = parts[0]
+                rest = parts[1:]
         if openmetrics and "#" in rest:
             rest = rest[: rest.index("#")]  # exemplar: "# {trace_id=...} 1 1234"
         if not rest or len(rest) > 2:
@@ -169,8 +188,7 @@ def _parse_timestamp(token: str, openmetrics: bool, lineno: int) -> int:
         raise DecodeError(f"line {lineno}: invalid timestamp {token!r}") from None
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedSample:
+class ParsedSample(NamedTuple):
     """One sample: the metric name, its labels (exposition order, no ``__name__``), value and time."""
 
     name: str
