@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from agent import selfmetrics
 from agent.buffer import Buffer
 from agent.sender import Outcome, Result, Sender
-from agent.series import encode_batches
+from agent.series import BatchEncoder
 from sotp.codec.exposition import MetricFamily
 
 log = logging.getLogger("agent")
@@ -49,6 +49,7 @@ class Agent:
         self._failures = 0  # consecutive retryable failures, for the backoff exponent
         self._retry_at = 0.0  # monotonic time before which no request is sent
         self._outage_logged = False
+        self._encoder = BatchEncoder(settings.target, settings.max_samples_per_send)
 
     # -- one collection ------------------------------------------------------------------------------
     def collect_once(self) -> None:
@@ -60,7 +61,7 @@ class Agent:
         fams += selfmetrics.families(
             self.counters, self.buffer.samples, self.buffer.disk_bytes, self.buffer.dropped_samples
         )
-        for body, n in encode_batches(fams, self.s.target, t_ms, self.s.max_samples_per_send):
+        for body, n in self._encoder.encode(fams, t_ms):
             self.buffer.push(body, n)
 
     # -- sending ---------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from sotp.codec.exposition import MetricFamily
-from sotp.codec.remote_write_encoder import encode_timeseries, snappy_block
+from sotp.codec.remote_write_encoder import encode_label_fields, encode_timeseries_raw, snappy_block
 
 LabelPairs = tuple[tuple[str, str], ...]
 
@@ -22,18 +22,36 @@ def to_series(
             yield tuple(sorted((k, v) for k, v in merged.items() if v != ""))
 
 
-def encode_batches(
-    families: Sequence[MetricFamily], target: Mapping[str, str], t_ms: int, max_samples: int
-) -> list[tuple[bytes, int]]:
-    """Encoded remote-write bodies of at most ``max_samples`` samples each, with their sample counts."""
-    values = (v for fam in families for _, _, v in fam.samples)
-    out: list[tuple[bytes, int]] = []
-    chunk: list[bytes] = []
-    for pairs, value in zip(to_series(families, target), values, strict=True):
-        chunk.append(encode_timeseries(pairs, ((t_ms, value),)))
-        if len(chunk) >= max_samples:
+class BatchEncoder:
+    """Encodes collections into remote-write bodies, caching each series' encoded labels.
+
+    A host's label sets are the same every interval, so the cache turns most of the protobuf work into a
+    dictionary lookup. It is bounded: past ``max_cached`` series it starts over (interfaces and mounts
+    that come and go must not grow it forever).
+    """
+
+    def __init__(self, target: Mapping[str, str], max_samples: int, max_cached: int = 20_000) -> None:
+        self.target = dict(target)
+        self.max_samples = max_samples
+        self.max_cached = max_cached
+        self._labels: dict[LabelPairs, bytes] = {}
+
+    def encode(self, families: Sequence[MetricFamily], t_ms: int) -> list[tuple[bytes, int]]:
+        """Bodies of at most ``max_samples`` samples each, with their sample counts."""
+        if len(self._labels) > self.max_cached:
+            self._labels.clear()
+        cache = self._labels
+        values = (v for fam in families for _, _, v in fam.samples)
+        out: list[tuple[bytes, int]] = []
+        chunk: list[bytes] = []
+        for pairs, value in zip(to_series(families, self.target), values, strict=True):
+            fields = cache.get(pairs)
+            if fields is None:
+                fields = cache[pairs] = encode_label_fields(pairs)
+            chunk.append(encode_timeseries_raw(fields, ((t_ms, value),)))
+            if len(chunk) >= self.max_samples:
+                out.append((snappy_block(b"".join(chunk)), len(chunk)))
+                chunk = []
+        if chunk:
             out.append((snappy_block(b"".join(chunk)), len(chunk)))
-            chunk = []
-    if chunk:
-        out.append((snappy_block(b"".join(chunk)), len(chunk)))
-    return out
+        return out

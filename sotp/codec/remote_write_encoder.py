@@ -61,10 +61,20 @@ def _sample(t_ms: int, value: float) -> bytes:
     return _field(0x12, body)
 
 
+def encode_label_fields(labels: Sequence[tuple[str, str]]) -> bytes:
+    """The ``labels`` fields of a ``TimeSeries`` (sorted by name). Senders whose label sets repeat every
+    interval can cache this and pass it to :func:`encode_timeseries_raw`."""
+    return b"".join(_label(n, v) for n, v in labels)
+
+
+def encode_timeseries_raw(label_fields: bytes, samples: Iterable[tuple[int, float]]) -> bytes:
+    """One ``TimeSeries`` field (tag included) from pre-encoded label fields and samples."""
+    return _field(0x0A, label_fields + b"".join(_sample(t, v) for t, v in samples))
+
+
 def encode_timeseries(labels: Sequence[tuple[str, str]], samples: Iterable[tuple[int, float]]) -> bytes:
     """One ``TimeSeries`` field of a ``WriteRequest`` (tag included). ``labels`` must be sorted by name."""
-    body = b"".join(_label(n, v) for n, v in labels) + b"".join(_sample(t, v) for t, v in samples)
-    return _field(0x0A, body)
+    return encode_timeseries_raw(encode_label_fields(labels), samples)
 
 
 def serialize_write_request(
@@ -117,7 +127,7 @@ def snappy_block(data: bytes) -> bytes:
             continue
         m = 4
         while i + m + 32 <= n and data[j + m : j + m + 32] == data[i + m : i + m + 32]:
-            m += 32  # compare in slices: a per-byte Python loop would dominate the cost
+            m += 32  # compare in slices: a per-byte Python loop would dominate long matches
         while i + m < n and data[j + m] == data[i + m]:
             m += 1
         if lit < i:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 from exporters.host.sources import Sources
 from sotp.codec.exposition import MetricFamily
@@ -30,10 +30,12 @@ _PROPS = [
 _INFO = ("address", "broadcast", "duplex", "ifalias", "operstate")
 
 
-def _read(path: Path) -> str | None:
-    """A sysfs attribute, or None when the driver does not support it (EINVAL) or it is absent."""
+def _read(path: str) -> str | None:
+    """A sysfs attribute, or None when the driver does not support it (EINVAL) or it is absent.
+    Plain ``open`` on a string path: ~20 reads per interface make pathlib's overhead visible."""
     try:
-        return path.read_text().strip()
+        with open(path) as fh:
+            return fh.read().strip()
     except OSError:
         return None
 
@@ -51,12 +53,12 @@ def collect(src: Sources) -> list[MetricFamily]:
         "node_network_info", "gauge", "Non-numeric data from /sys/class/net/<iface>, value is always 1."
     )
     up = MetricFamily("node_network_up", "gauge", "Value is 1 if operstate is 'up', 0 otherwise.")
-    base = src.sys / "class" / "net"
-    for iface in sorted(base.iterdir()) if base.is_dir() else []:
-        device = iface.name
+    base = os.path.join(src.sys, "class", "net")
+    for device in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+        iface = os.path.join(base, device) + "/"
         labels = {"device": device}
         for attr, suffix, _ in _PROPS:
-            text = _read(iface / attr)
+            text = _read(iface + attr)
             if not text:
                 continue
             try:
@@ -66,7 +68,7 @@ def collect(src: Sources) -> list[MetricFamily]:
             if suffix == "speed_bytes":
                 value *= 125000.0  # Mbit/s -> bytes/s; -1 (unknown) stays negative, as node_exporter
             fams[suffix].add(labels, value)
-        values = {k: _read(iface / k) or "" for k in _INFO}
+        values = {k: _read(iface + k) or "" for k in _INFO}
         info.add(
             {"address": values["address"], "broadcast": values["broadcast"], "device": device,
              "duplex": values["duplex"], "ifalias": values["ifalias"], "operstate": values["operstate"]},
