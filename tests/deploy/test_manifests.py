@@ -160,9 +160,9 @@ def test_probe_paths_exist_in_component_sources(rendered: list[dict[str, Any]]) 
 def test_shipped_sotp_yml_is_a_valid_config() -> None:
     config = load_config(K8S / "base" / "sotp.yml")
     assert config.server.listen == "0.0.0.0:9201"
-    scrape = importlib.import_module("worker.scrape.config")
-    loader = getattr(scrape, "load_scrape_configs", None) or scrape.parse_config
-    loader(config)
+    from worker.scrape.config import worker_config
+
+    assert [job.cfg.job_name for job in worker_config(config).jobs] == ["sotp", "snmp"]
 
 
 def test_yamllint_clean() -> None:
