@@ -1,0 +1,238 @@
+"""Authentication across every endpoint of ``sotp serve`` (the app built by sotp.cli.serve.build_app).
+
+The endpoint list is read from the app's router, so an endpoint added later is covered without editing
+this file: no token → 401, revoked → 401, read-only and write-only tokens cannot both use it, tenants
+cannot see or overwrite each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.exposition import basic_auth_handler, push_to_gateway
+
+from sotp.auth import TokenStore
+from sotp.cli.serve import build_app
+from sotp.codec.remote_write import encode_write_request
+from sotp.config import Config
+from sotp.model import Labels
+
+PUBLIC = {"/-/healthy", "/-/ready"}
+#: Endpoints any valid token may use (self-metrics carry no tenant data).
+ANY_SCOPE = {"/metrics"}
+WRITE_PATHS = {"/api/v1/write", "/api/v1/ingest", "/metrics/job/x"}
+FILL = {"name": "job", "job_path": "job/x", "device": "r1", "version": "1"}
+NOW_MS = int(time.time() * 1000) - 10_000
+
+
+@dataclass
+class Env:
+    client: TestClient
+    tokens: dict[str, str]
+    store: TokenStore
+
+
+def endpoints(app: web.Application) -> list[tuple[str, str]]:
+    """Every (method, concrete path) the app serves, dynamic segments filled in; HEAD left out."""
+    out = set()
+    for route in app.router.routes():
+        canonical = route.resource.canonical if route.resource is not None else ""
+        if route.method in ("HEAD", "*") or not canonical:
+            continue
+        path = re.sub(r"\{([^}:]+)(:[^}]*)?\}", lambda m: FILL.get(m.group(1), "x"), canonical)
+        out.add((route.method, path))
+    return sorted(out)
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    store = TokenStore(tmp_path / "tokens.json")
+    tokens = {}
+    for name, scopes, tenant in [
+        ("reader", ["read"], None), ("writer", ["write"], None), ("admin", ["admin"], None),
+        ("revoked", ["read", "write"], None), ("a", ["read", "write"], ("team", "a")),
+        ("b", ["read", "write"], ("team", "b")),
+    ]:
+        tokens[name], _ = store.create(name, scopes, tenant)
+    store.revoke("revoked")
+    config = Config()
+    config.server.storage = "memory://"
+    config.server.listen = "0.0.0.0:9201"  # not loopback: auth is on without saying so
+    config.auth = {"tokens_file": str(store.path)}
+    config.pushgateway = {"refresh_interval": "0"}
+    async with TestClient(TestServer(build_app(config))) as client:
+        yield Env(client, tokens, store)
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def call(env: Env, method: str, path: str, token: str | None) -> tuple[int, str, str | None]:
+    headers = auth(token) if token else {}
+    r = await env.client.request(method, path, headers=headers, data=b"" if method != "GET" else None)
+    return r.status, await r.text(), r.headers.get("WWW-Authenticate")
+
+
+async def test_router_lists_every_component(env: Env) -> None:
+    paths = {p for _, p in endpoints(env.client.app)}
+    assert {"/api/v1/write", "/api/v1/ingest", "/metrics/job/x", "/api/v1/query", "/api/v1/series",
+            "/api/v1/labels", "/api/v1/label/job/values", "/metrics"} <= paths
+
+
+async def test_no_token_garbage_or_revoked_is_401_everywhere(env: Env) -> None:
+    for method, path in endpoints(env.client.app):
+        for token in (None, "sotp_0123456789ab_" + "x" * 43, env.tokens["revoked"]):
+            status, body, challenge = await call(env, method, path, token)
+            if path in PUBLIC:
+                assert status == 200, (method, path)
+                continue
+            assert status == 401, (method, path, token, body)
+            assert challenge is not None and "Bearer" in challenge, (method, path)
+            assert env.tokens["revoked"] not in body
+
+
+async def test_scopes_are_enforced_everywhere(env: Env) -> None:
+    for method, path in endpoints(env.client.app):
+        if path in PUBLIC:
+            continue
+        read = (await call(env, method, path, env.tokens["reader"]))[0]
+        write = (await call(env, method, path, env.tokens["writer"]))[0]
+        admin = (await call(env, method, path, env.tokens["admin"]))[0]
+        assert admin not in (401, 403), (method, path)
+        if path in ANY_SCOPE:
+            assert (read, write) != (403, 403), (method, path)
+        elif path in WRITE_PATHS:
+            assert read == 403 and write not in (401, 403), (method, path, read, write)
+        else:  # everything else reads: query API, discovery, metadata, configs
+            assert write == 403 and read not in (401, 403), (method, path, read, write)
+
+
+async def test_403_names_the_scope_and_401_offers_basic(env: Env) -> None:
+    r = await env.client.post("/api/v1/write", data=b"", headers=auth(env.tokens["reader"]))
+    assert r.status == 403
+    assert "needs 'write'" in await r.text()
+    r = await env.client.get("/api/v1/query", params={"query": "1"})
+    assert r.status == 401
+    assert 'Basic realm="sotp"' in r.headers["WWW-Authenticate"]
+    assert (await r.json())["errorType"] == "unauthorized"  # Grafana shows the envelope's error
+
+
+async def test_grafana_basic_auth_and_prometheus_client_basic_auth(env: Env) -> None:
+    cred = base64.b64encode(f"grafana:{env.tokens['reader']}".encode()).decode()
+    r = await env.client.get("/api/v1/query", params={"query": "1+1", "time": "4"},
+                             headers={"Authorization": f"Basic {cred}"})
+    assert r.status == 200, await r.text()
+    reg = CollectorRegistry()
+    Gauge("pushed_with_basic", "x", registry=reg).set(1)
+    handler = partial(basic_auth_handler, username="job", password=env.tokens["writer"])
+    await asyncio.to_thread(
+        partial(push_to_gateway, f"127.0.0.1:{env.client.server.port}", job="j", registry=reg, handler=handler)
+    )
+    r = await env.client.get("/api/v1/series", params={"match[]": "pushed_with_basic"}, headers=auth(env.tokens["reader"]))
+    assert (await r.json())["data"] == [{"__name__": "pushed_with_basic", "job": "j"}]
+
+
+async def write_as(env: Env, who: str) -> None:
+    """One series by each write path, each trying to claim team=b (a forged tenant label)."""
+    h = auth(env.tokens[who])
+    body = encode_write_request([(Labels({"__name__": f"rw_{who}", "team": "b"}), [(NOW_MS, 1.0)])])
+    r = await env.client.post("/api/v1/write", data=body,
+                              headers={**h, "Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"})
+    assert r.status == 204, await r.text()
+    r = await env.client.put("/metrics/job/shared", data=f'push_{who}{{team="b"}} 1\n'.encode(), headers=h)
+    assert r.status == 200, await r.text()
+    doc = {"labels": {"team": "b"}, "timestamp": NOW_MS / 1000, "metrics": {f"json_{who}": 1}}
+    r = await env.client.post("/api/v1/ingest", data=json.dumps(doc), headers=h)
+    assert r.status == 200, await r.text()
+
+
+async def read_as(env: Env, who: str) -> dict[str, object]:
+    h = auth(env.tokens[who])
+    sel = {"match[]": '{__name__=~".+"}'}
+    out: dict[str, object] = {}
+    r = await env.client.get("/api/v1/series", params=sel, headers=h)
+    out["series"] = sorted((s["__name__"], s.get("team")) for s in (await r.json())["data"])
+    r = await env.client.get("/api/v1/label/team/values", headers=h)
+    out["teams"] = (await r.json())["data"]
+    r = await env.client.get("/api/v1/label/__name__/values", headers=h)
+    out["names"] = (await r.json())["data"]
+    r = await env.client.get("/api/v1/query", params={"query": 'count({__name__=~".+"})', "time": str(time.time())},
+                             headers=h)
+    out["count"] = [v["value"][1] for v in (await r.json())["data"]["result"]]
+    r = await env.client.get("/api/v1/query_range", headers=h, params={
+        "query": '{__name__=~"rw_.*|json_.*"}', "start": str(NOW_MS / 1000 - 60), "end": str(time.time()),
+        "step": "15"})
+    out["range"] = sorted(s["metric"]["__name__"] for s in (await r.json())["data"]["result"])
+    return out
+
+
+async def test_tenants_cannot_write_as_or_read_each_other(env: Env) -> None:
+    await write_as(env, "a")
+    await write_as(env, "b")
+    # Tenant b's push to the same job is a different group: it must not end tenant a's series.
+    seen_a = await read_as(env, "a")
+    seen_b = await read_as(env, "b")
+    meta = [("push_failure_time_seconds", "{t}"), ("push_time_seconds", "{t}")]
+    for who, seen in (("a", seen_a), ("b", seen_b)):
+        want = sorted([(f"json_{who}", who), (f"push_{who}", who), (f"rw_{who}", who)]
+                      + [(n, t.format(t=who)) for n, t in meta])
+        assert seen["series"] == want, who
+        assert seen["teams"] == [who]
+        assert seen["count"] == ["5"]
+        assert seen["range"] == sorted([f"json_{who}", f"rw_{who}"])
+        assert all(who in n or n.startswith("push_") for n in seen["names"])  # type: ignore[attr-defined]
+    # A tenant's DELETE of the shared job path only ends its own group.
+    r = await env.client.delete("/metrics/job/shared", headers=auth(env.tokens["a"]))
+    assert r.status == 202
+    r = await env.client.get("/api/v1/query", params={"query": '{job="shared"}', "time": str(time.time())},
+                             headers=auth(env.tokens["admin"]))
+    left = sorted((s["metric"]["__name__"], s["metric"]["team"]) for s in (await r.json())["data"]["result"])
+    assert left == [("push_b", "b"), ("push_failure_time_seconds", "b"), ("push_time_seconds", "b")]
+    # An untenanted admin sees both tenants.
+    r = await env.client.get("/api/v1/label/team/values", headers=auth(env.tokens["admin"]))
+    assert (await r.json())["data"] == ["a", "b"]
+
+
+async def test_tokens_never_logged(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    for token in env.tokens.values():
+        await env.client.get("/api/v1/labels", headers=auth(token))
+        await env.client.post("/api/v1/write", data=b"junk", headers=auth(token))
+        await env.client.put("/metrics/job/log", data=b"bad{ 1\n", headers=auth(token))
+    for token in env.tokens.values():
+        assert token not in caplog.text
+        assert token.rsplit("_", 1)[1] not in caplog.text
+
+
+async def test_loopback_runs_open_and_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = Config()
+    config.server.storage = "memory://"
+    config.auth = {"tokens_file": str(tmp_path / "none.json")}
+    with caplog.at_level(logging.WARNING, logger="sotp.auth"):
+        app = build_app(config)
+    assert "authentication is OFF (127.0.0.1:9201 is a loopback address)" in caplog.text
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.get("/api/v1/labels")).status == 200
+    # Forcing it on with no tokens refuses everything and says how to create one.
+    caplog.clear()
+    config.auth = {"tokens_file": str(tmp_path / "none.json"), "enabled": True}
+    with caplog.at_level(logging.WARNING, logger="sotp.auth"):
+        app = build_app(config)
+    assert "sotp token create" in caplog.text
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.get("/api/v1/labels")).status == 401
+        assert (await client.get("/-/healthy")).status == 200
