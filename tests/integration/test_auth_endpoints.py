@@ -142,7 +142,8 @@ async def test_grafana_basic_auth_and_prometheus_client_basic_auth(env: Env) -> 
     await asyncio.to_thread(
         partial(push_to_gateway, f"127.0.0.1:{env.client.server.port}", job="j", registry=reg, handler=handler)
     )
-    r = await env.client.get("/api/v1/series", params={"match[]": "pushed_with_basic"}, headers=auth(env.tokens["reader"]))
+    r = await env.client.get("/api/v1/series", params={"match[]": "pushed_with_basic"},
+                             headers=auth(env.tokens["reader"]))
     assert (await r.json())["data"] == [{"__name__": "pushed_with_basic", "job": "j"}]
 
 
