@@ -1,11 +1,17 @@
-"""A stdlib HTTP server for ``/metrics`` (no aiohttp: the exporter stays as light as the agent)."""
+"""A minimal HTTP/1.1 server for ``/metrics`` on ``socketserver``.
+
+Why not ``http.server``: it imports ``http.client`` and with it ``ssl`` (OpenSSL, ~5 MB of RSS), which
+would make this exporter heavier than node_exporter. Serving three GET paths needs only the request
+line and the end of the headers. Each connection serves requests until the client closes it or is idle
+for ``IDLE_TIMEOUT`` (Prometheus keeps scrape connections alive).
+"""
 
 from __future__ import annotations
 
 import logging
 import socket
+import socketserver
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from exporters.host.registry import collect
 from exporters.host.sources import Sources
@@ -13,10 +19,13 @@ from sotp.codec.exposition import CONTENT_TYPE, format_families
 
 log = logging.getLogger("exporters.host")
 
+IDLE_TIMEOUT = 60.0
+MAX_HEADER_BYTES = 64 * 1024
 LANDING = (
     b"<html><head><title>SOTP host exporter</title></head><body><h1>SOTP host exporter</h1>"
     b'<p><a href="/metrics">Metrics</a></p></body></html>\n'
 )
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -27,42 +36,72 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
+    allow_reuse_address = True
     sources: Sources
     collectors: list[str] | None
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(socketserver.StreamRequestHandler):
     server: _Server
-    server_version = "sotp-host-exporter"
+    timeout = IDLE_TIMEOUT
 
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if path == "/metrics":
+    def handle(self) -> None:
+        try:
+            while self._one_request():
+                pass
+        except (TimeoutError, ConnectionError):
+            pass
+
+    def _one_request(self) -> bool:
+        line = self.rfile.readline(MAX_HEADER_BYTES).decode("latin-1")
+        if not line:
+            return False
+        parts = line.split()
+        keep_alive = len(parts) == 3 and parts[2] == "HTTP/1.1"
+        size = len(line)
+        while True:  # skip the headers, noting only Connection
+            h = self.rfile.readline(MAX_HEADER_BYTES).decode("latin-1")
+            size += len(h)
+            if not h or size > MAX_HEADER_BYTES:
+                return False
+            if h in ("\r\n", "\n"):
+                break
+            name, _, value = h.partition(":")
+            if name.strip().lower() == "connection":
+                keep_alive = value.strip().lower() == "keep-alive" or (keep_alive and "close" not in value.lower())
+        if len(parts) != 3:
+            self._send(400, "text/plain; charset=utf-8", b"bad request line\n", False)
+            return False
+        method, path = parts[0], parts[1].split("?", 1)[0]
+        if method not in ("GET", "HEAD"):
+            self._send(405, "text/plain; charset=utf-8", b"method not allowed\n", keep_alive)
+        elif path == "/metrics":
             body = format_families(collect(self.server.sources, self.server.collectors)).encode()
-            self._send(200, CONTENT_TYPE, body)
+            self._send(200, CONTENT_TYPE, body, keep_alive, head=method == "HEAD")
         elif path == "/":
-            self._send(200, "text/html; charset=utf-8", LANDING)
+            self._send(200, "text/html; charset=utf-8", LANDING, keep_alive, head=method == "HEAD")
         else:
-            self._send(404, "text/plain; charset=utf-8", b"404 page not found\n")
+            self._send(404, "text/plain; charset=utf-8", b"404 page not found\n", keep_alive)
+        log.debug("%s %s %s", self.client_address[0], method, path)
+        return keep_alive
 
-    def _send(self, status: int, ctype: str, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
+    def _send(self, status: int, ctype: str, body: bytes, keep_alive: bool, head: bool = False) -> None:
+        header = (
+            f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
+        ).encode("latin-1")
+        self.wfile.write(header if head else header + body)
 
 
 def make_server(listen: str, sources: Sources, collectors: list[str] | None = None) -> _Server:
     host, port = parse_listen(listen)
-    if ":" in host:
-        _Server.address_family = socket.AF_INET6
-    server = _Server((host, port), _Handler)
+
+    class Server(_Server):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    server = Server((host, port), _Handler)
     server.sources = sources
     server.collectors = collectors
     return server
