@@ -190,6 +190,8 @@ def main() -> int:
     p.add_argument("--prometheus", default=shutil.which("prometheus") or "/usr/bin/prometheus")
     p.add_argument("--sotp-processes", type=int, default=1,
                    help="sotp serve processes sharing the port (SO_REUSEPORT)")
+    p.add_argument("--gc-threshold", type=int, default=0,
+                   help="experiment: run sotp serve with gc.set_threshold(N, 20, 100)")
     p.add_argument("--skip-prometheus", action="store_true")
     p.add_argument("--skip-sotp", action="store_true")
     p.add_argument("--keep-schema", action="store_true", help="do not drop the bench schema afterwards")
@@ -210,8 +212,13 @@ def main() -> int:
         schema = f"bench_{uuid.uuid4().hex[:10]}"
         sep = "&" if "?" in args.dsn else "?"
         port = free_port()
-        argv = [sys.executable, "-m", "sotp", "serve", "--listen", f"127.0.0.1:{port}",
-                "--storage", f"{args.dsn}{sep}schema={schema}"]
+        serve = ["serve", "--listen", f"127.0.0.1:{port}", "--storage", f"{args.dsn}{sep}schema={schema}"]
+        argv = [sys.executable, "-m", "sotp", *serve]
+        if args.gc_threshold:
+            # Experiment: the same server with CPython's cyclic GC run less often (see docs/storage.md).
+            code = (f"import gc, sys; gc.set_threshold({args.gc_threshold}, 20, 100); from sotp.cli import main; "
+                    f"sys.exit(main({serve!r}))")
+            argv = [sys.executable, "-c", code]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         name = "sotp" if args.sotp_processes == 1 else f"sotp ×{args.sotp_processes}"
         try:

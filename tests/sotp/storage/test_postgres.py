@@ -1,0 +1,227 @@
+"""PostgreSQL-specific behaviour on the real server: partitions, retention, compaction, concurrency,
+binary round trips, migrations and failure handling. (The shared contract is in test_conformance.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import psycopg
+import pytest
+
+from sotp.errors import SampleRejected, StorageUnavailable
+from sotp.model import STALE_NAN, STALE_NAN_BITS, Labels, Matcher, MatchOp
+from sotp.storage.pg.schema import partition_name
+from tests.conftest import PG_DSN, free_port, require_tcp
+
+pytestmark = pytest.mark.integration
+
+DAY = 86_400_000
+HOUR = 3_600_000
+D0 = 1_577_836_800_000  # 2020-01-01T00:00:00Z
+A = Labels({"__name__": "m", "i": "a"})
+B = Labels({"__name__": "m", "i": "b"})
+
+
+def url(schema: str, extra: str = "") -> str:
+    sep = "&" if "?" in PG_DSN else "?"
+    return f"{PG_DSN}{sep}schema={schema}{extra}"
+
+
+async def sql(query: str, *params: object) -> list[tuple[object, ...]]:
+    async with await psycopg.AsyncConnection.connect(PG_DSN, autocommit=True) as conn:
+        cur = await conn.execute(query, params or None)  # type: ignore[arg-type]
+        return await cur.fetchall() if cur.description else []
+
+
+Opener = Callable[..., Awaitable["PostgresStorage"]]  # type: ignore[name-defined]  # noqa: F821
+
+
+@pytest.fixture
+async def schema() -> AsyncIterator[str]:
+    require_tcp("127.0.0.1", 5432, "PostgreSQL")
+    name = f"sotp_pgtest_{uuid.uuid4().hex[:10]}"
+    yield name
+    await sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+@pytest.fixture
+async def open_pg(schema: str) -> AsyncIterator[Opener]:
+    from sotp.storage.postgres import PostgresStorage
+
+    opened: list[PostgresStorage] = []
+
+    async def _open(extra: str = "") -> PostgresStorage:
+        store = PostgresStorage(url(schema, extra))
+        await store.open()
+        opened.append(store)
+        return store
+
+    yield _open
+    for s in opened:
+        await s.close()
+
+
+async def write(store, labels: Labels, ts: list[int], vs: list[float]) -> int:  # type: ignore[no-untyped-def]
+    app = store.appender()
+    app.append_series(labels, ts, vs)
+    return int(await app.commit())
+
+
+async def partitions(schema: str) -> set[str]:
+    rows = await sql(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace "
+        "WHERE n.nspname = %s AND p.relname = 'sotp_samples'",
+        schema,
+    )
+    return {str(r[0]) for r in rows}
+
+
+async def test_open_logs_mode_and_creates_partitions_ahead(open_pg, schema, caplog) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.INFO, logger="sotp.storage.postgres")
+    await open_pg("&partitions_ahead=3")
+    assert "native partition mode" in caplog.text
+    today = int(time.time() * 1000) // DAY * DAY
+    expected = {partition_name(today + k * DAY, DAY) for k in range(-1, 4)}
+    assert expected <= await partitions(schema)
+    assert (await sql(f'SELECT value FROM "{schema}".sotp_meta WHERE key = %s', "mode")) == [("partitions",)]
+
+
+async def test_old_block_goes_to_its_own_partition_created_on_demand(open_pg, schema) -> None:  # type: ignore[no-untyped-def]
+    store = await open_pg()
+    assert await write(store, A, [D0 + 1000, D0 + 2000], [1.0, 2.0]) == 2
+    rows = await sql(f'SELECT tableoid::regclass::text, cardinality(ts) FROM "{schema}".sotp_samples')
+    assert rows == [(f"{schema}.sotp_samples_p20200101", 2)]
+
+
+async def test_block_rows_never_span_two_block_windows(open_pg, schema) -> None:  # type: ignore[no-untyped-def]
+    store = await open_pg("&block=1h&partition=1d")
+    ts = [D0 + 10 * 60_000 * k for k in range(13)]  # 0:00 .. 2:00 every 10 min: 3 windows
+    assert await write(store, A, ts, [float(k) for k in range(13)]) == 13
+    rows = await sql(f'SELECT ts FROM "{schema}".sotp_samples ORDER BY t_min')
+    assert [len(r[0]) for r in rows] == [6, 6, 1]  # type: ignore[arg-type]
+    got = await store.querier(D0, D0 + DAY).select([Matcher("i", MatchOp.EQ, "a")])
+    assert got[0].timestamps.tolist() == ts
+
+
+async def test_retention_drops_whole_partitions_and_trims_the_boundary(open_pg, schema) -> None:  # type: ignore[no-untyped-def]
+    store = await open_pg("&block=1h")
+    for day in range(3):
+        await write(store, A, [D0 + day * DAY + 1000, D0 + day * DAY + 5 * HOUR], [float(day), float(day) + 0.5])
+    names = [partition_name(D0 + d * DAY, DAY) for d in range(3)]
+    assert set(names) <= await partitions(schema)
+    removed = await store.delete_before(D0 + 2 * DAY + 2 * HOUR)
+    left = await partitions(schema)
+    assert names[0] not in left and names[1] not in left and names[2] in left
+    assert removed == 5  # two partitions of two blocks each, plus the 00:00 block of day 3
+    got = await store.querier(0, D0 + 10 * DAY).select([Matcher("i", MatchOp.EQ, "a")])
+    assert got[0].timestamps.tolist() == [D0 + 2 * DAY + 5 * HOUR]
+
+
+async def test_compaction_merges_closed_windows_once_and_keeps_bits(open_pg, schema) -> None:  # type: ignore[no-untyped-def]
+    store = await open_pg("&block=1h")
+    values = [STALE_NAN if k == 7 else float(k) for k in range(20)]
+    for k in range(20):
+        await write(store, A, [D0 + k * 60_000], [values[k]])
+        await write(store, B, [D0 + k * 60_000], [float(-k)])
+    now = int(time.time() * 1000)
+    await write(store, A, [now - 1000], [99.0])  # in the open window: must stay as it is
+    before = await sql(f'SELECT count(*) FROM "{schema}".sotp_samples')
+    assert before == [(41,)]
+    removed = await store.compact(now)
+    assert removed == 38
+    assert await store.compact(now) == 0  # idempotent
+    rows = await sql(f'SELECT series_id, cardinality(ts) FROM "{schema}".sotp_samples ORDER BY t_min, series_id')
+    assert sorted(r[1] for r in rows) == [1, 20, 20]  # type: ignore[type-var]
+    got = await store.querier(D0, D0 + HOUR).select([Matcher("i", MatchOp.EQ, "a")])
+    assert got[0].timestamps.tolist() == [D0 + k * 60_000 for k in range(20)]
+    assert got[0].values.view("u8").tolist() == [struct.unpack("<Q", struct.pack("<d", v))[0] for v in values]
+
+
+async def test_stale_nan_bits_stored_exactly(open_pg, schema) -> None:  # type: ignore[no-untyped-def]
+    store = await open_pg()
+    await write(store, A, [D0, D0 + 1], [STALE_NAN, float("nan")])
+    rows = await sql(f'SELECT float8send(vals[1]), float8send(vals[2]) FROM "{schema}".sotp_samples')
+    stale, nan = (int.from_bytes(b, "big") for b in rows[0])  # type: ignore[arg-type]
+    assert stale == STALE_NAN_BITS and nan != STALE_NAN_BITS
+    flat = await sql(f'SELECT count(*) FROM "{schema}".sotp_samples_flat WHERE series_id IS NOT NULL')
+    assert flat == [(2,)]
+
+
+async def test_rejected_batch_writes_no_sample(open_pg, schema) -> None:  # type: ignore[no-untyped-def]
+    store = await open_pg()
+    await write(store, A, [D0 + 1000, D0 + 2000], [1.0, 2.0])
+    app = store.appender()
+    app.append_series(B, [D0 + 5000], [1.0])  # new series, valid on its own
+    app.append_series(A, [D0 + 1500], [1.0])  # out of order: the whole batch goes
+    with pytest.raises(SampleRejected, match="out-of-order"):
+        await app.commit()
+    assert await sql(f'SELECT count(*), sum(cardinality(ts)) FROM "{schema}".sotp_samples') == [(1, 2)]
+
+
+async def test_two_processes_share_a_schema(open_pg, schema) -> None:  # type: ignore[no-untyped-def]
+    first, second = await open_pg(), await open_pg()  # separate caches, as two receiver processes
+
+    async def writer(store, name: str) -> None:  # type: ignore[no-untyped-def]
+        for k in range(10):
+            app = store.appender()
+            for i in range(50):  # the same 50 series from both: concurrent creation of the same rows
+                app.append_series(Labels({"__name__": "shared", "i": str(i), "w": name}), [D0 + k], [float(k)])
+                app.append_series(Labels({"__name__": "common", "i": str(i)}), [D0 + 1000 * k + hash(name) % 7],
+                                  [1.0])
+            await app.commit()
+
+    await asyncio.gather(writer(first, "x"), writer(second, "y"))
+    assert await sql(f'SELECT count(*) FROM "{schema}".sotp_series') == [(150,)]
+    got = await second.querier(0, D0 + DAY).select([Matcher("__name__", MatchOp.EQ, "shared")])
+    assert len(got) == 100 and all(len(s.timestamps) == 10 for s in got)
+
+
+async def test_a_retry_through_another_process_reads_once(open_pg) -> None:  # type: ignore[no-untyped-def]
+    first, second = await open_pg(), await open_pg()
+    await write(first, A, [D0, D0 + 1000], [1.0, 2.0])
+    await second.querier(0, 1).select([])  # nothing cached about A's newest sample yet in `second`
+    await write(second, A, [D0 + 1000, D0 + 2000], [2.0, 3.0])
+    await write(first, A, [D0 + 2000], [3.0])  # `first` still believes 1000 is newest: accepted again
+    got = await first.querier(0, D0 + DAY).select([Matcher("i", MatchOp.EQ, "a")])
+    assert got[0].timestamps.tolist() == [D0, D0 + 1000, D0 + 2000]
+
+
+async def test_migrate_is_versioned_and_idempotent(schema) -> None:  # type: ignore[no-untyped-def]
+    from sotp.storage.postgres import migrate
+
+    results = await asyncio.gather(migrate(url(schema)), migrate(url(schema)))
+    assert sorted(r[1] for r in results) == [[], [1]]
+    assert {r[0] for r in results} == {"partitions"}
+    assert await migrate(url(schema)) == ("partitions", [])
+    assert [r[0] for r in await sql(f'SELECT version FROM "{schema}".sotp_migrations')] == [1]
+
+
+async def test_unreachable_server_is_storage_unavailable() -> None:
+    from sotp.storage.postgres import PostgresStorage
+
+    store = PostgresStorage(f"postgresql://postgres@127.0.0.1:{free_port()}/test?schema=nowhere")
+    with pytest.raises(StorageUnavailable, match="cannot connect to PostgreSQL"):
+        await store.open()
+    with pytest.raises(StorageUnavailable, match="not open"):
+        await store.ping()
+
+
+async def test_killed_connections_are_replaced(open_pg, schema) -> None:  # type: ignore[no-untyped-def]
+    app_name = f"sotp-test-{schema}"
+    store = await open_pg(f"&pool_max=2&application_name={app_name}")
+    await write(store, A, [D0], [1.0])
+    killed = await sql(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+        app_name,
+    )
+    assert killed[0][0] >= 1  # type: ignore[operator]
+    # The pool checks a connection before lending it, so the dead ones are replaced, not handed out.
+    await write(store, A, [D0 + 1000], [2.0])
+    got = await store.querier(0, D0 + DAY).select([Matcher("i", MatchOp.EQ, "a")])
+    assert got[0].values.tolist() == [1.0, 2.0]
