@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from sotp.cli.serve import split_listen
-from sotp.config import load_config
+from sotp.config import load_config, parse_duration
 
 log = logging.getLogger("sotp.up")
 
@@ -48,6 +48,7 @@ def _sotp(*args: str) -> list[str]:
 
 def worker_config(serve: str, icmp: str, snmp: str | None, snmp_targets: list[str], interval: str) -> dict[str, object]:
     """Scrape configs for the embedded stack: SOTP itself, the ICMP exporter, SNMP targets if any."""
+    timeout = f"{min(10.0, parse_duration(interval, '--interval')):g}s"  # a timeout may not exceed the interval
     jobs: list[dict[str, object]] = [
         {"job_name": "sotp", "static_configs": [{"targets": [serve]}]},
         {"job_name": "icmp", "static_configs": [{"targets": [icmp]}]},
@@ -66,7 +67,7 @@ def worker_config(serve: str, icmp: str, snmp: str | None, snmp_targets: list[st
                 ],
             }
         )
-    return {"global": {"scrape_interval": interval, "scrape_timeout": "10s"}, "scrape_configs": jobs}
+    return {"global": {"scrape_interval": interval, "scrape_timeout": timeout}, "scrape_configs": jobs}
 
 
 def plan(args: argparse.Namespace) -> list[Child]:
