@@ -73,5 +73,5 @@ def test_sotp_up_serves_this_machines_metrics(tmp_path: Path, spawn) -> None:  #
     up.stop(signal.SIGTERM)
     assert up.popen.returncode == 0
     assert "sotp up: stopped" in up.output()
-    gone, alive = psutil.wait_procs(children, timeout=15)
+    _gone, alive = psutil.wait_procs(children, timeout=15)
     assert not alive, f"children outlived sotp up: {[p.cmdline() for p in alive]}"
