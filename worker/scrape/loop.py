@@ -321,7 +321,7 @@ class ScrapeLoop:
         stale = state.prev_series - current
         if error is None:
             added = len(samples.keys() - known)
-            state.seen = set(samples) | explicit
+            state.seen = set(samples) if explicit else current  # share the set: 200k series cost MBs
         up = error is None
         result = ScrapeResult(up, error, self._n_scraped, self._n_post, added, len(stale), duration)
         await self._commit(samples, stale, now_ms, result)
