@@ -28,10 +28,10 @@ from prometheus_client import Counter, Gauge
 
 from remote_write.body import UnsupportedEncoding, read_body
 from remote_write.pipeline import WRITE_METRICS, error_response, setup_pipeline, write_batch
-from remote_write.pushgroups import Groups, Plan, prepare
+from remote_write.pushgroups import Groups, Plan, PushRejected, prepare
 from sotp.codec.textparse import parse
 from sotp.config import from_dict, parse_duration
-from sotp.errors import ConfigError, DecodeError, IngestError, SotpError
+from sotp.errors import ConfigError, DecodeError, SotpError
 from sotp.model import InvalidLabels, Labels, validate_label_name
 from sotp.web import CTX, ServerContext, authorize, text_error
 
@@ -205,7 +205,7 @@ async def handle_push(request: web.Request) -> web.Response:
         request.app[WRITE_METRICS].requests.labels(PROTOCOL, "415").inc()
         return text_error(415, str(err))
     except Exception as err:
-        if key is not None and isinstance(err, IngestError):
+        if key is not None and isinstance(err, PushRejected):
             await _record_failure(request, principal, key)
         return error_response(request, PROTOCOL, err)
     request.app[WRITE_METRICS].requests.labels(PROTOCOL, "200").inc()

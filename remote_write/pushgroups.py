@@ -13,8 +13,9 @@ Rules (Pushgateway 1.5.1, checked against the real binary in tests/remote_write/
 * Path labels override same-named labels in the body.
 * Samples with timestamps are refused, as is a series pushed twice in one body, a series that another
   group already holds, and a family whose type differs from the same family in another group.
-* A refused push (after the path was valid) records ``push_failure_time_seconds``; a group that did not
-  exist is created empty with ``push_time_seconds`` 0, as Pushgateway does.
+* A push refused for its content (:class:`PushRejected`: timestamps, a series twice, a conflict with
+  another group) records ``push_failure_time_seconds``; a group that did not exist is created empty with
+  ``push_time_seconds`` 0. Syntax errors, bad paths and size limits record nothing. Both as Pushgateway.
 """
 
 from __future__ import annotations
