@@ -46,6 +46,11 @@ AUTH_PROTOCOLS = {"MD5": "MD5", "SHA": "SHA", "SHA224": "SHA-224", "SHA256": "SH
 PRIV_PROTOCOLS = {"DES": "DES", "AES": "AES", "AES192": "AES-192", "AES256": "AES-256", "AES192C": "AES-192-C",
                   "AES256C": "AES-256-C"}
 _TICKS = re.compile(r"^\((\d+)\)")
+_EXCEPTION_MESSAGES = (
+    ("No more variables left in this MIB View", END_OF_MIB_VIEW),
+    ("No Such Instance", NO_SUCH_INSTANCE),
+    ("No Such Object", NO_SUCH_OBJECT),
+)
 _ERROR_STATUS = {"tooBig": 1, "noSuchName": 2, "badValue": 3, "readOnly": 4, "genErr": 5}
 
 
@@ -97,6 +102,10 @@ def to_pdu(oid: str, index: str, typ: str, value: str) -> Pdu:
         full = f"{full}.{index}"
     conv = _CONVERT.get(typ)
     if conv is None:
+        # ezsnmp 2.x sometimes reports exception varbinds with net-snmp's message as the type.
+        for prefix, kind in _EXCEPTION_MESSAGES:
+            if typ.startswith(prefix):
+                return Pdu(full, kind, None)
         return Pdu(full, OCTET_STRING, value.encode("utf-8"))
     t, v = conv(value)
     return Pdu(full, t, v)
@@ -173,6 +182,8 @@ class EzsnmpSession:
 
     def __init__(self, session: Any, pool: ThreadPoolExecutor, version: int, target: str) -> None:
         self._s, self._pool, self.version, self._target = session, pool, version, target
+        # net-snmp discovers the v3 engine ID with one extra request per new session.
+        self.extra_packets = 1 if version == 3 else 0
 
     async def _call(self, fn: Callable[[], Any]) -> list[Pdu]:
         def work() -> list[Pdu]:

@@ -120,6 +120,8 @@ class PysnmpBackend:
 
     def __init__(self) -> None:
         self._engine: hl.SnmpEngine | None = None
+        # v3 targets whose engine ID this engine has discovered (pysnmp caches it; gosnmp rediscovers).
+        self._discovered: set[tuple[str, int]] = set()
 
     @property
     def engine(self) -> hl.SnmpEngine:
@@ -135,7 +137,11 @@ class PysnmpBackend:
                 transport = await hl.UdpTransportTarget.create((host, port), timeout=timeout, retries=0)
         except (PySnmpError, OSError) as err:
             raise TargetError(f"cannot use target {host}:{port}: {err}") from err
-        return PysnmpSession(self.engine, user_data(auth), transport, auth, f"{host}:{port}")
+        session = PysnmpSession(self.engine, user_data(auth), transport, auth, f"{host}:{port}")
+        if auth.version == 3 and (host, port) not in self._discovered:
+            self._discovered.add((host, port))
+            session.extra_packets = 1
+        return session
 
     def close(self) -> None:
         if self._engine is not None:
@@ -150,6 +156,7 @@ class PysnmpSession:
         self._engine, self._creds, self._transport, self._target = engine, creds, transport, target
         self._context = hl.ContextData(contextName=auth.context_name) if auth.context_name else hl.ContextData()
         self.version = auth.version
+        self.extra_packets = 0
 
     def _check(self, result: tuple[Any, Any, Any, Any]) -> list[Pdu]:
         indication, status, index, var_binds = result

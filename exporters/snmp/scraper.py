@@ -33,6 +33,8 @@ class Session(Protocol):
     value ``None``. Not task-safe: one scrape uses a session at a time."""
 
     version: int
+    #: Packets the library sent by itself, like the SNMPv3 engine-ID discovery (counted as gosnmp does).
+    extra_packets: int
 
     async def get(self, oids: Sequence[str]) -> list[Pdu]: ...
 
@@ -103,9 +105,11 @@ class _Counter:
         )
 
 
-async def scrape(session: Session, module: Module, target: str) -> ScrapeResult:
-    """GETs then walks of ``module`` over ``session``; raises :class:`ScrapeError` on failure."""
-    result = ScrapeResult()
+async def scrape(session: Session, module: Module, target: str, result: ScrapeResult | None = None) -> ScrapeResult:
+    """GETs then walks of ``module`` over ``session``; raises :class:`ScrapeError` on failure.
+
+    Pass ``result`` to keep the packet counts of a scrape that fails."""
+    result = ScrapeResult() if result is None else result
     send = _Counter(result, module.retries, module.timeout_s, target).send
     start = time.perf_counter()
     max_oids = module.max_repetitions or 1
@@ -123,6 +127,7 @@ async def scrape(session: Session, module: Module, target: str) -> ScrapeResult:
         result.pdus.extend(p for p in pdus if p.type not in EXCEPTION_TYPES)
     for root in module.walk:
         result.pdus.extend(await _walk(session, module, root, send, target))
+    result.packets += session.extra_packets
     result.walk_seconds = time.perf_counter() - start
     return result
 

@@ -145,7 +145,7 @@ class Exporter:
                     host, port = parse_target(target)
                     session = await self.backend.open(host, port, auth, module.timeout_s, module.max_repetitions)
                     try:
-                        result = await scrape(session, module, target)
+                        await scrape(session, module, target, result)
                     finally:
                         await session.close()
                 finally:

@@ -46,6 +46,7 @@ class FakeSession:
         self.keys = [_key(p.oid) for p in self.table]
         self.by_oid = {p.oid: p for p in self.table}
         self.version, self.timeouts, self.status = version, timeouts, status
+        self.extra_packets = 0
         self.calls: list[tuple[str, tuple[str, ...]]] = []
 
     def _start(self, kind: str, oids: Sequence[str]) -> None:

@@ -1,0 +1,368 @@
+"""SOTP's SNMP exporter against real agents, compared with Debian's prometheus-snmp-exporter 0.21.
+
+Peers, all on 127.0.0.1 and started here: Debian ``snmpd`` with a config written by the test (v2c
+community ``public`` and a v3 authPriv SHA/AES user), ``snmpsim`` serving the recorded Cisco C3560
+(57 interfaces) as community ``public``, as v3 context ``cisco-c3560``, plus a tiny hand-written device
+with Counter64 values beyond 2^53. The oracle reads upstream's generated v0.21 ``if_mib`` file as it
+is (and a copy with v3 credentials inline, the v0.21 way); SOTP reads the same files.
+"""
+
+from __future__ import annotations
+
+import bz2
+import importlib.util
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import Proc, free_port, missing, require_binary, sotp_cmd, wait_for_port
+from tests.exporters.snmp.test_config import SHARED_V021
+
+pytestmark = pytest.mark.integration
+
+BACKENDS = ["pysnmp", "ezsnmp"]
+V3 = {"username": "sotpuser", "security_level": "authPriv", "password": "authpass123", "auth_protocol": "SHA",
+      "priv_protocol": "AES", "priv_password": "privpass123"}
+EDGE_DEVICE = """\
+1.3.6.1.2.1.1.3.0|67|100
+1.3.6.1.2.1.2.1.0|2|2
+1.3.6.1.2.1.2.2.1.1.1|2|1
+1.3.6.1.2.1.2.2.1.1.2|2|2
+1.3.6.1.2.1.2.2.1.2.1|4|big
+1.3.6.1.2.1.2.2.1.2.2|4|small
+1.3.6.1.2.1.31.1.1.1.6.1|70|18446744073709551615
+1.3.6.1.2.1.31.1.1.1.6.2|70|9007199254740993
+1.3.6.1.2.1.31.1.1.1.10.1|70|12345
+"""
+
+
+# -- helpers ------------------------------------------------------------------------------------------------
+def fetch(url: str, headers: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, str]:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def parse(text: str) -> tuple[dict[str, str], dict[str, float]]:
+    """(family -> type, series line without value -> value)."""
+    types: dict[str, str] = {}
+    series: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, typ = line.split(" ")
+            types[name] = typ
+        elif line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            series[key] = float(value)
+    return types, series
+
+
+def label_names(series: dict[str, float]) -> dict[str, set[frozenset[str]]]:
+    out: dict[str, set[frozenset[str]]] = {}
+    for key in series:
+        name, _, rest = key.partition("{")
+        out.setdefault(name, set()).add(frozenset(re.findall(r'(\w+)="', rest)))
+    return out
+
+
+def wait_snmp(port: int, community: str = "public", timeout: float = 30) -> None:
+    snmpget = require_binary("snmpget")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = subprocess.run([snmpget, "-v2c", "-c", community, "-t", "0.5", "-r", "0", f"127.0.0.1:{port}",
+                            "1.3.6.1.2.1.1.3.0"], capture_output=True, text=True)
+        if r.returncode == 0:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"no SNMP agent answering on 127.0.0.1:{port}")
+
+
+def start_exporter(d: Path, config: Path, *extra: str) -> tuple[Proc, str]:
+    port = free_port()
+    proc = Proc(sotp_cmd("exporter", "snmp", "--config", str(config), "--listen", f"127.0.0.1:{port}", *extra),
+                d / f"sotp-{port}.log")
+    wait_for_port(port)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def start_oracle(d: Path, config: Path, *extra: str) -> tuple[Proc, str]:
+    binary = require_binary("prometheus-snmp-exporter", "/usr/bin/prometheus-snmp-exporter")
+    port = free_port()
+    proc = Proc([binary, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}", *extra],
+                d / f"oracle-{port}.log")
+    wait_for_port(port)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+# -- peers --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("snmp")
+
+
+@pytest.fixture(scope="module")
+def snmpd(workdir: Path) -> Iterator[str]:
+    binary = require_binary("snmpd", "/usr/sbin/snmpd")
+    port = free_port()
+    conf = workdir / "snmpd.conf"
+    conf.write_text(
+        "rocommunity public 127.0.0.1\n"
+        f'createUser {V3["username"]} SHA "{V3["password"]}" AES "{V3["priv_password"]}"\n'
+        f"rouser {V3['username']} priv\n"
+        "dontLogTCPWrappersConnects yes\n"
+    )
+    (workdir / "persist").mkdir()
+    proc = Proc([binary, "-f", "-C", "-c", str(conf), "-Lf", str(workdir / "snmpd.log"), f"udp:127.0.0.1:{port}"],
+                workdir / "snmpd.out", env={"SNMP_PERSISTENT_DIR": str(workdir / "persist"), "MIBS": "",
+                                            "MIBDIRS": str(workdir)})
+    try:
+        wait_snmp(port)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def snmpsim(workdir: Path) -> Iterator[str]:
+    spec = importlib.util.find_spec("snmpsim_data")
+    responder = Path(sys.executable).parent / "snmpsim-command-responder"
+    if spec is None or spec.origin is None or not responder.exists():
+        missing("snmpsim and snmpsim-data are not installed (pip install 'sotp[dev]')")
+    assert spec is not None and spec.origin is not None
+    recorded = Path(spec.origin).parent / "data" / "network" / "switch" / "cisco-c3560.snmprec.bz2"
+    data = workdir / "snmpsim-data"
+    data.mkdir()
+    text = bz2.decompress(recorded.read_bytes())
+    # The community (v2c) or context name (v3) selects the data file by its stem.
+    (data / "public.snmprec").write_bytes(text)
+    (data / "cisco-c3560.snmprec").write_bytes(text)
+    (data / "edge.snmprec").write_text(EDGE_DEVICE)
+    port = free_port()
+    proc = Proc([str(responder), "--log-level=error", "--v3-engine-id=auto", f"--v3-user={V3['username']}",
+                 f"--v3-auth-key={V3['password']}", "--v3-auth-proto=SHA", f"--v3-priv-key={V3['priv_password']}",
+                 "--v3-priv-proto=AES", f"--data-dir={data}", f"--agent-udpv4-endpoint=127.0.0.1:{port}"],
+                workdir / "snmpsim.log", env={"SNMPSIM_ALLOW_ROOT": "true"})
+    try:
+        wait_snmp(port)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def v021_file(workdir: Path) -> Path:
+    """The upstream v0.21 file as it is, plus copies of if_mib with v3 credentials inline (v0.21 shape)."""
+    if not SHARED_V021.exists():
+        missing(f"{SHARED_V021} (snmp_exporter v0.21 generated if_mib) not found")
+    data = yaml.safe_load(SHARED_V021.read_text())
+    data["if_mib_v3"] = {**data["if_mib"], "version": 3, "auth": dict(V3)}
+    data["if_mib_v3_c3560"] = {**data["if_mib"], "version": 3, "auth": {**V3, "context_name": "cisco-c3560"}}
+    data["if_mib_edge"] = {**data["if_mib"], "auth": {"community": "edge"}}
+    path = workdir / "snmp_v021_plus.yml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def sotp_file(workdir: Path) -> Path:
+    """SOTP's v0.23+ shape: named auths, quick-failing modules, small concurrency limits."""
+    quick = {"get": ["1.3.6.1.2.1.1.5.0"], "timeout": "300ms", "retries": 1,
+             "metrics": [{"name": "sysName", "oid": "1.3.6.1.2.1.1.5", "type": "DisplayString"}]}
+    data = {
+        "auths": {
+            "wrong_v2": {"community": "wrong"},
+            "sotp_v3": {"version": 3, **V3},
+            "bad_v3": {"version": 3, **V3, "password": "not-the-password"},
+        },
+        "modules": {"quick": quick, "slow": {**quick, "timeout": "5s", "retries": 3}},
+        "exporter": {"max_concurrent_per_target": 1},
+    }
+    path = workdir / "snmp_sotp.yml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def oracle(workdir: Path, v021_file: Path) -> Iterator[str]:
+    proc, url = start_oracle(workdir, v021_file)
+    yield url
+    proc.stop()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def sotp(request: pytest.FixtureRequest, workdir: Path, v021_file: Path) -> Iterator[str]:
+    proc, url = start_exporter(workdir, v021_file, "--backend", request.param)
+    yield url
+    proc.stop()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def sotp2(request: pytest.FixtureRequest, workdir: Path, sotp_file: Path) -> Iterator[str]:
+    proc, url = start_exporter(workdir, sotp_file, "--backend", request.param)
+    yield url
+    proc.stop()
+
+
+# -- parity with snmp_exporter ------------------------------------------------------------------------------
+def assert_same_shape(ours: str, theirs: str, same_values: bool) -> None:
+    t_ours, s_ours = parse(ours)
+    t_theirs, s_theirs = parse(theirs)
+    assert t_ours == t_theirs, "families or types differ"
+    assert label_names(s_ours) == label_names(s_theirs), "label names differ"
+    assert set(s_ours) == set(s_theirs), "series differ"
+    if same_values:
+        volatile = ("snmp_scrape_duration_seconds", "snmp_scrape_walk_duration_seconds", "sysUpTime")
+        diff = {k for k in s_ours if not k.startswith(volatile) and s_ours[k] != s_theirs[k]}
+        assert not diff, f"values differ: {[(k, s_ours[k], s_theirs[k]) for k in sorted(diff)[:5]]}"
+
+
+@pytest.mark.parametrize(
+    ("device", "module", "same_values"),
+    [("snmpd", "if_mib", False), ("snmpd", "if_mib_v3", False), ("snmpsim", "if_mib", True),
+     ("snmpsim", "if_mib_v3_c3560", True), ("snmpsim", "if_mib_edge", True)],
+    ids=["snmpd-v2c", "snmpd-v3-authpriv", "snmpsim-c3560-v2c", "snmpsim-c3560-v3-context", "snmpsim-counter64"],
+)
+def test_parity_with_snmp_exporter(
+    request: pytest.FixtureRequest, sotp: str, oracle: str, device: str, module: str, same_values: bool
+) -> None:
+    target = request.getfixturevalue(device)
+    status_o, theirs = fetch(f"{oracle}/snmp?target={target}&module={module}")
+    status_s, ours = fetch(f"{sotp}/snmp?target={target}&module={module}")
+    assert (status_o, status_s) == (200, 200), (theirs[:300], ours[:300])
+    assert "snmp_scrape_error" not in ours
+    if device == "snmpsim" and module != "if_mib_edge":
+        assert len([k for k in parse(ours)[1] if k.startswith("ifHCInOctets{")]) >= 50
+    assert_same_shape(ours, theirs, same_values)
+
+
+def test_counter64_unwrapped_like_snmp_exporter_flag(workdir: Path, v021_file: Path, snmpsim: str) -> None:
+    oracle_proc, oracle_url = start_oracle(workdir, v021_file, "--no-snmp.wrap-large-counters")
+    sotp_proc, sotp_url = start_exporter(workdir, v021_file, "--no-snmp.wrap-large-counters")
+    try:
+        _, theirs = fetch(f"{oracle_url}/snmp?target={snmpsim}&module=if_mib_edge")
+        _, ours = fetch(f"{sotp_url}/snmp?target={snmpsim}&module=if_mib_edge")
+    finally:
+        oracle_proc.stop()
+        sotp_proc.stop()
+    line = 'ifHCInOctets{ifAlias="",ifDescr="big",ifIndex="1",ifName=""} 1.8446744073709552e+19'
+    assert line in theirs.splitlines() and line in ours.splitlines()
+    assert_same_shape(ours, theirs, same_values=True)
+
+
+# -- SOTP's own modules, auths and multi-module requests -------------------------------------------------------
+def test_builtin_modules_and_named_v3_auth(sotp2: str, snmpd: str) -> None:
+    status, text = fetch(f"{sotp2}/snmp?target={snmpd}&module=system,host_resources,if_mib&auth=sotp_v3")
+    assert status == 200
+    types, series = parse(text)
+    assert types["sysUpTime"] == "gauge" and types["hrStorageSize"] == "gauge"
+    assert any(k.startswith("sysDescr{sysDescr=\"Linux") for k in series)
+    assert any('hrStorageDescr="Physical memory"' in k for k in series if k.startswith("hrStorageSize{"))
+    # (hrProcessorLoad needs a minute of snmpd uptime before it has rows.)
+    assert series["hrSystemProcesses"] > 0 and types["hrStorageUsed"] == "gauge"
+    assert any(k.startswith('ifOperStatus{ifAlias="",ifDescr="lo"') for k in series)
+    # Several modules: a module label tells their scrape figures apart.
+    assert {k for k in series if k.startswith("snmp_scrape_pdus_returned")} == {
+        f'snmp_scrape_pdus_returned{{module="{m}"}}' for m in ("system", "host_resources", "if_mib")}
+
+
+# -- errors ---------------------------------------------------------------------------------------------------
+BAD_PARAMS = [
+    ("missing-target", "module=if_mib", "'target' parameter must be specified once"),
+    ("empty-target", "target=&module=if_mib", "'target' parameter must be specified once"),
+    ("repeated-target", "target=a&target=b", "'target' parameter must be specified once"),
+    ("unknown-module", "target=127.0.0.1&module=if_mib,nope", "Unknown module 'nope'"),
+    ("unknown-auth", "target=127.0.0.1&auth=nope", "Unknown auth 'nope'"),
+    ("repeated-auth", "target=127.0.0.1&auth=a&auth=b", "'auth' parameter must only be specified once"),
+]
+
+
+@pytest.mark.parametrize(("query", "message"), [c[1:] for c in BAD_PARAMS], ids=[c[0] for c in BAD_PARAMS])
+def test_bad_parameters_are_400(sotp2: str, query: str, message: str) -> None:
+    status, text = fetch(f"{sotp2}/snmp?{query}")
+    assert (status, text.strip()) == (400, message)
+
+
+DEVICE_FAILURES = [
+    ("wrong-community", "snmpd", "quick", "wrong_v2", "timeout"),
+    ("wrong-v3-password", "snmpd", "quick", "bad_v3", "auth"),
+    ("unreachable", "closed", "quick", "public_v2", "timeout"),
+    ("bad-port", "127.0.0.1:notaport", "quick", "public_v2", "target"),
+]
+
+
+@pytest.mark.parametrize(("device", "module", "auth", "reason"), [c[1:] for c in DEVICE_FAILURES],
+                         ids=[c[0] for c in DEVICE_FAILURES])
+def test_device_failures_are_scrape_error_metrics(
+    request: pytest.FixtureRequest, sotp2: str, device: str, module: str, auth: str, reason: str
+) -> None:
+    target = {"closed": f"127.0.0.1:{free_port()}"}.get(device) or (
+        request.getfixturevalue(device) if device == "snmpd" else device)
+    start = time.monotonic()
+    status, text = fetch(f"{sotp2}/snmp?target={target}&module={module}&auth={auth}")
+    elapsed = time.monotonic() - start
+    assert status == 200
+    _, series = parse(text)
+    assert series.get(f'snmp_scrape_error{{reason="{reason}"}}') == 1.0, text
+    assert "snmp_scrape_duration_seconds" in series
+    assert elapsed < 3.0  # 2 tries of 300 ms, never a hung request
+    if reason == "timeout":
+        assert (series["snmp_scrape_packets_sent"], series["snmp_scrape_packets_retried"]) == (2, 1)
+
+
+def test_scrape_timeout_header_bounds_the_request(sotp2: str) -> None:
+    # "slow" would try 4 x 5 s; Prometheus' 1.5 s scrape timeout leaves a 1 s budget.
+    start = time.monotonic()
+    status, text = fetch(f"{sotp2}/snmp?target=127.0.0.1:{free_port()}&module=slow",
+                         headers={"X-Prometheus-Scrape-Timeout-Seconds": "1.5"})
+    assert status == 200 and 'snmp_scrape_error{reason="deadline"} 1' in text
+    assert time.monotonic() - start < 2.5
+
+
+def test_per_target_limit_serialises_scrapes_of_one_target(sotp2: str) -> None:
+    # max_concurrent_per_target is 1: three failing 0.6 s scrapes of one target take >= 1.8 s,
+    # while three targets scraped at once take about 0.6 s.
+    def run(targets: list[str]) -> float:
+        start = time.monotonic()
+        threads = [threading.Thread(target=fetch, args=(f"{sotp2}/snmp?target={t}&module=quick",)) for t in targets]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return time.monotonic() - start
+
+    one = f"127.0.0.1:{free_port()}"
+    assert run([one, one, one]) >= 1.7
+    assert run([f"127.0.0.1:{free_port()}" for _ in range(3)]) < 1.5
+    _, text = fetch(f"{sotp2}/metrics")
+    types, series = parse(text)
+    assert types["snmp_request_errors_total"] == "counter"
+    assert series['snmp_scrape_errors_total{reason="timeout"}'] >= 6
+
+
+def test_sigterm_exits_cleanly(workdir: Path, sotp_file: Path) -> None:
+    proc, url = start_exporter(workdir, sotp_file)
+    assert fetch(f"{url}/metrics")[0] == 200
+    proc.popen.send_signal(signal.SIGTERM)
+    assert proc.popen.wait(10) == 0
+    proc.stop()
+
+
+def test_bad_config_exits_2_with_the_key(workdir: Path) -> None:
+    bad = workdir / "bad.yml"
+    bad.write_text("modules: {m: {walk: [ifTable]}}\n")
+    r = subprocess.run(sotp_cmd("exporter", "snmp", "--config", str(bad), "--dry-run"), capture_output=True,
+                       text=True, cwd=Path(__file__).resolve().parents[3])
+    assert r.returncode == 2 and "modules.m.walk[0]" in r.stderr and "numeric OID" in r.stderr
