@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 
 from sotp.model import Labels, Matcher, MatchOp
 from sotp.storage import open_storage
-from tests.conftest import Proc, free_port, sotp_cmd, wait_for_port
+from tests.conftest import REPO, Proc, free_port, sotp_cmd, wait_for_port
 
 pytestmark = pytest.mark.integration
 
@@ -135,3 +136,37 @@ def test_buffer_limit_holds_oldest_dropped(tmp_path: Path) -> None:
     assert values == [float(i) for i in range(int(values[0]), int(values[0]) + len(values))]
     dropped = read_back(tmp_path / "db", Matcher("__name__", MatchOp.EQ, "sotp_agent_samples_dropped_total"))
     assert next(iter(dropped.values()))[1][-1] > 0
+
+
+def test_token_auth_against_sotp_serve(tmp_path: Path) -> None:
+    """With auth on, the agent's bearer token is accepted; without it the 401 is dropped, not retried."""
+    tokens = tmp_path / "tokens.json"
+    r = subprocess.run(sotp_cmd("token", "--tokens-file", str(tokens), "create", "--name", "web-1",
+                                "--scope", "write"), capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "token").write_text(r.stdout.strip() + "\n")
+    (tmp_path / "sotp.yml").write_text(f"auth:\n  enabled: true\n  tokens_file: {tokens}\n")
+    port = free_port()
+    rx = Proc(sotp_cmd("serve", "--config", str(tmp_path / "sotp.yml"), "--listen", f"127.0.0.1:{port}",
+                       "--storage", f"sqlite:///{tmp_path}/db"), tmp_path / "serve.log")
+    try:
+        wait_for_port(port)
+        good = agent(tmp_path, port, "--token-file", str(tmp_path / "token"))
+        time.sleep(6 * INTERVAL)
+        good.stop(signal.SIGTERM)
+        log = good.log.read_text()
+        assert re.search(r"agent stopped: [1-9]\d* samples sent, 0 rejected", log), log[-1500:]
+
+        bad = Proc(sotp_cmd("agent", "--url", f"http://127.0.0.1:{port}/api/v1/write", "--interval", "250ms",
+                            "--buffer-dir", str(tmp_path / "buf-bad"), "--instance", "intruder"),
+                   tmp_path / "bad.log")
+        time.sleep(4 * INTERVAL)
+        bad.stop(signal.SIGTERM)
+        log = bad.log.read_text()
+        assert "HTTP 401" in log and "not retried" in log, log[-1500:]
+        assert re.search(r"agent stopped: 0 samples sent, [1-9]\d* rejected, 0 dropped, 0 left", log), log[-1500:]
+        assert "retrying" not in log
+    finally:
+        rx.stop()
+    stored = read_back(tmp_path / "db", Matcher("__name__", MatchOp.EQ, "sotp_agent_collections_total"))
+    assert {lb["instance"] for lb in stored} == {"web-1"}
