@@ -76,6 +76,13 @@ def _any_by_sig(present: B, sig: np.ndarray, nsig: int) -> np.ndarray:
     return out
 
 
+def _matched(count: np.ndarray, idx: np.ndarray, shape: tuple[int, ...]) -> B:
+    """Per row and step: does the other side have a series with this row's signature?"""
+    if count.shape[0] == 0 or len(idx) == 0:
+        return np.zeros(shape, dtype=bool)
+    return np.asarray(np.where(idx[:, None] >= 0, count[np.maximum(idx, 0)] > 0, False), dtype=bool)
+
+
 def set_op(node: ast.Binary, lhs: Vector, rhs: Vector) -> Vector:
     sig = _signature(node)
     lsig = [sig(lb) for lb in lhs.labels]
@@ -84,13 +91,13 @@ def set_op(node: ast.Binary, lhs: Vector, rhs: Vector) -> Vector:
         ids, rs = _sig_index(rsig)
         rcount = _any_by_sig(rhs.present, rs, len(ids))
         li = np.fromiter((ids.get(s, -1) for s in lsig), dtype=np.intp, count=len(lsig))
-        matched = np.where(li[:, None] >= 0, rcount[np.maximum(li, 0)] > 0, False) if len(li) else lhs.present
+        matched = _matched(rcount, li, lhs.present.shape)
         keep = lhs.present & (matched if node.op == "and" else ~matched)
         return Vector(list(lhs.labels), lhs.values, keep)
     ids, ls = _sig_index(lsig)
     lcount = _any_by_sig(lhs.present, ls, len(ids))
     ri = np.fromiter((ids.get(s, -1) for s in rsig), dtype=np.intp, count=len(rsig))
-    taken = np.where(ri[:, None] >= 0, lcount[np.maximum(ri, 0)] > 0, False) if len(ri) else rhs.present
+    taken = _matched(lcount, ri, rhs.present.shape)
     rkeep = rhs.present & ~taken
     out = Vector(
         list(lhs.labels) + list(rhs.labels),
