@@ -204,7 +204,8 @@ def _actual(res: QueryResult) -> list[tuple[Labels | None, list[tuple[int, float
     if isinstance(v, String):
         raise ScriptError("string results are not comparable in scripts")
     if isinstance(v, MatrixValue):
-        return [(lb, list(zip(t.tolist(), x.tolist(), strict=True))) for lb, t, x in zip(v.labels, v.ts, v.vs, strict=True)]
+        triples = zip(v.labels, v.ts, v.vs, strict=True)
+        return [(lb, list(zip(t.tolist(), x.tolist(), strict=True))) for lb, t, x in triples]
     assert isinstance(v, Vector)
     out = []
     rows = range(len(v.labels))
