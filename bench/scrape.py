@@ -18,10 +18,10 @@ Usage: ``.venv/bin/python bench/scrape.py [--part parser|scrape|all] [--targets 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
-import re
 import shutil
 import subprocess
 import sys
@@ -29,6 +29,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import IO
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -141,7 +142,8 @@ async def main():
     a = web.Application(); a.router.add_get("/metrics", metrics)
     s = web.Application(client_max_size=64 << 20); s.router.add_post("/write", sink)
     for app, p in ((a, port), (s, sink_port)):
-        r = web.AppRunner(app, access_log=None); await r.setup(); await web.TCPSite(r, "127.0.0.1", p, backlog=4096).start()
+        r = web.AppRunner(app, access_log=None); await r.setup()
+        await web.TCPSite(r, "127.0.0.1", p, backlog=4096).start()
     await asyncio.Event().wait()
 asyncio.run(main())
 '''
@@ -213,21 +215,26 @@ def bench_scrape(targets: int, series: int, interval: int, duration: int) -> Non
     }))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     procs: list[subprocess.Popen[bytes]] = []
+    logs = contextlib.ExitStack()
+
+    def log(name: str) -> IO[bytes]:
+        return logs.enter_context(open(tmp / f"{name}.log", "wb"))
+
     try:
         stub = subprocess.Popen([sys.executable, "-c", STUB, str(stub_port), str(sink_port), str(series), str(REPO)],
-                                env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "stub.log", "wb"))
+                                env=env, stdout=subprocess.DEVNULL, stderr=log("stub"))
         procs.append(stub)
         wait_port(stub_port)
         worker = subprocess.Popen(
             [sys.executable, "-m", "sotp", "--log-level", "warning", "worker", "--config", str(tmp / "sotp.yml"),
              "--storage", f"sqlite:///{tmp / 'sotp.db'}", "--listen", f"127.0.0.1:{worker_port}"],
-            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "worker.log", "wb"))
+            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log("worker"))
         procs.append(worker)
         prom = subprocess.Popen(
             [prom_bin, "--enable-feature=agent", f"--config.file={tmp / 'prometheus.yml'}",
              f"--storage.agent.path={tmp / 'prom-agent'}", f"--web.listen-address=127.0.0.1:{prom_port}",
              "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=open(tmp / "prometheus.log", "wb"))
+            stdout=subprocess.DEVNULL, stderr=log("prometheus"))
         procs.append(prom)
         wait_port(worker_port)
         wait_port(prom_port)
@@ -270,6 +277,7 @@ def bench_scrape(targets: int, series: int, interval: int, duration: int) -> Non
                 p.wait(15)
             except subprocess.TimeoutExpired:
                 p.kill()
+        logs.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -289,5 +297,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _ = re  # (kept for ad-hoc filtering when editing)
     main()

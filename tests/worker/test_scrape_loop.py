@@ -250,3 +250,12 @@ async def test_slow_target_scrapes_do_not_overlap(storage: Storage, session: aio
         await runner.cleanup()
     assert calls >= 3 and peak == 1
     assert loop.last_result is not None and not loop.last_result.up  # each timed out at 200 ms
+
+
+async def test_body_under_the_size_limit_is_read_whole(stub: Stub, storage: Storage,
+                                                      session: aiohttp.ClientSession) -> None:
+    text = "".join(f'm{{i="{i}"}} {i}\n' for i in range(20000))  # ~0.3 MB: several network chunks
+    stub.set("/metrics", text)
+    loop = make_loop(stub, storage, session, body_size_limit=f"{len(text) + 1}B")
+    r = await loop.scrape_once()
+    assert r.up and r.scraped == 20000, r.error

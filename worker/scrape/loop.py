@@ -207,11 +207,16 @@ class ScrapeLoop:
                 if resp.status != 200:
                     raise ScrapeError(f"server returned HTTP status {resp.status} {resp.reason or ''}".rstrip())
                 if limit:
-                    body = await resp.content.read(limit + 1)
-                    if len(body) > limit:
-                        raise ScrapeError(
-                            f"body size limit exceeded ({limit} bytes, scrape_configs body_size_limit)"
-                        )
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in resp.content.iter_chunked(1 << 16):
+                        size += len(chunk)
+                        if size > limit:
+                            raise ScrapeError(
+                                f"body size limit exceeded (over {limit} bytes, scrape_configs body_size_limit)"
+                            )
+                        chunks.append(chunk)
+                    body = b"".join(chunks)
                 else:
                     body = await resp.read()
                 ctype = resp.headers.get("Content-Type")
