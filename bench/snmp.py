@@ -1,0 +1,157 @@
+"""SNMP exporter benchmark: scrape ``if_mib`` from an snmpd with >= 50 interfaces.
+
+SOTP (each backend) beside Debian's prometheus-snmp-exporter 0.21 (upstream's v0.21 if_mib file) in the
+same run, same agent, same module: median wall time of 20 HTTP scrapes each, interleaved round-robin
+so machine load hits all alike; prints the ratio to snmp_exporter.
+
+Needs root: it creates a network namespace with dummy links (veth pairs where the kernel has no dummy
+driver), runs snmpd and all exporters inside it on 127.0.0.1, and removes the namespace at the end.
+
+    sudo .venv/bin/python bench/snmp.py [--scrapes 20] [--interfaces 52]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_V021 = REPO.parent / "shared" / "exporters" / "snmp_exporter_v0.21.0_if_mib.yml"
+
+
+def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, check=check, capture_output=True, text=True)
+
+
+def make_namespace(name: str, interfaces: int) -> str:
+    """Create ``name`` with ``interfaces`` links besides lo; returns the link kind used."""
+    sh("ip", "netns", "add", name)
+    sh("ip", "-n", name, "link", "set", "lo", "up")
+    if sh("ip", "-n", name, "link", "add", "d0", "type", "dummy", check=False).returncode == 0:
+        for i in range(1, interfaces):
+            sh("ip", "-n", name, "link", "add", f"d{i}", "type", "dummy")
+        return "dummy"
+    for i in range((interfaces + 1) // 2):
+        sh("ip", "-n", name, "link", "add", f"v{i}", "type", "veth", "peer", "name", f"w{i}")
+    return "veth"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_http(url: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+def scrape(url: str) -> tuple[float, bytes]:
+    start = time.perf_counter()
+    body = urllib.request.urlopen(url, timeout=30).read()
+    return time.perf_counter() - start, body
+
+
+def inside(args: argparse.Namespace) -> int:
+    """Runs in the namespace: agents, exporters, measurements."""
+    work = Path(tempfile.mkdtemp(prefix="sotp-snmp-bench-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        agent_port = free_port()
+        conf = work / "snmpd.conf"
+        conf.write_text("rocommunity public 127.0.0.1\ndontLogTCPWrappersConnects yes\n")
+        env = {**os.environ, "SNMP_PERSISTENT_DIR": str(work), "MIBS": "", "MIBDIRS": str(work)}
+        procs.append(subprocess.Popen(["snmpd", "-f", "-C", "-c", str(conf), "-Lf", str(work / "snmpd.log"),
+                                       f"udp:127.0.0.1:{agent_port}"], env=env))
+        exporters: dict[str, str] = {}
+        port = free_port()
+        procs.append(subprocess.Popen(["prometheus-snmp-exporter", f"--config.file={SHARED_V021}",
+                                       f"--web.listen-address=127.0.0.1:{port}"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        exporters["snmp_exporter 0.21"] = f"http://127.0.0.1:{port}"
+        for backend in ("pysnmp", "ezsnmp"):
+            port = free_port()
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "sotp", "exporter", "snmp", "--backend", backend, "--listen",
+                 f"127.0.0.1:{port}", "--config", str(SHARED_V021)],
+                cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            exporters[f"SOTP {backend}"] = f"http://127.0.0.1:{port}"
+        for url in exporters.values():
+            wait_http(url + "/metrics")
+        query = f"/snmp?target=127.0.0.1:{agent_port}&module=if_mib"
+        times: dict[str, list[float]] = {name: [] for name in exporters}
+        interfaces = 0
+        for name, url in exporters.items():  # warm-up (JIT-free Python still has caches to fill)
+            for _ in range(2):
+                _, body = scrape(url + query)
+            if "snmp_scrape_error" in body.decode() or "ifOperStatus{" not in body.decode():
+                raise SystemExit(f"{name} failed to scrape: {body.decode()[:500]}")
+            interfaces = body.decode().count("ifOperStatus{")
+        for _ in range(args.scrapes):
+            for name, url in exporters.items():
+                seconds, _ = scrape(url + query)
+                times[name].append(seconds)
+        ref = statistics.median(times["snmp_exporter 0.21"])
+        load = os.getloadavg()[0]
+        print(f"if_mib scrape of snmpd with {interfaces} interfaces, median of {args.scrapes} (load {load:.1f})")
+        print(f"{'exporter':<22}{'median ms':>10}{'min ms':>9}{'ratio':>8}")
+        for name, values in times.items():
+            med = statistics.median(values)
+            print(f"{name:<22}{med * 1000:>10.1f}{min(values) * 1000:>9.1f}{med / ref:>7.2f}x")
+        return 0
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scrapes", type=int, default=20)
+    parser.add_argument("--interfaces", type=int, default=52, help="links besides lo (>= 50 for the target)")
+    parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.inside:
+        return inside(args)
+    for tool in ("ip", "snmpd", "prometheus-snmp-exporter"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"bench/snmp.py needs {tool!r} (apt-get install iproute2 snmpd prometheus-snmp-exporter)")
+    if os.geteuid() != 0:
+        raise SystemExit("bench/snmp.py needs root to create a network namespace")
+    if not SHARED_V021.exists():
+        raise SystemExit(f"bench/snmp.py needs {SHARED_V021}")
+    name = f"sotp-snmp-bench-{os.getpid()}"
+    try:
+        kind = make_namespace(name, args.interfaces)
+        print(f"namespace {name}: lo + {args.interfaces} {kind} links")
+        return subprocess.run(["ip", "netns", "exec", name, sys.executable, __file__, "--inside",
+                               "--scrapes", str(args.scrapes)], check=False).returncode
+    finally:
+        sh("ip", "netns", "del", name, check=False)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
