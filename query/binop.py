@@ -26,6 +26,8 @@ ARITH: dict[str, Callable[[F64, F64], F64]] = {
     "^": np.power,
     "atan2": np.arctan2,
 }
+#: Operators after which the metric name is dropped; 2.42 keeps it for ``atan2`` (``shouldDropMetricName``).
+DROPS_NAME = frozenset({"+", "-", "*", "/", "%", "^"})
 COMPARE: dict[str, Callable[[F64, F64], B]] = {
     "==": np.equal,
     "!=": np.not_equal,
@@ -47,8 +49,8 @@ def vector_scalar(node: ast.Binary, vec: Vector, s: F64, scalar_left: bool) -> V
     v = vec.values
     lv, rv = (s[None, :], v) if scalar_left else (v, s[None, :])
     if op in ARITH:
-        out = Vector(drop_name(vec.labels), np.asarray(ARITH[op](lv, rv)), vec.present.copy())
-        return normalize(out)
+        labels = drop_name(vec.labels) if op in DROPS_NAME else list(vec.labels)
+        return normalize(Vector(labels, np.asarray(ARITH[op](lv, rv)), vec.present.copy()))
     keep = COMPARE[op](lv, rv)
     if node.return_bool:
         return normalize(Vector(drop_name(vec.labels), keep.astype(np.float64), vec.present.copy()))
@@ -109,7 +111,7 @@ def set_op(node: ast.Binary, lhs: Vector, rhs: Vector) -> Vector:
 
 def _result_labels(node: ast.Binary, many: Labels, one: Labels) -> Labels:
     items = dict(many.items_tuple())
-    if node.op in ARITH or node.return_bool:
+    if node.op in DROPS_NAME or node.return_bool:
         items.pop(METRIC_NAME, None)
     if node.card is ast.Card.ONE_TO_ONE:
         if node.on:
