@@ -59,6 +59,7 @@ class Sources:
     sys: Path = Path("/sys")
     rootfs: str = ""
     udev: Path = Path("/run/udev/data")
+    statfs_timeout: float = 5.0  # node_exporter's --collector.filesystem.mount-timeout
     statvfs: Callable[[str], FsStat] = field(default=_statvfs)
     uname: Callable[[], Uname] = field(default=_uname)
     now: Callable[[], float] = field(default=time.time)

@@ -6,11 +6,15 @@ Debian's node_exporter 1.5; each remaining mount point is ``statvfs``-ed under `
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 from typing import NamedTuple
 
-from exporters.host.sources import Sources
+from exporters.host.sources import FsStat, Sources
 from sotp.codec.exposition import MetricFamily
+
+log = logging.getLogger("exporters.host")
 
 MOUNT_POINTS_EXCLUDE = re.compile(
     r"^/(dev|proc|run|sys|mnt|media|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)"
@@ -48,6 +52,48 @@ def mounts(src: Sources) -> list[Mount]:
     return out
 
 
+# Mount points whose statfs has not returned yet (a hung NFS server): skipped until it does, as
+# node_exporter's stuckMounts. Guarded by _lock; shared by every Sources, keyed by path.
+_stuck: set[str] = set()
+_lock = threading.Lock()
+
+
+def bounded_statvfs(src: Sources, path: str) -> FsStat | None:
+    """``statvfs`` in a helper thread, so one dead network mount cannot stall the whole collection.
+
+    Returns None while the mount point is unresponsive (timed out now or in an earlier collection and
+    not back yet); raises OSError as ``statvfs`` does.
+    """
+    with _lock:
+        if path in _stuck:
+            return None
+    result: list[FsStat] = []
+    error: list[OSError] = []
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            result.append(src.statvfs(path))
+        except OSError as err:
+            error.append(err)
+        finally:
+            with _lock:  # discard and signal under the lock: the timeout path must see both or neither
+                _stuck.discard(path)
+                done.set()
+
+    threading.Thread(target=work, name=f"statfs {path}", daemon=True).start()
+    if not done.wait(src.statfs_timeout):
+        with _lock:
+            if not done.is_set():
+                _stuck.add(path)
+                log.warning("statfs(%s) did not return within %.1fs; reporting device_error until it does",
+                            path, src.statfs_timeout)
+                return None
+    if error:
+        raise error[0]
+    return result[0]
+
+
 def collect(src: Sources) -> list[MetricFamily]:
     specs = [
         ("size_bytes", "Filesystem size in bytes."),
@@ -70,8 +116,10 @@ def collect(src: Sources) -> list[MetricFamily]:
         labels = {"device": m.device, "fstype": m.fstype, "mountpoint": m.mountpoint}
         ro = 1.0 if "ro" in m.options.split(",") else 0.0
         try:
-            st = src.statvfs(src.rootfs + m.mountpoint)
+            st = bounded_statvfs(src, src.rootfs + m.mountpoint)
         except OSError:
+            st = None
+        if st is None:
             fams["device_error"].add(labels, 1.0)
             fams["readonly"].add(labels, ro)
             continue

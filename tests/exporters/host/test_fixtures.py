@@ -8,6 +8,7 @@ cannot carry: ``statfs.json`` (per mount point) and ``uname.json``; ``now.txt`` 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -201,3 +202,43 @@ def test_samples_sorted_like_go(two_cpu: dict[str, MetricFamily]) -> None:
     devices = [lbs["device"] for _, lbs, _ in two_cpu["node_network_up"].samples]
     assert devices == sorted(devices)
     assert list(two_cpu) == sorted(two_cpu)
+
+
+def test_hung_mount_does_not_stall_collection() -> None:
+    """A statfs that never returns (a dead NFS server) costs one timeout, then the mount is skipped
+    with device_error 1 until the call comes back, as node_exporter's stuck-mount handling does."""
+    import threading
+    import time
+
+    from exporters.host.collectors import filesystem
+
+    base = fixture_sources("two-cpu-vm")
+    release = threading.Event()
+    calls: list[str] = []
+
+    def statvfs(path: str) -> FsStat:
+        calls.append(path)
+        if path == "/srv/my data":
+            release.wait(30)
+        return base.statvfs(path)
+
+    src = dataclasses.replace(base, statvfs=statvfs, statfs_timeout=0.2)
+    hung = {"device": "/dev/vda1", "fstype": "xfs", "mountpoint": "/srv/my data"}
+    root = {"device": "/dev/vda", "fstype": "ext4", "mountpoint": "/"}
+    try:
+        start = time.monotonic()
+        fams = by_name(collect(src, ["filesystem"]))
+        assert time.monotonic() - start < 2
+        assert value(fams, "node_filesystem_device_error", **hung) == 1
+        assert value(fams, "node_filesystem_size_bytes", **root) == 66052044 * 4096  # others unaffected
+        fams = by_name(collect(src, ["filesystem"]))  # still hung: not called again, no new wait
+        assert calls.count("/srv/my data") == 1
+        assert value(fams, "node_filesystem_device_error", **hung) == 1
+    finally:
+        release.set()
+    deadline = time.monotonic() + 5
+    while "/srv/my data" in filesystem._stuck and time.monotonic() < deadline:
+        time.sleep(0.01)
+    fams = by_name(collect(src, ["filesystem"]))
+    assert value(fams, "node_filesystem_device_error", **hung) == 0
+    assert value(fams, "node_filesystem_avail_bytes", **hung) == 500 * 1024
