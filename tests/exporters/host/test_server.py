@@ -74,3 +74,17 @@ def test_parse_listen(text: str, want: tuple[str, int]) -> None:
 def test_parse_listen_rejects_missing_port() -> None:
     with pytest.raises(ValueError, match="--listen"):
         parse_listen("localhost")
+
+
+def test_gzip_when_asked(port: int) -> None:
+    import gzip
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
+    r = conn.getresponse()
+    assert r.getheader("Content-Encoding") == "gzip"
+    assert b"node_load5 0.75\n" in gzip.decompress(r.read())
+    conn.request("GET", "/metrics")  # plain again on the same connection
+    r = conn.getresponse()
+    assert r.getheader("Content-Encoding") is None and b"node_load5 0.75\n" in r.read()
+    conn.close()
