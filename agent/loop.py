@@ -96,7 +96,8 @@ class Agent:
         backoff = min(self.s.max_backoff, self.s.min_backoff * 2 ** min(self._failures - 1, 30))
         delay = backoff * random.uniform(0.5, 1.0)  # jitter: many agents must not retry in lockstep
         if out.retry_after is not None:
-            delay = min(max(out.retry_after, 0.0), self.s.max_retry_after)
+            # floor at min_backoff: "Retry-After: 0" on every answer must not turn into a busy loop
+            delay = min(max(out.retry_after, self.s.min_backoff), self.s.max_retry_after)
         self._retry_at = time.monotonic() + delay
         what = f"HTTP {out.status}" if out.status is not None else "no answer"
         if not self._outage_logged:
