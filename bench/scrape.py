@@ -243,17 +243,21 @@ def bench_scrape(targets: int, series: int, interval: int, duration: int) -> Non
               f"measuring {duration}s (stub + sink in a third process; 2 cores shared)")
         time.sleep(warm)
 
-        def sample() -> tuple[float, float, float, float, float]:
+        def sample() -> tuple[float, float, float, float, float, float, float]:
             # SOTP: kept samples + 5 report series per scrape; Prometheus agent: every appended sample.
             s_samples = metric_sum(worker_port, "sotp_worker_samples_scraped_total")
             s_scrapes = metric_sum(worker_port, "sotp_worker_scrapes_total")
             p_samples = metric_sum(prom_port, "prometheus_agent_samples_appended_total")
-            return s_samples + 5 * s_scrapes, cpu_seconds(worker.pid), p_samples, cpu_seconds(prom.pid), time.time()
+            p_scrapes = metric_sum(prom_port, "prometheus_target_interval_length_seconds_count")
+            return (s_samples + 5 * s_scrapes, cpu_seconds(worker.pid), p_samples, cpu_seconds(prom.pid), time.time(),
+                    s_scrapes, p_scrapes)
 
-        s0, sc0, p0, pc0, t0 = sample()
+        s0, sc0, p0, pc0, t0, ss0, ps0 = sample()
         time.sleep(duration)
-        s1, sc1, p1, pc1, t1 = sample()
+        s1, sc1, p1, pc1, t1, ss1, ps1 = sample()
         el = t1 - t0
+        print(f"  scrapes in the window: expected ~{targets * el / interval:.0f}, sotp {ss1 - ss0:.0f}, "
+              f"prometheus {ps1 - ps0:.0f}")
         ok_sotp = metric_sum(worker_port, "sotp_worker_scrapes_total", 'result="ok"')
         failed_sotp = metric_sum(worker_port, "sotp_worker_scrapes_total", 'result="failed"')
         rate_s, rate_p = (s1 - s0) / el, (p1 - p0) / el
