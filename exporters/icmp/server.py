@@ -78,7 +78,7 @@ def self_families(state: ExporterState) -> list[MetricFamily]:
 
 async def handle_metrics(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    return _text(format_families([*state.continuous.families(), *self_families(state)]))
+    return _text(await state.continuous.render() + format_families(self_families(state)))
 
 
 async def handle_healthy(request: web.Request) -> web.Response:
