@@ -77,25 +77,24 @@ class _SeriesLocks:
     """Serialises commits of one process that share a series, so each checks order against the other."""
 
     def __init__(self) -> None:
-        self._held: dict[int, asyncio.Future[None]] = {}
+        self._held: list[tuple[frozenset[int], asyncio.Future[None]]] = []
 
     @asynccontextmanager
     async def hold(self, sids: Iterable[int]) -> AsyncIterator[None]:
-        wanted = set(sids)
+        wanted = frozenset(sids)
         while True:
-            busy = [f for s in wanted if (f := self._held.get(s)) is not None]
+            busy = [f for held, f in self._held if not wanted.isdisjoint(held)]
             if not busy:
                 break
-            await asyncio.gather(*set(busy))
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        for s in wanted:
-            self._held[s] = done
+            await asyncio.gather(*busy)
+        entry = (wanted, asyncio.get_running_loop().create_future())
+        self._held.append(entry)
         try:
             yield
         finally:
-            for s in wanted:
-                del self._held[s]
-            done.set_result(None)
+            # By identity: comparing the frozensets of two large commits would cost a scan each.
+            self._held = [e for e in self._held if e is not entry]
+            entry[1].set_result(None)
 
 
 class PostgresStorage:
@@ -267,17 +266,22 @@ class PostgresStorage:
         staged = {lb: st for lb, st in staging.staged.items() if st.ts}
         wanted = [lb for g in groups for lb in g.labels]
         wanted += staged
-        first_ms = {lb: int(g.ts[i, 0]) for g in groups for i, lb in enumerate(g.labels)} if len(
-            self.index.by_labels) < len(wanted) else {}
-        first_ms.update((lb, st.ts[0]) for lb, st in staged.items())
-        async with self.connection() as conn:
-            created = await self.index.resolve(conn, wanted, first_ms)
-        by_labels = self.index.by_labels
-        for sid in created:
-            self._last[sid] = None
-        group_sids = [np.fromiter((by_labels[lb] for lb in g.labels), np.int64, len(g.labels)) for g in groups]
-        staged_sids = {lb: by_labels[lb] for lb in staged}
-        all_sids = [sid for a in group_sids for sid in a.tolist()] + list(staged_sids.values())
+        got, missing = self.index.lookup(wanted)
+        if missing:
+            first_ms = {lb: int(g.ts[i, 0]) for g in groups for i, lb in enumerate(g.labels)}
+            first_ms.update((lb, st.ts[0]) for lb, st in staged.items())
+            async with self.connection() as conn:
+                created = await self.index.resolve(conn, missing, first_ms)
+            for sid in created:
+                self._last[sid] = None
+            got, missing = self.index.lookup(wanted)
+        all_sids: list[int] = got  # type: ignore[assignment]  # every label set is known now
+        group_sids: list[npt.NDArray[np.int64]] = []
+        pos = 0
+        for g in groups:
+            group_sids.append(np.array(all_sids[pos : pos + len(g.labels)], dtype=np.int64))
+            pos += len(g.labels)
+        staged_sids = dict(zip(staged, all_sids[pos:], strict=True))
         async with self._locks.hold(all_sids):
             async with self.connection() as conn:
                 await self._load_last(conn, [s for s in all_sids if s not in self._last])

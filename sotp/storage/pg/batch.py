@@ -52,13 +52,14 @@ class Staging:
             raise SampleRejected(f"series {labels}: {len(ts)} timestamps but {len(vs)} values")
         if not len(ts):
             return
-        st = self.staged.get(labels)
-        if st is None and labels in self.rows:
+        # One dict operation in the common case (a label set seen once): Labels hashes in Python.
+        st = self.staged.get(labels) if self.staged else None
+        if st is None:
+            row = (ts, vs)
+            if self.rows.setdefault(labels, row) is row:
+                return
             st = self._to_staged(labels)
-        if st is not None:
-            st.extend(list(ts), [float(v) for v in vs])
-        else:
-            self.rows[labels] = (ts, vs)
+        st.extend(list(ts), [float(v) for v in vs])
 
     def __bool__(self) -> bool:
         return bool(self.rows) or any(st.ts for st in self.staged.values())
@@ -66,14 +67,18 @@ class Staging:
     def groups(self) -> list[Group]:
         """The array rows grouped by length; rows not strictly rising move to :attr:`staged` (which then
         raises the in-request ordering error, or collapses exact repeats)."""
-        by_len: dict[int, list[Labels]] = {}
-        for labels, (ts, _) in self.rows.items():
-            by_len.setdefault(len(ts), []).append(labels)
+        by_len: dict[int, tuple[list[Labels], list[Sequence[int]], list[Sequence[float]]]] = {}
+        for labels, (ts, vs) in self.rows.items():
+            entry = by_len.get(len(ts))
+            if entry is None:
+                entry = by_len[len(ts)] = ([], [], [])
+            entry[0].append(labels)
+            entry[1].append(ts)
+            entry[2].append(vs)
         out: list[Group] = []
-        rows = self.rows
-        for members in by_len.values():
-            ts2 = np.array([rows[lb][0] for lb in members], dtype=np.int64)
-            vs2 = np.array([rows[lb][1] for lb in members], dtype=np.float64)
+        for members, ts_rows, vs_rows in by_len.values():
+            ts2 = np.array(ts_rows, dtype=np.int64)
+            vs2 = np.array(vs_rows, dtype=np.float64)
             if ts2.shape[1] > 1:
                 rising = np.all(ts2[:, 1:] > ts2[:, :-1], axis=1)
                 if not rising.all():
