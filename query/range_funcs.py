@@ -68,7 +68,8 @@ def extrapolated_rate(w: Window, counter: bool, is_rate: bool) -> Result:
     result = vs[last] - first_v
     if counter:
         drops = _pairs(w, lambda cur, prev: np.where(cur < prev, prev, 0.0))
-        result = result + _pair_sum(w, drops)
+        if drops.any():  # most windows of most series see no reset
+            result = result + _pair_sum(w, drops)
     range_start = w.end_ms - w.range_ms
     dur_start = (ts[f] - range_start[None, :]) / 1000.0
     dur_end = (w.end_ms[None, :] - ts[last]) / 1000.0

