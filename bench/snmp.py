@@ -86,7 +86,7 @@ def inside(args: argparse.Namespace) -> int:
                                        f"--web.listen-address=127.0.0.1:{port}"],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         exporters["snmp_exporter 0.21"] = f"http://127.0.0.1:{port}"
-        for backend in ("pysnmp", "ezsnmp"):
+        for backend in ("pysnmp", "ezsnmp", "native"):
             port = free_port()
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "sotp", "exporter", "snmp", "--backend", backend, "--listen",

@@ -22,7 +22,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="snmp_exporter-style config (auths + modules, or v0.21 modules); "
                              "the built-in if_mib, system and host_resources modules are always present")
     parser.add_argument("--listen", default="127.0.0.1:9116", metavar="HOST:PORT", help="address to serve on")
-    parser.add_argument("--backend", choices=["pysnmp", "ezsnmp"], default=None,
+    parser.add_argument("--backend", choices=["pysnmp", "ezsnmp", "native"], default=None,
                         help="SNMP library (default: exporter.backend in the config, else pysnmp)")
     wrap = parser.add_mutually_exclusive_group()
     wrap.add_argument("--snmp.wrap-large-counters", dest="wrap", action="store_true", default=None,

@@ -194,6 +194,8 @@ class CompiledModule:
     module: Module
     by_oid: dict[str, Metric] = field(default_factory=dict)
     shape: dict[int, tuple[object, ...]] = field(default_factory=dict)
+    #: Memo: an OID without its last sub-id (a table column) -> its match; columns repeat per row.
+    _columns: dict[str, tuple[Metric, int] | None] = field(default_factory=dict)
 
     @classmethod
     def build(cls, module: Module) -> CompiledModule:
@@ -209,6 +211,20 @@ class CompiledModule:
 
     def match(self, oid: str) -> tuple[Metric, str] | None:
         """The metric whose OID is the shortest prefix of ``oid`` (on a sub-id boundary), and the suffix."""
+        cut = oid.rfind(".")
+        if cut > 0:
+            column = oid[:cut]
+            if column in self._columns:
+                hit = self._columns[column]
+            else:
+                found = self._scan(column)
+                hit = self._columns[column] = (found[0], len(found[0].oid)) if found else None
+            if hit is not None:
+                return hit[0], oid[hit[1] + 1 :]
+        m = self.by_oid.get(oid)
+        return (m, "") if m is not None else None
+
+    def _scan(self, oid: str) -> tuple[Metric, str] | None:
         pos = oid.find(".")
         while pos != -1:
             m = self.by_oid.get(oid[:pos])

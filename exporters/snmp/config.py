@@ -235,7 +235,7 @@ class Module:
 class ExporterSettings:
     """SOTP's own settings (top-level ``exporter:``); command-line flags override them."""
 
-    backend: Literal["pysnmp", "ezsnmp"] = "pysnmp"
+    backend: Literal["pysnmp", "ezsnmp", "native"] = "pysnmp"
     wrap_large_counters: bool = True
     #: Requests to devices in flight at once over the whole exporter.
     max_concurrent_scrapes: int = 64

@@ -82,7 +82,16 @@ def _port(text: str, target: str) -> int:
 
 
 def _oid_key(oid: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in oid.split("."))
+    return tuple(map(int, oid.split(".")))
+
+
+def _after(oid: str, prev: str) -> bool:
+    """``oid`` sorts after ``prev`` in OID order (fast path for siblings in one column)."""
+    a, _, a_last = oid.rpartition(".")
+    b, _, b_last = prev.rpartition(".")
+    if a == b:
+        return int(a_last) > int(b_last)
+    return _oid_key(oid) > _oid_key(prev)
 
 
 class _Counter:
@@ -139,7 +148,7 @@ async def _walk(session: Session, module: Module, root: str, send: Sender, targe
     prefix = root + "."
     out: list[Pdu] = []
     cursor = root
-    last: tuple[int, ...] | None = None
+    last: str | None = None
     reps = module.max_repetitions or 1
     while True:
         if session.version == 1:
@@ -153,13 +162,12 @@ async def _walk(session: Session, module: Module, root: str, send: Sender, targe
             if p.type in EXCEPTION_TYPES or not p.oid.startswith(prefix):
                 done = True
                 break
-            key = _oid_key(p.oid)
-            if last is not None and key <= last and not module.allow_nonincreasing_oids:
+            if last is not None and not module.allow_nonincreasing_oids and not _after(p.oid, last):
                 raise AgentError(
                     f"{target} returned OID {p.oid} not after {cursor} while walking {root} "
                     "(set allow_nonincreasing_oids: true in the module for such agents)"
                 )
-            last = key
+            last = p.oid
             out.append(p)
             cursor = p.oid
         if done:

@@ -55,6 +55,10 @@ def make_backend(name: str, max_workers: int = 16) -> Backend:
         from exporters.snmp.backend_ezsnmp import EzsnmpBackend
 
         return EzsnmpBackend(max_workers)
+    if name == "native":
+        from exporters.snmp.backend_native import NativeBackend
+
+        return NativeBackend()
     from exporters.snmp.backend_pysnmp import PysnmpBackend
 
     return PysnmpBackend()

@@ -30,7 +30,7 @@ from tests.exporters.snmp.test_config import SHARED_V021
 
 pytestmark = pytest.mark.integration
 
-BACKENDS = ["pysnmp", "ezsnmp"]
+BACKENDS = ["pysnmp", "ezsnmp", "native"]
 V3 = {"username": "sotpuser", "security_level": "authPriv", "password": "authpass123", "auth_protocol": "SHA",
       "priv_protocol": "AES", "priv_password": "privpass123"}
 EDGE_DEVICE = """\
