@@ -28,8 +28,7 @@ from prometheus_client import Counter, Gauge
 
 from remote_write.body import UnsupportedEncoding, read_body
 from remote_write.pipeline import WRITE_METRICS, error_response, setup_pipeline, write_batch
-from remote_write.pushgroups import Groups, Plan, PushRejected, prepare
-from sotp.codec.textparse import parse
+from remote_write.pushgroups import Groups, Plan, PushRejected, SeriesCache, prepare
 from sotp.config import from_dict, parse_duration
 from sotp.errors import ConfigError, DecodeError, SotpError
 from sotp.model import InvalidLabels, Labels, validate_label_name
@@ -82,6 +81,7 @@ class Gateway:
         self.groups = Groups()
         self.lock = asyncio.Lock()
         self.task: asyncio.Task[None] | None = None
+        self.cache: SeriesCache = {}
         self.group_count = Gauge("sotp_pushgateway_groups", "Push groups alive.", registry=ctx.registry)
         self.expired = Counter(
             "sotp_pushgateway_expired_groups", "Push groups ended by pushgateway.ttl.", registry=ctx.registry
@@ -194,13 +194,12 @@ async def handle_push(request: web.Request) -> web.Response:
             text = body.decode("utf-8")
         except UnicodeDecodeError as err:
             raise DecodeError(f"push body is not UTF-8 at byte {err.start}") from None
-        exposition = parse(text)
         async with gw.lock:
-            prepared = prepare(key, exposition, ctx.config.limits)
+            prepared = prepare(key, text, ctx.config.limits, gw.cache)
             plan = gw.groups.plan_push(key, prepared, replace_all=request.method == "PUT", now=time.time())
             await _write(request, principal, plan)
             gw.group_count.set(len(gw.groups.groups))
-        _remember_types(ctx, exposition.types, exposition.helps)
+        _remember_types(ctx, prepared.families)
     except UnsupportedEncoding as err:
         request.app[WRITE_METRICS].requests.labels(PROTOCOL, "415").inc()
         return text_error(415, str(err))
@@ -240,11 +239,12 @@ async def handle_delete(request: web.Request) -> web.Response:
     return web.Response(status=202)
 
 
-def _remember_types(ctx: ServerContext, types: dict[str, str], helps: dict[str, str]) -> None:
+def _remember_types(ctx: ServerContext, families: dict[str, str]) -> None:
     """Feed ``/api/v1/metadata`` (same store as the remote-write receiver's metadata)."""
     store: dict[str, list[dict[str, str]]] = ctx.extras.setdefault("metadata", {})
-    for fam, typ in types.items():
-        store[fam] = [{"type": "unknown" if typ == "untyped" else typ, "help": helps.get(fam, ""), "unit": ""}]
+    for fam, typ in families.items():
+        if fam not in store:
+            store[fam] = [{"type": "unknown" if typ == "untyped" else typ, "help": "", "unit": ""}]
 
 
 def setup(app: web.Application, ctx: ServerContext) -> None:

@@ -27,7 +27,7 @@ from typing import Final
 
 from remote_write.limits import check_labels
 from remote_write.pipeline import SeriesBatch
-from sotp.codec.textparse import Exposition
+from sotp.codec.textparse import iter_samples, parse, parse_series
 from sotp.config import Limits
 from sotp.errors import DecodeError, LimitExceeded
 from sotp.model import METRIC_NAME, STALE_NAN, Labels
@@ -101,30 +101,50 @@ class Prepared:
     families: dict[str, str]
 
 
-def prepare(key: Labels, exposition: Exposition, limits: Limits) -> Prepared:
-    """Validate a parsed body for group ``key``; raises :class:`DecodeError` / :class:`LimitExceeded`."""
+#: Parsed series text → validated labels, per group: a pusher sends the same series every time, so
+#: each is parsed and validated once (Prometheus's scrape cache works the same way).
+SeriesCache = dict[tuple[Labels, str], tuple[Labels, str]]
+_CACHE_MAX: Final = 200_000
+
+
+def prepare(key: Labels, text: str, limits: Limits, cache: SeriesCache | None = None) -> Prepared:
+    """Parse and validate a text-format body for group ``key``.
+
+    Raises :class:`DecodeError` (syntax, invalid names), :class:`PushRejected` (timestamps, a series
+    twice, reserved names) or :class:`LimitExceeded`.
+    """
+    cache = {} if cache is None else cache
+    if len(cache) > _CACHE_MAX:
+        cache.clear()
+    # Only the comment lines carry metadata; the samples go through the cached two-level API.
+    types = parse("\n".join(line for line in text.split("\n") if line.startswith("#"))).types
     out = Prepared({}, {}, {})
     grouping = dict(key.items_tuple())
-    for i, s in enumerate(exposition.samples):
-        if s.t_ms is not None:
+    for i, (raw, value, t_ms) in enumerate(iter_samples(text)):
+        hit = cache.get((key, raw))
+        if hit is None:
+            name, pairs = parse_series(raw)
+            if name in (PUSH_TIME, PUSH_FAILURE_TIME):
+                raise PushRejected(f"metric {name} is reserved: the gateway sets it for each group")
+            labels = Labels({**dict(pairs), **grouping, METRIC_NAME: name})
+            check_labels(labels, limits, f"sample {i + 1} ({name})")
+            hit = cache[(key, raw)] = (labels, name)
+        labels, name = hit
+        if t_ms is not None:
             raise PushRejected(
-                f"sample {s.name} has a timestamp: pushed metrics must not have timestamps "
+                f"sample {name} has a timestamp: pushed metrics must not have timestamps "
                 "(the push time is used, as with Pushgateway)"
             )
-        if s.name in (PUSH_TIME, PUSH_FAILURE_TIME):
-            raise PushRejected(f"metric {s.name} is reserved: the gateway sets it for each group")
-        labels = Labels({**dict(s.labels), **grouping, METRIC_NAME: s.name})
-        check_labels(labels, limits, f"sample {i + 1} ({s.name})")
         if labels in out.series:
             raise PushRejected(f"series {labels} is pushed twice in one body")
         if len(out.series) >= limits.max_series_per_request:
             raise LimitExceeded(
                 f"push has more than {limits.max_series_per_request} series (limits.max_series_per_request)"
             )
-        fam = family_of(s.name, exposition.types)
-        out.series[labels] = s.value
+        fam = family_of(name, types)
+        out.series[labels] = value
         out.family[labels] = fam
-        out.families[fam] = exposition.types.get(fam, "untyped")
+        out.families[fam] = types.get(fam, "untyped")
     return out
 
 
