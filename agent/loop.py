@@ -18,6 +18,7 @@ from agent.buffer import Buffer
 from agent.sender import Outcome, Result, Sender
 from agent.series import BatchEncoder
 from sotp.codec.exposition import MetricFamily
+from sotp.codec.remote_write_encoder import encode_metadata, snappy_block
 
 log = logging.getLogger("agent")
 
@@ -31,6 +32,7 @@ class Settings:
     max_backoff: float = 30.0
     max_retry_after: float = 300.0  # a Retry-After longer than this is capped, so we keep probing
     shutdown_timeout: float = 5.0
+    metadata_interval: float = 600.0  # how often TYPE/HELP go out (Prometheus: every minute by default)
 
 
 class Agent:
@@ -50,6 +52,8 @@ class Agent:
         self._retry_at = 0.0  # monotonic time before which no request is sent
         self._outage_logged = False
         self._encoder = BatchEncoder(settings.target, settings.max_samples_per_send)
+        self._metadata: list[tuple[str, str, str, str]] = []
+        self._metadata_at = 0.0  # monotonic time the metadata is next due
 
     # -- one collection ------------------------------------------------------------------------------
     def collect_once(self) -> None:
@@ -63,6 +67,20 @@ class Agent:
         )
         for body, n in self._encoder.encode(fams, t_ms):
             self.buffer.push(body, n)
+        self._metadata = [(f.name, f.type, f.help, "") for f in fams if f.samples]
+
+    def send_metadata(self) -> None:
+        """Send TYPE/HELP of the collected families in a request of their own, as Prometheus does, once
+        the data queue is empty. Not buffered: it is resent every ``metadata_interval`` anyway."""
+        if not self._metadata or len(self.buffer) or time.monotonic() < self._metadata_at:
+            return
+        out = self.sender.send(snappy_block(encode_metadata(self._metadata)))
+        if out.result is Result.RETRY:
+            self._metadata_at = time.monotonic() + self.s.interval
+            return
+        if out.result is Result.REJECTED:
+            log.info("receiver refused metric metadata (HTTP %s: %s); data is unaffected", out.status, out.reason)
+        self._metadata_at = time.monotonic() + self.s.metadata_interval
 
     # -- sending ---------------------------------------------------------------------------------------
     def drain(self, deadline: float) -> None:
@@ -83,6 +101,7 @@ class Agent:
                 log.info("receiver %s answers again; replaying %d buffered batches", self.sender.url,
                          len(self.buffer))
                 self._outage_logged = False
+                self._metadata_at = 0.0  # it may have restarted and lost the metadata it held in memory
             if out.result is Result.SENT:
                 self.counters.samples_sent += batch.samples
             else:
@@ -121,6 +140,7 @@ class Agent:
                 if next_collect <= now:  # we fell behind (suspend, slow disk): skip, do not burst
                     next_collect = now + self.s.interval
             self.drain(deadline=next_collect)
+            self.send_metadata()
             wake = next_collect if not len(self.buffer) else min(next_collect, max(self._retry_at, now))
             stop.wait(max(0.0, wake - time.monotonic()))
         self.shutdown()

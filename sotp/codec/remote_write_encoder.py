@@ -77,6 +77,30 @@ def encode_timeseries(labels: Sequence[tuple[str, str]], samples: Iterable[tuple
     return encode_timeseries_raw(encode_label_fields(labels), samples)
 
 
+#: ``MetricMetadata.type`` numbers (prompb): exposition type -> enum value.
+METADATA_TYPES = {"counter": 1, "gauge": 2, "histogram": 3, "gaugehistogram": 4, "summary": 5, "info": 6,
+                  "stateset": 7}
+
+
+def encode_metadata(metadata: Iterable[tuple[str, str, str, str]]) -> bytes:
+    """``WriteRequest.metadata`` fields (tag 0x1a) for ``(family name, type, help, unit)`` items; the type
+    is an exposition type name (unknown names, e.g. ``untyped``, become UNKNOWN = 0). Prometheus sends
+    these in requests of their own, without series."""
+    out = []
+    for name, typ, help_, unit in metadata:
+        body = b""
+        if METADATA_TYPES.get(typ, 0):
+            body += b"\x08" + _varint(METADATA_TYPES[typ])
+        if name:
+            body += _field(0x12, name.encode())
+        if help_:
+            body += _field(0x22, help_.encode())
+        if unit:
+            body += _field(0x2A, unit.encode())
+        out.append(_field(0x1A, body))
+    return b"".join(out)
+
+
 def serialize_write_request(
     series: Iterable[tuple[Sequence[tuple[str, str]], Iterable[tuple[int, float]]]],
 ) -> bytes:

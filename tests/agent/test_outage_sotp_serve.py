@@ -7,10 +7,12 @@ stopped, so the check does not depend on the query API.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +81,11 @@ def test_outage_every_interval_arrives_in_order_once(tmp_path: Path) -> None:
         wait_until(lambda: "answers again" in ag.output(), 20, "the agent to reconnect")
         wait_until(lambda: not list((tmp_path / "buf").glob("*.rw")), 20, "the buffer to drain")
         time.sleep(3 * INTERVAL)
+        # metric metadata (TYPE/HELP) went out in a request of its own, as Prometheus sends it
+        url = f"http://127.0.0.1:{port}/api/v1/metadata?metric=node_cpu_seconds_total"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            meta = json.load(r)["data"]
+        assert meta["node_cpu_seconds_total"][0]["type"] == "counter", meta
         ag.stop(signal.SIGTERM)
         assert ag.popen.returncode == 0, ag.output()
     finally:

@@ -10,7 +10,12 @@ import cramjam
 import pytest
 
 from sotp.codec.remote_write import WriteRequest, decode_write_request, snappy_decompress
-from sotp.codec.remote_write_encoder import encode_write_request_pairs, serialize_write_request, snappy_block
+from sotp.codec.remote_write_encoder import (
+    encode_metadata,
+    encode_write_request_pairs,
+    serialize_write_request,
+    snappy_block,
+)
 from sotp.model import STALE_NAN, Labels, is_stale
 
 Case = list[tuple[tuple[tuple[str, str], ...], list[tuple[int, float]]]]
@@ -87,3 +92,31 @@ def test_pure_python_snappy_reads_back_with_cramjam(name: str) -> None:
     assert bytes(cramjam.snappy.decompress_raw(packed)) == data
     if name in ("runs", "label-text"):
         assert len(packed) < len(data) / 5  # it compresses, not just frames literals
+
+
+META = [
+    ("node_cpu_seconds_total", "counter", "Seconds the CPUs spent in each mode.", ""),
+    ("node_load1", "gauge", "1m load average.", ""),
+    ("x", "untyped", "", "bytes"),
+    ("é_family", "summary", "héllo\nworld", ""),
+]
+
+
+def test_metadata_bytes_equal_protobuf_runtime() -> None:
+    from sotp.codec.remote_write import MetricMetadata
+
+    req = WriteRequest()
+    for name, typ, help_, unit in META:
+        m = req.metadata.add()
+        m.metric_family_name, m.help, m.unit = name, help_, unit
+        m.type = {"counter": 1, "gauge": 2, "summary": 5}.get(typ, 0)
+    assert isinstance(req.metadata[0], MetricMetadata)
+    assert encode_metadata(META) == req.SerializeToString()
+    decoded = decode_write_request(snappy_block(encode_metadata(META)))
+    assert [(m.metric, m.type, m.help, m.unit) for m in decoded.metadata] == [
+        ("node_cpu_seconds_total", "counter", "Seconds the CPUs spent in each mode.", ""),
+        ("node_load1", "gauge", "1m load average.", ""),
+        ("x", "unknown", "", "bytes"),
+        ("é_family", "summary", "héllo\nworld", ""),
+    ]
+    assert decoded.series == []
