@@ -165,8 +165,12 @@ async def test_staleness_when_series_disappears_and_when_scrape_fails(
         ({"label_value_length_limit": 3}, 'a{x="1234"} 1\n', "label_value_length_limit"),
         ({}, "a 1\nb{ 2\n", "unterminated"),
         ({"body_size_limit": "10B"}, "abcdefghijklmnop 1\n", "body size limit"),
+        ({"metric_relabel_configs": [{"target_label": "__name__", "replacement": "bad-name"}]}, "a 1\n",
+         "invalid metric name 'bad-name'"),
+        ({"metric_relabel_configs": [{"regex": "__name__", "action": "labeldrop"}]}, "a 1\n", "no __name__"),
     ],
-    ids=["sample_limit", "label_limit", "label_value_length_limit", "parse-error", "body_size_limit"],
+    ids=["sample_limit", "label_limit", "label_value_length_limit", "parse-error", "body_size_limit",
+         "relabeled-bad-metric-name", "relabeled-no-name"],
 )
 async def test_failed_scrape_keeps_nothing(stub: Stub, storage: Storage, session: aiohttp.ClientSession,
                                            job: dict[str, Any], text: str, error: str) -> None:

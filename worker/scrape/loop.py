@@ -31,7 +31,7 @@ import aiohttp
 
 from sotp.codec.textparse import SCRAPE_ACCEPT, is_openmetrics, iter_samples, parse_series
 from sotp.errors import DecodeError, SotpError, StorageError
-from sotp.model import LABEL_NAME_RE, METRIC_NAME, STALE_NAN, Labels
+from sotp.model import LABEL_NAME_RE, METRIC_NAME, METRIC_NAME_RE, STALE_NAN, Labels
 from sotp.storage import Appender, Storage
 from worker.scrape.config import JobSettings
 from worker.scrape.metrics import WorkerMetrics
@@ -236,8 +236,11 @@ class ScrapeLoop:
                 return _DROPPED
             lset = out
         lset = {k: v for k, v in lset.items() if v}
-        if not lset.get(METRIC_NAME):
+        metric = lset.get(METRIC_NAME)
+        if not metric:
             raise ScrapeError(f"series {series!r} has no __name__ after metric_relabel_configs")
+        if not METRIC_NAME_RE.match(metric):
+            raise ScrapeError(f"invalid metric name {metric!r} after metric_relabel_configs (from {series!r})")
         cfg = self.job.cfg
         if cfg.label_limit and len(lset) > cfg.label_limit:
             raise ScrapeError(f"label_limit exceeded (metric: {name}, number of labels: {len(lset)}, "
