@@ -226,7 +226,7 @@ class PostgresStorage:
             return
         cur = conn.cursor(binary=True)
         await cur.execute(
-            "SELECT u.sid, l.t, float8send(l.v) FROM unnest(%s::int8[]) AS u(sid) CROSS JOIN LATERAL ("
+            "SELECT u.sid, l.t, float8send(l.v) FROM unnest(%b::int8[]) AS u(sid) CROSS JOIN LATERAL ("
             "  SELECT ts[cardinality(ts)] AS t, vals[cardinality(vals)] AS v FROM sotp_samples"
             "  WHERE series_id = u.sid ORDER BY t_max DESC LIMIT 1) AS l",
             (sids,),

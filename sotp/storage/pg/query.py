@@ -81,7 +81,7 @@ class PgQuerier:
             cur = conn.cursor(binary=True)
             await cur.execute(
                 "SELECT series_id, array_send(ts), array_send(vals) FROM sotp_samples "
-                "WHERE series_id = ANY(%s::int8[]) AND t_max >= %s AND t_min <= %s AND t_min >= %s "
+                "WHERE series_id = ANY(%b::int8[]) AND t_max >= %s AND t_min <= %s AND t_min >= %s "
                 "ORDER BY series_id, t_min",
                 (sids, t_lo, t_hi, t_floor),
             )
@@ -107,7 +107,7 @@ class PgQuerier:
         async with self._store.connection() as conn:
             cur = await conn.execute(
                 "SELECT DISTINCT series_id FROM sotp_samples "
-                "WHERE series_id = ANY(%s::int8[]) AND t_max >= %s AND t_min <= %s AND t_min >= %s",
+                "WHERE series_id = ANY(%b::int8[]) AND t_max >= %s AND t_min <= %s AND t_min >= %s",
                 (sids, t_lo, t_hi, t_floor),
             )
             present = [int(r[0]) for r in await cur.fetchall()]  # type: ignore[call-overload]

@@ -60,7 +60,7 @@ class SeriesIndex:
         keys = sorted(rows)
         cur = await conn.execute(
             "INSERT INTO sotp_series (metric, label_ids, labels, first_ms) "
-            "SELECT m, li::int[], lj::jsonb, f FROM unnest(%s::text[], %s::text[], %s::text[], %s::int8[]) "
+            "SELECT m, li::int[], lj::jsonb, f FROM unnest(%b::text[], %b::text[], %b::text[], %b::int8[]) "
             "AS u(m, li, lj, f) ORDER BY li ON CONFLICT (label_ids) DO NOTHING RETURNING id, label_ids::text",
             (
                 [rows[k].get(METRIC_NAME) or "" for k in keys],
@@ -77,7 +77,7 @@ class SeriesIndex:
         if rest:  # inserted by a concurrent writer
             cur = await conn.execute(
                 "SELECT s.id, s.label_ids::text FROM sotp_series s "
-                "JOIN unnest(%s::text[]) AS u(li) ON s.label_ids = u.li::int[]",
+                "JOIN unnest(%b::text[]) AS u(li) ON s.label_ids = u.li::int[]",
                 (rest,),
             )
             for sid, li in await cur.fetchall():
@@ -91,13 +91,13 @@ class SeriesIndex:
         names = [p[0] for p in todo]
         values = [p[1] for p in todo]
         await conn.execute(
-            "INSERT INTO sotp_label (name, value) SELECT * FROM unnest(%s::text[], %s::text[]) "
+            "INSERT INTO sotp_label (name, value) SELECT * FROM unnest(%b::text[], %b::text[]) "
             "ON CONFLICT DO NOTHING",
             (names, values),
         )
         cur = await conn.execute(
             "SELECT l.id, l.name, l.value FROM sotp_label l "
-            "JOIN unnest(%s::text[], %s::text[]) AS u(name, value) ON l.name = u.name AND l.value = u.value",
+            "JOIN unnest(%b::text[], %b::text[]) AS u(name, value) ON l.name = u.name AND l.value = u.value",
             (names, values),
         )
         for lid, name, value in await cur.fetchall():
@@ -108,6 +108,6 @@ class SeriesIndex:
         todo = [i for i in ids if i not in self.by_id]
         if not todo:
             return
-        cur = await conn.execute("SELECT id, labels FROM sotp_series WHERE id = ANY(%s::int8[])", (todo,))
+        cur = await conn.execute("SELECT id, labels FROM sotp_series WHERE id = ANY(%b::int8[])", (todo,))
         for sid, labels in await cur.fetchall():
             self._remember(int(sid), Labels(labels))
