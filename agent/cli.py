@@ -35,6 +35,7 @@ def _default_buffer_dir() -> str:
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", required=True, help="remote-write URL, e.g. http://core:9201/api/v1/write")
     parser.add_argument("--token-file", help="file holding the bearer token (scope write)")
+    parser.add_argument("--ca-file", help="PEM CA bundle to verify an https:// receiver (default: system store)")
     parser.add_argument("--interval", default="15s", help="collection interval (default 15s)")
     parser.add_argument("--timeout", default="10s", help="HTTP timeout per request (default 10s)")
     parser.add_argument("--job", default="node", help="job label (default node)")
@@ -77,6 +78,8 @@ def build(args: argparse.Namespace) -> Agent:
     unknown = [n for n in names if n not in COLLECTORS]
     if unknown:
         raise ConfigError(f"--collectors: unknown {', '.join(unknown)}; choose from {', '.join(COLLECTORS)}")
+    if args.ca_file and not os.access(args.ca_file, os.R_OK):
+        raise ConfigError(f"cannot read --ca-file {args.ca_file}")
     if not args.url.startswith(("http://", "https://")):
         raise ConfigError(f"--url {args.url!r}: use http://host:port/api/v1/write or https://...")
     settings = Settings(
@@ -88,7 +91,7 @@ def build(args: argparse.Namespace) -> Agent:
     if settings.interval <= 0:
         raise ConfigError("--interval must be positive")
     sources = Sources(proc=Path(args.proc), sys=Path(args.sys), rootfs=args.rootfs.rstrip("/"))
-    sender = Sender(args.url, token, parse_duration(args.timeout, "--timeout"))
+    sender = Sender(args.url, token, parse_duration(args.timeout, "--timeout"), args.ca_file)
     buffer = Buffer(Path(args.buffer_dir), args.buffer_max_bytes)
     return Agent(settings, lambda: collect(sources, names), sender, buffer)
 

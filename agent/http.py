@@ -24,11 +24,14 @@ class HTTPError(OSError):
     """The exchange failed before a complete response arrived (connection, timeout, bad framing)."""
 
 
-def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Response:
-    """POST ``body`` to ``url`` and return the whole response. Raises :class:`HTTPError` (an OSError)."""
+def post(
+    url: str, body: bytes, headers: dict[str, str], timeout: float, ca_file: str | None = None
+) -> Response:
+    """POST ``body`` to ``url`` and return the whole response. Raises :class:`HTTPError` (an OSError).
+    ``ca_file`` (PEM) replaces the system trust store for ``https://``."""
     parts = urlsplit(url)
     if parts.scheme == "https":
-        return _post_tls(url, body, headers, timeout)
+        return _post_tls(url, body, headers, timeout, ca_file)
     if parts.scheme != "http" or not parts.hostname:
         raise ValueError(f"invalid remote-write URL {url!r}: use http://host:port/path or https://...")
     host, port = parts.hostname, parts.port or 80
@@ -82,11 +85,16 @@ def _read_response(fp: BinaryIO) -> Response:
     return Response(status, reason, headers, body)
 
 
-def _post_tls(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Response:
+def _post_tls(url: str, body: bytes, headers: dict[str, str], timeout: float, ca_file: str | None) -> Response:
     import http.client  # imports ssl: only paid by https users
+    import ssl
 
     parts = urlsplit(url)
-    conn = http.client.HTTPSConnection(parts.hostname or "", parts.port or 443, timeout=timeout)
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as err:
+        raise HTTPError(f"cannot load --ca-file {ca_file}: {err}") from err
+    conn = http.client.HTTPSConnection(parts.hostname or "", parts.port or 443, timeout=timeout, context=context)
     try:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         conn.request("POST", target, body=body, headers=headers)

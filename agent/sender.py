@@ -45,9 +45,10 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 class Sender:
-    def __init__(self, url: str, token: str | None, timeout: float) -> None:
+    def __init__(self, url: str, token: str | None, timeout: float, ca_file: str | None = None) -> None:
         self.url = url
         self.timeout = timeout
+        self.ca_file = ca_file
         self.headers = {
             "Content-Type": "application/x-protobuf",
             "Content-Encoding": "snappy",
@@ -59,7 +60,7 @@ class Sender:
 
     def send(self, body: bytes) -> Outcome:
         try:
-            r = http.post(self.url, body, self.headers, self.timeout)
+            r = http.post(self.url, body, self.headers, self.timeout, self.ca_file)
         except OSError as err:
             return Outcome(Result.RETRY, None, str(err))
         reason = r.body[:512].decode("utf-8", "replace").strip() or r.reason

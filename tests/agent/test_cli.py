@@ -19,8 +19,9 @@ from tests.conftest import REPO, sotp_cmd
         (["--url", "http://127.0.0.1:9/w", "--interval", "often"], "--interval"),
         (["--url", "http://127.0.0.1:9/w", "--token-file", "/nonexistent/token"], "--token-file"),
         (["--url", "http://127.0.0.1:9/w", "--collectors", "cpu,gpu"], "--collectors"),
+        (["--url", "https://127.0.0.1:9/w", "--ca-file", "/nonexistent/ca.pem"], "--ca-file"),
     ],
-    ids=["url-without-scheme", "label-name", "reserved-label", "interval", "token-file", "collector"],
+    ids=["url-without-scheme", "label-name", "reserved-label", "interval", "token-file", "collector", "ca-file"],
 )
 def test_bad_settings_exit_2(tmp_path: Path, flags: list[str], message: str) -> None:
     r = subprocess.run(sotp_cmd("agent", *flags, "--buffer-dir", str(tmp_path / "buf")), cwd=REPO,
