@@ -25,6 +25,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
+from sys import intern
 from typing import Final
 
 import aiohttp
@@ -254,7 +255,9 @@ class ScrapeLoop:
             if cfg.label_value_length_limit and len(v) > cfg.label_value_length_limit:
                 raise ScrapeError(f"label_value_length_limit exceeded (metric: {name}, label: {k}, "
                                   f"limit: {cfg.label_value_length_limit})")
-        return Labels(lset)
+        # Interned strings: the same names and values repeat across series and targets, and both the
+        # scrape cache and the storage index keep these label sets for as long as the series lives.
+        return Labels((intern(k), intern(v)) for k, v in lset.items())
 
     def _samples(self, text: str, openmetrics: bool, now_ms: int) -> dict[Labels, tuple[int, float]]:
         """Parse and label a body into final samples (first of repeated series wins).
