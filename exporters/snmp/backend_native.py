@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Sequence
+from typing import Any
 
 from exporters.snmp import ber
-from exporters.snmp.backend_pysnmp import PysnmpBackend
 from exporters.snmp.config import Auth
 from exporters.snmp.pdu import AgentError, Pdu, RequestTimeout, ScrapeError, TargetError
 from exporters.snmp.scraper import Session
@@ -43,11 +43,16 @@ class NativeBackend:
     name = "native"
 
     def __init__(self) -> None:
-        self._v3 = PysnmpBackend()
+        self._v3: Any = None  # a PysnmpBackend, imported on the first v3 scrape (pysnmp is ~20 MB)
 
     async def open(self, host: str, port: int, auth: Auth, timeout: float, max_repetitions: int) -> Session:
         if auth.version == 3:
-            return await self._v3.open(host, port, auth, timeout, max_repetitions)
+            if self._v3 is None:
+                from exporters.snmp.backend_pysnmp import PysnmpBackend
+
+                self._v3 = PysnmpBackend()
+            session: Session = await self._v3.open(host, port, auth, timeout, max_repetitions)
+            return session
         loop = asyncio.get_running_loop()
         try:
             transport, protocol = await loop.create_datagram_endpoint(_Protocol, remote_addr=(host, port))
@@ -56,7 +61,8 @@ class NativeBackend:
         return NativeSession(transport, protocol, auth, timeout, f"{host}:{port}")
 
     def close(self) -> None:
-        self._v3.close()
+        if self._v3 is not None:
+            self._v3.close()
 
 
 class NativeSession:

@@ -331,25 +331,35 @@ def test_scrape_timeout_header_bounds_the_request(sotp2: str) -> None:
     assert time.monotonic() - start < 2.5
 
 
+def concurrent_scrapes(url: str, targets: list[str]) -> float:
+    """Seconds to scrape ``targets`` (module "quick") all at once."""
+    start = time.monotonic()
+    threads = [threading.Thread(target=fetch, args=(f"{url}/snmp?target={t}&module=quick",)) for t in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.monotonic() - start
+
+
 def test_per_target_limit_serialises_scrapes_of_one_target(sotp2: str) -> None:
     # max_concurrent_per_target is 1: three failing 0.6 s scrapes of one target take >= 1.8 s,
     # while three targets scraped at once take about 0.6 s.
-    def run(targets: list[str]) -> float:
-        start = time.monotonic()
-        threads = [threading.Thread(target=fetch, args=(f"{sotp2}/snmp?target={t}&module=quick",)) for t in targets]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        return time.monotonic() - start
-
     one = f"127.0.0.1:{free_port()}"
-    assert run([one, one, one]) >= 1.7
-    assert run([f"127.0.0.1:{free_port()}" for _ in range(3)]) < 1.5
+    assert concurrent_scrapes(sotp2, [one, one, one]) >= 1.7
+    assert concurrent_scrapes(sotp2, [f"127.0.0.1:{free_port()}" for _ in range(3)]) < 1.5
     _, text = fetch(f"{sotp2}/metrics")
     types, series = parse(text)
     assert types["snmp_request_errors_total"] == "counter"
     assert series['snmp_scrape_errors_total{reason="timeout"}'] >= 6
+
+
+def test_global_limit_serialises_scrapes_of_all_targets(workdir: Path, sotp_file: Path) -> None:
+    proc, url = start_exporter(workdir, sotp_file, "--backend", "native", "--max-concurrent-scrapes", "1")
+    try:
+        assert concurrent_scrapes(url, [f"127.0.0.1:{free_port()}" for _ in range(3)]) >= 1.7
+    finally:
+        proc.stop()
 
 
 def test_sigterm_exits_cleanly(workdir: Path, sotp_file: Path) -> None:
