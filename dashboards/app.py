@@ -1,7 +1,8 @@
 """Entry script of the Streamlit app: page setup, sidebar (range, refresh) and navigation.
 
 Run it with ``sotp dashboard --api URL`` (or ``streamlit run dashboards/app.py`` with
-``SOTP_DASHBOARD_API`` set). Pages live in ``pages/`` and read only the Prometheus HTTP API.
+``SOTP_DASHBOARD_API`` set). Pages live in ``views/`` (a ``pages/`` folder would make Streamlit add its
+own legacy navigation) and read only the Prometheus HTTP API.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from dashboards import ui  # noqa: E402
 
 _HERE = Path(__file__).resolve().parent
 
-st.set_page_config(page_title="SOTP", page_icon="📈", layout="wide")
+st.set_page_config(page_title="SOTP", page_icon=":material/monitoring:", layout="wide")
 PAGES = [
-    st.Page(_HERE / "pages" / "servers.py", title="Servers", icon="🖥️", url_path="servers", default=True),
-    st.Page(_HERE / "pages" / "network.py", title="Network devices", icon="🌐", url_path="network"),
-    st.Page(_HERE / "pages" / "explorer.py", title="Explorer", icon="🔎", url_path="explorer"),
+    st.Page(_HERE / "views" / "servers.py", title="Servers", icon=":material/dns:", url_path="servers", default=True),
+    st.Page(_HERE / "views" / "network.py", title="Network devices", icon=":material/lan:", url_path="network"),
+    st.Page(_HERE / "views" / "explorer.py", title="Explorer", icon=":material/query_stats:", url_path="explorer"),
 ]
 navigation = st.navigation(PAGES)
 try:

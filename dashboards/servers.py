@@ -100,7 +100,7 @@ def overview(
             setattr(row, key, s.value)
             if key == "disk_pct":
                 row.disk_mount = s.labels.get("mountpoint", "")
-    unseen = [r for r in rows.values() if math.isnan(r.last_seen_s)]
+    unseen = {r.instance for r in rows.values() if math.isnan(r.last_seen_s)}
     if unseen and since is not None:
         # Gone longer than the lookback: find the last sample within the picked range.
         try:
@@ -110,9 +110,9 @@ def overview(
             error = error or err
             last = []
         for series in last:
-            row = rows.get(series.labels.get("instance", ""))
-            if row is not None and series.values:
-                row.last_seen_s = now - max(series.values)
+            instance = series.labels.get("instance", "")
+            if instance in unseen and series.values:
+                rows[instance].last_seen_s = now - max(series.values)
     for row in rows.values():
         fresh = not math.isnan(row.last_seen_s) and row.last_seen_s <= STALE_AFTER_S
         row.up = fresh and scraped_up.get(row.instance, 1.0) == 1.0

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import altair as alt
 import pandas as pd
@@ -116,11 +117,11 @@ def page(body: Callable[[Settings], None]) -> None:
         try:
             body(settings)
         except APIError as err:
-            st.error(str(err), icon="⚠️")
+            st.error(str(err), icon=":material/error:")
         except Exception as err:  # the one place that keeps tracebacks off the screen
             log.exception("dashboard page failed")
             st.error(f"the dashboard hit an internal error ({type(err).__name__}: {err}); "
-                     "the server log has the details — please report it", icon="🐞")
+                     "the server log has the details — please report it", icon=":material/bug_report:")
 
     _live()
 
@@ -128,12 +129,34 @@ def page(body: Callable[[Settings], None]) -> None:
 def api_error(err: APIError | None) -> None:
     """Show an API error as the API gave it (``bad_data: ...``), or nothing."""
     if err is not None:
-        st.error(str(err), icon="⚠️")
+        st.error(str(err), icon=":material/error:")
 
 
 def empty_state(title: str, how: str) -> None:
     """What to do when there is nothing to show yet: a sentence and the command to run."""
-    st.info(f"**{title}**\n\n{how}", icon="💡")
+    st.info(f"**{title}**\n\n{how}", icon=":material/lightbulb:")
+
+
+#: Words that start a status cell, and their colour (the dot before them is plain text: no emoji font
+#: needed in the browser).
+STATUS_COLOURS = {"up": "#2e9e44", "reachable": "#2e9e44", "ok": "#2e9e44", "down": "#d62728",
+                  "unreachable": "#d62728", "failed": "#d62728", "no": "#8c8c8c"}
+
+
+def status(word: str, detail: str = "") -> str:
+    """A status cell: ``● up``; :func:`styled` colours it by its first word."""
+    return f"● {word}" + (f" {detail}" if detail else "")
+
+
+def styled(frame: pd.DataFrame, columns: list[str]) -> Any:
+    """``frame`` as a Styler that colours the status ``columns`` (Streamlit renders Styler colours)."""
+
+    def colour(cell: object) -> str:
+        words = str(cell).removeprefix("● ").split(" ")
+        hit = STATUS_COLOURS.get(words[0]) if words and words[0] else None
+        return f"color: {hit}" if hit else ""
+
+    return frame.style.map(colour, subset=columns)
 
 
 def _unit(frame: pd.DataFrame, unit: str) -> tuple[pd.DataFrame, str]:
@@ -162,22 +185,35 @@ def chart(data: PanelData, tr: TimeRange, marks: pd.DataFrame | None = None) -> 
             st.caption("no data in this time range")
         return
     frame, unit_label = _unit(data.frame, panel.unit)
+    # Biggest series first: it gets the first colour and, when stacked, the bottom of the stack.
+    order = list(frame.groupby("series")["value"].mean().sort_values(ascending=False).index)
+    frame = frame.assign(rank=frame["series"].map({name: i for i, name in enumerate(order)}))
+    colours = [PALETTE[i % len(PALETTE)] for i in range(len(order))]
     domain = [pd.Timestamp(tr.start, unit="s", tz="UTC"), pd.Timestamp(tr.end, unit="s", tz="UTC")]
-    x = alt.X("time:T", title=None, scale=alt.Scale(domain=domain), axis=alt.Axis(format="%H:%M", labelOverlap=True))
+    fmt = "%H:%M" if tr.span <= 86400 else "%b %d"
+    x = alt.X("time:T", title=None, scale=alt.Scale(domain=domain), axis=alt.Axis(format=fmt, labelOverlap=True))
     y = alt.Y("value:Q", title=unit_label or None, stack="zero" if panel.stacked else None)
-    color = alt.Color("series:N", title=None, scale=alt.Scale(range=PALETTE), legend=alt.Legend(orient="bottom"))
-    tooltip = [alt.Tooltip("time:T", format="%Y-%m-%d %H:%M:%S"), alt.Tooltip("series:N"),
-               alt.Tooltip("value:Q", format=".3~s", title=unit_label or "value")]
-    base = alt.Chart(frame).encode(x=x, y=y, color=color, tooltip=tooltip)
-    layer: alt.LayerChart | alt.Chart = (
-        base.mark_area(opacity=0.55, line=True) if panel.stacked else base.mark_line(strokeWidth=1.6)
-    )
+    color = alt.Color("series:N", title=None, sort=order, scale=alt.Scale(domain=order, range=colours),
+                      legend=alt.Legend(orient="bottom", columns=4, labelLimit=180, symbolType="stroke"))
+    value_fmt = ".3~s" if panel.unit not in ("percent",) else ".1f"
+    tooltip = [alt.Tooltip("time:T", format="%Y-%m-%d %H:%M:%S", title="time"), alt.Tooltip("series:N"),
+               alt.Tooltip("value:Q", format=value_fmt, title=unit_label or "value")]
+    base = alt.Chart(frame).encode(x=x, y=y, color=color, order=alt.Order("rank:Q"))
+    lines = base.mark_area(opacity=0.5, line={"strokeWidth": 1.2}) if panel.stacked else base.mark_line(strokeWidth=1.6)
+    # Hovering anywhere shows every series' value at the nearest step, as Grafana's shared tooltip does.
+    hover = alt.selection_point(nearest=True, on="pointerover", fields=["time"], empty=False, clear="pointerout")
+    points = base.mark_point(size=28, filled=True).encode(
+        opacity=alt.condition(hover, alt.value(1.0), alt.value(0.0)), tooltip=tooltip
+    ).add_params(hover)
+    layers: list[alt.Chart] = [lines, points]
     if marks is not None and not marks.empty:
-        rules = alt.Chart(marks).mark_rule(strokeDash=[4, 3], strokeWidth=1.5).encode(
-            x="time:T",
-            stroke=alt.Stroke("event:N", title=None, scale=alt.Scale(range=["#e45756", "#8c8c8c"]),
-                              legend=alt.Legend(orient="bottom")),
-            tooltip=[alt.Tooltip("time:T", format="%Y-%m-%d %H:%M:%S"), alt.Tooltip("event:N")],
+        layers.append(
+            alt.Chart(marks).mark_rule(strokeDash=[4, 3], strokeWidth=1.5).encode(
+                x="time:T",
+                stroke=alt.Stroke("event:N", title=None, scale=alt.Scale(range=["#e45756", "#8c8c8c"]),
+                                  legend=alt.Legend(orient="bottom")),
+                tooltip=[alt.Tooltip("time:T", format="%Y-%m-%d %H:%M:%S", title="time"), alt.Tooltip("event:N")],
+            )
         )
-        layer = alt.layer(layer, rules).resolve_scale(color="independent")
-    st.altair_chart(layer.properties(height=CHART_HEIGHT), width="stretch")
+    chart_ = alt.layer(*layers).properties(height=CHART_HEIGHT)
+    st.altair_chart(chart_, width="stretch")

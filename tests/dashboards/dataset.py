@@ -19,7 +19,7 @@ from sotp.codec.remote_write import encode_write_request
 from sotp.model import Labels
 
 STEP_S = 15
-HISTORY_S = 3600
+HISTORY_S = 4200  # 70 minutes: a 1-hour chart starts with full rate() windows
 FUTURE_S = 300
 GIB = 2**30
 

@@ -46,7 +46,7 @@ def test_servers_page(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None
     assert list(table["Host"]) == sorted(h.name for h in ds.HOSTS)
     status = dict(zip(table["Host"], table["Status"], strict=True))
     for h in ds.HOSTS:
-        assert status[h.name] == ("🔴 down" if h.stops_before_now_s else "🟢 up")
+        assert status[h.name] == ("● down" if h.stops_before_now_s else "● up")
     live = sum(1 for h in ds.HOSTS if not h.stops_before_now_s)
     assert at.metric[0].value == f"{live} / {len(ds.HOSTS)}"
     # drill-down of the first host: six charts, each with data
@@ -62,14 +62,14 @@ def test_servers_page(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_network_page(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
     at = _app(monkeypatch, backend.url)
-    at.switch_page("pages/network.py").run()
+    at.switch_page("views/network.py").run()
     assert not at.exception, at.exception
     assert [t.value for t in at.title] == ["Network devices"]
     assert not at.error, [e.value for e in at.error]
     devices = at.dataframe[0].value
     assert sorted(devices["Device"]) == sorted([d.name for d in [*ds.DEVICES, *ds.PING_ONLY]] + list(ds.BLACKBOX))
     row = devices[devices["Device"] == "edge-rtr1"].iloc[0]
-    assert row["Last backup"].startswith("❌ failed")
+    assert row["Last backup"].startswith("● failed")
     assert row["Interfaces up"] == "2 / 2"
     # first device: RTT + loss, interface table, traffic (with backup/change rules) + errors
     assert at.selectbox(key="network_device").value == "core-sw1"
@@ -77,7 +77,8 @@ def test_network_page(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None
     assert list(ifaces["Name"]) == [i.name for i in ds.DEVICES[0].ifaces]
     charts = _charts(at)
     assert len(charts) == 4
-    assert any("layer" in c for c in charts), "traffic chart should carry the config-change markers"
+    marked = [c for c in charts if any(layer.get("mark", {}).get("type") == "rule" for layer in c.get("layer", []))]
+    assert len(marked) == 1, "the traffic chart carries the backup and config-change markers"
     at.selectbox(key="network_interface").set_value("2").run()
     assert not at.exception
     # a ping-only device has no interface table
@@ -88,7 +89,7 @@ def test_network_page(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_explorer_shows_api_errors_verbatim(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
     at = _app(monkeypatch, backend.url)
-    at.switch_page("pages/explorer.py").run()
+    at.switch_page("views/explorer.py").run()
     assert not at.exception
     assert len(_charts(at)) == 1
     at.text_area(key="explorer_query").set_value("sum by (job) (rate(sotp_ingest_samples_total[$__rate_interval]))")
@@ -113,7 +114,7 @@ def test_empty_states_say_what_to_run(empty_prometheus: str, monkeypatch: pytest
     at = _app(monkeypatch, empty_prometheus)
     assert not at.exception
     assert "No agents have pushed yet" in at.info[0].value and "sotp agent --url" in at.info[0].value
-    at.switch_page("pages/network.py").run()
+    at.switch_page("views/network.py").run()
     assert "No network devices yet" in at.info[0].value
 
 

@@ -31,15 +31,15 @@ NO_DEVICES = (
 
 def _reach(row: DeviceRow) -> str:
     if row.reachable is None:
-        return "⚪ no probe"
-    return "🟢 reachable" if row.reachable else "🔴 unreachable"
+        return ui.status("no probe")
+    return ui.status("reachable" if row.reachable else "unreachable")
 
 
 def _backup(row: DeviceRow) -> str:
     if math.isnan(row.backup_ok):
         return ""
     age = "" if math.isnan(row.backup_age_s) else f"{fmt_age(row.backup_age_s)} ago"
-    return f"✅ {age}" if row.backup_ok == 1 else f"❌ failed (last good {age or 'never'})"
+    return ui.status("ok", age) if row.backup_ok == 1 else ui.status("failed", f"(last good {age or 'never'})")
 
 
 def _table(rows: list[DeviceRow]) -> pd.DataFrame:
@@ -79,7 +79,7 @@ def body(settings: ui.Settings) -> None:
     c2.metric("Worst loss (5 min)", f"{max(losses):.1f} %" if losses else "–", border=True)
     c3.metric("Devices", str(len(rows)), border=True)
     st.dataframe(
-        _table(rows),
+        ui.styled(_table(rows), ["Reachability", "Last backup"]),
         hide_index=True,
         column_config={
             "Loss": st.column_config.NumberColumn("Loss", format="%.1f %%"),
@@ -112,18 +112,18 @@ def body(settings: ui.Settings) -> None:
     ui.api_error(ierr)
     st.markdown("**Interfaces**")
     st.dataframe(
-        pd.DataFrame(
+        ui.styled(pd.DataFrame(
             {
                 "ifIndex": [i.if_index for i in ifs],
                 "Name": [i.name for i in ifs],
                 "Alias": [i.alias for i in ifs],
-                "Status": [("🟢 " if i.oper == "up" else "🔴 ") + i.oper if i.oper else "" for i in ifs],
+                "Status": [ui.status(i.oper) if i.oper else "" for i in ifs],
                 "Speed": [f"{i.speed_mbps:g} Mbit/s" if not math.isnan(i.speed_mbps) else "" for i in ifs],
                 "In": [fmt_bits(i.in_bps) for i in ifs],
                 "Out": [fmt_bits(i.out_bps) for i in ifs],
                 "Errors/s": [i.errors_ps for i in ifs],
             }
-        ),
+        ), ["Status"]),
         hide_index=True,
         column_config={"Errors/s": st.column_config.NumberColumn("Errors/s", format="%.3f")},
         key="network_interfaces",

@@ -29,7 +29,7 @@ def _mean(values: list[float]) -> float:
 def _table(ov: Overview) -> pd.DataFrame:
     return pd.DataFrame(
         {
-            "Status": ["🟢 up" if r.up else "🔴 down" for r in ov.rows],
+            "Status": [ui.status("up" if r.up else "down") for r in ov.rows],
             "Host": [r.instance for r in ov.rows],
             "CPU": [r.cpu_pct for r in ov.rows],
             "Memory": [r.mem_pct for r in ov.rows],
@@ -67,7 +67,7 @@ def body(settings: ui.Settings) -> None:
 
     pct = {"min_value": 0, "max_value": 100, "format": "%.1f %%"}
     st.dataframe(
-        _table(ov),
+        ui.styled(_table(ov), ["Status"]),
         hide_index=True,
         column_config={
             "CPU": st.column_config.ProgressColumn("CPU", **pct),  # type: ignore[arg-type]
