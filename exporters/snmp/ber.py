@@ -102,11 +102,26 @@ def _read_len(data: bytes, i: int) -> tuple[int, int]:
     return length, start
 
 
+#: Decoded OIDs by their encoding: a device answers the same OIDs every scrape. Cleared when full.
+_OID_CACHE: dict[bytes, str] = {}
+OID_CACHE_MAX = 200_000
+
+
 def decode_oid(data: bytes, start: int, end: int) -> str:
     """BER OID content bytes -> dotted string."""
+    key = data[start:end]
+    text = _OID_CACHE.get(key)
+    if text is None:
+        if len(_OID_CACHE) >= OID_CACHE_MAX:
+            _OID_CACHE.clear()
+        text = _OID_CACHE[key] = _decode_oid(key)
+    return text
+
+
+def _decode_oid(data: bytes) -> str:
     parts: list[int] = []
     v = 0
-    for b in data[start:end]:
+    for b in data:
         if b & 0x80:
             v = (v << 7) | (b & 0x7F)
         else:
