@@ -12,7 +12,7 @@ Two parts, both printing SOTP's figure, the reference's and the ratio:
    CPU seconds (/proc/<pid>/stat) are measured over ``--duration`` seconds.
 
 Usage: ``.venv/bin/python bench/scrape.py [--part parser|scrape|all] [--targets 1000] [--series 200]
-[--interval 15] [--duration 45]``
+[--interval 15] [--duration 45] [--storage memory://]``
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def metric_sum(port: int, name: str, labels: str = "") -> float:
     return total
 
 
-def bench_scrape(targets: int, series: int, interval: int, duration: int) -> None:
+def bench_scrape(targets: int, series: int, interval: int, duration: int, storage: str) -> None:
     prom_bin = shutil.which("prometheus") or "/usr/bin/prometheus"
     tmp = Path(tempfile.mkdtemp(prefix="sotp-bench-scrape-"))
     stub_port, sink_port, worker_port, prom_port = free_port(), free_port(), free_port(), free_port()
@@ -227,7 +227,7 @@ def bench_scrape(targets: int, series: int, interval: int, duration: int) -> Non
         wait_port(stub_port)
         worker = subprocess.Popen(
             [sys.executable, "-m", "sotp", "--log-level", "warning", "worker", "--config", str(tmp / "sotp.yml"),
-             "--storage", f"sqlite:///{tmp / 'sotp.db'}", "--listen", f"127.0.0.1:{worker_port}"],
+             "--storage", storage or f"sqlite:///{tmp / 'sotp.db'}", "--listen", f"127.0.0.1:{worker_port}"],
             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log("worker"))
         procs.append(worker)
         prom = subprocess.Popen(
@@ -264,7 +264,8 @@ def bench_scrape(targets: int, series: int, interval: int, duration: int) -> Non
         cpu_s = (sc1 - sc0) / max(1.0, (s1 - s0) / 1000)
         cpu_p = (pc1 - pc0) / max(1.0, (p1 - p0) / 1000)
         print(f"  expected                    {targets * (series + 5) / interval:10.0f} samples/s")
-        print(f"  sotp worker (SQLite)        {rate_s:10.0f} samples/s  CPU {cpu_s * 1000:7.2f} ms/1k samples  "
+        store = (storage or "sqlite").split(":")[0]
+        print(f"  sotp worker ({store:6s})      {rate_s:10.0f} samples/s  CPU {cpu_s * 1000:7.2f} ms/1k samples  "
               f"CPU {100 * (sc1 - sc0) / el:5.1f} %  RSS {rss_mb(worker.pid):6.1f} MB  "
               f"scrapes ok {ok_sotp:.0f} failed {failed_sotp:.0f}")
         print(f"  prometheus agent (+RW sink) {rate_p:10.0f} samples/s  CPU {cpu_p * 1000:7.2f} ms/1k samples  "
@@ -293,11 +294,13 @@ def main() -> None:
     ap.add_argument("--series", type=int, default=200)
     ap.add_argument("--interval", type=int, default=15)
     ap.add_argument("--duration", type=int, default=45)
+    ap.add_argument("--storage", default="", help="the worker's --storage (default: SQLite in a temp dir); "
+                    "memory:// isolates the scrape path from the store")
     a = ap.parse_args()
     if a.part in ("parser", "all"):
         bench_parser(a.parser_lines)
     if a.part in ("scrape", "all"):
-        bench_scrape(a.targets, a.series, a.interval, a.duration)
+        bench_scrape(a.targets, a.series, a.interval, a.duration, a.storage)
 
 
 if __name__ == "__main__":
