@@ -129,8 +129,7 @@ class PostgresStorage:
             configure=self._configure,
             check=AsyncConnectionPool.check_connection,
             open=False,
-            timeout=10.0,
-            reconnect_timeout=0,
+            timeout=10.0,  # a write waits this long for a connection before answering 503
             name=f"sotp-{opts.schema}",
         )
         try:
@@ -311,7 +310,15 @@ class PostgresStorage:
             if not rows:
                 return 0
             await self.ensure_partitions(rows)
-            await self._copy(rows)
+            try:
+                await self._copy(rows)
+            except StorageError as err:
+                if not isinstance(err.__cause__, psycopg.errors.UndefinedTable):
+                    raise
+                # Another process's retention dropped a partition this one still believed in.
+                self._partitions -= set(rows)
+                await self.ensure_partitions(rows)
+                await self._copy(rows)
             self._last.update(new_last)
             return written
 
@@ -405,10 +412,15 @@ class PostgresStorage:
         horizon = (now_ms - self.block_ms) // self.block_ms * self.block_ms
         removed = 0
         async with self.connection() as conn:
+            # Windows before the previous run's horizon were merged then; looking one partition further
+            # back still picks up late arrivals (retries, short backfills) without rescanning all history.
+            cur = await conn.execute("SELECT value FROM sotp_meta WHERE key = 'compacted_until'")
+            row = await cur.fetchone()
+            since = int(row[0]) - self.partition_ms if row else -(2**62)
             cur = await conn.execute(
                 "SELECT DISTINCT (extract(epoch FROM t_min) * 1000)::bigint / %s * %s FROM sotp_samples "
-                "WHERE t_max < %s GROUP BY series_id, 1 HAVING count(*) > 1",
-                (self.block_ms, self.block_ms, ms_to_dt(horizon)),
+                "WHERE t_max < %s AND t_min >= %s GROUP BY series_id, 1 HAVING count(*) > 1",
+                (self.block_ms, self.block_ms, ms_to_dt(horizon), ms_to_dt(max(since, -62_135_596_800_000))),
             )
             windows = sorted(int(r[0]) for r in await cur.fetchall())
             for w in windows:
@@ -432,6 +444,13 @@ class PostgresStorage:
                 )
                 row = await cur.fetchone()
                 removed += int(row[0]) if row else 0
+            await conn.execute(
+                "INSERT INTO sotp_meta (key, value) VALUES ('compacted_until', %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value "
+                "WHERE sotp_meta.value::bigint < excluded.value::bigint",
+                # Never beyond the real clock: a call with a future now_ms must not hide windows not yet full.
+                (str(min(horizon, _now_ms() - self.block_ms)),),
+            )
         return removed
 
 

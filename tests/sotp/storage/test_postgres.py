@@ -225,3 +225,27 @@ async def test_killed_connections_are_replaced(open_pg, schema) -> None:  # type
     await write(store, A, [D0 + 1000], [2.0])
     got = await store.querier(0, D0 + DAY).select([Matcher("i", MatchOp.EQ, "a")])
     assert got[0].values.tolist() == [1.0, 2.0]
+
+
+async def test_partition_dropped_by_another_process_is_recreated(open_pg, schema) -> None:  # type: ignore[no-untyped-def]
+    first, second = await open_pg(), await open_pg()
+    await write(first, A, [D0], [1.0])
+    await write(second, B, [D0], [1.0])  # `second` now believes the 2020-01-01 partition exists
+    await first.delete_before(D0 + DAY)
+    assert partition_name(D0, DAY) not in await partitions(schema)
+    assert await write(second, B, [D0 + 5000], [2.0]) == 1
+    assert partition_name(D0, DAY) in await partitions(schema)
+
+
+async def test_compaction_picks_up_late_rows_of_a_compacted_window(open_pg, schema) -> None:  # type: ignore[no-untyped-def]
+    store = await open_pg("&block=1h")
+    now = int(time.time() * 1000)
+    w = (now - 3 * HOUR) // HOUR * HOUR  # a closed window
+    for k in range(3):
+        await write(store, A, [w + k * 1000], [float(k)])
+    assert await store.compact(now) == 2
+    for k in range(3):  # late arrivals for another series in the same, already compacted window
+        await write(store, B, [w + k * 1000], [float(k)])
+    assert await store.compact(now) == 2
+    rows = await sql(f'SELECT cardinality(ts) FROM "{schema}".sotp_samples')
+    assert sorted(r[0] for r in rows) == [3, 3]  # type: ignore[type-var]
