@@ -34,3 +34,20 @@ def test_exporter_rejects_unknown_collector() -> None:
     r = subprocess.run(sotp_cmd("exporter", "host", "--collectors", "cpu,gpu"), cwd=REPO, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode != 0 and "gpu" in r.stderr and "--collectors" in r.stderr
+
+
+def test_buffer_defaults_to_systemd_state_directory(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    from tests.conftest import Proc, free_port
+
+    # nothing listens: the first batch goes to disk, in $STATE_DIRECTORY/buffer as the unit expects
+    p = Proc(sotp_cmd("agent", "--url", f"http://127.0.0.1:{free_port()}/api/v1/write", "--interval", "200ms"),
+             tmp_path / "agent.log", env={"STATE_DIRECTORY": str(tmp_path / "state")})
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not list((tmp_path / "state" / "buffer").glob("*.rw")):
+        time.sleep(0.1)
+    p.stop(signal.SIGTERM)
+    assert list((tmp_path / "state" / "buffer").glob("*.rw")), p.log.read_text()
