@@ -37,7 +37,6 @@ def test_exporter_rejects_unknown_collector() -> None:
 
 
 def test_buffer_defaults_to_systemd_state_directory(tmp_path: Path) -> None:
-    import os
     import signal
     import time
 
