@@ -63,6 +63,12 @@ def wait_http(url: str, timeout: float = 20) -> None:
     raise TimeoutError(url)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def scrape(url: str) -> tuple[float, bytes]:
     start = time.perf_counter()
     body = urllib.request.urlopen(url, timeout=30).read()
@@ -81,11 +87,13 @@ def inside(args: argparse.Namespace) -> int:
         procs.append(subprocess.Popen(["snmpd", "-f", "-C", "-c", str(conf), "-Lf", str(work / "snmpd.log"),
                                        f"udp:127.0.0.1:{agent_port}"], env=env))
         exporters: dict[str, str] = {}
+        pids: dict[str, int] = {}
         port = free_port()
         procs.append(subprocess.Popen(["prometheus-snmp-exporter", f"--config.file={SHARED_V021}",
                                        f"--web.listen-address=127.0.0.1:{port}"],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         exporters["snmp_exporter 0.21"] = f"http://127.0.0.1:{port}"
+        pids["snmp_exporter 0.21"] = procs[-1].pid
         for backend in ("pysnmp", "ezsnmp", "native"):
             port = free_port()
             procs.append(subprocess.Popen(
@@ -94,6 +102,7 @@ def inside(args: argparse.Namespace) -> int:
                 cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             exporters[f"SOTP {backend}"] = f"http://127.0.0.1:{port}"
+            pids[f"SOTP {backend}"] = procs[-1].pid
         for url in exporters.values():
             wait_http(url + "/metrics")
         query = f"/snmp?target=127.0.0.1:{agent_port}&module=if_mib"
@@ -105,17 +114,21 @@ def inside(args: argparse.Namespace) -> int:
             if "snmp_scrape_error" in body.decode() or "ifOperStatus{" not in body.decode():
                 raise SystemExit(f"{name} failed to scrape: {body.decode()[:500]}")
             interfaces = body.decode().count("ifOperStatus{")
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         for _ in range(args.scrapes):
             for name, url in exporters.items():
                 seconds, _ = scrape(url + query)
                 times[name].append(seconds)
+        cpu = {name: (cpu_seconds(pid) - cpu_before[name]) / args.scrapes for name, pid in pids.items()}
         ref = statistics.median(times["snmp_exporter 0.21"])
         load = os.getloadavg()[0]
         print(f"if_mib scrape of snmpd with {interfaces} interfaces, median of {args.scrapes} (load {load:.1f})")
-        print(f"{'exporter':<22}{'median ms':>10}{'min ms':>9}{'ratio':>8}")
+        ref_cpu = cpu["snmp_exporter 0.21"]
+        print(f"{'exporter':<22}{'median ms':>10}{'min ms':>9}{'ratio':>8}{'CPU ms/scrape':>15}{'CPU ratio':>10}")
         for name, values in times.items():
             med = statistics.median(values)
-            print(f"{name:<22}{med * 1000:>10.1f}{min(values) * 1000:>9.1f}{med / ref:>7.2f}x")
+            print(f"{name:<22}{med * 1000:>10.1f}{min(values) * 1000:>9.1f}{med / ref:>7.2f}x"
+                  f"{cpu[name] * 1000:>15.1f}{cpu[name] / ref_cpu:>9.2f}x")
         return 0
     finally:
         for p in procs:
