@@ -37,16 +37,19 @@ class Buffer:
         self.dir.mkdir(parents=True, exist_ok=True)
         for stale in self.dir.glob("*.tmp"):  # a crash between write and rename
             stale.unlink(missing_ok=True)
-        self._disk: deque[tuple[int, int, Path, int]] = deque()  # (seq, samples, path, size)
+        # (seq, samples, size) per file, oldest first; plain ints because a long outage holds ~10^4 batches
+        # and the agent's memory budget is small (the path is rebuilt from seq and samples)
+        self._disk: deque[tuple[int, int, int]] = deque()
         for p in sorted(self.dir.glob("*.rw")):
             seq_s, _, samples_s = p.stem.partition("-")
             try:
-                self._disk.append((int(seq_s), int(samples_s), p, p.stat().st_size))
+                self._disk.append((int(seq_s), int(samples_s), p.stat().st_size))
             except (ValueError, OSError):
                 log.warning("ignoring unexpected file %s in the buffer directory", p)
         self._mem: deque[Batch] = deque()
         self._next_seq = (self._disk[-1][0] + 1) if self._disk else 0
-        self.disk_bytes = sum(d[3] for d in self._disk)
+        self.disk_bytes = sum(d[2] for d in self._disk)
+        self._disk_samples = sum(d[1] for d in self._disk)
         self.dropped_samples = 0
         if self._disk:
             log.info("buffer %s holds %d batches (%d bytes) from a previous run; replaying them first",
@@ -58,7 +61,7 @@ class Buffer:
 
     @property
     def samples(self) -> int:
-        return sum(d[1] for d in self._disk) + sum(b.samples for b in self._mem)
+        return self._disk_samples + sum(b.samples for b in self._mem)
 
     @property
     def on_disk(self) -> int:
@@ -82,7 +85,8 @@ class Buffer:
     def peek(self) -> Batch | None:
         """The oldest batch, or None."""
         if self._disk:
-            seq, samples, path, _ = self._disk[0]
+            seq, samples, _ = self._disk[0]
+            path = self._path(seq, samples)
             try:
                 return Batch(seq, samples, path.read_bytes(), path)
             except OSError as err:
@@ -101,10 +105,14 @@ class Buffer:
             self._mem.popleft()
 
     # -- disk ----------------------------------------------------------------------------------------
+    def _path(self, seq: int, samples: int) -> Path:
+        return self.dir / f"{seq:016d}-{samples}.rw"
+
     def _pop_disk(self) -> None:
-        _, _, path, size = self._disk.popleft()
-        path.unlink(missing_ok=True)
+        seq, samples, size = self._disk.popleft()
+        self._path(seq, samples).unlink(missing_ok=True)
         self.disk_bytes -= size
+        self._disk_samples -= samples
 
     def _write(self, batch: Batch) -> None:
         size = len(batch.body)
@@ -122,7 +130,7 @@ class Buffer:
             self.dropped_samples += dropped_samples
             log.warning("buffer %s full (%d bytes, --buffer-max-bytes): dropped the %d oldest batches "
                         "(%d samples)", self.dir, self.max_bytes, dropped_batches, dropped_samples)
-        path = self.dir / f"{batch.seq:016d}-{batch.samples}.rw"
+        path = self._path(batch.seq, batch.samples)
         tmp = path.with_suffix(".tmp")
         try:
             with open(tmp, "wb") as fh:
@@ -135,5 +143,6 @@ class Buffer:
             tmp.unlink(missing_ok=True)
             self.dropped_samples += batch.samples
             return
-        self._disk.append((batch.seq, batch.samples, path, size))
+        self._disk.append((batch.seq, batch.samples, size))
         self.disk_bytes += size
+        self._disk_samples += batch.samples
