@@ -46,6 +46,7 @@ AUTH_PROTOCOLS = {"MD5": "MD5", "SHA": "SHA", "SHA224": "SHA-224", "SHA256": "SH
 PRIV_PROTOCOLS = {"DES": "DES", "AES": "AES", "AES192": "AES-192", "AES256": "AES-256", "AES192C": "AES-192-C",
                   "AES256C": "AES-256-C"}
 _TICKS = re.compile(r"^\((\d+)\)")
+_STRING_ESCAPE = re.compile(r'\\(["\\])')
 _EXCEPTION_MESSAGES = (
     ("No more variables left in this MIB View", END_OF_MIB_VIEW),
     ("No Such Instance", NO_SUCH_INSTANCE),
@@ -79,8 +80,9 @@ _CONVERT: dict[str, Callable[[str], tuple[str, Any]]] = {
     "UInteger": lambda v: (GAUGE32, int(v)),
     "Counter64": lambda v: (COUNTER64, int(v)),
     "Timeticks": lambda v: (TIMETICKS, _ticks(v)),
-    # net-snmp prints only printable ASCII as STRING; anything else comes as Hex-STRING.
-    "STRING": lambda v: (OCTET_STRING, v.encode("latin-1", "replace")),
+    # net-snmp prints only printable text as STRING (quotes and backslashes escaped, UTF-8 kept);
+    # anything else comes as Hex-STRING.
+    "STRING": lambda v: (OCTET_STRING, _STRING_ESCAPE.sub(r"\1", v).encode("utf-8", "surrogateescape")),
     "Hex-STRING": lambda v: (OCTET_STRING, _hex(v)),
     '""': lambda v: (OCTET_STRING, b""),
     "BITS": lambda v: (OCTET_STRING, _hex(v.split("  ")[0].strip())),
