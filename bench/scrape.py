@@ -8,7 +8,7 @@ Two parts, both printing SOTP's figure, the reference's and the ratio:
 2. ``scrape``: ``--targets`` targets (multi-target pattern: ``/metrics?target=host-N`` on one stub process)
    with ``--series`` series each at ``--interval``; `sotp worker` (SQLite storage) and Prometheus
    (``--enable-feature=agent``, remote write to a 204 sink in the stub process) scrape the same targets at
-   the same time. After a warm-up of one interval plus a margin, each process's samples appended and
+   the same time. After a warm-up of two intervals plus a margin, each process's samples appended and
    CPU seconds (/proc/<pid>/stat) are measured over ``--duration`` seconds.
 
 Usage: ``.venv/bin/python bench/scrape.py [--part parser|scrape|all] [--targets 1000] [--series 200]
@@ -238,7 +238,7 @@ def bench_scrape(targets: int, series: int, interval: int, duration: int, storag
         procs.append(prom)
         wait_port(worker_port)
         wait_port(prom_port)
-        warm = interval + 8
+        warm = 2 * interval + 8  # the first round creates every series (slow on SQLite): measure after it
         print(f"scrape: {targets} targets x {series} series every {interval}s; warming up {warm}s, "
               f"measuring {duration}s (stub + sink in a third process; 2 cores shared)")
         time.sleep(warm)
@@ -270,6 +270,14 @@ def bench_scrape(targets: int, series: int, interval: int, duration: int, storag
               f"scrapes ok {ok_sotp:.0f} failed {failed_sotp:.0f}")
         print(f"  prometheus agent (+RW sink) {rate_p:10.0f} samples/s  CPU {cpu_p * 1000:7.2f} ms/1k samples  "
               f"CPU {100 * (pc1 - pc0) / el:5.1f} %  RSS {rss_mb(prom.pid):6.1f} MB")
+        with urllib.request.urlopen(f"http://127.0.0.1:{worker_port}/-/targets", timeout=10) as r:
+            errors: dict[str, int] = {}
+            for t in json.load(r)["data"]["activeTargets"]:
+                if t["lastError"]:
+                    key = t["lastError"][:60]
+                    errors[key] = errors.get(key, 0) + 1
+        if errors:
+            print(f"  sotp targets whose last scrape failed: {errors}")
         print(f"  ratio sotp/prometheus: throughput {rate_s / max(rate_p, 1):.2f}, "
               f"CPU per sample {cpu_s / max(cpu_p, 1e-9):.1f}x")
         print(json.dumps({"sotp_samples_per_s": round(rate_s), "prom_samples_per_s": round(rate_p),
