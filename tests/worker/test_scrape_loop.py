@@ -263,3 +263,32 @@ async def test_body_under_the_size_limit_is_read_whole(stub: Stub, storage: Stor
     loop = make_loop(stub, storage, session, body_size_limit=f"{len(text) + 1}B")
     r = await loop.scrape_once()
     assert r.up and r.scraped == 20000, r.error
+
+
+async def test_stop_lets_the_scrape_in_flight_finish(storage: Storage, session: aiohttp.ClientSession) -> None:
+    from aiohttp import web
+
+    from tests.conftest import free_port
+
+    started = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        started.set()
+        await asyncio.sleep(0.3)
+        return web.Response(text="m 1\n")
+
+    app = web.Application()
+    app.router.add_get("/metrics", slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        loop = make_loop(Stub(port), storage, session, scrape_interval="1s", scrape_timeout="1s")
+        loop.start()
+        await asyncio.wait_for(started.wait(), 3)
+        await loop.stop(stale=False)  # while the response is still 0.3 s away
+    finally:
+        await runner.cleanup()
+    assert loop.scrapes == 1 and loop.last_result is not None and loop.last_result.up
+    assert [v for pts in (await dump(storage, "m")).values() for _, v in pts] == [1.0]

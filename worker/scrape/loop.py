@@ -135,6 +135,7 @@ class ScrapeLoop:
         self._cache: dict[str, Labels] = {}
         self._report_labels = [target.labels.merged({METRIC_NAME: n}) for n in REPORT_NAMES]
         self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
         self.last_result: ScrapeResult | None = None
         self._explicit: set[Labels] = set()
         self._n_scraped = 0
@@ -158,14 +159,20 @@ class ScrapeLoop:
         return t
 
     def start(self) -> None:
+        self._stop = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name=f"scrape {self.target.url}")
 
     async def stop(self, stale: bool) -> None:
-        """Cancel the loop (waiting for a scrape in flight); ``stale``: mark its series stale (target gone)."""
+        """End the loop, letting a scrape in flight finish its transaction (it is never cut in the middle
+        of a commit); ``stale``: then mark the target's series stale (the target went away)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stop.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), self.target.timeout_s + 30)
+            except TimeoutError:  # a store that hangs: give up on that scrape
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
             self._task = None
         if stale:
             await self.write_end_of_run_staleness()
@@ -173,12 +180,12 @@ class ScrapeLoop:
     async def _run(self) -> None:
         interval = self.target.interval_s
         when = self.next_start(time.time())
-        while True:
-            await asyncio.sleep(max(0.0, when - time.time()))
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), max(0.0, when - time.time()))
+                return  # stop() was called while waiting for the slot
             try:
                 await self.scrape_once()
-            except asyncio.CancelledError:
-                raise
             except Exception:  # a bug must not kill the schedule: log it and keep scraping
                 log.exception("scrape loop for %s failed", self.target.url)
             now = time.time()
