@@ -118,15 +118,14 @@ class ScrapeManager:
         wanted = {t.key: t for t in targets}
         old = job.loops
         new: dict[tuple[str, object, str], ScrapeLoop] = {}
+        replaced = [old[k] for k in wanted if k in old and (restart or old[k].target != wanted[k])]
+        await asyncio.gather(*(lp.stop(stale=False) for lp in replaced))  # in-flight scrapes finish first
         for key, target in wanted.items():
             loop = old.get(key)
             if loop is not None and not restart and loop.target == target:
                 new[key] = loop
                 continue
-            state = None
-            if loop is not None:
-                await loop.stop(stale=False)
-                state = loop.state
+            state = loop.state if loop is not None else None
             nl = ScrapeLoop(target, job.settings, job.metric_steps, self._http(), self.storage, self.metrics, state)
             nl.start()
             new[key] = nl
