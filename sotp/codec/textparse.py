@@ -19,7 +19,7 @@ integer milliseconds. Histograms, summaries and other families are plain samples
 (``_bucket``, ``_sum``, ``_count``, ``{quantile=...}``); nothing is inferred from ``# TYPE``.
 
 Measured against prometheus_client's ``text_string_to_metric_families`` in ``bench/scrape.py``
-(``--parser``): see docs/benchmarks.md.
+(``--part parser``): see docs/benchmarks.md.
 """
 
 from __future__ import annotations
