@@ -156,6 +156,9 @@ class Exporter:
                     self.stats.in_flight -= 1
         except ScrapeError as err:
             error = err
+        except Exception as err:  # a library fault must not turn into a 500 for every module of the request
+            log.exception("unexpected failure scraping %s module %s", target, name)
+            error = ScrapeError(f"{target}: unexpected {type(err).__name__}: {err}")
         finally:
             self._release_target(target)
         samples: list[Sample] = []
@@ -165,7 +168,13 @@ class Exporter:
             samples.append(("snmp_scrape_error", "gauge", SCRAPE_HELP["snmp_scrape_error"],
                             {**labels, "reason": error.reason}, 1.0))
         else:
-            samples.extend(collect(self.compiled[name], result.pdus, self.config.exporter.wrap_large_counters))
+            try:
+                samples.extend(collect(self.compiled[name], result.pdus, self.config.exporter.wrap_large_counters))
+            except Exception:  # a mapping bug on odd data: report it as a scrape error, keep serving
+                log.exception("cannot map the varbinds of %s module %s", target, name)
+                self._count_error("error")
+                samples.append(("snmp_scrape_error", "gauge", SCRAPE_HELP["snmp_scrape_error"],
+                                {**labels, "reason": "error"}, 1.0))
             samples.append(("snmp_scrape_walk_duration_seconds", "gauge",
                             SCRAPE_HELP["snmp_scrape_walk_duration_seconds"], labels, result.walk_seconds))
             samples.append(("snmp_scrape_pdus_returned", "gauge", SCRAPE_HELP["snmp_scrape_pdus_returned"],
