@@ -92,6 +92,24 @@ QUERIES: list[str] = [
     "sum(temp) by (job)", "sum(nonexistent)", "nonexistent", "rate(nonexistent[5m])", "count(nonexistent)",
     '"a string"', "1 > 2", "rate(temp)", "sum(", "foo{", 'temp{job=~".*"}', "unknown_func(temp)",
     "temp[5m]", f"{C}[1m] offset 10m", "temp[2m:30s]", "limitk(1, temp)",
+    "temp atan2 other_metric", "temp atan2 2", "up < on(job, instance) group_right temp",
+    "temp > on(job, instance) group_left up", "up == on(job, instance) group_right temp",
+    'count_values("x", round(temp))', 'label_replace(up, "__name__", "renamed", "", "")',
+    f"timestamp(temp @ {(osup.T0 + 25 * MIN) // 1000})",
+    # not compared: predict_linear(temp[10m] @ t, 60) in a range query, where 2.42 answers only some steps
+    # with moving windows (its @-to-offset rewrite); SOTP pins the window as for every other function
+    "sum_over_time(temp[10m] @ end())", "irate(up[10m])", "idelta(temp[1m])",
+    f"rate({C}[5m:30s] offset 1m)", f"quantile_over_time(0.5, rate({C}[5m])[10m:1m])",
+    "sum by (job) (temp) > bool 10", "abs(temp) unless on(job) (sum by (job) (up) < 3)",
+    'sort_desc(count_values("v", up))', "topk(1, temp) by (job)", "bottomk(1, rate(http_requests_total[5m])) by (job)",
+    "max by (job) (temp) - on(job) min by (job) (temp)", "count(count by (job) (up))",
+    "sum(rate(req_duration_seconds_count[5m])) by (job)"
+    ' / sum(rate(req_duration_seconds_bucket{le="+Inf"}[5m])) by (job)',
+    "histogram_quantile(0.5, sum by (job, le) (increase(req_duration_seconds_bucket[10m])))",
+    "delta(req_duration_seconds_count[3m])", "changes(temp[30m])", "resets(http_requests_total[1h])",
+    "stdvar by (job) (http_requests_total)", "group without (instance) (temp)", "sgn(temp) * -1",
+    "temp offset 1h", "temp[1m] offset 30s", "up[5m] @ start()", "vector(scalar(up))",
+    "clamp(temp, 0, scalar(max(up)) * 20)", "round(temp, 0.1)", "-(temp)", "+temp",
 ]
 ORDERED = ("sort(", "sort_desc(")
 
