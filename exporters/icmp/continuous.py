@@ -57,6 +57,7 @@ class ContinuousPinger:
         self.targets = [_Target(h) for h in cfg.targets]
         self.stats: dict[tuple[str, str], Stats] = {}
         self.cycles_skipped = 0
+        self.pings_skipped = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _stats(self, host: str, ip: str) -> Stats:
@@ -138,10 +139,16 @@ class ContinuousPinger:
                     delay = cycle_start + interval * i / n - loop.time()
                     if delay > 0.001:
                         await asyncio.sleep(delay)
-                    if t.ip is not None:
-                        task = asyncio.create_task(self._ping(t, t.ip))
-                        self._tasks.add(task)
-                        task.add_done_callback(self._tasks.discard)
+                    if t.ip is None:
+                        continue
+                    if self.pinger.waiting >= self.pinger.max_in_flight:
+                        # The pinger is a whole window behind: queueing more would only grow memory and
+                        # latency without bound. This ping is skipped (not counted as a request).
+                        self.pings_skipped += 1
+                        continue
+                    task = asyncio.create_task(self._ping(t, t.ip))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
                 cycle_start += interval
                 behind = loop.time() - cycle_start
                 if behind > interval:  # overloaded: skip whole cycles rather than bursting to catch up
@@ -215,6 +222,9 @@ class ContinuousPinger:
             head("sotp_icmp_cycles_skipped_total", "counter",
                  "Continuous ping cycles skipped because the previous one overran the interval")
             out.append(f"sotp_icmp_cycles_skipped_total {_num(float(self.cycles_skipped))}\n")
+            head("sotp_icmp_pings_skipped_total", "counter",
+                 "Continuous pings not sent because max_in_flight echoes were already queued")
+            out.append(f"sotp_icmp_pings_skipped_total {_num(float(self.pings_skipped))}\n")
         return "".join(out)
 
 

@@ -282,6 +282,8 @@ class Pinger:
     rcvbuf: int = 4 << 20
     _sockets: dict[tuple[int, str | None], IcmpSocket] = field(default_factory=dict)
     _slots: asyncio.Semaphore | None = None
+    #: Callers blocked waiting for a free slot (continuous mode stops queueing more at max_in_flight).
+    waiting: int = 0
 
     def socket_for(self, family: int, source: str | None = None) -> IcmpSocket:
         """The shared socket for ``family`` and ``source``; opens it (and logs its kind) the first time."""
@@ -342,11 +344,18 @@ class Pinger:
         family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.max_in_flight)
-        async with self._slots:
+        self.waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+        try:
             sock = self.socket_for(family, source)
             return await sock.ping(
                 str(addr), timeout=timeout, size=size, ttl=ttl, dont_fragment=dont_fragment, dest=ip
             )
+        finally:
+            self._slots.release()
 
     def close(self) -> None:
         for s in self._sockets.values():

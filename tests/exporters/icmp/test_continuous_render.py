@@ -21,6 +21,8 @@ def reference(cp: ContinuousPinger) -> str:
         "res": MetricFamily("sotp_icmp_resolve_errors_total", "counter", "Failed resolutions of a target name"),
         "skip": MetricFamily("sotp_icmp_cycles_skipped_total", "counter",
                              "Continuous ping cycles skipped because the previous one overran the interval"),
+        "pskip": MetricFamily("sotp_icmp_pings_skipped_total", "counter",
+                              "Continuous pings not sent because max_in_flight echoes were already queued"),
     }
     for (host, ip), st in sorted(cp.stats.items()):
         labels = {"host": host, "ip": ip}
@@ -39,6 +41,7 @@ def reference(cp: ContinuousPinger) -> str:
     for t in sorted(cp.targets, key=lambda t: t.host):
         fams["res"].add({"host": t.host}, float(t.resolve_errors))
     fams["skip"].add({}, float(cp.cycles_skipped))
+    fams["pskip"].add({}, float(cp.pings_skipped))
     return format_families(fams.values())
 
 
@@ -55,6 +58,7 @@ async def test_render_matches_the_generic_writer() -> None:
         st.hop_limit = None if i == 0 else 60 + i
     cp.targets[1].resolve_errors = 3
     cp.cycles_skipped = 2
+    cp.pings_skipped = 1_500_000
     got = await cp.render(chunk=1)  # yield after every series: the output must not change
     assert got == reference(cp)
     assert 'host="quote\\"d\\\\host"' in got  # label values escaped by the kernel's writer

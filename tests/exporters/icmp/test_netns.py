@@ -181,3 +181,25 @@ def test_probe_timeout_covers_waiting_for_a_slot(netns: Callable[[str], Netns], 
     finally:
         blocker.wait(10)
     assert value(exp.metrics("/probe?target=127.0.0.1"), "probe_success") == 1  # slot free again
+
+
+def test_continuous_backlog_is_bounded(netns: Callable[[str], Netns], exporter: Exporter) -> None:
+    a, b = netns("backlog-a"), netns("backlog-b")
+    veth(a, "va", "10.86.0.1", b, "vb", "10.86.0.2")
+    targets = [f"10.86.0.{i}" for i in range(2, 12)]
+    for t in targets[1:]:
+        b.ip("addr", "add", f"{t}/24", "dev", "vb")
+    b.sysctl("net.ipv4.icmp_echo_ignore_all", "1")
+    # 10 silent targets every 100 ms want 100 echoes/s; one slot held 1 s per echo allows 1/s.
+    cont = {"targets": targets, "interval": "100ms", "timeout": "1s", "preferred_ip_protocol": "ip4"}
+    exp = exporter("--max-in-flight", "1", config={"continuous": cont}, ns=a)
+    time.sleep(2.5)
+    m = exp.metrics()
+    req = sum(v for k, v in m["samples"].items() if k[0] == "sotp_icmp_requests_total")
+    assert 1 <= req <= 3  # one echo per second got a slot; all timed out
+    assert sum(v for k, v in m["samples"].items() if k[0] == "sotp_icmp_responses_total") == 0
+    assert value(m, "sotp_icmp_pings_skipped_total") >= 150  # the rest were skipped, not queued
+    assert value(m, "sotp_icmp_in_flight") <= 1
+    start = time.monotonic()
+    exp.proc.popen.terminate()
+    assert exp.proc.popen.wait(10) == 0 and time.monotonic() - start < 5
