@@ -3,6 +3,7 @@
 Modules, one job each::
 
     config      icmp.yml dataclasses (blackbox ``modules:`` plus ``continuous:``)
+    errors      the exporter's errors (under sotp.errors.SotpError)
     packet      pure packet building and parsing (echo request/reply, control messages)
     pinger      one shared ICMP socket per family and source: send, match replies, kernel timestamps
     resolve     blackbox's address choice (preferred protocol + fallback) and ``probe_ip_addr_hash``
