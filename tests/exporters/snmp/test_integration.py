@@ -2,9 +2,10 @@
 
 Peers, all on 127.0.0.1 and started here: Debian ``snmpd`` with a config written by the test (v2c
 community ``public`` and a v3 authPriv SHA/AES user), ``snmpsim`` serving the recorded Cisco C3560
-(57 interfaces) as community ``public``, as v3 context ``cisco-c3560``, plus a tiny hand-written device
-with Counter64 values beyond 2^53. The oracle reads upstream's generated v0.21 ``if_mib`` file as it
-is (and a copy with v3 credentials inline, the v0.21 way); SOTP reads the same files.
+(57 interfaces) as community ``public`` and as v3 context ``cisco-c3560``, a recorded Juniper MX960
+(61 interfaces), and a tiny hand-written device with Counter64 values beyond 2^53 and quoted strings.
+The oracle reads upstream's generated v0.21 ``if_mib`` file as it is (and copies with credentials
+inline, the v0.21 way); SOTP reads the same files.
 """
 
 from __future__ import annotations
@@ -144,10 +145,12 @@ def snmpsim(workdir: Path) -> Iterator[str]:
     if spec is None or spec.origin is None or not responder.exists():
         missing("snmpsim and snmpsim-data are not installed (pip install 'sotp[dev]')")
     assert spec is not None and spec.origin is not None
-    recorded = Path(spec.origin).parent / "data" / "network" / "switch" / "cisco-c3560.snmprec.bz2"
+    recordings = Path(spec.origin).parent / "data" / "network"
     data = workdir / "snmpsim-data"
     data.mkdir()
-    text = bz2.decompress(recorded.read_bytes())
+    text = bz2.decompress((recordings / "switch" / "cisco-c3560.snmprec.bz2").read_bytes())
+    juniper = bz2.decompress((recordings / "router" / "juniper-mx960-13-3r9-13.snmprec.bz2").read_bytes())
+    (data / "juniper-mx960.snmprec").write_bytes(juniper)
     # The community (v2c) or context name (v3) selects the data file by its stem.
     (data / "public.snmprec").write_bytes(text)
     (data / "cisco-c3560.snmprec").write_bytes(text)
@@ -173,6 +176,7 @@ def v021_file(workdir: Path) -> Path:
     data["if_mib_v3"] = {**data["if_mib"], "version": 3, "auth": dict(V3)}
     data["if_mib_v3_c3560"] = {**data["if_mib"], "version": 3, "auth": {**V3, "context_name": "cisco-c3560"}}
     data["if_mib_edge"] = {**data["if_mib"], "auth": {"community": "edge"}}
+    data["if_mib_juniper"] = {**data["if_mib"], "auth": {"community": "juniper-mx960"}}
     path = workdir / "snmp_v021_plus.yml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -234,8 +238,9 @@ def assert_same_shape(ours: str, theirs: str, same_values: bool) -> None:
 @pytest.mark.parametrize(
     ("device", "module", "same_values"),
     [("snmpd", "if_mib", False), ("snmpd", "if_mib_v3", False), ("snmpsim", "if_mib", True),
-     ("snmpsim", "if_mib_v3_c3560", True), ("snmpsim", "if_mib_edge", True)],
-    ids=["snmpd-v2c", "snmpd-v3-authpriv", "snmpsim-c3560-v2c", "snmpsim-c3560-v3-context", "snmpsim-counter64"],
+     ("snmpsim", "if_mib_v3_c3560", True), ("snmpsim", "if_mib_juniper", True), ("snmpsim", "if_mib_edge", True)],
+    ids=["snmpd-v2c", "snmpd-v3-authpriv", "snmpsim-c3560-v2c", "snmpsim-c3560-v3-context", "snmpsim-juniper-mx960",
+         "snmpsim-edge-values"],
 )
 def test_parity_with_snmp_exporter(
     request: pytest.FixtureRequest, sotp: str, oracle: str, device: str, module: str, same_values: bool
