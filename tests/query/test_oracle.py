@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,55 @@ QUERIES: list[str] = [
     "temp offset 1h", "temp[1m] offset 30s", "up[5m] @ start()", "vector(scalar(up))",
     "clamp(temp, 0, scalar(max(up)) * 20)", "round(temp, 0.1)", "-(temp)", "+temp",
 ]
+def random_queries(n: int, seed: int = 11) -> list[str]:
+    """Random compositions of selectors, range functions, aggregations and operators (no topk/sort:
+    their tie order is unspecified). Deterministic for a seed, so failures are reproducible."""
+    import random
+
+    rnd = random.Random(seed)
+    vec_leaves = ["temp", "up", "other_metric", f"{C}", f'{C}{{method="get"}}', "temp offset 3m"]
+    range_funcs = ["rate", "increase", "delta", "irate", "deriv", "avg_over_time", "max_over_time",
+                   "min_over_time", "sum_over_time", "count_over_time", "changes", "resets", "stddev_over_time",
+                   "last_over_time"]
+    aggs = ["sum", "avg", "min", "max", "count", "group", "stddev", "stdvar"]
+    groupings = ["by (job)", "by (job, instance)", "without (instance)", "", "without (method)"]
+
+    def vec(depth: int) -> str:
+        choice = rnd.randrange(9 if depth > 0 else 2)
+        if choice == 0:
+            return rnd.choice(vec_leaves)
+        if choice == 1:
+            sel = rnd.choice(vec_leaves[:5])
+            rng = rnd.choice(["1m", "5m", "10m"])
+            return f"{rnd.choice(range_funcs)}({sel}[{rng}])"
+        if choice == 2:
+            return f"{rnd.choice(aggs)} {rnd.choice(groupings)} ({vec(depth - 1)})"
+        if choice == 3:
+            op = rnd.choice(["+", "-", "*", "/", ">", "<", ">= bool", "== bool", "%"])
+            num = rnd.choice(["0", "1", "2.5", "-3", "10"])
+            return f"({vec(depth - 1)}) {op} {num}" if rnd.random() < 0.7 else f"{num} {op} ({vec(depth - 1)})"
+        if choice == 4:
+            op = rnd.choice(["+", "-", "/", ">", "< bool"])
+            match = rnd.choice(["", "on(job, instance) ", "ignoring(method) ", "on(job) group_left ",
+                                "on(job, instance) group_left "])
+            return f"({vec(depth - 1)}) {op} {match}({vec(depth - 1)})"
+        if choice == 5:
+            op = rnd.choice(["and", "or", "unless"])
+            match = rnd.choice(["", "on(job) ", "ignoring(instance) "])
+            return f"({vec(depth - 1)}) {op} {match}({vec(depth - 1)})"
+        if choice == 6:
+            fn = rnd.choice(["abs", "ceil", "floor", "sgn", "exp", "ln", "sqrt", "round"])
+            return f"{fn}({vec(depth - 1)})"
+        if choice == 7:
+            fn = rnd.choice(["max_over_time", "avg_over_time", "count_over_time", "last_over_time"])
+            return f"{fn}(({vec(depth - 1)})[{rnd.choice(['5m', '10m'])}:{rnd.choice(['1m', '30s', ''])}])"
+        return f"quantile {rnd.choice(groupings)} ({rnd.choice(['0.5', '0.9', '0'])}, {vec(depth - 1)})"
+
+    return [vec(3) for _ in range(n)]
+
+
+#: More random queries: SOTP_ORACLE_RANDOM=2000 SOTP_ORACLE_SEED=5 pytest tests/query/test_oracle.py
+QUERIES += random_queries(int(os.environ.get("SOTP_ORACLE_RANDOM", "150")), int(os.environ.get("SOTP_ORACLE_SEED", "11")))
 ORDERED = ("sort(", "sort_desc(")
 
 BACKENDS = ["memory", "sqlite"]
