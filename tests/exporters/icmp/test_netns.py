@@ -203,3 +203,35 @@ def test_continuous_backlog_is_bounded(netns: Callable[[str], Netns], exporter: 
     start = time.monotonic()
     exp.proc.popen.terminate()
     assert exp.proc.popen.wait(10) == 0 and time.monotonic() - start < 5
+
+
+def test_ttl_and_hop_limit_through_a_router(netns: Callable[[str], Netns], exporter: Exporter) -> None:
+    a, r, b = netns("hop-a"), netns("hop-r"), netns("hop-b")
+    veth(a, "va", "10.87.0.1", r, "ra", "10.87.0.2")
+    veth(r, "rb", "10.88.0.1", b, "vb", "10.88.0.2")
+    r.sysctl("net.ipv4.ip_forward", "1")
+    a.ip("route", "add", "10.88.0.0/24", "via", "10.87.0.2")
+    b.ip("route", "add", "10.87.0.0/24", "via", "10.88.0.1")
+    mods = {f"ttl{n}": {"timeout": "1s", "icmp": {"preferred_ip_protocol": "ip4", "ttl": n}} for n in (1, 2)}
+    mods["default"] = {"timeout": "1s", "icmp": {"preferred_ip_protocol": "ip4"}}
+    exp = exporter(config={"modules": mods}, ns=a)
+    m = exp.metrics("/probe?target=10.88.0.2&module=default")
+    assert value(m, "probe_success") == 1
+    assert value(m, "probe_icmp_reply_hop_limit") == 63  # B answers with 64, the router takes one
+    assert value(exp.metrics("/probe?target=10.88.0.2&module=ttl2"), "probe_success") == 1
+    assert value(exp.metrics("/probe?target=10.88.0.2&module=ttl1"), "probe_success") == 0  # expires at R
+    assert value(exp.metrics("/probe?target=10.87.0.2&module=ttl1"), "probe_success") == 1  # one hop is fine
+
+
+def test_source_address(netns: Callable[[str], Netns], exporter: Exporter) -> None:
+    ns = netns("src")
+    ns.ip("addr", "add", "127.0.0.77/8", "dev", "lo")
+    mods = {"from77": {"timeout": "1s", "icmp": {"preferred_ip_protocol": "ip4", "source_ip_address": "127.0.0.77"}},
+            "from_missing": {"timeout": "1s", "icmp": {"preferred_ip_protocol": "ip4",
+                                                       "source_ip_address": "10.89.0.1"}}}
+    exp = exporter(config={"modules": mods}, ns=ns)
+    assert value(exp.metrics("/probe?target=127.0.0.5&module=from77"), "probe_success") == 1
+    assert value(exp.metrics(), "sotp_icmp_socket_info", family="ipv4", mode="raw", source="127.0.0.77") == 1
+    m = exp.metrics("/probe?target=127.0.0.5&module=from_missing")  # not an address of this namespace
+    assert value(m, "probe_success") == 0
+    assert "cannot bind an icmp socket to source address '10.89.0.1'" in exp.proc.output()
