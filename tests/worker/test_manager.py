@@ -150,9 +150,11 @@ def test_shard_parse(text: str, error: str | None) -> None:
         ([{"job_name": "a", "file_sd_configs": [{"files": ["x.txt"]}]}], {}, "must end in .json"),
         ([], {"scrape_interval": "1m", "scrape_timeout": "2m"}, "global.scrape_timeout"),
         ([], {"scrape_intervals": "1m"}, "global.scrape_intervals: unknown key"),
+        ([{"job_name": "a", "tls_config": {"cert_file": "/etc/hostname"}}], {}, "set both cert_file and key_file"),
+        ([{"job_name": "a", "tls_config": {"ca_file": "/nonexistent/ca.pem"}}], {}, "tls_config.ca_file: no such"),
     ],
     ids=["duplicate-job", "timeout-over-interval", "unknown-nested-key", "bad-duration", "missing-secret",
-         "file-sd-extension", "global-timeout", "global-unknown"],
+         "file-sd-extension", "global-timeout", "global-unknown", "tls-cert-without-key", "tls-missing-ca"],
 )
 def test_bad_configs(jobs: list[dict[str, Any]], glob: dict[str, Any], error: str) -> None:
     with pytest.raises(ConfigError) as info:

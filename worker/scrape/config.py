@@ -6,6 +6,7 @@ Loaded with :func:`sotp.config.from_dict`, so unknown keys are rejected with the
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -116,6 +117,25 @@ class Authorization:
             raise ConfigError(f"{path}.type: use basic_auth instead of authorization type Basic")
 
 
+@dataclass(frozen=True)
+class TLSConfig:
+    """``tls_config`` for ``scheme: https``: CA to trust, client certificate, SNI name, or no verification."""
+
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    server_name: str = ""
+    insecure_skip_verify: bool = False
+
+    def validate(self, path: str) -> None:
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ConfigError(f"{path}: set both cert_file and key_file for a client certificate")
+        for key in ("ca_file", "cert_file", "key_file"):
+            f = getattr(self, key)
+            if f and not os.path.isfile(f):
+                raise ConfigError(f"{path}.{key}: no such file {f!r}")
+
+
 @dataclass
 class GlobalConfig:
     """``global:``. Only the scrape settings matter to the worker; the others are accepted for
@@ -155,6 +175,7 @@ class ScrapeConfig:
     basic_auth: BasicAuth | None = None
     authorization: Authorization | None = None
     follow_redirects: bool = True
+    tls_config: TLSConfig = field(default_factory=TLSConfig)
     sample_limit: int = 0
     label_limit: int = 0
     label_name_length_limit: int = 0

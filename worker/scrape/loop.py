@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import ssl
 import time
 from dataclasses import dataclass, field
 from sys import intern
@@ -34,7 +36,7 @@ from sotp.codec.textparse import SCRAPE_ACCEPT, is_openmetrics, iter_samples, pa
 from sotp.errors import DecodeError, SotpError, StorageError
 from sotp.model import LABEL_NAME_RE, METRIC_NAME, METRIC_NAME_RE, STALE_NAN, Labels
 from sotp.storage import Appender, Storage
-from worker.scrape.config import JobSettings
+from worker.scrape.config import JobSettings, TLSConfig
 from worker.scrape.metrics import WorkerMetrics
 from worker.scrape.relabel import Step, process
 from worker.scrape.targets import Target
@@ -49,6 +51,18 @@ REPORT_NAMES: Final = (
     "scrape_samples_post_metric_relabeling",
     "scrape_series_added",
 )
+
+
+@functools.lru_cache(maxsize=64)
+def ssl_context(tls: TLSConfig) -> ssl.SSLContext:
+    """One client SSL context per distinct ``tls_config`` (loading CA stores is slow and large)."""
+    ctx = ssl.create_default_context(cafile=tls.ca_file or None)
+    if tls.cert_file:
+        ctx.load_cert_chain(tls.cert_file, tls.key_file)
+    if tls.insecure_skip_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 class ScrapeError(SotpError):
@@ -205,12 +219,15 @@ class ScrapeLoop:
         if self.job.auth_header:
             headers["Authorization"] = self.job.auth_header
         limit = self.job.body_size_limit
+        tls = self.job.cfg.tls_config
         try:
             async with self.session.get(
                 self.target.url,
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=self.target.timeout_s),
                 allow_redirects=self.job.cfg.follow_redirects,
+                ssl=ssl_context(tls) if self.target.url.startswith("https:") else True,
+                server_hostname=tls.server_name or None,
             ) as resp:
                 if resp.status != 200:
                     raise ScrapeError(f"server returned HTTP status {resp.status} {resp.reason or ''}".rstrip())
