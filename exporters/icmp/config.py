@@ -27,7 +27,7 @@ from typing import Literal
 
 import yaml
 
-from sotp.config import from_dict, parse_duration
+from sotp.config import from_dict, load_config, parse_duration
 from sotp.errors import ConfigError
 
 #: smokeping_prober's RTT buckets: 50 µs doubling to 26.2144 s (20 buckets, then +Inf).
@@ -156,7 +156,8 @@ class IcmpConfig:
 
 
 def load(path: str | Path | None) -> IcmpConfig:
-    """Load ``icmp.yml``; ``None`` gives the defaults (module ``icmp``, no continuous targets)."""
+    """Load ``icmp.yml``, or the ``icmp:`` section of a ``sotp.yml`` (a file with a top-level ``icmp`` key);
+    ``None`` gives the defaults (module ``icmp``, no continuous targets)."""
     if path is None:
         return IcmpConfig()
     p = Path(path)
@@ -166,4 +167,7 @@ def load(path: str | Path | None) -> IcmpConfig:
         raise ConfigError(f"cannot read icmp config file {p}: {err.strerror}") from err
     except yaml.YAMLError as err:
         raise ConfigError(f"cannot parse icmp config file {p} (YAML): {err}") from err
+    if isinstance(data, dict) and "icmp" in data:
+        # A whole sotp.yml: validate it as such, then read its icmp: section (same schema as icmp.yml).
+        return from_dict(IcmpConfig, load_config(p).icmp, "icmp")
     return from_dict(IcmpConfig, data)

@@ -73,6 +73,18 @@ def test_bad_configs_name_the_key(tmp_path: Path, data: Any, fragment: str) -> N
     assert fragment in str(err.value)
 
 
+def test_icmp_section_of_sotp_yml(tmp_path: Path) -> None:
+    cfg = load(tmp_path, {"server": {"listen": "127.0.0.1:9201"},
+                          "icmp": {"continuous": {"targets": ["localhost"]}, "max_in_flight": 10}})
+    assert cfg.continuous.targets == ["localhost"] and cfg.max_in_flight == 10
+    with pytest.raises(ConfigError) as err:
+        load(tmp_path, {"icmp": {"modules": {"m": {"icmp": {"count": 0}}}}})
+    assert "icmp.modules.m.icmp.count: 0 is out of range" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        load(tmp_path, {"icmp": {}, "bogus_section": 1})
+    assert "bogus_section: unknown key" in str(err.value)
+
+
 def test_unreadable_and_unparsable_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read icmp config file"):
         config.load(tmp_path / "absent.yml")
