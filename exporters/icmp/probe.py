@@ -113,8 +113,11 @@ async def run_probe(pinger: Pinger, target: str, module: Module, timeout: float)
         size = opts.payload_size or DEFAULT_PAYLOAD
         res.phases["setup"] = time.perf_counter() - setup_start
 
+        first_send = time.perf_counter()
+
         async def echo(i: int) -> Reply | None:
-            await asyncio.sleep(max(0.0, start + i * opts.interval_s - time.perf_counter()) if i else 0.0)
+            if i:
+                await asyncio.sleep(max(0.0, first_send + i * opts.interval_s - time.perf_counter()))
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 return None
@@ -129,15 +132,13 @@ async def run_probe(pinger: Pinger, target: str, module: Module, timeout: float)
             except TimeoutError:
                 return None
 
-        rtt_start = time.perf_counter()
         results = await asyncio.gather(*(echo(i) for i in range(opts.count)))
         res.replies = [r for r in results if r is not None]
         if res.replies:
             res.success = True
-            # Kernel-timestamped RTT rather than wall time around the await (blackbox measures the latter,
-            # which adds scheduling delay); fall back to the latter only if no timestamp was available.
-            res.phases["rtt"] = statistics.fmean(r.rtt for r in res.replies) if res.replies else (
-                time.perf_counter() - rtt_start)
+            # Kernel-timestamped RTT rather than wall time around the await (what blackbox measures, which
+            # adds scheduling delay); the mean when count > 1.
+            res.phases["rtt"] = statistics.fmean(r.rtt for r in res.replies)
             hops = [r.hop_limit for r in res.replies if r.hop_limit is not None]
             res.hop_limit = hops[-1] if hops else None
         else:
