@@ -47,7 +47,9 @@ async def serve(exporter: Exporter, host: str, port: int) -> None:
     """Run the app until SIGTERM or SIGINT."""
     runner = web.AppRunner(build_app(exporter), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    # On SIGTERM, scrapes in flight get one second to finish, then are cancelled: a dead device must
+    # not hold the exit for timeout x retries. (A blocking ezsnmp call still ends at its own timeout.)
+    site = web.TCPSite(runner, host, port, shutdown_timeout=1.0)
     await site.start()
     log.info("snmp exporter listening on %s:%d (backend %s, %d modules)", host, port, exporter.backend.name,
              len(exporter.config.modules))

@@ -11,6 +11,7 @@ inline, the v0.21 way); SOTP reads the same files.
 from __future__ import annotations
 
 import bz2
+import contextlib
 import importlib.util
 import re
 import signal
@@ -370,12 +371,24 @@ def test_global_limit_serialises_scrapes_of_all_targets(workdir: Path, sotp_file
         proc.stop()
 
 
-def test_sigterm_exits_cleanly(workdir: Path, sotp_file: Path) -> None:
+def test_sigterm_exits_cleanly_even_with_a_scrape_in_flight(workdir: Path, sotp_file: Path) -> None:
     proc, url = start_exporter(workdir, sotp_file)
     assert fetch(f"{url}/metrics")[0] == 200
+    # "slow" on a silent target would take 4 x 5 s.
+    def scrape_dead_device() -> None:
+        # The exporter closes the connection as it stops: expected.
+        with contextlib.suppress(OSError):
+            fetch(f"{url}/snmp?target=127.0.0.1:{free_port()}&module=slow")
+
+    hung = threading.Thread(target=scrape_dead_device)
+    hung.start()
+    time.sleep(0.5)
+    start = time.monotonic()
     proc.popen.send_signal(signal.SIGTERM)
     assert proc.popen.wait(10) == 0
+    assert time.monotonic() - start < 4
     proc.stop()
+    hung.join()
 
 
 def test_bad_config_exits_2_with_the_key(workdir: Path) -> None:
