@@ -12,7 +12,8 @@ on an IPv6 socket the kernel always computes the checksum. Only IPv4 raw sockets
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Final
 
 ICMP_ECHO_REQUEST: Final = 8
@@ -45,10 +46,24 @@ def checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
+@lru_cache(maxsize=64)
 def payload(size: int) -> bytes:
     """``size`` bytes of recognisable filler (so a capture shows who sent the probe)."""
     reps = size // len(_PAYLOAD_FILL) + 1
     return (_PAYLOAD_FILL * reps)[:size]
+
+
+COOKIE_SIZE: Final = 8
+
+
+def with_cookie(data: bytes, cookie: int) -> bytes:
+    """``data`` with its first 8 bytes replaced by ``cookie`` (unchanged when shorter than 8 bytes).
+
+    The reply echoes it back, so a reply that arrives after its request timed out and its 16-bit
+    sequence number was reused is not taken for the new request's reply."""
+    if len(data) < COOKIE_SIZE:
+        return data
+    return struct.pack("!Q", cookie & 0xFFFFFFFFFFFFFFFF) + data[COOKIE_SIZE:]
 
 
 def echo_request(ident: int, seq: int, data: bytes, *, ipv6: bool = False) -> bytes:
@@ -63,12 +78,14 @@ def echo_request(ident: int, seq: int, data: bytes, *, ipv6: bool = False) -> by
 
 @dataclass(frozen=True, slots=True)
 class Echo:
-    """An echo reply as read from a socket. ``ttl`` is the IPv4 header's TTL (raw IPv4 only, else None)."""
+    """An echo reply as read from a socket. ``ttl`` is the IPv4 header's TTL (raw IPv4 only, else None);
+    ``data`` is the echoed payload."""
 
     ident: int
     seq: int
     size: int
     ttl: int | None = None
+    data: bytes = field(default=b"", compare=False, repr=False)
 
 
 def parse_echo_reply(packet: bytes, *, ipv6: bool, has_ip_header: bool) -> Echo | None:
@@ -86,7 +103,7 @@ def parse_echo_reply(packet: bytes, *, ipv6: bool, has_ip_header: bool) -> Echo 
     if kind != (ICMP6_ECHO_REPLY if ipv6 else ICMP_ECHO_REPLY) or code != 0:
         return None
     ident, seq = struct.unpack_from("!HH", packet, 4)
-    return Echo(ident=ident, seq=seq, size=len(packet), ttl=ttl)
+    return Echo(ident=ident, seq=seq, size=len(packet), ttl=ttl, data=packet[8:])
 
 
 def icmp_filter_echo_reply() -> bytes:

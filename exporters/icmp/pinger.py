@@ -52,6 +52,7 @@ class Reply:
 class _Pending:
     ip: str
     future: asyncio.Future[Reply | None]
+    cookie: bytes
     sent_ns: int = 0
 
 
@@ -87,6 +88,7 @@ class IcmpSocket:
         else:
             self.ident = random.getrandbits(16)
         self._seq = random.getrandbits(16)
+        self._cookie = random.getrandbits(63)
         self._pending: dict[int, _Pending] = {}
         self._ttl: int | None = None
         self._df: bool | None = None
@@ -202,8 +204,10 @@ class IcmpSocket:
         ``sendto``, e.g. with an IPv6 zone (``fe80::1%eth0``).
         Raises :class:`SendFailed` when the kernel refuses the send (no route, blackhole, EMSGSIZE)."""
         seq = self._next_seq()
-        data = packet.echo_request(self.ident, seq, packet.payload(size), ipv6=self.ipv6)
-        pending = _Pending(ip, self._loop.create_future())
+        self._cookie += 1
+        body = packet.with_cookie(packet.payload(size), self._cookie)
+        data = packet.echo_request(self.ident, seq, body, ipv6=self.ipv6)
+        pending = _Pending(ip, self._loop.create_future(), body[: packet.COOKIE_SIZE])
         # Registered before sendto: on loopback the reply can be queued before sendto even returns.
         self._pending[seq] = pending
         try:
@@ -254,7 +258,12 @@ class IcmpSocket:
         if echo is None or (self.mode == "raw" and echo.ident != self.ident):
             return
         pending = self._pending.get(echo.seq)
-        if pending is None or pending.future.done() or pending.ip != source.split("%")[0]:
+        if (
+            pending is None
+            or pending.future.done()
+            or pending.ip != source.split("%")[0]
+            or echo.data[: packet.COOKIE_SIZE] != pending.cookie
+        ):
             self.unmatched += 1  # late (after its timeout), duplicated, or from another host
             return
         rx_ns: int | None = None

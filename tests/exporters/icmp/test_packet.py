@@ -86,3 +86,13 @@ def test_filters_pass_only_echo_replies() -> None:
 def test_control_message_decoding() -> None:
     assert packet.timespec_ns(struct.pack("qq", 1_700_000_000, 123)) == 1_700_000_000_000_000_123
     assert packet.cmsg_int(struct.pack("i", 57)) == 57
+
+
+def test_cookie_replaces_the_first_8_bytes() -> None:
+    body = packet.with_cookie(packet.payload(56), 0x0102030405060708)
+    assert len(body) == 56 and body[:8] == bytes(range(1, 9)) and body[8:] == packet.payload(56)[8:]
+    assert packet.with_cookie(b"abc", 5) == b"abc"  # too short for a cookie: left as is
+    reply = bytearray(packet.echo_request(1, 2, body))
+    reply[0] = packet.ICMP_ECHO_REPLY
+    echo = packet.parse_echo_reply(bytes(reply), ipv6=False, has_ip_header=False)
+    assert echo is not None and echo.data == body

@@ -68,3 +68,32 @@ async def test_send_refused_by_kernel_raises(pinger: Pinger) -> None:
     with pytest.raises(SendFailed, match=r"cannot send icmp echo to 255\.255\.255\.255"):
         await pinger.ping("255.255.255.255", timeout=1.0)
     assert pinger.in_flight == 0
+
+
+async def test_reply_with_reused_sequence_but_old_cookie_is_not_matched(pinger: Pinger) -> None:
+    import socket
+
+    from exporters.icmp import packet
+    from exporters.icmp.pinger import _Pending
+
+    sock = pinger.socket_for(socket.AF_INET)
+    loop = asyncio.get_running_loop()
+    seq = 4242
+    cookie = packet.with_cookie(packet.payload(56), 99)[:8]
+    pending = _Pending("127.0.0.1", loop.create_future(), cookie, sent_ns=1)
+    sock._pending[seq] = pending  # white-box: a request in flight with this sequence number
+
+    def reply(with_cookie: int) -> bytes:
+        msg = bytearray(packet.echo_request(sock.ident, seq, packet.with_cookie(packet.payload(56), with_cookie)))
+        msg[0] = packet.ICMP_ECHO_REPLY
+        hdr = b"\x45" + b"\x00" * 7 + b"\x40" + b"\x00" * 11 if sock.mode == "raw" else b""
+        return hdr + bytes(msg)
+
+    before = sock.unmatched
+    sock._on_packet(reply(98), [], "127.0.0.1")  # the late reply of an earlier request with the same seq
+    assert not pending.future.done() and sock.unmatched == before + 1
+    sock._on_packet(reply(99), [], "127.0.0.2")  # right cookie, wrong host
+    assert not pending.future.done() and sock.unmatched == before + 2
+    sock._on_packet(reply(99), [], "127.0.0.1")
+    assert pending.future.done() and pending.future.result() is not None
+    del sock._pending[seq]
