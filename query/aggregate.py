@@ -63,6 +63,9 @@ def aggregate(op: str, vec: Vector, param: F64 | str | None, grouping: list[str]
             else:
                 dev = np.where(pres, vals - mean[sorted_gid], 0.0)
                 var = np.add.reduceat(dev * dev, bounds, axis=0) / np.maximum(count, 1)
+                # Prometheus seeds a group with its first value and variance 0, so a group of one
+                # is 0 even when that value is NaN or ±Inf
+                var = np.where(count == 1, 0.0, var)
                 out = np.sqrt(var) if op == "stddev" else var
     elif op == "count":
         out = count

@@ -160,7 +160,8 @@ def random_queries(n: int, seed: int = 11) -> list[str]:
 
 
 #: More random queries: SOTP_ORACLE_RANDOM=2000 SOTP_ORACLE_SEED=5 pytest tests/query/test_oracle.py
-QUERIES += random_queries(int(os.environ.get("SOTP_ORACLE_RANDOM", "150")), int(os.environ.get("SOTP_ORACLE_SEED", "11")))
+QUERIES += random_queries(int(os.environ.get("SOTP_ORACLE_RANDOM", "150")),
+                          int(os.environ.get("SOTP_ORACLE_SEED", "11")))
 ORDERED = ("sort(", "sort_desc(")
 
 BACKENDS = ["memory", "sqlite"]
