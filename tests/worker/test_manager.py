@@ -242,3 +242,31 @@ def test_cli_rejects_bad_start(tmp_path: Path, args: list[str], error: str) -> N
     assert proc.returncode == 2, proc.stderr
     assert error in proc.stderr
     assert sys.executable  # the CLI ran under this interpreter
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "want"),
+    [
+        ("t.yml", "- targets: [a:1, b:2]\n  labels: {env: prod}\n", [(["a:1", "b:2"], {"env": "prod"})]),
+        ("t.json", '[{"targets": ["a:1"]}, {"targets": [], "labels": {"x": "1"}}]', [(["a:1"], {}), ([], {"x": "1"})]),
+        ("t.yaml", "", []),
+        ("t.json", '{"targets": ["a:1"]}', "expected a list of target groups"),
+        ("t.yml", "- targets: a:1\n", "expected a list of host:port strings"),
+        ("t.yml", "- targets: [a:1]\n  lables: {}\n", "only 'targets' and 'labels'"),
+        ("t.yml", "- targets: [a:1]\n  labels: {0bad: x}\n", "invalid label name"),
+        ("t.json", "[{", "cannot parse"),
+    ],
+    ids=["yaml", "json", "empty", "not-a-list", "targets-not-list", "unknown-key", "bad-label", "bad-json"],
+)
+def test_file_sd_format(name: str, text: str, want: list[tuple[list[str], dict[str, str]]] | str) -> None:
+    from worker.scrape.discovery import parse_file_groups
+
+    if isinstance(want, str):
+        with pytest.raises(ValueError, match=None) as info:
+            parse_file_groups(f"/sd/{name}", text)
+        assert want in str(info.value) and f"/sd/{name}" in str(info.value)
+        return
+    groups = parse_file_groups(f"/sd/{name}", text)
+    assert [([t["__address__"] for t in g.targets], {k: v for k, v in g.labels.items() if k != "__meta_filepath"})
+            for g in groups] == want
+    assert all(g.labels["__meta_filepath"] == f"/sd/{name}" for g in groups)
