@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from tests.conftest import REPO, free_port, sotp_cmd
 
 from .conftest import Netns, value, veth
@@ -78,21 +80,28 @@ def test_unreachable_silent_and_answering_targets(netns: Callable[[str], Netns],
         assert value(m, "probe_ip_protocol") == 4
 
 
-def test_dont_fragment(netns: Callable[[str], Netns], exporter: Exporter) -> None:
+@pytest.mark.parametrize("mode", ["raw", "datagram"])
+def test_dont_fragment(netns: Callable[[str], Netns], exporter: Exporter, mode: str) -> None:
     a, b = netns("dfa"), netns("dfb")
     veth(a, "va", "10.78.0.1", b, "vb", "10.78.0.2", mtu=1280)
-    base = {"preferred_ip_protocol": "ip4", "payload_size": 1400}
-    exp = exporter(config={"modules": {
-        "frag": {"timeout": "2s", "icmp": {**base, "dont_fragment": False}},
-        "df": {"timeout": "2s", "icmp": {**base, "dont_fragment": True}},
-        "df_small": {"timeout": "2s", "icmp": {**base, "payload_size": 1000, "dont_fragment": True}},
-    }}, ns=a)
-    assert value(exp.metrics("/probe?target=10.78.0.2&module=frag"), "probe_success") == 1  # fragmented
-    assert value(exp.metrics("/probe?target=10.78.0.2&module=df_small"), "probe_success") == 1  # fits
-    m = exp.metrics("/probe?target=10.78.0.2&module=df")
-    assert value(m, "probe_success") == 0  # 1,428-byte packet, DF set, 1,280-byte MTU: EMSGSIZE
-    assert value(m, "probe_duration_seconds") < 0.5
-    assert "Message too long" in exp.proc.output()
+    a.ip("addr", "add", "fd00:78::1/64", "dev", "va", "nodad")
+    b.ip("addr", "add", "fd00:78::2/64", "dev", "vb", "nodad")
+    if mode == "datagram":
+        a.sysctl("net.ipv4.ping_group_range", "0 0")
+    modules = {
+        f"{name}{v}": {"timeout": "2s", "icmp": {"preferred_ip_protocol": f"ip{v}", "payload_size": size,
+                                                  "dont_fragment": df}}
+        for v in (4, 6) for name, size, df in (("frag", 1400, False), ("df", 1400, True), ("df_small", 1000, True))
+    }
+    exp = exporter("--socket", mode, config={"modules": modules}, ns=a)
+    for v, target in ((4, "10.78.0.2"), (6, "fd00:78::2")):
+        assert value(exp.metrics(f"/probe?target={target}&module=frag{v}"), "probe_success") == 1  # fragmented
+        assert value(exp.metrics(f"/probe?target={target}&module=df_small{v}"), "probe_success") == 1  # fits
+        m = exp.metrics(f"/probe?target={target}&module=df{v}")
+        assert value(m, "probe_success") == 0, target  # 1,400 bytes of data, DF, 1,280-byte MTU: EMSGSIZE
+        assert value(m, "probe_duration_seconds") < 0.5
+    assert exp.proc.output().count("Message too long") == 2
+    assert value(exp.metrics(), "sotp_icmp_socket_info", family="ipv4", mode=mode, source="") == 1
 
 
 def test_known_delay_and_loss(netns: Callable[[str], Netns], exporter: Exporter,
