@@ -47,6 +47,7 @@ def streamlit_argv(args: argparse.Namespace) -> list[str]:
         "--client.toolbarMode", "minimal",
         "--server.fileWatcherType", "none",
         "--theme.base", "light",
+        "--theme.primaryColor", "#4c78a8",
     ]
 
 

@@ -33,6 +33,21 @@ def legend(template: str, labels: dict[str, str]) -> str:
     return f"{labels.get('__name__', '')}{{{inner}}}"
 
 
+def _varying_labels(label_sets: list[dict[str, str]]) -> list[str]:
+    """Label names whose values differ between the series (what tells them apart in a legend)."""
+    names = sorted({k for labels in label_sets for k in labels})
+    return [n for n in names if len({labels.get(n) for labels in label_sets}) > 1]
+
+
+def _short_name(labels: dict[str, str], varying: list[str]) -> str:
+    """A legend without a template: the metric name (if any) and only the labels that vary."""
+    inner = ", ".join(f'{k}="{labels.get(k, "")}"' for k in varying if k != "__name__")
+    name = labels.get("__name__", "")
+    if not inner:
+        return name or legend("", labels)
+    return f"{name}{{{inner}}}" if name else f"{{{inner}}}"
+
+
 @dataclass(frozen=True)
 class Target:
     """One PromQL expression of a panel, with Grafana's variables (see :func:`expand`)."""
@@ -83,17 +98,12 @@ def fetch(client: PromClient, panel: Panel, tr: TimeRange) -> PanelData:
         except APIError as err:
             error = error or err
             continue
+        varying = _varying_labels([s.labels for s in result])
         for s in result:
             if not s.ts:
                 continue
-            rows.append(
-                pd.DataFrame(
-                    {
-                        "time": pd.to_datetime(s.ts, unit="s", utc=True),
-                        "series": legend(target.legend, s.labels),
-                        "value": s.values,
-                    }
-                )
-            )
+            name = legend(target.legend, s.labels) if target.legend else _short_name(s.labels, varying)
+            rows.append(pd.DataFrame({"time": pd.to_datetime(s.ts, unit="s", utc=True), "series": name,
+                                      "value": s.values}))
     frame = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame({"time": [], "series": [], "value": []})
     return PanelData(panel, frame, error)

@@ -122,6 +122,13 @@ def page(body: Callable[[Settings], None]) -> None:
             log.exception("dashboard page failed")
             st.error(f"the dashboard hit an internal error ({type(err).__name__}: {err}); "
                      "the server log has the details — please report it", icon=":material/bug_report:")
+        every = refresh_seconds()
+        st.caption(
+            f"updated {time.strftime('%H:%M:%S', time.gmtime())} UTC · "
+            + (f"refreshes every {st.session_state.get('refresh')}" if every else "auto-refresh off")
+            + f" · {settings.api}",
+            help="the page re-reads the API on this interval; change it in the sidebar",
+        )
 
     _live()
 
@@ -174,6 +181,34 @@ def _unit(frame: pd.DataFrame, unit: str) -> tuple[pd.DataFrame, str]:
     return frame.assign(value=values), "" if unit == "short" else unit
 
 
+#: Series listed in a chart's hover tooltip (the biggest ones).
+TOOLTIP_SERIES = 12
+
+
+def _hover_rule(frame: pd.DataFrame, order: list[str], value_fmt: str, unit_label: str) -> alt.Chart:
+    """A vertical rule at the hovered step whose tooltip lists every series' value (Grafana's shared tooltip).
+
+    The data is pivoted here, one row per step with columns ``s0, s1...`` (series names may hold dots
+    or brackets, which Vega-Lite would read as field paths), so the nearest-point search runs over
+    the steps rather than every sample: that keeps charts quick to draw in the browser.
+    """
+    shown = order[:TOOLTIP_SERIES]
+    wide = frame[frame["series"].isin(shown)].pivot_table(index="time", columns="series", values="value")
+    wide = wide.reindex(columns=shown).rename(columns={name: f"s{i}" for i, name in enumerate(shown)}).reset_index()
+    hover = alt.selection_point(nearest=True, on="pointerover", fields=["time"], empty=False, clear="pointerout")
+    suffix = f" ({unit_label})" if unit_label else ""
+    tooltip = [alt.Tooltip("time:T", format="%Y-%m-%d %H:%M:%S", title="time")] + [
+        alt.Tooltip(f"s{i}:Q", title=f"{name}{suffix}", format=value_fmt) for i, name in enumerate(shown)
+    ]
+    rule: alt.Chart = (
+        alt.Chart(wide)
+        .mark_rule(color="#888888", strokeWidth=1)
+        .encode(x="time:T", opacity=alt.condition(hover, alt.value(0.6), alt.value(0.0)), tooltip=tooltip)
+        .add_params(hover)
+    )
+    return rule
+
+
 def chart(data: PanelData, tr: TimeRange, marks: pd.DataFrame | None = None) -> None:
     """Draw a panel: title, its error if any, then lines (or stacked areas) over the picked range."""
     panel = data.panel
@@ -192,26 +227,26 @@ def chart(data: PanelData, tr: TimeRange, marks: pd.DataFrame | None = None) -> 
     domain = [pd.Timestamp(tr.start, unit="s", tz="UTC"), pd.Timestamp(tr.end, unit="s", tz="UTC")]
     fmt = "%H:%M" if tr.span <= 86400 else "%b %d"
     x = alt.X("time:T", title=None, scale=alt.Scale(domain=domain), axis=alt.Axis(format=fmt, labelOverlap=True))
-    y = alt.Y("value:Q", title=unit_label or None, stack="zero" if panel.stacked else None)
+    top = float(frame["value"].abs().max()) if frame["value"].notna().any() else 0.0
+    # An all-zero series (no loss, no errors) would get a degenerate [0, 0] axis: show it against [0, 1].
+    y_scale = alt.Scale(domain=[0, 1]) if top == 0 else alt.Scale(zero=True)
+    y_axis = alt.Axis(format="~s") if top >= 1e4 else alt.Axis()
+    y = alt.Y("value:Q", title=unit_label or None, stack="zero" if panel.stacked else None, scale=y_scale,
+              axis=y_axis)
     color = alt.Color("series:N", title=None, sort=order, scale=alt.Scale(domain=order, range=colours),
                       legend=alt.Legend(orient="bottom", columns=4, labelLimit=180, symbolType="stroke"))
     value_fmt = ".3~s" if panel.unit not in ("percent",) else ".1f"
-    tooltip = [alt.Tooltip("time:T", format="%Y-%m-%d %H:%M:%S", title="time"), alt.Tooltip("series:N"),
-               alt.Tooltip("value:Q", format=value_fmt, title=unit_label or "value")]
     base = alt.Chart(frame).encode(x=x, y=y, color=color, order=alt.Order("rank:Q"))
     lines = base.mark_area(opacity=0.5, line={"strokeWidth": 1.2}) if panel.stacked else base.mark_line(strokeWidth=1.6)
-    # Hovering anywhere shows every series' value at the nearest step, as Grafana's shared tooltip does.
-    hover = alt.selection_point(nearest=True, on="pointerover", fields=["time"], empty=False, clear="pointerout")
-    points = base.mark_point(size=28, filled=True).encode(
-        opacity=alt.condition(hover, alt.value(1.0), alt.value(0.0)), tooltip=tooltip
-    ).add_params(hover)
-    layers: list[alt.Chart] = [lines, points]
+    layers: list[alt.Chart] = [lines, _hover_rule(frame, order, value_fmt, unit_label)]
     if marks is not None and not marks.empty:
         layers.append(
-            alt.Chart(marks).mark_rule(strokeDash=[4, 3], strokeWidth=1.5).encode(
+            alt.Chart(marks).mark_rule(strokeDash=[4, 3]).encode(
                 x="time:T",
-                stroke=alt.Stroke("event:N", title=None, scale=alt.Scale(range=["#e45756", "#8c8c8c"]),
-                                  legend=alt.Legend(orient="bottom")),
+                stroke=alt.Stroke("event:N", title=None, legend=alt.Legend(orient="bottom"),
+                                  scale=alt.Scale(domain=["config change", "backup"], range=["#d62728", "#9a9a9a"])),
+                strokeWidth=alt.StrokeWidth("event:N", legend=None,
+                                            scale=alt.Scale(domain=["config change", "backup"], range=[2.2, 1.0])),
                 tooltip=[alt.Tooltip("time:T", format="%Y-%m-%d %H:%M:%S", title="time"), alt.Tooltip("event:N")],
             )
         )

@@ -21,6 +21,8 @@ from dashboards.network import (
 from dashboards.panels import fetch
 from dashboards.units import fmt_age, fmt_bits, fmt_ms
 
+SOURCE_NAMES = {"snmp": "SNMP (if_mib)", "icmp": "continuous ping", "blackbox": "blackbox probes",
+                "backup": "config backups"}
 NO_DEVICES = (
     "No network devices yet",
     "Add SNMP targets (`snmp.targets` in sotp.yml, then `sotp up --config sotp.yml --snmp-config snmp.yml`) or "
@@ -54,8 +56,7 @@ def _table(rows: list[DeviceRow]) -> pd.DataFrame:
             "In": [fmt_bits(r.in_bps) if not math.isnan(r.in_bps) else "" for r in rows],
             "Out": [fmt_bits(r.out_bps) if not math.isnan(r.out_bps) else "" for r in rows],
             "Last backup": [_backup(r) for r in rows],
-            "Config changes": [r.changes for r in rows],
-            "Sources": [", ".join(r.sources) for r in rows],
+            "Config changes": ["" if math.isnan(r.changes) else f"{r.changes:.0f}" for r in rows],
         }
     )
 
@@ -83,8 +84,7 @@ def body(settings: ui.Settings) -> None:
         hide_index=True,
         column_config={
             "Loss": st.column_config.NumberColumn("Loss", format="%.1f %%"),
-            "Config changes": st.column_config.NumberColumn("Config changes", format="%d",
-                                                            help="changes in the picked time range"),
+            "Config changes": st.column_config.TextColumn("Config changes", help="changes in the picked time range"),
         },
         key="network_table",
     )
@@ -96,6 +96,7 @@ def body(settings: ui.Settings) -> None:
         return
     row = rows[names.index(device)]
     st.subheader(device)
+    st.caption("data from " + ", ".join(SOURCE_NAMES.get(s, s) for s in row.sources))
     marks, merr = markers(client, device, tr) if "backup" in row.sources else ([], None)
     ui.api_error(merr)
     marks_df = markers_frame(marks)

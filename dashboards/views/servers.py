@@ -37,8 +37,8 @@ def _table(ov: Overview) -> pd.DataFrame:
             "Mount": [r.disk_mount for r in ov.rows],
             "Net in": [fmt_bits(r.net_in_bps) for r in ov.rows],
             "Net out": [fmt_bits(r.net_out_bps) for r in ov.rows],
-            "Load 1m": [r.load1 for r in ov.rows],
-            "Cores": [r.cores for r in ov.rows],
+            "Load 1m": ["" if math.isnan(r.load1) else f"{r.load1:.2f}" for r in ov.rows],
+            "Cores": ["" if math.isnan(r.cores) else f"{r.cores:.0f}" for r in ov.rows],
             "Last seen": [fmt_age(r.last_seen_s) + (" ago" if not math.isnan(r.last_seen_s) else "")
                           for r in ov.rows],
         }
@@ -73,8 +73,6 @@ def body(settings: ui.Settings) -> None:
             "CPU": st.column_config.ProgressColumn("CPU", **pct),  # type: ignore[arg-type]
             "Memory": st.column_config.ProgressColumn("Memory", **pct),  # type: ignore[arg-type]
             "Disk (fullest)": st.column_config.ProgressColumn("Disk (fullest)", **pct),  # type: ignore[arg-type]
-            "Load 1m": st.column_config.NumberColumn("Load 1m", format="%.2f"),
-            "Cores": st.column_config.NumberColumn("Cores", format="%d"),
         },
         key="servers_table",
     )

@@ -77,7 +77,8 @@ def test_network_page(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None
     assert list(ifaces["Name"]) == [i.name for i in ds.DEVICES[0].ifaces]
     charts = _charts(at)
     assert len(charts) == 4
-    marked = [c for c in charts if any(layer.get("mark", {}).get("type") == "rule" for layer in c.get("layer", []))]
+    marked = [c for c in charts
+              if any(layer.get("encoding", {}).get("stroke", {}).get("field") == "event" for layer in c["layer"])]
     assert len(marked) == 1, "the traffic chart carries the backup and config-change markers"
     at.selectbox(key="network_interface").set_value("2").run()
     assert not at.exception
