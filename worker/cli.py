@@ -30,6 +30,7 @@ from typing import Any, Final
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from sotp.cli.serve import split_listen
 from sotp.config import Config, load_config
 from sotp.errors import SotpError, StorageError
 from sotp.storage import Storage, open_storage
@@ -193,13 +194,18 @@ async def serve(args: argparse.Namespace) -> int:
     """The worker's main coroutine (``sotp up`` may call it in-process too)."""
     try:
         shard = Shard.parse(args.shard)
+        listen = split_listen(args.listen) if args.listen else None
         config, wc = Worker.load(args.config)
+        url = args.storage or config.server.storage
+        storage = open_storage(url)
     except (SotpError, ValueError) as err:
         log.error("%s", err)
         return 2
-    url = args.storage or config.server.storage
-    storage = open_storage(url)
-    await storage.open()
+    try:
+        await storage.open()
+    except SotpError as err:
+        log.error("cannot open storage %s: %s", url.split("@")[-1], err)
+        return 1
     metrics = WorkerMetrics()
     worker = Worker(args.config, storage, ScrapeManager(storage, metrics, shard), metrics)
     runner: web.AppRunner | None = None
@@ -216,13 +222,15 @@ async def serve(args: argparse.Namespace) -> int:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     try:
-        if args.listen:
-            from sotp.cli.serve import split_listen
-
-            host, port = split_listen(args.listen)
+        if listen is not None:
+            host, port = listen
             runner = web.AppRunner(worker.app(), access_log=None)
             await runner.setup()
-            await web.TCPSite(runner, host, port, reuse_address=True).start()
+            try:
+                await web.TCPSite(runner, host, port, reuse_address=True).start()
+            except OSError as err:
+                log.error("cannot listen on %s (--listen): %s", args.listen, err.strerror or err)
+                return 2
             log.info("worker status on http://%s:%d (shard %d/%d, storage %s)", host, port, shard.index,
                      shard.total, url.split("@")[-1])
         await worker.start(config, wc)

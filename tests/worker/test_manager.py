@@ -230,15 +230,23 @@ async def test_backup_hook_runs_with_config_storage_and_stop(tmp_path: Path, sto
 
 @pytest.mark.parametrize(
     ("args", "error"),
-    [(["--shard", "3/2"], "invalid --shard"), (["--config", "{cfg}"], "scrape_configs[0]: missing required key")],
-    ids=["bad-shard", "bad-config"],
+    [(["--shard", "3/2"], "invalid --shard"), (["--config", "{cfg}"], "scrape_configs[0]: missing required key"),
+     (["--listen", "nohost"], "invalid listen address"), (["--listen", "127.0.0.1:{busy}"], "cannot listen on"),
+     (["--storage", "mysql://x"], "unknown storage URL")],
+    ids=["bad-shard", "bad-config", "bad-listen", "port-in-use", "bad-storage"],
 )
 def test_cli_rejects_bad_start(tmp_path: Path, args: list[str], error: str) -> None:
+    import socket
+
     cfg = tmp_path / "bad.yml"
     cfg.write_text("scrape_configs: [{scrape_interval: 1s}]\n")
-    argv = sotp_cmd("worker", "--storage", "memory://", "--listen", "", *[a.format(cfg=cfg) for a in args])
-    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60,
-                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        extra = [a.format(cfg=cfg, busy=busy.getsockname()[1]) for a in args]
+        argv = sotp_cmd("worker", "--storage", "memory://", "--listen", "", *extra)
+        proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60,
+                              env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 2, proc.stderr
     assert error in proc.stderr
     assert sys.executable  # the CLI ran under this interpreter
