@@ -151,7 +151,8 @@ def in_datagram_namespace(argv: list[str]) -> int:
     name = f"sotp-icmp-bench-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
-        for cmd in (["ip", "link", "set", "lo", "up"], ["sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 0"]):
+        set_range = ["sh", "-c", "echo 0 0 > /proc/sys/net/ipv4/ping_group_range"]  # this namespace's copy
+        for cmd in (["ip", "link", "set", "lo", "up"], set_range):
             subprocess.run(["ip", "netns", "exec", name, *cmd], check=True)
         cmd = ["ip", "netns", "exec", name, sys.executable, __file__, *argv, "--in-namespace"]
         return subprocess.run(cmd).returncode

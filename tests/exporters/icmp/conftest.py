@@ -70,8 +70,14 @@ class Netns:
     def ip(self, *argv: str) -> None:
         self.run("ip", *argv)
 
-    def sysctl(self, key: str, val: str) -> None:
-        self.run("sysctl", "-q", "-w", f"{key}={val}")
+    def sysctl(self, key: str, val: str | None = None) -> str:
+        """Set (or with ``val=None`` read) a sysctl of this namespace through /proc/sys, which shows the
+        opener's namespace (no dependency on procps' sysctl)."""
+        path = "/proc/sys/" + key.replace(".", "/")
+        if val is None:
+            return self.run("cat", path).stdout.strip()
+        self.run("sh", "-c", 'printf "%s\\n" "$1" > "$2"', "sh", val, path)
+        return val
 
     def get(self, url: str, headers: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, str]:
         """HTTP GET from inside the namespace (the test process itself stays in the host's)."""

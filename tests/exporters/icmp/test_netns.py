@@ -39,7 +39,7 @@ def test_datagram_sockets_when_ping_group_range_allows(netns: Callable[[str], Ne
 
 def test_raw_sockets_when_ping_group_range_excludes(netns: Callable[[str], Netns], exporter: Exporter) -> None:
     ns = netns("raw")
-    assert ns.run("sysctl", "-n", "net.ipv4.ping_group_range").stdout.split() == ["1", "0"]  # the default
+    assert ns.sysctl("net.ipv4.ping_group_range").split() == ["1", "0"]  # the default
     exp = exporter("--target", "127.0.0.1", ns=ns)
     assert value(exp.metrics("/probe?target=127.0.0.1"), "probe_success") == 1
     assert value(exp.metrics(), "sotp_icmp_socket_info", family="ipv4", mode="raw", source="") == 1
