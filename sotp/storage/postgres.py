@@ -118,6 +118,9 @@ class PostgresStorage:
     async def _configure(self, conn: _Conn) -> None:
         await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.options.schema)))
         await conn.execute("SET synchronous_commit TO on")  # a returned commit must be durable
+        # The querier concatenates arrays with several aggregates over one scan; they stay aligned only
+        # when one process feeds them (and on 2 cores parallel plans gain little for these queries).
+        await conn.execute("SET max_parallel_workers_per_gather TO 0")
 
     async def open(self) -> None:
         opts = self.options

@@ -131,3 +131,30 @@ def merge_blocks(parts: list[tuple[I64, F64]]) -> tuple[I64, F64]:
         keep = np.concatenate(([True], ts[1:] != ts[:-1]))
         ts, vs = ts[keep], vs[keep]
     return ts, vs
+
+
+def concat_elements(blob: bytes | memoryview, counts: I64, dtype: str) -> np.ndarray:
+    """The elements of binary arrays concatenated in ``blob`` (``string_agg(array_send(x), '')``), whose
+    lengths are ``counts``: each array is a 20-byte header then ``count`` 12-byte (length, value) elements.
+    Dropping the headers leaves one 12-byte stride for all of them. ``dtype`` is ``>i8`` or ``>u8``."""
+    n_blocks = len(counts)
+    total = int(counts.sum())
+    buf = np.frombuffer(blob, dtype=np.uint8)
+    if n_blocks == 0 or total == 0:
+        return np.zeros(0, dtype=dtype)
+    if len(buf) != n_blocks * _ARRAY_HEADER + _STRIDE * total:
+        raise ValueError(f"binary arrays: {len(buf)} bytes for {n_blocks} arrays of {total} elements")
+    if bool((counts == counts[0]).all()):
+        # All arrays the same length (fresh 10-sample blocks, or compacted ones): a 2-D view, no mask.
+        width = _ARRAY_HEADER + _STRIDE * int(counts[0])
+        elements = np.ascontiguousarray(buf.reshape(n_blocks, width)[:, _ARRAY_HEADER:]).reshape(-1)
+        same: np.ndarray = np.ndarray((total,), dtype=dtype, buffer=elements, offset=4, strides=(_STRIDE,))
+        return same
+    runs = np.empty(2 * n_blocks, dtype=np.int64)
+    runs[0::2] = _ARRAY_HEADER
+    runs[1::2] = _STRIDE * counts
+    keep = np.zeros(2 * n_blocks, dtype=bool)
+    keep[1::2] = True
+    elements = buf[np.repeat(keep, runs)]
+    view: np.ndarray = np.ndarray((total,), dtype=dtype, buffer=elements, offset=4, strides=(_STRIDE,))
+    return view

@@ -10,18 +10,21 @@ are applied in Python to the candidates' label sets.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sotp.model import Labels, Matcher, MatchOp, Series, matches_all
 from sotp.storage import SelectHints
-from sotp.storage.pg.binary import float8_array, int8_array, merge_blocks
+from sotp.storage.pg.binary import concat_elements, int8_array, merge_blocks
 from sotp.storage.pg.schema import ms_to_dt
 
 if TYPE_CHECKING:
     from sotp.storage.postgres import PostgresStorage
 
+#: Series per fetch query. Larger is better while PostgreSQL scans whole partitions for big selections
+#: (one scan, not one per chunk); the bound keeps the id array and the aggregated row reasonable.
+_SERIES_PER_FETCH = 20_000
 _MIN_MS = -62_135_596_800_000  # 0001-01-01, the smallest datetime
 _MAX_MS = 253_402_300_799_999  # 9999-12-31
 
@@ -43,68 +46,93 @@ class PgQuerier:
         lo = clamp_ms(self._mint)
         return ms_to_dt(lo), ms_to_dt(clamp_ms(self._maxt)), ms_to_dt(clamp_ms(lo // block * block))
 
-    async def _candidates(self, matchers: Sequence[Matcher]) -> list[int]:
+    async def _candidates(self, conn: Any, matchers: Sequence[Matcher]) -> list[int]:
         store = self._store
         narrowing: list[list[int]] = []
-        async with store.connection() as conn:
-            for m in matchers:
-                if m.matches(""):
+        for m in matchers:
+            if m.matches(""):
+                continue
+            if m.op is MatchOp.EQ:
+                known = store.index.label_ids.get((m.name, m.value))  # ids never change: the cache is exact
+                if known is not None:
+                    narrowing.append([known])
                     continue
-                if m.op is MatchOp.EQ:
-                    cur = await conn.execute(
-                        "SELECT id FROM sotp_label WHERE name = %s AND value = %s", (m.name, m.value)
-                    )
-                    ids = [int(r[0]) for r in await cur.fetchall()]  # type: ignore[call-overload]
-                else:
-                    cur = await conn.execute("SELECT id, value FROM sotp_label WHERE name = %s", (m.name,))
-                    ids = [int(r[0]) for r in await cur.fetchall() if m.matches(str(r[1]))]  # type: ignore[call-overload,index]
-                if not ids:
-                    return []
-                narrowing.append(ids)
-            if narrowing:
-                where = " AND ".join("label_ids && %s::int[]" for _ in narrowing)
-                cur = await conn.execute(f"SELECT id FROM sotp_series WHERE {where}", narrowing)  # type: ignore[arg-type]
+                cur = await conn.execute("SELECT id FROM sotp_label WHERE name = %s AND value = %s", (m.name, m.value))
+                ids = [int(r[0]) for r in await cur.fetchall()]
             else:
-                cur = await conn.execute("SELECT id FROM sotp_series")
-            sids = [int(r[0]) for r in await cur.fetchall()]  # type: ignore[call-overload]
-            await store.index.labels_for(conn, sids)
+                cur = await conn.execute("SELECT id, value FROM sotp_label WHERE name = %s", (m.name,))
+                ids = [int(r[0]) for r in await cur.fetchall() if m.matches(str(r[1]))]
+            if not ids:
+                return []
+            narrowing.append(ids)
+        if narrowing:
+            where = " AND ".join("label_ids && %s::int[]" for _ in narrowing)
+            cur = await conn.execute(f"SELECT id FROM sotp_series WHERE {where}", narrowing)
+        else:
+            cur = await conn.execute("SELECT id FROM sotp_series")
+        sids = [int(r[0]) for r in await cur.fetchall()]
+        await store.index.labels_for(conn, sids)
         by_id = store.index.by_id
         return [sid for sid in sids if matches_all(matchers, by_id[sid])]
 
     async def select(self, matchers: list[Matcher], hints: SelectHints | None = None) -> list[Series]:
-        sids = await self._candidates(matchers)
-        if not sids:
-            return []
-        t_lo, t_hi, t_floor = self._window_params()
-        blocks: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
-        async with self._store.connection() as conn:
-            cur = conn.cursor(binary=True)
-            await cur.execute(
-                "SELECT series_id, array_send(ts), array_send(vals) FROM sotp_samples "
-                "WHERE series_id = ANY(%b::int8[]) AND t_max >= %s AND t_min <= %s AND t_min >= %s "
-                "ORDER BY series_id, t_min",
-                (sids, t_lo, t_hi, t_floor),
-            )
-            for sid, ts_b, vs_b in await cur.fetchall():
-                blocks.setdefault(int(sid), []).append((int8_array(ts_b), float8_array(vs_b)))
         out: list[Series] = []
-        by_id = self._store.index.by_id
-        for sid, parts in blocks.items():
-            ts, vs = merge_blocks(parts)
-            lo = int(np.searchsorted(ts, self._mint, "left"))
-            hi = int(np.searchsorted(ts, self._maxt, "right"))
-            if hi > lo:
-                out.append(Series(by_id[sid], ts[lo:hi], vs[lo:hi]))
+        t_lo, t_hi, t_floor = self._window_params()
+        async with self._store.connection() as conn:
+            sids = await self._candidates(conn, matchers)
+            for start in range(0, len(sids), _SERIES_PER_FETCH):
+                chunk = sids[start : start + _SERIES_PER_FETCH]
+                # One row for the whole chunk: the blocks' arrays concatenated by PostgreSQL (a memcpy), so
+                # Python does no per-row work. The four aggregates read their input in one order (the pool's
+                # connections run without parallel plans, whose partial states could combine differently).
+                cur = conn.cursor(binary=True)
+                await cur.execute(
+                    "SELECT array_send(array_agg(series_id)), array_send(array_agg(cardinality(ts)::int8)), "
+                    "string_agg(array_send(ts), ''::bytea), string_agg(array_send(vals), ''::bytea) "
+                    "FROM sotp_samples "
+                    "WHERE series_id = ANY(%b::int8[]) AND t_max >= %s AND t_min <= %s AND t_min >= %s",
+                    (chunk, t_lo, t_hi, t_floor),
+                )
+                row = await cur.fetchone()
+                if row is None or row[0] is None:
+                    continue
+                out.extend(self._series(int8_array(row[0]), int8_array(row[1]), row[2], row[3]))
         out.sort(key=lambda s: s.labels.items_tuple())
+        return out
+
+    def _series(self, block_sids: np.ndarray, counts: np.ndarray, ts_blob: bytes, vs_blob: bytes) -> list[Series]:
+        """Blocks (in any order) -> one time-sorted, de-duplicated, window-trimmed Series per series id."""
+        ts = concat_elements(ts_blob, counts, ">i8").astype(np.int64)
+        vs = concat_elements(vs_blob, counts, ">u8").astype(np.uint64).view(np.float64)
+        first = np.cumsum(counts) - counts
+        order = np.lexsort((ts[first], block_sids))  # by series, then by block start time
+        if not bool(np.all(order[1:] > order[:-1])):
+            c = counts[order]
+            perm = np.repeat(first[order], c) + (np.arange(len(ts)) - np.repeat(np.cumsum(c) - c, c))
+            ts, vs, block_sids, counts = ts[perm], vs[perm], block_sids[order], c
+        sid_of = np.repeat(block_sids, counts)
+        # A series whose blocks overlap (a raced retry) is sorted and de-duplicated on its own, first.
+        bad_at = np.flatnonzero((np.diff(ts) <= 0) & (sid_of[1:] == sid_of[:-1])) + 1
+        if len(bad_at):
+            ts, vs, sid_of = _repair(ts, vs, sid_of, bad_at)
+        keep = (ts >= self._mint) & (ts <= self._maxt)
+        if not bool(keep.all()):
+            ts, vs, sid_of = ts[keep], vs[keep], sid_of[keep]
+        bounds = (np.flatnonzero(np.diff(sid_of)) + 1).tolist()
+        by_id = self._store.index.by_id
+        out: list[Series] = []
+        for a, b in zip([0, *bounds], [*bounds, len(ts)], strict=True):
+            if b > a:
+                out.append(Series(by_id[int(sid_of[a])], ts[a:b], vs[a:b]))
         return out
 
     async def _present(self, matchers: Sequence[Matcher] | None) -> list[Labels]:
         """Label sets of the matching series with at least one block overlapping the window."""
-        sids = await self._candidates(matchers or [])
-        if not sids:
-            return []
         t_lo, t_hi, t_floor = self._window_params()
         async with self._store.connection() as conn:
+            sids = await self._candidates(conn, matchers or [])
+            if not sids:
+                return []
             cur = await conn.execute(
                 "SELECT DISTINCT series_id FROM sotp_samples "
                 "WHERE series_id = ANY(%b::int8[]) AND t_max >= %s AND t_min <= %s AND t_min >= %s",
@@ -122,3 +150,22 @@ class PgQuerier:
 
     async def close(self) -> None:
         return None
+
+
+def _repair(
+    ts: np.ndarray, vs: np.ndarray, sid_of: np.ndarray, bad_at: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sort and de-duplicate the series that contain the positions ``bad_at`` (rare: raced retries)."""
+    bounds = np.flatnonzero(np.diff(sid_of)) + 1
+    starts = np.concatenate(([0], bounds))
+    ends = np.concatenate((bounds, [len(ts)]))
+    which = set(np.searchsorted(starts, bad_at, "right").tolist())
+    parts_t: list[np.ndarray] = []
+    parts_v: list[np.ndarray] = []
+    parts_s: list[np.ndarray] = []
+    for i, (a, b) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+        t, v = (ts[a:b], vs[a:b]) if i + 1 not in which else merge_blocks([(ts[a:b], vs[a:b])])
+        parts_t.append(t)
+        parts_v.append(v)
+        parts_s.append(np.full(len(t), sid_of[a], dtype=np.int64))
+    return np.concatenate(parts_t), np.concatenate(parts_v), np.concatenate(parts_s)
