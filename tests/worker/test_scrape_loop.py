@@ -292,3 +292,42 @@ async def test_stop_lets_the_scrape_in_flight_finish(storage: Storage, session: 
         await runner.cleanup()
     assert loop.scrapes == 1 and loop.last_result is not None and loop.last_result.up
     assert [v for pts in (await dump(storage, "m")).values() for _, v in pts] == [1.0]
+
+
+class _FlakyStorage:
+    """The in-memory store whose first ``failures`` commits raise StorageError. A test double because a
+    real store's transient failure (a dropped PostgreSQL connection) cannot be produced on cue here."""
+
+    def __init__(self, inner: Storage, failures: int) -> None:
+        self.inner = inner
+        self.failures = failures
+
+    def appender(self) -> Any:
+        outer, app = self, self.inner.appender()
+
+        class _App:
+            def append(self, labels: Labels, t_ms: int, value: float) -> None:
+                app.append(labels, t_ms, value)
+
+            async def commit(self) -> int:
+                if outer.failures > 0:
+                    outer.failures -= 1
+                    from sotp.errors import StorageError
+
+                    raise StorageError("connection reset")
+                return await app.commit()
+
+            async def rollback(self) -> None:
+                await app.rollback()
+
+        return _App()
+
+
+@pytest.mark.parametrize(("failures", "stored"), [(2, True), (3, False)], ids=["retried", "gave-up"])
+async def test_transient_storage_errors_are_retried(stub: Stub, storage: Storage, session: aiohttp.ClientSession,
+                                                    failures: int, stored: bool) -> None:
+    stub.set("/metrics", "a 1\n")
+    loop = make_loop(stub, storage, session)
+    loop.storage = _FlakyStorage(storage, failures)  # type: ignore[assignment]
+    await loop.scrape_once()
+    assert bool(await dump(storage, "a")) is stored

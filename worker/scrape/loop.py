@@ -44,6 +44,8 @@ from worker.scrape.targets import Target
 log = logging.getLogger(__name__)
 
 USER_AGENT: Final = "SOTP-worker/0.1"
+#: Pauses between attempts to commit a scrape when the store reports a retryable error.
+STORAGE_RETRY_PAUSES_S: Final = (0.2, 0.5)
 REPORT_NAMES: Final = (
     "up",
     "scrape_duration_seconds",
@@ -376,22 +378,34 @@ class ScrapeLoop:
 
     async def _commit(self, samples: dict[Labels, tuple[int, float]], stale: set[Labels], now_ms: int,
                       r: ScrapeResult) -> None:
-        app = self.storage.appender()
-        for lbls, (t, v) in samples.items():
-            app.append(lbls, t, v)
-        for lbls in stale:
-            app.append(lbls, now_ms, STALE_NAN)
-        self._report(app, now_ms, r)
-        try:
-            await app.commit()
-            return
-        except SotpError as err:
-            await app.rollback()
-            self.metrics.append_failed(self.target.job)
-            kind = "storage unavailable" if isinstance(err, StorageError) else "samples rejected"
-            log.warning("scrape of %s: cannot write %d samples (%s): %s", self.target.url, len(samples), kind, err)
-            if isinstance(err, StorageError):
+        """Write the scrape in one transaction; a busy or briefly unavailable store is retried."""
+        for attempt, pause in enumerate((*STORAGE_RETRY_PAUSES_S, None)):
+            app = self.storage.appender()
+            for lbls, (t, v) in samples.items():
+                app.append(lbls, t, v)
+            for lbls in stale:
+                app.append(lbls, now_ms, STALE_NAN)
+            self._report(app, now_ms, r)
+            try:
+                await app.commit()
                 return
+            except StorageError as err:
+                await app.rollback()
+                if pause is not None:  # e.g. SQLite busy while `sotp serve` writes the same file
+                    log.info("scrape of %s: storage busy (attempt %d), retrying: %s", self.target.url,
+                             attempt + 1, err)
+                    await asyncio.sleep(pause)
+                    continue
+                self.metrics.append_failed(self.target.job)
+                log.warning("scrape of %s: cannot write %d samples (storage unavailable): %s", self.target.url,
+                            len(samples), err)
+                return
+            except SotpError as err:
+                await app.rollback()
+                self.metrics.append_failed(self.target.job)
+                log.warning("scrape of %s: cannot write %d samples (samples rejected): %s", self.target.url,
+                            len(samples), err)
+                break
         # Some sample was rejected (e.g. another writer owns the series): keep the report at least.
         r.up, r.error = False, "samples rejected by storage"
         app = self.storage.appender()
