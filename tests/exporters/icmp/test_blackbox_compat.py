@@ -94,3 +94,15 @@ def test_failures_match_blackbox_in_a_namespace(quiet_dns: Netns, netns: Callabl
     t = theirs.metrics("/probe?target=10.82.0.2&module=icmp4", hdr)
     assert o["samples"][("probe_success", ())] == 0
     assert abs(o["samples"][("probe_duration_seconds", ())] - t["samples"][("probe_duration_seconds", ())]) < 0.3
+
+
+def test_datagram_sockets_match_blackbox(netns: Callable[[str], Netns], exporter: Callable[..., Exporter],
+                                         blackbox: Callable[..., Exporter]) -> None:
+    ns = netns("bbdgram")
+    ns.sysctl("net.ipv4.ping_group_range", "0 0")  # both exporters use unprivileged sockets here
+    ours, theirs = exporter(config={"modules": MODULES}, ns=ns), blackbox(ns)
+    for target, module in [("127.0.0.1", "icmp"), ("::1", "icmp"), ("localhost", "icmp4")]:
+        o = compare(ours, theirs, target, module)
+        assert o["samples"][("probe_success", ())] == 1, target
+        assert ("probe_icmp_reply_hop_limit", ()) in o["samples"], target
+    assert "ipv4 echo uses datagram sockets" in ours.proc.output()
