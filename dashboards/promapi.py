@@ -37,7 +37,11 @@ class APIError(Exception):
         self.status = status
 
     def __str__(self) -> str:
-        return f"{self.error_type}: {self.message}" if self.error_type else self.message
+        text = f"{self.error_type}: {self.message}" if self.error_type else self.message
+        if self.status in (401, 403) and self.error_type:
+            # The API's words come first, unchanged; the dashboard adds how to give it a token.
+            text += f" (HTTP {self.status}: start the dashboard with --token-file FILE holding a read-scope token)"
+        return text
 
 
 @dataclass(frozen=True)
