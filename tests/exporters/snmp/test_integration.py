@@ -174,6 +174,7 @@ def v021_file(workdir: Path) -> Path:
     if not SHARED_V021.exists():
         missing(f"{SHARED_V021} (snmp_exporter v0.21 generated if_mib) not found")
     data = yaml.safe_load(SHARED_V021.read_text())
+    data["if_mib_v1"] = {**data["if_mib"], "version": 1}
     data["if_mib_v3"] = {**data["if_mib"], "version": 3, "auth": dict(V3)}
     data["if_mib_v3_c3560"] = {**data["if_mib"], "version": 3, "auth": {**V3, "context_name": "cisco-c3560"}}
     data["if_mib_edge"] = {**data["if_mib"], "auth": {"community": "edge"}}
@@ -230,6 +231,8 @@ def assert_same_shape(ours: str, theirs: str, same_values: bool) -> None:
     assert t_ours == t_theirs, "families or types differ"
     assert label_names(s_ours) == label_names(s_theirs), "label names differ"
     assert set(s_ours) == set(s_theirs), "series differ"
+    for name in ("snmp_scrape_packets_sent", "snmp_scrape_packets_retried", "snmp_scrape_pdus_returned"):
+        assert s_ours[name] == s_theirs[name], name
     if same_values:
         volatile = ("snmp_scrape_duration_seconds", "snmp_scrape_walk_duration_seconds", "sysUpTime")
         diff = {k for k in s_ours if not k.startswith(volatile) and s_ours[k] != s_theirs[k]}
@@ -238,10 +241,17 @@ def assert_same_shape(ours: str, theirs: str, same_values: bool) -> None:
 
 @pytest.mark.parametrize(
     ("device", "module", "same_values"),
-    [("snmpd", "if_mib", False), ("snmpd", "if_mib_v3", False), ("snmpsim", "if_mib", True),
-     ("snmpsim", "if_mib_v3_c3560", True), ("snmpsim", "if_mib_juniper", True), ("snmpsim", "if_mib_edge", True)],
-    ids=["snmpd-v2c", "snmpd-v3-authpriv", "snmpsim-c3560-v2c", "snmpsim-c3560-v3-context", "snmpsim-juniper-mx960",
-         "snmpsim-edge-values"],
+    [
+        ("snmpd", "if_mib", False),
+        ("snmpd", "if_mib_v1", False),
+        ("snmpd", "if_mib_v3", False),
+        ("snmpsim", "if_mib", True),
+        ("snmpsim", "if_mib_v3_c3560", True),
+        ("snmpsim", "if_mib_juniper", True),
+        ("snmpsim", "if_mib_edge", True),
+    ],
+    ids=["snmpd-v2c", "snmpd-v1", "snmpd-v3-authpriv", "snmpsim-c3560-v2c", "snmpsim-c3560-v3-context",
+         "snmpsim-juniper-mx960", "snmpsim-edge-values"],
 )
 def test_parity_with_snmp_exporter(
     request: pytest.FixtureRequest, sotp: str, oracle: str, device: str, module: str, same_values: bool
