@@ -39,6 +39,13 @@ class ProbeResult:
     sent: int = 0
     replies: list[Reply] = field(default_factory=list)
     count: int = 1
+    #: What happened, in order, for ``/probe?debug=true`` (also sent to the log).
+    notes: list[str] = field(default_factory=list)
+
+    def note(self, level: int, msg: str, *args: object) -> None:
+        text = msg % args if args else msg
+        self.notes.append(f"{logging.getLevelName(level).lower()}: {text}")
+        log.log(level, "icmp probe: %s", text)
 
     def families(self) -> list[MetricFamily]:
         fams: list[MetricFamily] = []
@@ -96,6 +103,8 @@ async def run_probe(pinger: Pinger, target: str, module: Module, timeout: float)
     res = ProbeResult(count=opts.count)
     start = time.perf_counter()
     deadline = start + timeout
+    res.note(logging.DEBUG, "resolving %s (preferred %s, fallback %s, timeout %.3fs)", target,
+             opts.preferred_ip_protocol, opts.ip_protocol_fallback, timeout)
     try:
         try:
             resolved = await asyncio.wait_for(
@@ -106,12 +115,15 @@ async def run_probe(pinger: Pinger, target: str, module: Module, timeout: float)
         res.phases["resolve"] = res.dns_lookup  # one measurement for both, as in blackbox
         res.ip_protocol = resolved.version
         res.ip_hash = ip_hash(resolved.ip)
+        res.note(logging.DEBUG, "resolved %s to %s in %.6fs", target, resolved.ip, res.dns_lookup)
 
         setup_start = time.perf_counter()
         family = socket.AF_INET6 if resolved.version == 6 else socket.AF_INET
-        pinger.socket_for(family, opts.source_ip_address or None)
+        sock = pinger.socket_for(family, opts.source_ip_address or None)
         size = opts.payload_size or DEFAULT_PAYLOAD
         res.phases["setup"] = time.perf_counter() - setup_start
+        res.note(logging.DEBUG, "sending %d echo(s) of %d data bytes over the shared %s %s socket", opts.count,
+                 size, sock.family_name, sock.mode)
 
         first_send = time.perf_counter()
 
@@ -141,11 +153,14 @@ async def run_probe(pinger: Pinger, target: str, module: Module, timeout: float)
             res.phases["rtt"] = statistics.fmean(r.rtt for r in res.replies)
             hops = [r.hop_limit for r in res.replies if r.hop_limit is not None]
             res.hop_limit = hops[-1] if hops else None
+            res.note(logging.DEBUG, "%d of %d echo(s) answered, rtt %s s", len(res.replies), res.sent,
+                     " ".join(f"{r.rtt:.6f}" for r in res.replies))
         else:
-            log.debug("icmp probe of %s (%s): no reply within %.3fs", target, resolved.ip, timeout)
+            res.note(logging.DEBUG, "no reply from %s (%s) within %.3fs", target, resolved.ip, timeout)
     except TimeoutError:
-        log.info("icmp probe of %s: resolving took longer than the timeout (%.3fs)", target, timeout)
+        res.note(logging.INFO, "resolving %s took longer than the timeout (%.3fs)", target, timeout)
     except IcmpError as err:
-        log.info("icmp probe of %s failed: %s", target, err)
+        res.note(logging.INFO, "probe of %s failed: %s", target, err)
     res.duration = time.perf_counter() - start
+    res.note(logging.DEBUG, "probe %s after %.6fs", "succeeded" if res.success else "failed", res.duration)
     return res

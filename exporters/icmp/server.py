@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 
+import yaml
 from aiohttp import web
 
 from exporters.icmp.config import IcmpConfig
@@ -54,7 +56,15 @@ async def handle_probe(request: web.Request) -> web.Response:
     result = await run_probe(state.pinger, target, module, timeout)
     key = (name, "success" if result.success else "failure")
     state.probes[key] = state.probes.get(key, 0) + 1
-    return _text(format_families(result.families()))
+    metrics = format_families(result.families())
+    if params.get("debug") == "true":  # blackbox's debug page: what happened, what would be returned, config
+        body = (
+            "Logs for the probe:\n" + "".join(n + "\n" for n in result.notes)
+            + "\n\n\nMetrics that would have been returned:\n" + metrics
+            + "\n\n\nModule configuration:\n" + yaml.safe_dump(dataclasses.asdict(module), sort_keys=False)
+        )
+        return web.Response(text=body, content_type="text/plain")
+    return _text(metrics)
 
 
 def self_families(state: ExporterState) -> list[MetricFamily]:

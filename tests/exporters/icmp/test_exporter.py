@@ -134,3 +134,17 @@ def test_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
     res = subprocess.run(sotp_cmd("exporter", "icmp", "--listen", "nowhere"), cwd=REPO, capture_output=True,
                          text=True, timeout=30)
     assert res.returncode == 2 and "--listen: 'nowhere' is not HOST:PORT" in res.stderr
+
+
+def test_probe_debug_page(exporter: Callable[..., Any]) -> None:
+    exp = exporter(config={"modules": {"icmp": {"icmp": {"preferred_ip_protocol": "ip4", "count": 2,
+                                                           "interval": "10ms"}}}})
+    status, body = exp.get("/probe?target=127.0.0.1&debug=true")
+    assert status == 200
+    logs, _, rest = body.partition("\n\n\n\nMetrics that would have been returned:\n")
+    metrics, _, module = rest.partition("\n\n\n\nModule configuration:\n")
+    assert logs.startswith("Logs for the probe:\n")
+    assert "resolved 127.0.0.1 to 127.0.0.1" in logs and "2 of 2 echo(s) answered" in logs
+    assert "probe succeeded" in logs
+    assert "probe_success 1\n" in metrics
+    assert "count: 2" in module and "preferred_ip_protocol: ip4" in module
