@@ -155,14 +155,6 @@ def vector_vector(node: ast.Binary, lhs: Vector, rhs: Vector) -> Vector:
     for r, g in enumerate(osig):
         by_sig.setdefault(int(g), []).append(r)
     msig = np.fromiter((ids.get(sig(lb), -1) for lb in many.labels), dtype=np.intp, count=len(many))
-    if node.card is ast.Card.ONE_TO_ONE:
-        hit = np.where(msig[:, None] >= 0, ocount[np.maximum(msig, 0)] > 0, False)
-        matched = np.asarray(hit, dtype=bool) & many.present
-        per_sig = _any_by_sig(matched, np.maximum(msig, 0), len(ids)) if len(msig) else np.zeros((0, n))
-        if (per_sig > 1).any():
-            raise ExecutionError(
-                "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
-            )
     mi: list[int] = []
     oi: list[int] = []
     for i, g in enumerate(msig):
@@ -186,6 +178,13 @@ def vector_vector(node: ast.Binary, lhs: Vector, rhs: Vector) -> Vector:
         else:
             values = vl
             mask = mask & keep
+    if node.card is ast.Card.ONE_TO_ONE:
+        # counted after filtering, as in Prometheus: a left series dropped by a comparison is no match
+        per_sig = _any_by_sig(mask, msig[ma], len(ids))
+        if (per_sig > 1).any():
+            raise ExecutionError(
+                "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
+            )
     labels = [_result_labels(node, many.labels[a], one.labels[b]) for a, b in zip(mi, oi, strict=True)]
     kept = np.flatnonzero(mask.any(axis=1))
     out = Vector([labels[i] for i in kept], values[kept], mask[kept])
