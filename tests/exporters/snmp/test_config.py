@@ -9,8 +9,7 @@ import yaml
 
 from exporters.snmp.config import builtin_modules, load_config, parse_config
 from sotp.errors import ConfigError
-
-SHARED_V021 = Path(__file__).resolve().parents[4] / "shared" / "exporters" / "snmp_exporter_v0.21.0_if_mib.yml"
+from tests.exporters.snmp.fakes import SHARED_V021
 
 
 def test_loads_snmp_exporter_v021_if_mib_as_it_is() -> None:

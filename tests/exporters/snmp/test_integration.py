@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from tests.conftest import Proc, free_port, missing, require_binary, sotp_cmd, wait_for_port
-from tests.exporters.snmp.test_config import SHARED_V021
+from tests.exporters.snmp.fakes import SHARED_V021
 
 pytestmark = pytest.mark.integration
 

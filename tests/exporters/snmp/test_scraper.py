@@ -18,8 +18,7 @@ from exporters.snmp.pdu import AgentError, Pdu, RequestTimeout
 from exporters.snmp.scraper import parse_target, scrape
 from exporters.snmp.server import SCRAPE_HELP
 from sotp.codec.exposition import MetricFamily, format_families
-from tests.exporters.snmp.fakes import FakeSession, load_walk
-from tests.exporters.snmp.test_config import SHARED_V021
+from tests.exporters.snmp.fakes import SHARED_V021, FakeSession, load_walk
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "snmp"
 CASES = sorted(p for p in FIXTURES.glob("*/*") if (p / "walk.txt").exists())
