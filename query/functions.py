@@ -16,11 +16,15 @@ from query.errors import ExecutionError
 from query.values import F64, Vector, drop_name, normalize
 from sotp.model import LABEL_NAME_RE, METRIC_NAME, Labels
 
+#: Go's math.Exp on amd64 (Debian's build) returns +Inf from here on, below the true float64 limit
+#: (709.78); measured against Prometheus 2.42: exp(709.4361393031039) is finite, the next double is not.
+GO_EXP_OVERFLOW = 709.436139303104
+
 MATH: dict[str, Callable[[F64], F64]] = {
     "abs": np.abs,
     "ceil": np.ceil,
     "floor": np.floor,
-    "exp": np.exp,
+    "exp": lambda v: np.where(v >= GO_EXP_OVERFLOW, np.inf, np.exp(v)),
     "sqrt": np.sqrt,
     "ln": np.log,
     "log2": np.log2,
