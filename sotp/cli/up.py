@@ -83,7 +83,7 @@ def plan(args: argparse.Namespace) -> list[Child]:
         Child("serve", _sotp("serve", "--listen", serve, "--storage", storage)
               + (["--config", args.config] if args.config else []), "aiohttp", f"http://{serve}"),
         Child("exporter-host", _sotp("exporter", "host", "--listen", f"{host}:{ports['host']}"),
-              "psutil", f"http://{host}:{ports['host']}/metrics"),
+              "exporters.host", f"http://{host}:{ports['host']}/metrics"),
         Child("exporter-icmp", _sotp("exporter", "icmp", "--listen", f"{host}:{ports['icmp']}"),
               "icmplib", f"http://{host}:{ports['icmp']}/metrics"),
     ]
@@ -106,7 +106,7 @@ def plan(args: argparse.Namespace) -> list[Child]:
     )
     children.append(
         Child("agent", _sotp("agent", "--url", f"http://{serve}/api/v1/write", "--interval", args.interval,
-                             "--buffer-dir", str(data / "agent-buffer")), "psutil")
+                             "--buffer-dir", str(data / "agent-buffer")), "agent")
     )
     if not args.no_dashboard:
         children.append(
