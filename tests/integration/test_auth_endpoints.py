@@ -12,23 +12,28 @@ import base64
 import json
 import logging
 import re
+import subprocess
 import time
-from collections.abc import AsyncIterator
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, Gauge
-from prometheus_client.exposition import basic_auth_handler, push_to_gateway
+from prometheus_client.exposition import basic_auth_handler, default_handler, push_to_gateway
 
 from sotp.auth import TokenStore
 from sotp.cli.serve import build_app
 from sotp.codec.remote_write import encode_write_request
 from sotp.config import Config
 from sotp.model import Labels
+from tests.conftest import REPO, free_port, sotp_cmd, wait_for_port
 
 PUBLIC = {"/-/healthy", "/-/ready"}
 #: Endpoints any valid token may use (self-metrics carry no tenant data).
@@ -237,3 +242,50 @@ async def test_loopback_runs_open_and_says_so(tmp_path: Path, caplog: pytest.Log
     async with TestClient(TestServer(app)) as client:
         assert (await client.get("/api/v1/labels")).status == 401
         assert (await client.get("/-/healthy")).status == 200
+
+
+def test_real_sotp_serve_process_with_cli_tokens(tmp_path: Path, spawn: Any) -> None:
+    """The documented flow end to end: sotp token create, sotp serve, push_to_gateway, query, revoke."""
+    tokens = tmp_path / "tokens.json"
+    cfg = tmp_path / "sotp.yml"
+    port = free_port()
+    cfg.write_text(f"server:\n  listen: 127.0.0.1:{port}\n  storage: sqlite:///{tmp_path}/db.sqlite\n"
+                   f"auth:\n  enabled: true\n  tokens_file: {tokens}\n")
+
+    def token(*args: str) -> str:
+        out = subprocess.run(sotp_cmd("token", "--config", str(cfg), *args), cwd=REPO, capture_output=True,
+                             text=True, timeout=60, check=True)
+        return out.stdout.strip()
+
+    writer = token("create", "--name", "job", "--scope", "write")
+    reader = token("create", "--name", "g", "--scope", "read")
+    proc = spawn(sotp_cmd("serve", "--config", str(cfg)), name="serve")
+    wait_for_port(port)
+    base = f"http://127.0.0.1:{port}"
+    reg = CollectorRegistry()
+    Gauge("e2e_pushed", "x", registry=reg).set(3)
+
+    def bearer_handler(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]],
+                       data: bytes) -> Callable[[], None]:
+        return default_handler(url, method, timeout, [*headers, ("Authorization", f"Bearer {writer}")], data)
+
+    push_to_gateway(f"127.0.0.1:{port}", job="e2e", registry=reg, handler=bearer_handler)
+
+    def get(path: str, tok: str | None) -> int:
+        req = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {tok}"} if tok else {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                body = json.loads(r.read())
+                assert body["data"]["result"][0]["value"][1] == "3"
+                return int(r.status)
+        except urllib.error.HTTPError as err:
+            err.close()
+            return int(err.code)
+
+    q = "/api/v1/query?query=e2e_pushed"
+    assert (get(q, None), get(q, writer), get(q, reader)) == (401, 403, 200)
+    token("revoke", "g")
+    assert get(q, reader) == 401
+    log = proc.output()
+    assert "authentication is on: 2 active token(s)" in log
+    assert writer not in log and reader not in log
