@@ -16,6 +16,7 @@ from typing import Any
 
 import cramjam
 import numpy as np
+import numpy.typing as npt
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError as ProtoDecodeError
 
@@ -144,14 +145,57 @@ class Metadata:
 
 
 @dataclass(slots=True)
-class DecodedRequest:
-    """A decoded, validated write request."""
+class Columns:
+    """A request's samples as arrays: series after series, ``counts[i]`` samples for ``labels[i]``.
 
-    series: list[DecodedSeries]
-    metadata: list[Metadata]
+    Only series with samples are listed. Writers that take arrays (``append_columns`` on a storage
+    appender) skip building one Python list per series.
+    """
+
+    labels: list[Labels]
+    counts: npt.NDArray[np.int64]
+    timestamps: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+
+    def to_series(self) -> list[DecodedSeries]:
+        ts_all, vs_all = self.timestamps.tolist(), self.values.tolist()
+        out: list[DecodedSeries] = []
+        pos = 0
+        for labels, n in zip(self.labels, self.counts.tolist(), strict=True):
+            out.append(DecodedSeries(labels, ts_all[pos : pos + n], vs_all[pos : pos + n]))
+            pos += n
+        return out
+
+
+class DecodedRequest:
+    """A decoded, validated write request.
+
+    ``series`` is built on first use when the decoder produced :attr:`columns` (the usual layout), so a
+    writer that takes the arrays never pays for per-series lists.
+    """
+
+    __slots__ = ("_series", "columns", "metadata")
+
+    def __init__(
+        self, series: list[DecodedSeries] | None, metadata: list[Metadata], columns: Columns | None = None
+    ) -> None:
+        if series is None and columns is None:
+            raise ValueError("DecodedRequest needs series or columns")
+        self._series = series
+        self.metadata = metadata
+        self.columns = columns
+
+    @property
+    def series(self) -> list[DecodedSeries]:
+        if self._series is None:
+            assert self.columns is not None
+            self._series = self.columns.to_series()
+        return self._series
 
     @property
     def sample_count(self) -> int:
+        if self._series is None and self.columns is not None:
+            return int(self.columns.counts.sum())
         return sum(len(s.timestamps) for s in self.series)
 
 
@@ -219,14 +263,13 @@ def decode_write_request(
     cache = _LABELS_CACHE.get(limits)
     if cache is None or len(cache) > _LABELS_CACHE_MAX:
         cache = _LABELS_CACHE[limits] = {}
-    out = _decode_canonical(raw, req, cache, limits)
-    if out is None:
-        out = _decode_general(req, cache, limits)
+    columns = _decode_canonical(raw, req, cache, limits)
+    out = _decode_general(req, cache, limits) if columns is None else None
     meta = [
         Metadata(m.metric_family_name, METADATA_TYPES.get(m.type, "unknown"), m.help, m.unit)
         for m in req.metadata
     ]
-    return DecodedRequest(out, meta)
+    return DecodedRequest(out, meta, columns)
 
 
 def _check_histograms(req: Any) -> None:
@@ -240,7 +283,7 @@ def _check_histograms(req: Any) -> None:
 
 def _decode_canonical(
     raw: bytes, req: Any, cache: dict[Any, Labels], limits: tuple[int, int, int]
-) -> list[DecodedSeries] | None:
+) -> Columns | None:
     """The fast path for the layout every known sender writes (labels, then canonical samples): sample
     decoding and the labels/samples split are done for the whole request with numpy. ``None``: another
     layout somewhere; the general path decodes it."""
@@ -253,23 +296,22 @@ def _decode_canonical(
     if split is None:
         return None
     prefixes, ts_arr, vs_arr = split
-    ts_all, vs_all = ts_arr.tolist(), vs_arr.tolist()
-    out: list[DecodedSeries] = []
-    pos = 0
-    for i, (key, n) in enumerate(zip(prefixes, counts.tolist(), strict=True)):
-        labels = cache.get(key)
+    found = [cache.get(key) for key in prefixes]
+    for i, labels in enumerate(found):
         if labels is None:
+            key = prefixes[i]
             try:
                 head = _RawTimeSeries.FromString(key)
             except ProtoDecodeError as err:
                 raise DecodeError(f"cannot parse remote-write body (protobuf): {err}") from err
             if len(head.samples) or len(head.histograms):
                 return None  # samples among the labels: not the canonical layout
-            labels = cache[key] = _validate_pairs(_label_pairs(tuple(head.labels)), i, *limits)
-        if n:
-            out.append(DecodedSeries(labels, ts_all[pos : pos + n], vs_all[pos : pos + n]))
-            pos += n
-    return out
+            found[i] = cache[key] = _validate_pairs(_label_pairs(tuple(head.labels)), i, *limits)
+    labels_list: list[Labels] = found  # type: ignore[assignment]  # every entry is set now
+    if not bool(counts.all()):
+        labels_list = [lb for lb, n in zip(labels_list, counts.tolist(), strict=True) if n]
+        counts = counts[counts > 0]
+    return Columns(labels_list, counts, ts_arr, vs_arr)
 
 
 def _decode_general(req: Any, cache: dict[Any, Labels], limits: tuple[int, int, int]) -> list[DecodedSeries]:

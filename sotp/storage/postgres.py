@@ -468,6 +468,18 @@ class _PgAppender:
     def append_series(self, labels: Labels, ts: Sequence[int], vs: Sequence[float]) -> None:
         self._staging.add_series(labels, ts, vs)
 
+    def append_columns(
+        self,
+        labels: list[Labels],
+        counts: npt.NDArray[np.int64],
+        ts: npt.NDArray[np.int64],
+        vs: npt.NDArray[np.float64],
+    ) -> None:
+        """Stage ``counts[i]`` samples of ``labels[i]``, series after series in ``ts``/``vs`` (the arrays
+        of :class:`sotp.codec.remote_write.Columns`). Same rules as :meth:`append_series`; no Python object
+        per series or sample is made."""
+        self._staging.add_columns(labels, counts, ts, vs)
+
     async def commit(self) -> int:
         staging, self._staging = self._staging, Staging()
         if not staging:

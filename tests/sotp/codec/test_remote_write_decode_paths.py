@@ -146,3 +146,32 @@ def test_split_series_refuses_other_layouts() -> None:
     assert split_series([canonical], np.array([2])) is None  # more samples than bytes for them
     reordered = canonical[:-18] + _sample_raw(NOW, 1.0, "tv")
     assert split_series([reordered], np.array([1])) is None
+
+
+def test_columns_carry_the_same_samples_as_series() -> None:
+    raw = CASES["uneven-sample-counts"]
+    rw._LABELS_CACHE.clear()
+    decoded = decode_write_request(bytes(cramjam.snappy.compress_raw(raw)))
+    cols = decoded.columns
+    assert cols is not None
+    assert decoded.sample_count == int(cols.counts.sum()) == len(cols.timestamps)
+    assert all(n > 0 for n in cols.counts.tolist())  # series without samples are left out
+    rebuilt = [(s.labels, list(s.timestamps), list(s.values)) for s in decoded.series]
+    assert rebuilt == [(s[0], s[1], [struct.unpack("<d", struct.pack("<Q", b))[0] for b in s[2]])
+                       for s in [(lb, ts, vs) for lb, ts, vs in _columns_as_lists(cols)]]
+
+
+def _columns_as_lists(cols: rw.Columns) -> list[tuple[object, list[int], list[int]]]:
+    out = []
+    pos = 0
+    for labels, n in zip(cols.labels, cols.counts.tolist(), strict=True):
+        out.append((labels, cols.timestamps[pos : pos + n].tolist(), cols.values[pos : pos + n].view("u8").tolist()))
+        pos += n
+    return out
+
+
+def test_other_layouts_have_no_columns() -> None:
+    rw._LABELS_CACHE.clear()
+    raw = CASES["fields-reordered"]
+    decoded = decode_write_request(bytes(cramjam.snappy.compress_raw(raw)))
+    assert decoded.columns is None and len(decoded.series) == 1

@@ -249,3 +249,43 @@ async def test_compaction_picks_up_late_rows_of_a_compacted_window(open_pg, sche
     assert await store.compact(now) == 2
     rows = await sql(f'SELECT cardinality(ts) FROM "{schema}".sotp_samples')
     assert sorted(r[0] for r in rows) == [3, 3]  # type: ignore[type-var]
+
+
+def _columns(series: list[tuple[Labels, list[int], list[float]]]):  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    return (
+        [s[0] for s in series],
+        np.array([len(s[1]) for s in series], dtype=np.int64),
+        np.array([t for s in series for t in s[1]], dtype=np.int64),
+        np.array([v for s in series for v in s[2]], dtype=np.float64),
+    )
+
+
+async def test_append_columns_matches_append_series(open_pg) -> None:  # type: ignore[no-untyped-def]
+    store = await open_pg()
+    series = [(Labels({"__name__": "c", "i": str(i)}), [D0 + k * 1000 for k in range(i % 3 + 1)],
+               [float(k) for k in range(i % 3 + 1)]) for i in range(30)]
+    app = store.appender()
+    app.append_columns(*_columns(series))
+    assert await app.commit() == sum(len(s[1]) for s in series)
+    got = await store.querier(0, D0 + DAY).select([Matcher("__name__", MatchOp.EQ, "c")])
+    assert sorted((s.labels, s.timestamps.tolist(), s.values.tolist()) for s in got) == sorted(series)
+    app = store.appender()
+    app.append_columns(*_columns(series))  # a retried request: every sample a duplicate
+    assert await app.commit() == 0
+
+
+async def test_append_columns_mixed_with_append_series_keeps_request_rules(open_pg) -> None:  # type: ignore[no-untyped-def]
+    store = await open_pg()
+    app = store.appender()
+    app.append_columns(*_columns([(A, [D0 + 1000, D0 + 2000], [1.0, 2.0]), (B, [D0], [5.0])]))
+    with pytest.raises(SampleRejected, match="out-of-order"):  # raised at append or at commit
+        app.append_series(A, [D0 + 1500], [9.0])  # earlier than A's staged samples: out of order
+        await app.commit()
+    await app.rollback()
+    app = store.appender()
+    app.append_columns(*_columns([(A, [D0 + 2000, D0 + 1000], [1.0, 2.0])]))  # unsorted inside a series
+    with pytest.raises(SampleRejected):
+        await app.commit()
+    assert await store.querier(0, D0 + DAY).select([Matcher("__name__", MatchOp.EQ, "m")]) == []
