@@ -1,4 +1,5 @@
-"""``sotp exporter icmp``: serve ``/probe`` and continuous ``/metrics`` until SIGTERM or SIGINT.
+"""``sotp exporter icmp``: serve ``/probe`` and continuous ``/metrics`` until SIGTERM or SIGINT; SIGHUP or
+``POST /-/reload`` re-reads the configuration (an invalid one is logged and the running one kept).
 
 Without ``--config`` (as ``sotp up`` starts it) the default module ``icmp`` is served and ``localhost``
 is pinged continuously; ``--target`` adds continuous targets to any configuration.
@@ -8,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
+import time
 
 from aiohttp import web
 
@@ -19,7 +20,7 @@ from exporters.icmp import config as icmp_config
 from exporters.icmp.continuous import ContinuousPinger
 from exporters.icmp.errors import SocketUnavailable
 from exporters.icmp.pinger import Pinger
-from exporters.icmp.server import make_app
+from exporters.icmp.server import STATE, make_app
 from sotp.errors import ConfigError
 
 log = logging.getLogger("exporters.icmp")
@@ -60,14 +61,30 @@ def build_config(args: argparse.Namespace) -> icmp_config.IcmpConfig:
     return cfg
 
 
-async def serve(cfg: icmp_config.IcmpConfig, host: str, port: int) -> int:
+async def serve(args: argparse.Namespace, cfg: icmp_config.IcmpConfig, host: str, port: int) -> int:
     pinger = Pinger(mode=cfg.socket, max_in_flight=cfg.max_in_flight)
     modes = pinger.open_default()
     if all(m == "unavailable" for m in modes.values()):
         log.error("icmp: no ICMP socket can be opened; see the messages above")
         return 1
-    continuous = ContinuousPinger(cfg.continuous, pinger)
-    runner = web.AppRunner(make_app(cfg, pinger, continuous), access_log=None)
+    app = make_app(cfg, pinger, ContinuousPinger(cfg.continuous, pinger))
+    state = app[STATE]
+
+    async def reload() -> str | None:
+        # The same sources as at start-up (file and flags); an invalid file keeps the running config.
+        try:
+            new = build_config(args)
+        except ConfigError as err:
+            log.error("icmp: reload failed, keeping the running configuration: %s", err)
+            state.last_reload_ok = False
+            return str(err)
+        await state.apply(new)
+        state.last_reload_ok = True
+        state.last_reload_success = time.time()
+        return None
+
+    state.reload = reload
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
@@ -82,12 +99,18 @@ async def serve(cfg: icmp_config.IcmpConfig, host: str, port: int) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    task = asyncio.create_task(continuous.run())
+    reloads: set[asyncio.Task[str | None]] = set()
+
+    def on_sighup() -> None:
+        task = asyncio.create_task(reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    state.start_continuous()
     await stop.wait()
     log.info("icmp exporter stopping")
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await state.stop_continuous()
     await runner.cleanup()
     pinger.close()
     return 0
@@ -101,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"sotp exporter icmp: {err}\n")
         return 2
     try:
-        return asyncio.run(serve(cfg, host, port))
+        return asyncio.run(serve(args, cfg, host, port))
     except SocketUnavailable as err:
         sys.stderr.write(f"sotp exporter icmp: {err}\n")
         return 1

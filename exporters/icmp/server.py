@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import yaml
@@ -22,12 +26,48 @@ DEFAULT_MODULE = "icmp"
 
 @dataclass
 class ExporterState:
-    """Everything the handlers share; built once per process by :func:`make_app`."""
+    """Everything the handlers share; built once per process by :func:`make_app`.
+
+    ``reload`` (set by the command) re-reads the configuration and returns an error message or ``None``."""
 
     config: IcmpConfig
     pinger: Pinger
     continuous: ContinuousPinger
     probes: dict[tuple[str, str], int] = field(default_factory=dict)
+    reload: Callable[[], Awaitable[str | None]] | None = None
+    last_reload_ok: bool = True
+    last_reload_success: float = field(default_factory=time.time)
+    _task: asyncio.Task[None] | None = None
+
+    def start_continuous(self) -> None:
+        self._task = asyncio.create_task(self.continuous.run())
+
+    async def stop_continuous(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def apply(self, cfg: IcmpConfig) -> None:
+        """Switch to ``cfg`` (already validated): modules at once; the continuous loop is restarted only
+        when its section changed, keeping the counters of targets that stay (unless the buckets changed).
+        Echoes in flight at the switch are dropped uncounted, so no loss appears from a reload."""
+        old = self.config
+        if (cfg.socket, cfg.max_in_flight) != (old.socket, old.max_in_flight):
+            log.warning("icmp: socket and max_in_flight changes take effect after a restart")
+            cfg.socket, cfg.max_in_flight = old.socket, old.max_in_flight
+        self.config = cfg
+        if cfg.continuous != old.continuous:
+            new = ContinuousPinger(cfg.continuous, self.pinger)
+            if cfg.continuous.buckets == old.continuous.buckets:
+                keep = set(cfg.continuous.targets)
+                new.stats = {k: v for k, v in self.continuous.stats.items() if k[0] in keep}
+            await self.stop_continuous()
+            self.continuous = new
+            self.start_continuous()
+        log.info("icmp: configuration reloaded (modules: %s; %d continuous targets)",
+                 ", ".join(sorted(cfg.modules)), len(cfg.continuous.targets))
 
 
 STATE = web.AppKey("icmp_state", ExporterState)
@@ -83,12 +123,28 @@ def self_families(state: ExporterState) -> list[MetricFamily]:
     probes = MetricFamily("sotp_icmp_probes_total", "counter", "Probes served on /probe by module and result")
     for (module, result), n in sorted(state.probes.items()):
         probes.add({"module": module, "result": result}, float(n))
-    return [info, in_flight, limit, unmatched, probes]
+    ok = MetricFamily("sotp_icmp_config_last_reload_successful", "gauge",
+                      "Whether the last configuration reload attempt was successful")
+    ok.add({}, 1.0 if state.last_reload_ok else 0.0)
+    when = MetricFamily("sotp_icmp_config_last_reload_success_timestamp_seconds", "gauge",
+                        "Timestamp of the last successful configuration reload (or of the start)")
+    when.add({}, state.last_reload_success)
+    return [info, in_flight, limit, unmatched, probes, ok, when]
 
 
 async def handle_metrics(request: web.Request) -> web.Response:
     state = request.app[STATE]
     return _text(await state.continuous.render() + format_families(self_families(state)))
+
+
+async def handle_reload(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if state.reload is None:
+        return web.Response(text="reload is not available\n", status=503)
+    error = await state.reload()
+    if error is not None:
+        return web.Response(text=f"failed to reload config: {error}\n", status=500)
+    return web.Response(text="OK\n")
 
 
 async def handle_healthy(request: web.Request) -> web.Response:
@@ -114,5 +170,6 @@ def make_app(config: IcmpConfig, pinger: Pinger, continuous: ContinuousPinger) -
     app.router.add_get("/probe", handle_probe)
     app.router.add_get("/metrics", handle_metrics)
     app.router.add_get("/-/healthy", handle_healthy)
+    app.router.add_post("/-/reload", handle_reload)
     app.router.add_get("/", handle_index)
     return app

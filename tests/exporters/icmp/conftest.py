@@ -134,15 +134,16 @@ class Exporter:
     proc: Proc
     port: int
     ns: Netns | None
+    config_path: Path | None = None
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    def get(self, path: str, headers: dict[str, str] | None = None, method: str = "GET") -> tuple[int, str]:
         if self.ns is not None:
             return self.ns.get(self.base + path, headers)
-        req = urllib.request.Request(self.base + path, headers=headers or {})
+        req = urllib.request.Request(self.base + path, headers=headers or {}, method=method)
         try:
             with urllib.request.urlopen(req, timeout=30) as r:
                 return int(r.status), r.read().decode()
@@ -162,6 +163,7 @@ def exporter(spawn: Callable[..., Proc], tmp_path: Path) -> Callable[..., Export
     def start(*flags: str, config: dict[str, Any] | None = None, ns: Netns | None = None) -> Exporter:
         port = free_port()
         argv = sotp_cmd("exporter", "icmp", "--listen", f"127.0.0.1:{port}", *flags)
+        path = None
         if config is not None:
             path = tmp_path / f"icmp-{port}.yml"
             path.write_text(yaml.safe_dump(config))
@@ -169,7 +171,7 @@ def exporter(spawn: Callable[..., Proc], tmp_path: Path) -> Callable[..., Export
         if ns is not None:
             argv = ["ip", "netns", "exec", ns.name, *argv]
         proc = spawn(argv, name=f"icmp-exporter-{port}")
-        exp = Exporter(proc, port, ns)
+        exp = Exporter(proc, port, ns, path)
         deadline = time.monotonic() + 20
         while True:
             if proc.popen.poll() is not None:

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from exporters.icmp.resolve import ip_hash
 from tests.conftest import REPO, sotp_cmd
 
@@ -148,3 +150,37 @@ def test_probe_debug_page(exporter: Callable[..., Any]) -> None:
     assert "probe succeeded" in logs
     assert "probe_success 1\n" in metrics
     assert "count: 2" in module and "preferred_ip_protocol: ip4" in module
+
+
+def requests_of(m: dict[str, Any], host: str) -> float:
+    return value(m, "sotp_icmp_requests_total", host=host, ip=host)
+
+
+def test_reload_on_sighup_and_post(exporter: Callable[..., Any]) -> None:
+    cont = {"targets": ["127.0.0.2"], "interval": "100ms"}
+    exp = exporter(config={"continuous": cont})
+    time.sleep(0.6)
+    before = requests_of(exp.metrics(), "127.0.0.2")
+    assert before >= 3
+    assert exp.get("/probe?target=127.0.0.1&module=icmp4")[0] == 400
+
+    new = {"continuous": {**cont, "targets": ["127.0.0.2", "127.0.0.3"]},
+           "modules": {"icmp4": {"icmp": {"preferred_ip_protocol": "ip4"}}}}
+    exp.config_path.write_text(yaml.safe_dump(new))
+    exp.proc.popen.send_signal(signal.SIGHUP)
+    time.sleep(0.8)
+    m = exp.metrics()
+    assert requests_of(m, "127.0.0.2") > before  # kept counting from where it was: no reset
+    assert requests_of(m, "127.0.0.3") >= 3
+    assert value(m, "sotp_icmp_config_last_reload_successful") == 1
+    assert value(exp.metrics("/probe?target=127.0.0.1&module=icmp4"), "probe_success") == 1
+    assert exp.get("/probe?target=127.0.0.1&module=icmp")[0] == 400  # the old default module is gone
+
+    exp.config_path.write_text("continuous:\n  interval: never\n")
+    status, body = exp.get("/-/reload", method="POST")
+    assert status == 500 and "continuous.interval" in body and "invalid duration" in body
+    m = exp.metrics()
+    assert value(m, "sotp_icmp_config_last_reload_successful") == 0
+    assert requests_of(m, "127.0.0.3") >= 3  # still running the previous configuration
+    assert value(exp.metrics("/probe?target=127.0.0.1&module=icmp4"), "probe_success") == 1
+    assert "reload failed, keeping the running configuration" in exp.proc.output()
