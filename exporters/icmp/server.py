@@ -60,9 +60,15 @@ class ExporterState:
         self.config = cfg
         if cfg.continuous != old.continuous:
             new = ContinuousPinger(cfg.continuous, self.pinger)
+            cur = self.continuous
             if cfg.continuous.buckets == old.continuous.buckets:
                 keep = set(cfg.continuous.targets)
-                new.stats = {k: v for k, v in self.continuous.stats.items() if k[0] in keep}
+                new.stats = {k: v for k, v in cur.stats.items() if k[0] in keep}
+            # Counters must not go back to 0 on a reload.
+            new.cycles_skipped, new.pings_skipped = cur.cycles_skipped, cur.pings_skipped
+            errors = {t.host: t.resolve_errors for t in cur.targets}
+            for t in new.targets:
+                t.resolve_errors = errors.get(t.host, 0)
             await self.stop_continuous()
             self.continuous = new
             self.start_continuous()
