@@ -157,12 +157,23 @@ class Groups:
         self._owner: dict[Labels, Labels] = {}
         #: Family → how many groups define it with each type.
         self._types: dict[str, Counter[str]] = {}
+        #: Newest timestamp written by any committed plan.
+        self._last_t = 0
 
     # -- planning
 
     def _next_t(self, group: Group | None, now: float) -> int:
         t = int(now * 1000)
-        return max(t, group.last_t_ms + 1) if group is not None else t
+        # Later than anything this gateway wrote, not only than this group's last write: a series can
+        # move between groups (DELETE in one, PUT in another) within one millisecond.
+        return max(t, self._last_t + 1, group.last_t_ms + 1 if group is not None else 0)
+
+    def _plan(self, batches: list[SeriesBatch], apply: Callable[[], None], t: int) -> Plan:
+        def apply_and_advance() -> None:
+            apply()
+            self._last_t = max(self._last_t, t)
+
+        return Plan(batches, apply_and_advance, t, len(batches))
 
     def _meta(self, group: Group, push_time: float, failure_time: float, t: int) -> list[SeriesBatch]:
         pt, ft = group.meta_series()
@@ -205,7 +216,7 @@ class Groups:
         group.last_t_ms = t
         group.last_write = now
         batches += self._meta(group, now, failure, t)
-        return Plan(batches, lambda: self._install(key, group), t, len(batches))
+        return self._plan(batches, lambda: self._install(key, group), t)
 
     def plan_failure(self, key: Labels, now: float) -> Plan:
         """Record a refused push: ``push_failure_time_seconds`` = now (creating an empty group if needed)."""
@@ -218,7 +229,7 @@ class Groups:
         group.last_write = now
         batches = [SeriesBatch(s, [t], [v]) for s, v in group.series.items()]
         batches += self._meta(group, group.push_time, now, t)
-        return Plan(batches, lambda: self._install(key, group), t, len(batches))
+        return self._plan(batches, lambda: self._install(key, group), t)
 
     def plan_delete(self, key: Labels, now: float) -> Plan | None:
         """DELETE: staleness markers for every series of the group; ``None`` if there is no such group."""
@@ -230,7 +241,7 @@ class Groups:
     def _plan_end(self, old: Group, now: float) -> Plan:
         t = self._next_t(old, now)
         batches = [SeriesBatch(s, [t], [STALE_NAN]) for s in [*old.series, *old.meta_series()]]
-        return Plan(batches, lambda: self._remove(old.key), t, len(batches))
+        return self._plan(batches, lambda: self._remove(old.key), t)
 
     def plan_maintenance(self, now: float, ttl: float, refresh: float) -> list[Plan]:
         """Groups silent for ``ttl`` seconds end (staleness markers); live groups not written for
@@ -244,7 +255,7 @@ class Groups:
                 t = self._next_t(group, now)
                 batches = [SeriesBatch(s, [t], [v]) for s, v in group.series.items()]
                 batches += self._meta(group, group.push_time, group.failure_time, t)
-                plans.append(Plan(batches, _touch(group, t, now), t, len(batches)))
+                plans.append(self._plan(batches, _touch(group, t, now), t))
         return plans
 
     # -- applying

@@ -18,10 +18,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import delete_from_gateway, push_to_gateway, pushadd_to_gateway
 
 from remote_write.pushgateway import PushgatewayConfig, parse_grouping_path
+from remote_write.pushgroups import Groups, prepare
 from sotp.cli.serve import build_app
 from sotp.config import Config, from_dict
 from sotp.errors import ConfigError, DecodeError
-from sotp.model import Matcher, MatchOp, Series, is_stale
+from sotp.model import Labels, Matcher, MatchOp, Series, is_stale
 from sotp.web import CTX
 
 Factory = Callable[..., Any]
@@ -310,3 +311,20 @@ def test_config_errors(section: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         from_dict(PushgatewayConfig, section, "pushgateway")
     assert not math.isnan(from_dict(PushgatewayConfig, {}, "pushgateway").ttl_s)
+
+
+def test_series_moving_between_groups_in_one_millisecond_gets_later_timestamp() -> None:
+    """DELETE of group {job=a,instance=i}, then a PUT of the same series through group {job=a} at the same
+    wall-clock instant: the new sample must come after the staleness marker, or the store would see two
+    values at one timestamp (a conflict, 400)."""
+    groups = Groups()
+    limits = Config().limits
+    ai, a = Labels({"job": "a", "instance": "i"}), Labels({"job": "a"})
+    series = Labels({"__name__": "x", "job": "a", "instance": "i"})
+    groups.plan_push(ai, prepare(ai, "x 1\n", limits), replace_all=True, now=1000.0).apply()
+    delete = groups.plan_delete(ai, now=1000.0)
+    assert delete is not None and series in {bt.labels for bt in delete.batches}
+    delete.apply()
+    put = groups.plan_push(a, prepare(a, 'x{instance="i"} 2\n', limits), replace_all=True, now=1000.0)
+    assert series in {bt.labels for bt in put.batches}
+    assert put.t_ms > delete.t_ms
