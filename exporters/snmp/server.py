@@ -90,8 +90,8 @@ class Exporter:
         self.stats = Stats()
 
     # -- parameters ---------------------------------------------------------------------------------------
-    def resolve(self, query: dict[str, list[str]]) -> tuple[str, list[str], Auth, str]:
-        """(target, module names, auth, auth name) from query parameters, or :class:`BadRequest`."""
+    def resolve(self, query: dict[str, list[str]]) -> tuple[str, list[tuple[str, Auth]]]:
+        """(target, [(module name, auth)]) from query parameters, or :class:`BadRequest`."""
         targets = query.get("target", [])
         if len(targets) != 1 or not targets[0]:
             raise BadRequest("'target' parameter must be specified once")
@@ -112,13 +112,10 @@ class Exporter:
             auth = self.config.auths.get(auths[0])
             if auth is None:
                 raise BadRequest(f"Unknown auth '{auths[0]}'")
-            return targets[0], modules, auth, auths[0]
-        # No auth named: a v0.21 module's inline credentials, else public_v2.
-        for name in modules:
-            inline = self.config.modules[name].inline_auth
-            if inline is not None:
-                return targets[0], modules, inline, name
-        return targets[0], modules, self.config.auths[DEFAULT_AUTH], DEFAULT_AUTH
+            return targets[0], [(name, auth) for name in modules]
+        # No auth named: each v0.21 module's inline credentials, else public_v2.
+        default = self.config.auths[DEFAULT_AUTH]
+        return targets[0], [(name, self.config.modules[name].inline_auth or default) for name in modules]
 
     def _target_limit(self, target: str) -> asyncio.Semaphore:
         sem, users = self._targets.get(target, (None, 0))
@@ -193,12 +190,12 @@ class Exporter:
     def _count_error(self, reason: str) -> None:
         self.stats.scrape_errors[reason] = self.stats.scrape_errors.get(reason, 0) + 1
 
-    async def scrape(self, target: str, modules: Sequence[str], auth: Auth, deadline: float) -> list[MetricFamily]:
+    async def scrape(self, target: str, modules: Sequence[tuple[str, Auth]], deadline: float) -> list[MetricFamily]:
         """All modules for one target, in order, within ``deadline`` seconds."""
         samples: list[Sample] = []
         # One module: the exact v0.21 output. Several: a module label tells their snmp_scrape_* apart
         # (as snmp_exporter >= 0.24 does).
-        for name in modules:
+        for name, auth in modules:
             labels = {"module": name} if len(modules) > 1 else {}
             start = time.perf_counter()
             try:
@@ -250,12 +247,12 @@ async def handle_snmp(request: web.Request) -> web.Response:
     for key, value in request.query.items():
         query.setdefault(key, []).append(value)
     try:
-        target, modules, auth, _ = exp.resolve(query)
+        target, modules = exp.resolve(query)
     except BadRequest as err:
         exp.stats.request_errors += 1
         return web.Response(status=400, text=str(err) + "\n", content_type="text/plain")
     assert isinstance(exp.config.exporter.scrape_timeout, float)
-    families = await exp.scrape(target, modules, auth, _deadline(request, exp.config.exporter.scrape_timeout))
+    families = await exp.scrape(target, modules, _deadline(request, exp.config.exporter.scrape_timeout))
     return web.Response(body=format_families(families).encode(), headers={"Content-Type": CONTENT_TYPE})
 
 

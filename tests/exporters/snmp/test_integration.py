@@ -282,6 +282,18 @@ def test_counter64_unwrapped_like_snmp_exporter_flag(workdir: Path, v021_file: P
 
 
 # -- SOTP's own modules, auths and multi-module requests -------------------------------------------------------
+def test_modules_of_one_request_keep_their_own_inline_credentials(sotp: str, snmpsim: str) -> None:
+    # if_mib has no credentials (public_v2 -> the C3560), if_mib_juniper carries community juniper-mx960.
+    single = {}
+    for module in ("if_mib", "if_mib_juniper"):
+        _, text = fetch(f"{sotp}/snmp?target={snmpsim}&module={module}")
+        single[module] = parse(text)[1]["snmp_scrape_pdus_returned"]
+    _, text = fetch(f"{sotp}/snmp?target={snmpsim}&module=if_mib,if_mib_juniper")
+    series = parse(text)[1]
+    assert single["if_mib"] != single["if_mib_juniper"]
+    for module, pdus in single.items():
+        assert series[f'snmp_scrape_pdus_returned{{module="{module}"}}'] == pdus
+
 def test_builtin_modules_and_named_v3_auth(sotp2: str, snmpd: str) -> None:
     status, text = fetch(f"{sotp2}/snmp?target={snmpd}&module=system,host_resources,if_mib&auth=sotp_v3")
     assert status == 200
