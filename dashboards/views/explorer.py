@@ -31,6 +31,11 @@ def body(settings: ui.Settings) -> None:
         height=80,
         help="any PromQL expression; Grafana's $__rate_interval, $__interval and $__range work too. Ctrl+Enter runs it",
     ).strip()
+    template = st.text_input(
+        "Legend",
+        key="explorer_legend",
+        placeholder="e.g. {{instance}} {{ifName}} — empty: the labels that differ between series",
+    ).strip()
     if not expr:
         st.caption("type a PromQL expression, e.g. `rate(node_network_receive_bytes_total[5m])`")
         return
@@ -45,7 +50,7 @@ def body(settings: ui.Settings) -> None:
         if instant.result_type == "string":
             st.caption("a string result has no chart")
             return
-        ui.chart(fetch(client, Panel(expr if len(expr) < 80 else expr[:77] + "…", (Target(expr),)), tr), tr)
+        ui.chart(fetch(client, Panel(expr if len(expr) < 80 else expr[:77] + "…", (Target(expr, template),)), tr), tr)
         st.caption(f"step {tr.step:g}s · `$__rate_interval` = {tr.rate}, `$__interval` = {format_duration(tr.step)}, "
                    f"`$__range` = {format_duration(tr.span)}")
 

@@ -98,6 +98,12 @@ def test_explorer_shows_api_errors_verbatim(backend: Backend, monkeypatch: pytes
     assert not at.error, [e.value for e in at.error]
     table = at.dataframe[0].value
     assert list(table["job"]) == ["sotp"]
+    at.text_area(key="explorer_query").set_value("sum by (protocol) (rate(sotp_ingest_samples_total[5m]))")
+    at.text_input(key="explorer_legend").set_value("{{protocol}} samples/s").run()
+    [spec] = _charts(at)
+    domain = spec["layer"][0]["encoding"]["color"]["scale"]["domain"]  # type: ignore[index]
+    # legend from the template, biggest series first (it gets the first colour)
+    assert domain == [f"{p} samples/s" for p in sorted(ds.INGEST, key=lambda p: -ds.INGEST[p])]
     at.text_area(key="explorer_query").set_value("sum(").run()
     raw = backend.get("/api/v1/query", query="sum(")
     assert [e.value for e in at.error] == [f"{raw['errorType']}: {raw['error']}"]

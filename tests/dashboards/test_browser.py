@@ -154,8 +154,11 @@ def test_page_renders(browser: object, dashboard: str, backend: Backend, tmp_pat
         box.send_keys(Keys.CONTROL, "a")
         box.send_keys(f'8 * rate(ifHCInOctets{{instance="{ds.DEVICES[0].name}"}}[$__rate_interval])')
         box.send_keys(Keys.CONTROL, Keys.ENTER)
-        _wait(driver, lambda d: "ifHCInOctets" in d.find_element(By.CSS_SELECTOR, "h1 ~ *, body").text
+        _wait(driver, lambda d: "ifHCInOctets" in d.find_element(By.TAG_NAME, "body").text
               and _settled(d, 1), what="explorer ran the typed query")
+        legend = driver.find_element(By.CSS_SELECTOR, '[data-testid="stTextInput"] input')  # type: ignore[attr-defined]
+        legend.send_keys("{{ifName}} {{ifAlias}}", Keys.ENTER)
+        _wait(driver, lambda d: _settled(d, 1), what="explorer redrawn with the legend")
         time.sleep(1.5)
         _no_errors(driver)
     shot = _screenshot(driver, backend, page, tmp_path)
