@@ -1,6 +1,6 @@
 """``sotp worker``: the scrape scheduler (and SSH config backups when ``backup:`` is configured).
 
-``sotp worker --config sotp.yml --storage URL [--shard i/n] [--listen 127.0.0.1:9202]``
+``sotp worker --config sotp.yml --storage URL [--shard i/n] [--listen 127.0.0.1:9202] [--check]``
 
 The ``--listen`` address serves ``/metrics`` (self-metrics), ``/-/healthy``, ``/-/ready``, ``POST|PUT
 /-/reload`` and ``/-/targets`` (JSON: each target's URL, labels, health and last error). SIGHUP and
@@ -54,6 +54,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "(default: server.storage from the config, sqlite:///./data/sotp.db)",
     )
     parser.add_argument("--shard", default="0/1", help="i/n: scrape only targets with hashmod(address, n) == i")
+    parser.add_argument(
+        "--check", action="store_true",
+        help="validate the config, print each job's targets after relabeling (and --shard), and exit",
+    )
     parser.add_argument(
         "--listen", default=DEFAULT_LISTEN, help=f"host:port for /metrics, /-/reload, /-/healthy ({DEFAULT_LISTEN}; "
         "'' disables)"
@@ -247,8 +251,35 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def check(args: argparse.Namespace) -> int:
+    """``--check``: like ``promtool check config`` plus the target list; 0 when valid, 2 otherwise."""
+    from worker.scrape.discovery import JobDiscovery
+    from worker.scrape.relabel import compile_steps
+    from worker.scrape.targets import build_targets
+
+    try:
+        shard = Shard.parse(args.shard)
+        _, wc = Worker.load(args.config)
+    except (SotpError, ValueError) as err:
+        print(f"config invalid: {err}")
+        return 2
+    for job in wc.jobs:
+        disc = JobDiscovery.for_job(job.cfg)
+        disc.refresh()
+        targets = [t for t in build_targets(disc.groups(), job, compile_steps(job.cfg.relabel_configs))
+                   if shard.owns(t)]
+        print(f"job {job.cfg.job_name}: {len(targets)} targets, every {job.interval_s:g}s "
+              f"(timeout {job.timeout_s:g}s)")
+        for t in targets:
+            print(f"  {t.url}  {t.labels}")
+    print("config valid")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.check:
+        return check(args)
     return asyncio.run(serve(args))
 
 
-__all__ = ["BACKUP_MODULE", "Worker", "configure_parser", "find_backup_runner", "run", "serve"]
+__all__ = ["BACKUP_MODULE", "Worker", "check", "configure_parser", "find_backup_runner", "run", "serve"]

@@ -127,6 +127,41 @@ async def test_shards_split_targets_without_overlap(storage: Storage) -> None:
     assert sum(len(o) for o in owned) == 60 and all(10 <= len(o) <= 30 for o in owned)
 
 
+async def test_shards_split_multi_target_devices(storage: Storage) -> None:
+    """Every device is rewritten to one exporter address; the shard hash uses the device address."""
+    jobs = [{"job_name": "snmp", "scrape_interval": "1h", "scrape_timeout": "1s", "metrics_path": "/snmp",
+             "static_configs": [{"targets": [f"10.0.0.{i}" for i in range(1, 61)]}],
+             "relabel_configs": [
+                 {"source_labels": ["__address__"], "target_label": "__param_target"},
+                 {"source_labels": ["__param_target"], "target_label": "instance"},
+                 {"target_label": "__address__", "replacement": f"127.0.0.1:{free_port()}"}]}]
+    owned: list[set[str]] = []
+    for i in range(3):
+        mgr = ScrapeManager(storage, shard=Shard(i, 3))
+        await mgr.apply(wc(jobs, "1h"))
+        owned.append({lp.target.labels["instance"] for lp in mgr.loops()})
+        await mgr.close()
+    assert set.union(*owned) == {f"10.0.0.{i}" for i in range(1, 61)}
+    assert sum(len(o) for o in owned) == 60 and all(10 <= len(o) <= 30 for o in owned)
+    # The same rule as Prometheus's hashmod on the discovered address (oracle: hashmod in relabeling).
+    from worker.scrape.relabel import hashmod
+
+    assert owned[1] == {f"10.0.0.{i}" for i in range(1, 61) if hashmod(f"10.0.0.{i}", 3) == 1}
+
+
+def test_check_flag_prints_targets(tmp_path: Path) -> None:
+    cfg = tmp_path / "sotp.yml"
+    cfg.write_text(yaml.safe_dump({"scrape_configs": [
+        {"job_name": "a", "static_configs": [{"targets": ["h1:9100", "h2:9100"]}]}]}))
+    ok = subprocess.run(sotp_cmd("worker", "--config", str(cfg), "--check"), cwd=REPO, capture_output=True,
+                        text=True, timeout=60)
+    assert ok.returncode == 0 and "job a: 2 targets" in ok.stdout and "http://h2:9100/metrics" in ok.stdout
+    cfg.write_text("scrape_configs: [{job_name: a, scrape_timeout: 2m}]\n")
+    bad = subprocess.run(sotp_cmd("worker", "--config", str(cfg), "--check"), cwd=REPO, capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and "greater than scrape_interval" in bad.stdout
+
+
 @pytest.mark.parametrize(
     ("text", "error"), [("1/3", None), ("3/3", "0 <= i < n"), ("x", "use i/n"), ("0/0", "0 <= i < n")]
 )

@@ -1,8 +1,10 @@
 """The scrape manager: turns a :class:`WorkerConfig` into running scrape loops and keeps them in sync.
 
 * Each job's target groups (static + file SD) are relabeled into targets; with a shard ``i/n`` only the
-  targets whose ``hashmod(__address__, n) == i`` are kept, so N replicas split the targets with no
-  coordinator (the same hash Prometheus's ``hashmod`` relabel action uses).
+  targets whose ``hashmod(address, n) == i`` are kept, so N replicas split the targets with no
+  coordinator (the same hash Prometheus's ``hashmod`` relabel action uses). The address is the one
+  discovered, before relabeling: in the multi-target pattern every target is rewritten to the same
+  exporter address, and hashing that would put all devices on one shard.
 * A target that disappears (file SD change, reload) is stopped and its series are marked stale.
 * :meth:`ScrapeManager.apply` installs a new config: loops for targets whose identity (job, labels, URL)
   and job settings are unchanged keep running; others restart and inherit the staleness state of the
@@ -31,7 +33,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Shard:
-    """``--shard i/n``: this replica keeps targets with ``hashmod(address, n) == i``."""
+    """``--shard i/n``: this replica keeps targets with ``hashmod(discovered address, n) == i``."""
 
     index: int = 0
     total: int = 1
@@ -48,7 +50,7 @@ class Shard:
         return cls(i, n)
 
     def owns(self, target: Target) -> bool:
-        return self.total == 1 or hashmod(target.address, self.total) == self.index
+        return self.total == 1 or hashmod(target.source_address or target.address, self.total) == self.index
 
 
 @dataclass(eq=False)

@@ -43,6 +43,9 @@ class Target:
     address: str
     interval_s: float
     timeout_s: float
+    #: ``__address__`` as discovered, before relabeling: what ``--shard`` hashes, so the devices of a
+    #: multi-target job (all rewritten to one exporter address) still spread over the shards.
+    source_address: str = ""
 
     @property
     def key(self) -> tuple[str, Labels, str]:
@@ -139,7 +142,8 @@ def populate(
     path = lset.get("__metrics_path__", "/metrics")
     url = f"{scheme}://{address}{path}" + (f"?{query}" if query else "")
     public = Labels({k: v for k, v in lset.items() if not k.startswith("__")})
-    return Target(cfg.job_name, public, url, address, interval, timeout)
+    source = target_labels.get("__address__") or group_labels.get("__address__") or address
+    return Target(cfg.job_name, public, url, address, interval, timeout, source)
 
 
 def build_targets(groups: Iterable[TargetGroup], job: JobSettings, steps: tuple[Step, ...]) -> list[Target]:
