@@ -27,8 +27,11 @@ log = logging.getLogger("exporters.icmp")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="icmp.yml", help="modules and continuous targets (default: built-in)")
-    parser.add_argument("--listen", default="127.0.0.1:9115", metavar="HOST:PORT", help="HTTP address")
+    parser.add_argument("--config", metavar="icmp.yml",
+                        help="modules and continuous targets, or a sotp.yml with an icmp: section "
+                        "(default: module icmp, continuous ping of localhost)")
+    parser.add_argument("--listen", default="127.0.0.1:9115", metavar="HOST:PORT",
+                        help="HTTP address (default: %(default)s)")
     parser.add_argument("--socket", choices=["auto", "datagram", "raw"], help="ICMP socket kind (overrides config)")
     parser.add_argument("--max-in-flight", type=int, metavar="N", help="echoes in flight at once (overrides config)")
     parser.add_argument("--target", action="append", default=[], metavar="HOST",
