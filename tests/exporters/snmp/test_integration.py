@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import Proc, free_port, missing, require_binary, sotp_cmd, wait_for_port
+from tests.conftest import REPO, Proc, free_port, missing, require_binary, sotp_cmd, wait_for_port
 from tests.exporters.snmp.fakes import SHARED_V021
 
 pytestmark = pytest.mark.integration
@@ -179,6 +179,10 @@ def v021_file(workdir: Path) -> Path:
     data["if_mib_v3_c3560"] = {**data["if_mib"], "version": 3, "auth": {**V3, "context_name": "cisco-c3560"}}
     data["if_mib_edge"] = {**data["if_mib"], "auth": {"community": "edge"}}
     data["if_mib_juniper"] = {**data["if_mib"], "auth": {"community": "juniper-mx960"}}
+    # SOTP's own modules, handed to the oracle too (v0.21 shape: the module bodies at top level).
+    for name in ("if_mib", "system", "host_resources"):
+        text = (REPO / "exporters" / "snmp" / f"{name}.yml").read_text()
+        data[f"sotp_{name}"] = yaml.safe_load(text)["modules"][name]
     path = workdir / "snmp_v021_plus.yml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -249,9 +253,13 @@ def assert_same_shape(ours: str, theirs: str, same_values: bool) -> None:
         ("snmpsim", "if_mib_v3_c3560", True),
         ("snmpsim", "if_mib_juniper", True),
         ("snmpsim", "if_mib_edge", True),
+        ("snmpsim", "sotp_if_mib", True),
+        ("snmpd", "sotp_system", False),
+        ("snmpd", "sotp_host_resources", False),
     ],
     ids=["snmpd-v2c", "snmpd-v1", "snmpd-v3-authpriv", "snmpsim-c3560-v2c", "snmpsim-c3560-v3-context",
-         "snmpsim-juniper-mx960", "snmpsim-edge-values"],
+         "snmpsim-juniper-mx960", "snmpsim-edge-values", "builtin-if_mib-c3560", "builtin-system-snmpd",
+         "builtin-host_resources-snmpd"],
 )
 def test_parity_with_snmp_exporter(
     request: pytest.FixtureRequest, sotp: str, oracle: str, device: str, module: str, same_values: bool
