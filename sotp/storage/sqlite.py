@@ -196,17 +196,20 @@ class SQLiteStorage:
         new_last: dict[int, tuple[int, float]] = {}
         try:
             missing = [lb for lb in staged if lb not in self._index.by_labels]
-            for labels in missing:
-                conn.execute(
-                    "INSERT OR IGNORE INTO sotp_series (metric, labels) VALUES (?, ?)",
-                    (labels.get(METRIC_NAME) or "", _labels_key(labels)),
-                )
+            created: set[int] = set()
             if missing:
+                before = self._index.max_id
+                conn.executemany(
+                    "INSERT OR IGNORE INTO sotp_series (metric, labels) VALUES (?, ?)",
+                    [(labels.get(METRIC_NAME) or "", _labels_key(labels)) for labels in missing],
+                )
                 self._refresh_index(conn)
+                # Series created by this transaction have no samples yet: no need to ask for their newest.
+                created = {self._index.by_labels[lb] for lb in missing if self._index.by_labels[lb] > before}
             rows: list[tuple[int, int, int, int, bytes, bytes]] = []
             for labels, st in staged.items():
                 sid = self._index.by_labels[labels]
-                last = self._last_sample(conn, sid)
+                last = None if sid in created else self._last_sample(conn, sid)
                 c = classify(st, last)
                 for t, v in c.older:
                     assert last is not None
