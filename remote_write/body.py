@@ -12,14 +12,12 @@ import zlib
 from aiohttp import web
 
 from sotp.config import Limits
-from sotp.errors import DecodeError, LimitExceeded, SotpError
+from sotp.errors import DecodeError, LimitExceeded, UnsupportedMediaType
 
 _CHUNK = 1 << 16
 _GZIP_MAGIC = b"\x1f\x8b"  # never the start of UTF-8 text
 
 
-class UnsupportedEncoding(SotpError):
-    """A ``Content-Encoding`` other than identity or gzip (HTTP 415)."""
 
 
 async def read_raw(request: web.Request, max_bytes: int, setting: str = "limits.max_body_bytes") -> bytes:
@@ -60,7 +58,7 @@ async def read_body(request: web.Request, limits: Limits) -> bytes:
     """The decoded body (identity or gzip ``Content-Encoding``) within ``limits``."""
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity", "gzip", "x-gzip"):
-        raise UnsupportedEncoding(f"unsupported content encoding {encoding!r}: send identity or gzip")
+        raise UnsupportedMediaType(f"unsupported content encoding {encoding!r}: send identity or gzip")
     if encoding in ("", "identity"):
         raw = await read_raw(request, min(limits.max_body_bytes, limits.max_decompressed_bytes))
         return raw

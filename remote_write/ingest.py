@@ -33,13 +33,13 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from remote_write.body import UnsupportedEncoding, read_body
+from remote_write.body import read_body
 from remote_write.limits import check_labels
 from remote_write.pipeline import WRITE_METRICS, SeriesBatch, error_response, setup_pipeline, write_batch
 from sotp.config import Limits
 from sotp.errors import DecodeError, LimitExceeded
 from sotp.model import METRIC_NAME, Labels
-from sotp.web import CTX, ServerContext, authorize, json_response, text_error
+from sotp.web import CTX, ServerContext, authorize, json_response
 
 PROTOCOL: Final = "json"
 PATH: Final = "/api/v1/ingest"
@@ -217,9 +217,6 @@ async def handle_ingest(request: web.Request) -> web.Response:
         body = await read_body(request, ctx.config.limits)
         batches = decode_ingest(body, ctx.config.limits)
         written = await write_batch(request, PROTOCOL, batches, principal) if batches else 0
-    except UnsupportedEncoding as err:
-        request.app[WRITE_METRICS].requests.labels(PROTOCOL, "415").inc()
-        return text_error(415, str(err))
     except Exception as err:
         return error_response(request, PROTOCOL, err)
     request.app[WRITE_METRICS].requests.labels(PROTOCOL, "200").inc()

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from sotp.errors import AuthError, IngestError, LimitExceeded, SampleRejected, StorageError
+from sotp.errors import AuthError, IngestError, LimitExceeded, SampleRejected, StorageError, UnsupportedMediaType
 from sotp.model import Labels
 from sotp.web import CTX, ServerContext, text_error
 
@@ -164,6 +164,8 @@ def error_response(request: web.Request, protocol: str, err: Exception, samples:
             headers = {"WWW-Authenticate": 'Bearer realm="sotp"'}
     elif isinstance(err, LimitExceeded):
         status = err.status
+    elif isinstance(err, UnsupportedMediaType):
+        status = 415
     elif isinstance(err, IngestError):
         status = 400
     elif isinstance(err, QueueFull | StorageError | asyncio.TimeoutError):

@@ -26,13 +26,13 @@ from urllib.parse import unquote
 from aiohttp import web
 from prometheus_client import Counter, Gauge
 
-from remote_write.body import UnsupportedEncoding, read_body
+from remote_write.body import read_body
 from remote_write.pipeline import WRITE_METRICS, error_response, setup_pipeline, write_batch
 from remote_write.pushgroups import Groups, Plan, PushRejected, SeriesCache, prepare
 from sotp.config import from_dict, parse_duration
-from sotp.errors import ConfigError, DecodeError, SotpError
+from sotp.errors import ConfigError, DecodeError, SotpError, UnsupportedMediaType
 from sotp.model import InvalidLabels, Labels, validate_label_name
-from sotp.web import CTX, ServerContext, authorize, text_error
+from sotp.web import CTX, ServerContext, authorize
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ def grouping_key(request: web.Request, principal: Any) -> Labels:
 def _check_content_type(request: web.Request) -> None:
     ctype = request.headers.get("Content-Type", "").lower()
     if "application/vnd.google.protobuf" in ctype:
-        raise UnsupportedEncoding(
+        raise UnsupportedMediaType(
             "protobuf push bodies are not supported: send text format 0.0.4 (prometheus_client does by default)"
         )
 
@@ -200,9 +200,6 @@ async def handle_push(request: web.Request) -> web.Response:
             await _write(request, principal, plan)
             gw.group_count.set(len(gw.groups.groups))
         _remember_types(ctx, prepared.families)
-    except UnsupportedEncoding as err:
-        request.app[WRITE_METRICS].requests.labels(PROTOCOL, "415").inc()
-        return text_error(415, str(err))
     except Exception as err:
         if key is not None and isinstance(err, PushRejected):
             await _record_failure(request, principal, key)

@@ -9,17 +9,14 @@ from typing import Any
 
 from aiohttp import web
 
-from remote_write.pipeline import SeriesBatch, error_response, setup_pipeline, write_batch
+from remote_write.body import read_raw
+from remote_write.pipeline import WRITE_METRICS, SeriesBatch, error_response, setup_pipeline, write_batch
 from sotp.codec.remote_write import PROTO_V1, PROTO_V2, decode_write_request
-from sotp.errors import LimitExceeded, SotpError
+from sotp.errors import UnsupportedMediaType
 from sotp.web import CTX, ServerContext, authorize
 
 PROTOCOL = "remote_write"
 METADATA_KEY = "metadata"
-
-
-class UnsupportedMediaType(SotpError):
-    """The body's content type or encoding is not remote write 1.0 with snappy."""
 
 
 def check_content_headers(request: web.Request) -> None:
@@ -38,23 +35,6 @@ def check_content_headers(request: web.Request) -> None:
         raise UnsupportedMediaType(f"unsupported content encoding {encoding!r}: remote write needs snappy")
 
 
-async def read_body(request: web.Request, max_bytes: int) -> bytes:
-    """The request body, refused with 413 beyond ``max_bytes`` before it is read whole."""
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise LimitExceeded(
-            f"request body of {request.content_length} bytes exceeds the limit {max_bytes} (limits.max_body_bytes)",
-            status=413,
-        )
-    body = bytearray()
-    async for chunk in request.content.iter_chunked(1 << 16):
-        body.extend(chunk)
-        if len(body) > max_bytes:
-            raise LimitExceeded(
-                f"request body exceeds the limit {max_bytes} bytes (limits.max_body_bytes)", status=413
-            )
-    return bytes(body)
-
-
 async def handle_write(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     limits = ctx.config.limits
@@ -62,7 +42,7 @@ async def handle_write(request: web.Request) -> web.Response:
     try:
         principal: Any = await authorize(request, "write")
         check_content_headers(request)
-        body = await read_body(request, limits.max_body_bytes)
+        body = await read_raw(request, limits.max_body_bytes)
         decoded = decode_write_request(
             body,
             max_decompressed=limits.max_decompressed_bytes,
@@ -87,7 +67,6 @@ async def handle_write(request: web.Request) -> web.Response:
 
 
 def _count(request: web.Request, response: web.Response) -> web.Response:
-    from remote_write.pipeline import WRITE_METRICS
 
     request.app[WRITE_METRICS].requests.labels(PROTOCOL, str(response.status)).inc()
     return response

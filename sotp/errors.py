@@ -10,6 +10,7 @@
      │    ├── DecodeError           bad snappy / protobuf / text / JSON
      │    ├── SampleRejected        out-of-order, conflicting, too old, too far in the future
      │    └── LimitExceeded         a size, series or label limit (413 for size, 400 otherwise)
+     ├── UnsupportedMediaType   content type or encoding the endpoint does not speak (415)
      └── AuthError              missing/invalid token (401) or scope (403)
 
 Messages are lowercase, say what failed with sizes and limits, and name the setting to change.
@@ -52,6 +53,10 @@ class LimitExceeded(IngestError):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+
+class UnsupportedMediaType(SotpError):
+    """The body's content type or encoding is not one the endpoint accepts (HTTP 415)."""
 
 
 class AuthError(SotpError):
