@@ -84,12 +84,10 @@ def body(settings: ui.Settings) -> None:
     st.subheader(host)
     st.caption(f"last {st.session_state.get('range', '')} · {time_range_hint(tr)}")
     panels = host_panels(host)
-    for left, right in zip(panels[::2], panels[1::2], strict=False):
-        col_l, col_r = st.columns(2)
-        with col_l:
-            ui.chart(fetch(client, left, tr), tr)
-        with col_r:
-            ui.chart(fetch(client, right, tr), tr)
+    for i in range(0, len(panels), 2):
+        for col, panel in zip(st.columns(2), panels[i : i + 2], strict=False):
+            with col:
+                ui.chart(fetch(client, panel, tr), tr)
 
 
 ui.page(body)

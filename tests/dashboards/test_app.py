@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -58,6 +59,12 @@ def test_servers_page(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None
     assert not at.exception
     assert [s.value for s in at.subheader] == ["web-1"]
     assert len(_charts(at)) == 6
+    # the sidebar's time range drives every chart's window and step
+    assert any("last 1 hour · step 15s · rate window 1m" in c.value for c in at.caption)
+    at.selectbox(key="range").set_value("6 hours").run()
+    assert any("last 6 hours · step 120s · rate window 2m15s" in c.value for c in at.caption)
+    start, end = _charts(at)[0]["layer"][0]["encoding"]["x"]["scale"]["domain"]  # type: ignore[index]
+    assert (pd.Timestamp(end) - pd.Timestamp(start)).total_seconds() == 6 * 3600
 
 
 def test_network_page(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
