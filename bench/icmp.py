@@ -7,7 +7,9 @@ Both are driven over HTTP by the same client (``--concurrency`` requests in flig
 
 hosts/s = targets / wall time. Every loopback address answers, so every echo without a reply is a false
 loss. For reference it also times SOTP's pinger in-process (what continuous mode uses, no HTTP) and
-icmplib's own ``async_multiping`` (one socket per host).
+icmplib's own ``async_multiping`` (one socket per host). Then continuous mode: the same targets pinged
+every second by ``sotp exporter icmp`` and by Debian's smokeping_prober (if installed), with echoes/s,
+lost echoes and CPU over a window.
 
     .venv/bin/python bench/icmp.py                 # as root in this namespace (raw sockets here)
     .venv/bin/python bench/icmp.py --datagram      # in a fresh namespace allowing datagram sockets
@@ -36,6 +38,7 @@ sys.path.insert(0, str(REPO))
 from exporters.icmp.pinger import Pinger  # noqa: E402
 
 BLACKBOX = "/usr/bin/prometheus-blackbox-exporter"
+SMOKEPING = "/usr/bin/prometheus-smokeping-prober"
 
 
 def free_port() -> int:
@@ -120,6 +123,69 @@ def bench_blackbox(targets: list[str], count: int, concurrency: int, tmp: Path) 
         proc.wait(10)
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def counter_sum(text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") or line.startswith(name + " "))
+
+
+def measure_continuous(proc: subprocess.Popen[bytes], url: str, req_name: str, resp_name: str,
+                       warmup: float, seconds: float) -> tuple[float, float, float]:
+    """(echoes/s, lost echoes, CPU % of one core) over ``seconds`` after ``warmup``."""
+    time.sleep(warmup)
+    t0, c0 = time.monotonic(), cpu_seconds(proc.pid)
+    a = urllib.request.urlopen(url, timeout=30).read().decode()
+    time.sleep(seconds)
+    b = urllib.request.urlopen(url, timeout=30).read().decode()
+    t1, c1 = time.monotonic(), cpu_seconds(proc.pid)
+    req = counter_sum(b, req_name) - counter_sum(a, req_name)
+    resp = counter_sum(b, resp_name) - counter_sum(a, resp_name)
+    return req / (t1 - t0), req - resp, 100 * (c1 - c0) / (t1 - t0)
+
+
+def bench_continuous(targets: list[str], seconds: float, datagram: bool, tmp: Path) -> list[tuple[str, ...]]:
+    rows = []
+    port = free_port()
+    cfg = tmp / "continuous.yml"
+    cfg.write_text(yaml.safe_dump({"continuous": {"targets": targets, "interval": "1s", "timeout": "1s"}}))
+    log = open(tmp / "sotp-continuous.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "sotp", "exporter", "icmp", "--config", str(cfg),
+                             "--listen", f"127.0.0.1:{port}"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        wait_http(f"http://127.0.0.1:{port}/-/healthy")
+        rate, lost, cpu = measure_continuous(proc, f"http://127.0.0.1:{port}/metrics", "sotp_icmp_requests_total",
+                                             "sotp_icmp_responses_total", 3.0, seconds)
+        rows.append(("SOTP continuous", f"{rate:.0f}", f"{lost:.0f}", f"{cpu:.0f}"))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    if not os.access(SMOKEPING, os.X_OK):
+        rows.append(("smokeping_prober", "not installed", "", ""))
+        return rows
+    port = free_port()
+    log = open(tmp / "smokeping.log", "wb")  # noqa: SIM115
+    flags = [] if datagram else ["--privileged"]
+    sp_cfg = tmp / "smokeping.yml"
+    sp_cfg.write_text("targets: []\n")  # the hosts are given as arguments
+    proc = subprocess.Popen([SMOKEPING, f"--web.listen-address=127.0.0.1:{port}", f"--config.file={sp_cfg}",
+                             *flags, *targets], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/metrics")
+        # smokeping counts a request when sent and its reply in the histogram's _count.
+        rate, lost, cpu = measure_continuous(proc, f"http://127.0.0.1:{port}/metrics", "smokeping_requests_total",
+                                             "smokeping_response_duration_seconds_count", 3.0, seconds)
+        rows.append(("smokeping_prober 0.6.1", f"{rate:.0f}", f"{lost:.0f}", f"{cpu:.0f}"))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    return rows
+
+
 def bench_pinger(targets: list[str], count: int) -> tuple[float, int, str]:
     async def run() -> tuple[float, int, str]:
         pinger = Pinger(max_in_flight=1024)
@@ -166,6 +232,8 @@ def main() -> int:
     ap.add_argument("--count", type=int, default=3)
     ap.add_argument("--concurrency", type=int, default=128, help="HTTP requests in flight")
     ap.add_argument("--datagram", action="store_true", help="run in a namespace allowing datagram sockets")
+    ap.add_argument("--continuous-seconds", type=float, default=10.0,
+                    help="measuring window of the continuous comparison (0: skip it)")
     ap.add_argument("--in-namespace", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.datagram and not args.in_namespace:
@@ -188,6 +256,13 @@ def main() -> int:
     print(f"{'ratio SOTP / blackbox':32} {s_rate / b_rate:10.2f}")
     print(f"{'SOTP pinger in-process (' + p_mode + ')':32} {p_rate:10.0f} {p_lost:11d}")
     print(f"{'icmplib async_multiping':32} {i_rate:10.0f} {i_lost:11d}")
+    if args.continuous_seconds > 0:
+        with tempfile.TemporaryDirectory() as d:
+            rows = bench_continuous(targets, args.continuous_seconds, args.datagram, Path(d))
+        print(f"\ncontinuous, the same {args.targets} targets every 1 s, {args.continuous_seconds:.0f} s window")
+        print(f"{'':32} {'echoes/s':>10} {'lost':>11} {'CPU % core':>11}")
+        for name, rate, lost, cpu in rows:
+            print(f"{name:32} {rate:>10} {lost:>11} {cpu:>11}")
     return 0
 
 
