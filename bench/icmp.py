@@ -47,15 +47,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 20.0) -> None:
+def wait_http(url: str, timeout: float = 20.0, fatal: bool = True) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            urllib.request.urlopen(url, timeout=1).read()
-            return
+            urllib.request.urlopen(url, timeout=5).read()
+            return True
         except OSError:
             time.sleep(0.1)
-    raise SystemExit(f"bench: {url} did not answer within {timeout}s")
+    if fatal:
+        raise SystemExit(f"bench: {url} did not answer within {timeout}s")
+    return False
 
 
 def sample(text: str, name: str) -> float:
@@ -175,7 +177,11 @@ def bench_continuous(targets: list[str], seconds: float, datagram: bool, tmp: Pa
     proc = subprocess.Popen([SMOKEPING, f"--web.listen-address=127.0.0.1:{port}", f"--config.file={sp_cfg}",
                              *flags, *targets], stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_http(f"http://127.0.0.1:{port}/metrics")
+        start, c0 = time.monotonic(), cpu_seconds(proc.pid)
+        if not wait_http(f"http://127.0.0.1:{port}/metrics", timeout=60, fatal=False):
+            cpu = 100 * (cpu_seconds(proc.pid) - c0) / (time.monotonic() - start)
+            rows.append(("smokeping_prober 0.6.1", "no /metrics within 60 s", "", f"{cpu:.0f}"))
+            return rows
         # smokeping counts a request when sent and its reply in the histogram's _count.
         rate, lost, cpu = measure_continuous(proc, f"http://127.0.0.1:{port}/metrics", "smokeping_requests_total",
                                              "smokeping_response_duration_seconds_count", 3.0, seconds)
