@@ -7,7 +7,7 @@ Semantics follow Prometheus 2.42 ``promql/functions.go``; windows are closed ``[
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,6 +70,12 @@ def extrapolated_rate(w: Window, counter: bool, is_rate: bool) -> Result:
         drops = _pairs(w, lambda cur, prev: np.where(cur < prev, prev, 0.0))
         if drops.any():  # most windows of most series see no reset
             result = result + _pair_sum(w, drops)
+            # Prometheus adds each reset to (last - first) in turn; with two or more resets in a
+            # window the order of the additions shows in the last bits, so replay those windows
+            n_resets = _pair_sum(w, (drops != 0).astype(np.float64))
+            multi = ok & (n_resets >= 2)
+            if multi.any():
+                result[multi] = _sequential_resets(vs, w.lo[multi], w.hi[multi], vs[last[multi]] - first_v[multi])
     range_start = w.end_ms - w.range_ms
     dur_start = (ts[f] - range_start[None, :]) / 1000.0
     dur_end = (w.end_ms[None, :] - ts[last]) / 1000.0
@@ -88,6 +94,18 @@ def extrapolated_rate(w: Window, counter: bool, is_rate: bool) -> Result:
     return result, ok
 
 
+def _sequential_resets(vs: F64, lo: I64, hi: I64, start: F64) -> F64:
+    """``start`` plus every counter reset inside ``[lo, hi)``, added one at a time in sample order."""
+    out = start.copy()
+    cnt = hi - lo
+    for i in range(1, int(cnt.max())):
+        live = cnt > i
+        cur = vs[np.where(live, lo + i, lo)]
+        prev = vs[np.where(live, lo + i - 1, lo)]
+        out = np.where(live & (cur < prev), out + prev, out)
+    return out
+
+
 def instant_value(w: Window, is_rate: bool) -> Result:
     """``irate``/``idelta``: the last two samples of each window."""
     n = w.count
@@ -103,56 +121,14 @@ def instant_value(w: Window, is_rate: bool) -> Result:
     return res, ok
 
 
-def _regression(w: Window, intercept_at: I64 | None) -> tuple[F64, F64, B]:
-    """Least-squares slope (per second) and intercept at ``intercept_at`` (ms) per window.
-
-    x and y are centred per series before summing so the shifted sums keep their precision.
-    """
-    n = w.count
-    ok = n >= 2
-    rng = w.rng
-    rows = rng.rows()
-    first = np.minimum(rng.starts[:-1], max(len(rng.ts) - 1, 0))
-    if not len(rng.ts):
-        z = np.zeros(n.shape)
-        return z, z, ok
-    x_ref = rng.ts[first][rows]
-    y_ref = rng.vs[first][rows]
-    x = (rng.ts - x_ref) / 1000.0
-    y = rng.vs - y_ref
-    sx = window_reduce(np.add, x, w.lo, w.hi, 0.0)
-    sy = window_reduce(np.add, y, w.lo, w.hi, 0.0)
-    sxy = window_reduce(np.add, x * y, w.lo, w.hi, 0.0)
-    sxx = window_reduce(np.add, x * x, w.lo, w.hi, 0.0)
-    nf = n.astype(np.float64)
-    cov = sxy - sx * sy / nf
-    var = sxx - sx * sx / nf
-    slope = cov / var
-    # intercept at the series' reference time, then moved to the requested time
-    row_x_ref = rng.ts[first][:, None]
-    row_y_ref = rng.vs[first][:, None]
-    intercept = sy / nf - slope * sx / nf + row_y_ref
-    if intercept_at is not None:
-        intercept = intercept + slope * ((intercept_at[None, :] - row_x_ref) / 1000.0)
-    # Prometheus special-cases windows whose values are all equal: slope 0 (NaN for infinities)
-    lo_c = _idx(w, ok, w.lo)
-    vmin = window_reduce(np.fmin, rng.vs, w.lo, w.hi, np.nan)
-    vmax = window_reduce(np.fmax, rng.vs, w.lo, w.hi, np.nan)
-    init = rng.vs[lo_c]
-    const = ok & (vmin == vmax)
-    inf = np.isinf(init)
-    slope = np.where(const, np.where(inf, np.nan, 0.0), slope)
-    intercept = np.where(const, np.where(inf, np.nan, init), intercept)
-    return slope, intercept, ok
-
-
 def deriv(w: Window) -> Result:
-    slope, _, ok = _regression(w, None)
-    return slope, ok
+    slope, _, ok = _seq_regression(w, at_eval_time=False)
+    return slope, ok & (w.count >= 2)
 
 
 def predict_linear(w: Window) -> Result:
-    slope, intercept, ok = _regression(w, w.enh_ts)
+    slope, intercept, ok = _seq_regression(w, at_eval_time=True)
+    ok = ok & (w.count >= 2)
     return slope * w.args[0][None, :] + intercept, ok
 
 
@@ -167,7 +143,7 @@ def changes(w: Window) -> Result:
 
 
 def sum_over_time(w: Window) -> Result:
-    return window_reduce(np.add, w.rng.vs, w.lo, w.hi, 0.0), w.count > 0
+    return _seq_sum(w)
 
 
 def count_over_time(w: Window) -> Result:
@@ -175,8 +151,7 @@ def count_over_time(w: Window) -> Result:
 
 
 def avg_over_time(w: Window) -> Result:
-    s, ok = sum_over_time(w)
-    return s / np.maximum(w.count, 1), ok
+    return _seq_avg(w)
 
 
 def min_over_time(w: Window) -> Result:
@@ -200,17 +175,7 @@ def present_over_time(w: Window) -> Result:
 
 
 def stdvar_over_time(w: Window) -> Result:
-    rng = w.rng
-    ok = w.count > 0
-    if not len(rng.vs):
-        return np.zeros(ok.shape), ok
-    first = np.minimum(rng.starts[:-1], len(rng.vs) - 1)
-    y = rng.vs - rng.vs[first][rng.rows()]  # shift per series: same variance, fewer cancelled digits
-    s1 = window_reduce(np.add, y, w.lo, w.hi, 0.0)
-    s2 = window_reduce(np.add, y * y, w.lo, w.hi, 0.0)
-    nf = np.maximum(w.count, 1).astype(np.float64)
-    var = (s2 - s1 * s1 / nf) / nf
-    return np.where(var < 0, 0.0, var), ok
+    return _seq_stdvar(w)
 
 
 def stddev_over_time(w: Window) -> Result:
@@ -272,6 +237,153 @@ def holt_winters(w: Window) -> Result:
         s0 = np.where(live, s1, s0)
         s1 = np.where(live, x + y, s1)
     return s1, ok
+
+
+# ---- sequential kernels -------------------------------------------------------------------------------
+# Prometheus 2.42 sums with Kahan-Neumaier compensation (``kahanSumInc``) and averages incrementally, so
+# its results can differ from a plain sum in the last bits, which matters after floor()/ceil()/==. These
+# kernels replay its loops exactly: one iteration per sample position, vectorised over every window,
+# in chunks that stay in the CPU cache.
+CHUNK = 16_384
+
+
+def _kahan(inc: F64, s: F64, c: F64) -> tuple[F64, F64]:
+    """Go's ``kahanSumInc`` (Neumaier): returns the new sum and compensation."""
+    t = s + inc
+    s_big = np.abs(s) >= np.abs(inc)
+    big = np.where(s_big, s, inc)
+    small = np.where(s_big, inc, s)
+    big -= t
+    big += small
+    big += c
+    return t, big
+
+
+def _sequential(w: Window, kernel: Callable[[I64, I64, I64], F64]) -> Result:
+    """Run ``kernel(lo, count, flat_window_index)`` over the non-empty windows in chunks."""
+    ok = w.count > 0
+    out = np.zeros(ok.shape)
+    if not len(w.rng.vs):
+        return out, ok
+    flat = np.flatnonzero(ok.ravel())
+    lo_all, cnt_all = w.lo.ravel()[flat], w.count.ravel()[flat]
+    res = np.empty(len(flat))
+    for a in range(0, len(flat), CHUNK):
+        res[a : a + CHUNK] = kernel(lo_all[a : a + CHUNK], cnt_all[a : a + CHUNK], flat[a : a + CHUNK])
+    out.ravel()[flat] = res
+    return out, ok
+
+
+def _positions(lo: I64, cnt: I64) -> Iterator[tuple[int, I64, B | None]]:
+    """(i, sample index, live mask or None when every window has a sample at position i)."""
+    uniform = bool((cnt == cnt[0]).all())
+    for i in range(int(cnt.max())):
+        if uniform:
+            yield i, lo + i, None
+        else:
+            live = cnt > i
+            yield i, np.where(live, lo + i, lo), live
+
+
+def _seq_sum(w: Window) -> Result:
+    vs = w.rng.vs
+
+    def kernel(lo: I64, cnt: I64, _: I64) -> F64:
+        s = np.zeros(len(lo))
+        c = np.zeros(len(lo))
+        for _i, idx, live in _positions(lo, cnt):
+            ns, nc = _kahan(vs[idx], s, c)
+            s, c = (ns, nc) if live is None else (np.where(live, ns, s), np.where(live, nc, c))
+        return np.where(np.isinf(s), s, s + c)
+
+    return _sequential(w, kernel)
+
+
+def _seq_avg(w: Window) -> Result:
+    vs = w.rng.vs
+    any_inf = bool(np.isinf(vs).any())
+
+    def kernel(lo: I64, cnt: I64, _: I64) -> F64:
+        mean = np.zeros(len(lo))
+        c = np.zeros(len(lo))
+        for i, idx, live in _positions(lo, cnt):
+            v = vs[idx]
+            count = float(i + 1)
+            if not any_inf:  # the common case: no infinity can reach the mean
+                nm, nc = _kahan(v / count - mean / count, mean, c)
+                mean, c = (nm, nc) if live is None else (np.where(live, nm, mean), np.where(live, nc, c))
+                continue
+            # an infinite mean stays as it is unless a NaN or an opposite infinity arrives
+            inf = np.isinf(mean)
+            skip = inf & ((np.isinf(v) & ((mean > 0) == (v > 0))) | (~np.isinf(v) & ~np.isnan(v)))
+            nm, nc = _kahan(v / count - mean / count, mean, c)
+            upd = ~skip if live is None else live & ~skip
+            mean, c = np.where(upd, nm, mean), np.where(upd, nc, c)
+        return np.where(np.isinf(mean), mean, mean + c)
+
+    return _sequential(w, kernel)
+
+
+def _seq_stdvar(w: Window) -> Result:
+    vs = w.rng.vs
+
+    def kernel(lo: I64, cnt: I64, _: I64) -> F64:
+        z = np.zeros(len(lo))
+        mean, c_mean, aux, c_aux = z, z.copy(), z.copy(), z.copy()
+        for i, idx, live in _positions(lo, cnt):
+            v = vs[idx]
+            delta = v - (mean + c_mean)
+            nm, ncm = _kahan(delta / float(i + 1), mean, c_mean)
+            na, nca = _kahan(delta * (v - (nm + ncm)), aux, c_aux)
+            if live is None:
+                mean, c_mean, aux, c_aux = nm, ncm, na, nca
+            else:
+                mean, c_mean = np.where(live, nm, mean), np.where(live, ncm, c_mean)
+                aux, c_aux = np.where(live, na, aux), np.where(live, nca, c_aux)
+        return (aux + c_aux) / cnt
+
+    return _sequential(w, kernel)
+
+
+def _seq_regression(w: Window, at_eval_time: bool) -> tuple[F64, F64, B]:
+    """``linearRegression``: slope and intercept, x relative to the first sample or the eval time."""
+    vs, ts = w.rng.vs, w.rng.ts
+    n_steps = w.lo.shape[1] if w.lo.ndim == 2 else 1
+    slopes = np.zeros(w.lo.shape)
+    intercepts = np.zeros(w.lo.shape)
+
+    def kernel(lo: I64, cnt: I64, flat: I64) -> F64:
+        ref = w.enh_ts[flat % n_steps] if at_eval_time else ts[lo]
+        z = np.zeros(len(lo))
+        sx, cx, sy, cy, sxy, cxy, sx2, cx2 = (z.copy() for _ in range(8))
+        init = vs[lo]
+        const = np.ones(len(lo), dtype=bool)
+        for _i, idx, live in _positions(lo, cnt):
+            v = vs[idx]
+            x = (ts[idx] - ref) / 1e3
+            upd = [_kahan(x, sx, cx), _kahan(v, sy, cy), _kahan(x * v, sxy, cxy), _kahan(x * x, sx2, cx2)]
+            if live is None:
+                (sx, cx), (sy, cy), (sxy, cxy), (sx2, cx2) = upd
+                const &= v == init
+            else:
+                (sx, cx), (sy, cy), (sxy, cxy), (sx2, cx2) = (
+                    (np.where(live, a, b), np.where(live, ca, cb))
+                    for (a, ca), (b, cb) in zip(upd, [(sx, cx), (sy, cy), (sxy, cxy), (sx2, cx2)], strict=True)
+                )
+                const &= ~live | (v == init)
+        nf = cnt.astype(np.float64)
+        sx, sy, sxy, sx2 = sx + cx, sy + cy, sxy + cxy, sx2 + cx2
+        slope = (sxy - sx * sy / nf) / (sx2 - sx * sx / nf)
+        intercept = sy / nf - slope * sx / nf
+        inf = np.isinf(init)
+        slope = np.where(const, np.where(inf, np.nan, 0.0), slope)
+        intercept = np.where(const, np.where(inf, np.nan, init), intercept)
+        intercepts.ravel()[flat] = intercept
+        return slope
+
+    slope_vals, ok = _sequential(w, kernel)
+    slopes[...] = slope_vals
+    return slopes, intercepts, ok
 
 
 RANGE_FUNCTIONS: dict[str, Callable[[Window], Result]] = {

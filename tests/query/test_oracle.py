@@ -154,7 +154,24 @@ def random_queries(n: int, seed: int = 11) -> list[str]:
         if choice == 7:
             fn = rnd.choice(["max_over_time", "avg_over_time", "count_over_time", "last_over_time"])
             return f"{fn}(({vec(depth - 1)})[{rnd.choice(['5m', '10m'])}:{rnd.choice(['1m', '30s', ''])}])"
-        return f"quantile {rnd.choice(groupings)} ({rnd.choice(['0.5', '0.9', '0'])}, {vec(depth - 1)})"
+        if rnd.random() < 0.5:
+            return f"quantile {rnd.choice(groupings)} ({rnd.choice(['0.5', '0.9', '0'])}, {vec(depth - 1)})"
+        extra = [
+            f'label_replace({vec(depth - 1)}, "x", "$1", "instance", "i(.*)")',
+            f"clamp({vec(depth - 1)}, -1, {rnd.choice(['5', '50'])})",
+            f"timestamp({vec(depth - 1)})",
+            f"absent({vec(depth - 1)})",
+            f"{vec(depth - 1)} offset {rnd.choice(['1m', '-2m', '7m'])}" if depth == 1 else "up offset 2m",
+            f"histogram_quantile({rnd.choice(['0.5', '0.99'])}, sum {rnd.choice(['by (le)', 'by (job, le)'])}"
+            f" (rate(req_duration_seconds_bucket[{rnd.choice(['2m', '5m'])}])))",
+            f"scalar({vec(depth - 1)}) * {rnd.choice(vec_leaves)}",
+            f"vector(scalar({vec(depth - 1)}))",
+            f"predict_linear({rnd.choice(vec_leaves[:5])}[5m], {rnd.choice(['60', '-30'])})",
+            f"holt_winters({rnd.choice(vec_leaves[:5])}[5m], 0.5, {rnd.choice(['0.1', '0.9'])})",
+            f"quantile_over_time({rnd.choice(['0.1', '0.5'])}, {rnd.choice(vec_leaves[:5])}[5m])",
+            f"{rnd.choice(range_funcs)}({rnd.choice(vec_leaves[:5])}[5m] @ end())",
+        ]
+        return rnd.choice(extra)
 
     return [vec(3) for _ in range(n)]
 
