@@ -132,11 +132,11 @@ class PostgresStorage:
             configure=self._configure,
             check=AsyncConnectionPool.check_connection,
             open=False,
-            timeout=10.0,  # a write waits this long for a connection before answering 503
+            timeout=opts.pool_timeout_s,  # a write waits this long for a connection before answering 503
             name=f"sotp-{opts.schema}",
         )
         try:
-            await pool.open(wait=True, timeout=10.0)
+            await pool.open(wait=True, timeout=max(opts.pool_timeout_s, 1.0))
         except (PoolTimeout, psycopg.OperationalError) as err:
             await pool.close()
             raise StorageUnavailable(

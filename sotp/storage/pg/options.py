@@ -10,6 +10,7 @@ libpq sees them.
   series' rows of one closed window into one.
 * ``partitions_ahead`` — how many future partitions the service keeps created.
 * ``pool_min`` / ``pool_max`` — connection pool size.
+* ``pool_timeout`` — how long a request waits for a connection before it fails as unavailable (503).
 * ``timescaledb`` — ``auto`` (use it when ``pg_available_extensions`` lists it), ``on`` or ``off``.
 * ``compress_after`` — TimescaleDB only: compress chunks older than this.
 """
@@ -25,7 +26,8 @@ from sotp.errors import ConfigError
 
 _IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _OWN_KEYS = {
-    "schema", "partition", "block", "partitions_ahead", "pool_min", "pool_max", "timescaledb", "compress_after",
+    "schema", "partition", "block", "partitions_ahead", "pool_min", "pool_max", "pool_timeout", "timescaledb",
+    "compress_after",
 }
 
 
@@ -40,6 +42,7 @@ class PgOptions:
     partitions_ahead: int = 2
     pool_min: int = 1
     pool_max: int = 4
+    pool_timeout_s: float = 10.0
     timescaledb: str = "auto"
     compress_after_ms: int = 7 * 86_400_000
 
@@ -99,6 +102,7 @@ def parse_url(url: str) -> PgOptions:
         partitions_ahead=_int(own.get("partitions_ahead", "2"), "partitions_ahead", 0),
         pool_min=pool_min,
         pool_max=max(pool_min, pool_max),
+        pool_timeout_s=_ms(own.get("pool_timeout", "10s"), "pool_timeout") / 1000,
         timescaledb=mode,
         compress_after_ms=_ms(own.get("compress_after", "7d"), "compress_after"),
     )

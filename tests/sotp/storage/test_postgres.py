@@ -289,3 +289,70 @@ async def test_append_columns_mixed_with_append_series_keeps_request_rules(open_
     with pytest.raises(SampleRejected):
         await app.commit()
     assert await store.querier(0, D0 + DAY).select([Matcher("__name__", MatchOp.EQ, "m")]) == []
+
+
+class _Proxy:
+    """A TCP relay to PostgreSQL that the test can cut and restore (the database "goes down")."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._server: asyncio.AbstractServer | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", 5432)
+        self._writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+        for w in self._writers:
+            w.close()
+        self._writers = []
+
+
+async def test_database_down_is_unavailable_and_recovery_needs_no_restart(schema) -> None:  # type: ignore[no-untyped-def]
+    from sotp.storage.postgres import PostgresStorage
+
+    proxy = _Proxy(free_port())
+    await proxy.start()
+    store = PostgresStorage(f"postgresql://postgres@127.0.0.1:{proxy.port}/test?schema={schema}&pool_timeout=1s")
+    await store.open()
+    try:
+        await write(store, A, [D0], [1.0])
+        await proxy.cut()
+        with pytest.raises(StorageUnavailable):
+            await store.ping()
+        with pytest.raises(StorageUnavailable):  # a write: 503 + Retry-After upstream, nothing half-done
+            await write(store, A, [D0 + 1000], [2.0])
+        await proxy.start()
+        deadline = time.monotonic() + 30
+        while True:  # the pool reconnects in the background; the sender's retry then succeeds
+            try:
+                assert await write(store, A, [D0 + 1000], [2.0]) == 1
+                break
+            except StorageUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+        got = await store.querier(0, D0 + DAY).select([Matcher("i", MatchOp.EQ, "a")])
+        assert got[0].values.tolist() == [1.0, 2.0]
+    finally:
+        await store.close()
+        await proxy.cut()
