@@ -1,0 +1,68 @@
+"""The issue's "done when": ``sotp up``, then the dashboard shows this machine's live data within a minute."""
+
+from __future__ import annotations
+
+import random
+import signal
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboards.ui import ENV_API, ENV_TOKEN_FILE
+from tests.conftest import REPO, Proc, sotp_cmd
+
+pytestmark = pytest.mark.integration
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _ports() -> tuple[int, int, int]:
+    """(serve port, exporters' port base, dashboard port), all of ``sotp up``'s ports free."""
+    for _ in range(100):
+        base = random.randrange(20000, 60000, 10)
+        serve, dash = base + 201, base + 501
+        wanted = [serve, serve + 1, dash, base + 100, base + 115, base + 116]
+        if all(_free(p) for p in wanted):
+            return serve, base, dash
+    raise RuntimeError("no free port range for sotp up")
+
+
+def test_sotp_up_shows_this_machine_within_a_minute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    serve, base, dash = _ports()
+    up = Proc(sotp_cmd("up", "--data-dir", str(tmp_path / "data"), "--port", str(serve), "--port-base", str(base),
+                       "--dashboard-port", str(dash), "--interval", "5s"), tmp_path / "up.log")
+    try:
+        deadline = time.monotonic() + 60
+        host = socket.gethostname()  # the local agent's default instance label
+        monkeypatch.setenv(ENV_API, f"http://127.0.0.1:{serve}")
+        monkeypatch.delenv(ENV_TOKEN_FILE, raising=False)
+        while True:
+            at = AppTest.from_file(str(REPO / "dashboards" / "app.py"), default_timeout=60)
+            at.run()
+            table = at.dataframe[0].value if len(at.dataframe) else None
+            if table is not None and host in list(table["Host"]):
+                break
+            assert time.monotonic() < deadline, (
+                f"no data of {host} after 60 s; errors {[e.value for e in at.error]}; {up.output()[-2000:]}"
+            )
+            time.sleep(3)
+        row = table[table["Host"] == host].iloc[0]
+        assert row["Status"] == "● up"
+        assert 0 <= row["Memory"] <= 100 and 0 < row["Disk (fullest)"] <= 100
+        # the dashboard child that sotp up printed is serving
+        assert f"http://127.0.0.1:{dash}" in up.output()
+        with urllib.request.urlopen(f"http://127.0.0.1:{dash}/_stcore/health", timeout=10) as resp:
+            assert resp.read() == b"ok"
+    finally:
+        up.stop(signal.SIGTERM)
