@@ -172,14 +172,16 @@ async def test_two_processes_share_a_schema(open_pg, schema) -> None:  # type: i
             app = store.appender()
             for i in range(50):  # the same 50 series from both: concurrent creation of the same rows
                 app.append_series(Labels({"__name__": "shared", "i": str(i), "w": name}), [D0 + k], [float(k)])
-                app.append_series(Labels({"__name__": "common", "i": str(i)}), [D0 + 1000 * k + hash(name) % 7],
-                                  [1.0])
+                # The same samples from both: each is new or an exact duplicate, whatever the interleaving.
+                app.append_series(Labels({"__name__": "common", "i": str(i)}), [D0 + 1000 * k], [1.0])
             await app.commit()
 
     await asyncio.gather(writer(first, "x"), writer(second, "y"))
     assert await sql(f'SELECT count(*) FROM "{schema}".sotp_series') == [(150,)]
     got = await second.querier(0, D0 + DAY).select([Matcher("__name__", MatchOp.EQ, "shared")])
     assert len(got) == 100 and all(len(s.timestamps) == 10 for s in got)
+    common = await first.querier(0, D0 + DAY).select([Matcher("__name__", MatchOp.EQ, "common")])
+    assert len(common) == 50 and all(s.timestamps.tolist() == [D0 + 1000 * k for k in range(10)] for s in common)
 
 
 async def test_a_retry_through_another_process_reads_once(open_pg) -> None:  # type: ignore[no-untyped-def]
