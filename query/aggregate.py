@@ -52,21 +52,10 @@ def aggregate(op: str, vec: Vector, param: F64 | str | None, grouping: list[str]
     count = np.add.reduceat(pres.astype(np.float64), bounds, axis=0)
     present = count > 0
     out: F64
-    if op in ("sum", "avg", "stddev", "stdvar"):
-        total = np.add.reduceat(np.where(pres, vals, 0.0), bounds, axis=0)
-        if op == "sum":
-            out = total
-        else:
-            mean = total / np.maximum(count, 1)
-            if op == "avg":
-                out = mean
-            else:
-                dev = np.where(pres, vals - mean[sorted_gid], 0.0)
-                var = np.add.reduceat(dev * dev, bounds, axis=0) / np.maximum(count, 1)
-                # Prometheus seeds a group with its first value and variance 0, so a group of one
-                # is 0 even when that value is NaN or ±Inf
-                var = np.where(count == 1, 0.0, var)
-                out = np.sqrt(var) if op == "stddev" else var
+    if op == "sum":
+        out = np.add.reduceat(np.where(pres, vals, 0.0), bounds, axis=0)  # row order, like Go's loop
+    elif op in ("avg", "stddev", "stdvar"):
+        out = _running(op, vals, pres, bounds, len(order))
     elif op == "count":
         out = count
     elif op == "group":
@@ -86,6 +75,41 @@ def aggregate(op: str, vec: Vector, param: F64 | str | None, grouping: list[str]
         raise ExecutionError(f"unknown aggregation {op}")
     labels = [glabels[int(sorted_gid[b])] for b in bounds]
     return Vector(labels, out, present)
+
+
+def _running(op: str, vals: F64, pres: np.ndarray, bounds: np.ndarray, rows: int) -> F64:
+    """2.42's running ``avg`` (incremental mean) and ``stddev``/``stdvar`` (Welford), member by member.
+
+    Groups are seeded by their first present value (mean = value, variance 0), exactly as Prometheus
+    does, so results match it bit for bit. One iteration per group rank, vectorised over groups and steps.
+    """
+    g, n = len(bounds), vals.shape[1]
+    sizes = np.diff(np.r_[bounds, rows])
+    count = np.zeros((g, n))
+    mean = np.zeros((g, n))
+    m2 = np.zeros((g, n))
+    for r in range(int(sizes.max())):
+        gs = np.flatnonzero(sizes > r)
+        v = vals[bounds[gs] + r]
+        p = pres[bounds[gs] + r]
+        c = count[gs] + p
+        first = p & (c == 1)
+        later = p & (c > 1)
+        mu = mean[gs]
+        if op == "avg":
+            inf = np.isinf(mu)
+            skip = inf & ((np.isinf(v) & ((mu > 0) == (v > 0))) | (~np.isinf(v) & ~np.isnan(v)))
+            new_mu = np.where(later & ~skip, mu + (v / c - mu / c), mu)
+        else:
+            delta = v - mu
+            new_mu = np.where(later, mu + delta / c, mu)
+            m2[gs] = np.where(later, m2[gs] + delta * (v - new_mu), m2[gs])
+        mean[gs] = np.where(first, v, new_mu)
+        count[gs] = c
+    if op == "avg":
+        return mean
+    var = m2 / np.maximum(count, 1)
+    return np.sqrt(var) if op == "stddev" else var
 
 
 def _topk(vec: Vector, k_param: F64, grouping: list[str], without: bool, top: bool) -> Vector:
