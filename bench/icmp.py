@@ -136,17 +136,17 @@ def counter_sum(text: str, name: str) -> float:
 
 
 def measure_continuous(proc: subprocess.Popen[bytes], url: str, req_name: str, resp_name: str,
-                       warmup: float, seconds: float) -> tuple[float, float, float]:
-    """(echoes/s, lost echoes, CPU % of one core) over ``seconds`` after ``warmup``."""
+                       warmup: float, seconds: float) -> tuple[float, str, float]:
+    """(echoes/s and CPU % of one core over ``seconds`` after ``warmup``; "lost/sent" since the start at the
+    window's end: cumulative, so it does not depend on two scrapes of a slow exporter lining up)."""
     time.sleep(warmup)
     t0, c0 = time.monotonic(), cpu_seconds(proc.pid)
     a = urllib.request.urlopen(url, timeout=30).read().decode()
     time.sleep(seconds)
     b = urllib.request.urlopen(url, timeout=30).read().decode()
     t1, c1 = time.monotonic(), cpu_seconds(proc.pid)
-    req = counter_sum(b, req_name) - counter_sum(a, req_name)
-    resp = counter_sum(b, resp_name) - counter_sum(a, resp_name)
-    return req / (t1 - t0), req - resp, 100 * (c1 - c0) / (t1 - t0)
+    sent, got = counter_sum(b, req_name), counter_sum(b, resp_name)
+    return (sent - counter_sum(a, req_name)) / (t1 - t0), f"{sent - got:.0f}/{sent:.0f}", 100 * (c1 - c0) / (t1 - t0)
 
 
 def bench_continuous(targets: list[str], seconds: float, datagram: bool, tmp: Path) -> list[tuple[str, ...]]:
@@ -162,7 +162,7 @@ def bench_continuous(targets: list[str], seconds: float, datagram: bool, tmp: Pa
         wait_http(f"http://127.0.0.1:{port}/-/healthy")
         rate, lost, cpu = measure_continuous(proc, f"http://127.0.0.1:{port}/metrics", "sotp_icmp_requests_total",
                                              "sotp_icmp_responses_total", 3.0, seconds)
-        rows.append(("SOTP continuous", f"{rate:.0f}", f"{lost:.0f}", f"{cpu:.0f}"))
+        rows.append(("SOTP continuous", f"{rate:.0f}", lost, f"{cpu:.0f}"))
     finally:
         proc.terminate()
         proc.wait(10)
@@ -185,7 +185,7 @@ def bench_continuous(targets: list[str], seconds: float, datagram: bool, tmp: Pa
         # smokeping counts a request when sent and its reply in the histogram's _count.
         rate, lost, cpu = measure_continuous(proc, f"http://127.0.0.1:{port}/metrics", "smokeping_requests_total",
                                              "smokeping_response_duration_seconds_count", 3.0, seconds)
-        rows.append(("smokeping_prober 0.6.1", f"{rate:.0f}", f"{lost:.0f}", f"{cpu:.0f}"))
+        rows.append(("smokeping_prober 0.6.1", f"{rate:.0f}", lost, f"{cpu:.0f}"))
     finally:
         proc.terminate()
         proc.wait(10)
@@ -266,9 +266,9 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as d:
             rows = bench_continuous(targets, args.continuous_seconds, args.datagram, Path(d))
         print(f"\ncontinuous, the same {args.targets} targets every 1 s, {args.continuous_seconds:.0f} s window")
-        print(f"{'':32} {'echoes/s':>10} {'lost':>11} {'CPU % core':>11}")
+        print(f"{'':32} {'echoes/s':>10} {'lost/sent':>15} {'CPU % core':>11}")
         for name, rate, lost, cpu in rows:
-            print(f"{name:32} {rate:>10} {lost:>11} {cpu:>11}")
+            print(f"{name:32} {rate:>10} {lost:>15} {cpu:>11}")
     return 0
 
 
