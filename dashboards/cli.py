@@ -81,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
     if args.token_file:
         env[ENV_TOKEN_FILE] = str(Path(args.token_file).resolve())
     print(f"sotp dashboard: http://{args.address}:{args.port} reading {args.api}", flush=True)
+    if args.address not in ("127.0.0.1", "::1", "localhost"):
+        print(f"sotp dashboard: warning: listening on {args.address}; the app has no login of its own, so anyone "
+              "who reaches it reads the API with its token (put an authenticating proxy in front)", flush=True)
     child = subprocess.Popen(streamlit_argv(args), env=env)
 
     def forward(signum: int, frame: FrameType | None) -> None:

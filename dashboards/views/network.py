@@ -50,7 +50,7 @@ def _table(rows: list[DeviceRow]) -> pd.DataFrame:
             "Device": [r.device for r in rows],
             "Reachability": [_reach(r) for r in rows],
             "RTT": [fmt_ms(r.rtt_s) for r in rows],
-            "Loss": [r.loss_pct for r in rows],
+            "Loss": ["" if math.isnan(r.loss_pct) else f"{r.loss_pct:.1f} %" for r in rows],
             "Uptime": [fmt_age(r.uptime_s) for r in rows],
             "Interfaces up": ["" if math.isnan(r.if_total) else f"{r.if_up:.0f} / {r.if_total:.0f}" for r in rows],
             "In": [fmt_bits(r.in_bps) if not math.isnan(r.in_bps) else "" for r in rows],
@@ -83,7 +83,7 @@ def body(settings: ui.Settings) -> None:
         ui.styled(_table(rows), ["Reachability", "Last backup"]),
         hide_index=True,
         column_config={
-            "Loss": st.column_config.NumberColumn("Loss", format="%.1f %%"),
+            "Loss": st.column_config.TextColumn("Loss", help="share of echoes or probes lost in the last 5 minutes"),
             "Config changes": st.column_config.TextColumn("Config changes", help="changes in the picked time range"),
         },
         key="network_table",
