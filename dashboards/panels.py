@@ -44,7 +44,7 @@ def _short_name(labels: dict[str, str], varying: list[str]) -> str:
     inner = ", ".join(f'{k}="{labels.get(k, "")}"' for k in varying if k != "__name__")
     name = labels.get("__name__", "")
     if not inner:
-        return name or legend("", labels)
+        return name or (legend("", labels) if labels else "value")
     return f"{name}{{{inner}}}" if name else f"{{{inner}}}"
 
 

@@ -44,11 +44,17 @@ def body(settings: ui.Settings) -> None:
         st.warning(warning)
     chart_tab, table_tab = st.tabs(["Chart", "Table"])
     with table_tab:
-        st.caption(f"{len(instant.samples)} result(s) of type {instant.result_type} at the end of the range")
+        newest = " (newest sample of each range)" if instant.result_type == "matrix" else ""
+        st.caption(f"{len(instant.samples)} result(s) of type {instant.result_type} at the end of the range{newest}")
         st.dataframe(_instant_table(instant), hide_index=True, key="explorer_table")
     with chart_tab:
         if instant.result_type == "string":
             st.caption("a string result has no chart")
+            return
+        if instant.result_type == "matrix":
+            # A range query cannot evaluate a range vector (the API would answer bad_data).
+            st.caption("a range vector (`x[5m]`) has no chart over time: the table shows each series' newest "
+                       "sample; chart a function of it instead, e.g. `rate(x[5m])`")
             return
         ui.chart(fetch(client, Panel(expr if len(expr) < 80 else expr[:77] + "…", (Target(expr, template),)), tr), tr)
         st.caption(f"step {tr.step:g}s · `$__rate_interval` = {tr.rate}, `$__interval` = {format_duration(tr.step)}, "

@@ -111,6 +111,15 @@ def test_explorer_shows_api_errors_verbatim(backend: Backend, monkeypatch: pytes
     domain = spec["layer"][0]["encoding"]["color"]["scale"]["domain"]  # type: ignore[index]
     # legend from the template, biggest series first (it gets the first colour)
     assert domain == [f"{p} samples/s" for p in sorted(ds.INGEST, key=lambda p: -ds.INGEST[p])]
+    # a range vector: table of newest samples, no chart, no error
+    at.text_input(key="explorer_legend").set_value("")
+    at.text_area(key="explorer_query").set_value('node_load1{instance="web-1"}[1m]').run()
+    assert not at.error and not _charts(at)
+    assert list(at.dataframe[0].value["instance"]) == ["web-1"]
+    # a scalar charts as one series named "value"
+    at.text_area(key="explorer_query").set_value("1 + 1").run()
+    [spec] = _charts(at)
+    assert spec["layer"][0]["encoding"]["color"]["scale"]["domain"] == ["value"]  # type: ignore[index]
     at.text_area(key="explorer_query").set_value("sum(").run()
     raw = backend.get("/api/v1/query", query="sum(")
     assert [e.value for e in at.error] == [f"{raw['errorType']}: {raw['error']}"]
