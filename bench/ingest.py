@@ -150,7 +150,11 @@ def run_target(name: str, argv: list[str], ready: str, write: str, shards: list[
             with open(log.with_suffix(f".{k}.log"), "wb") as fh:
                 procs.append(subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO, env=env))
             wait_ready(ready, procs[-1])
+        cpu0, pg0, idle0 = sum(cpu_seconds(p.pid) for p in procs), postgres_cpu_seconds(), machine_idle_seconds()
         elapsed, requests = asyncio.run(send_all(write, shards, args.samples_per_request))
+        cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
+        pg = postgres_cpu_seconds() - pg0
+        idle = machine_idle_seconds() - idle0
     finally:
         for proc in procs:
             proc.terminate()
@@ -161,8 +165,39 @@ def run_target(name: str, argv: list[str], ready: str, write: str, shards: list[
                 proc.kill()
                 proc.wait()
     samples = requests * args.series * args.samples_per_request
-    print(f"{name:>12}: {samples:,} samples in {elapsed:.2f}s = {samples / elapsed:,.0f} samples/s", flush=True)
+    cores = (os.cpu_count() or 1) * elapsed
+    print(f"{name:>12}: {samples:,} samples in {elapsed:.2f}s = {samples / elapsed:,.0f} samples/s "
+          f"(server CPU {cpu:.1f}s, PostgreSQL CPU {pg:.1f}s, machine idle {idle:.1f} of {cores:.1f} core-s)",
+          flush=True)
     return elapsed, samples
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU time of every process named postgres (the server is shared: other work shows up here too)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if "(postgres)" in text:
+            total += cpu_seconds(int(stat.parent.name))
+    return total
+
+
+def machine_idle_seconds() -> float:
+    """Idle core-seconds of the whole machine (how much of its cores nobody used)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return int(fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def pg_count(dsn: str, schema: str) -> int:
