@@ -39,7 +39,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from sotp.errors import ConfigError, StorageError, StorageUnavailable
+from sotp.errors import ConfigError, SampleRejected, StorageError, StorageUnavailable
 from sotp.model import Labels
 from sotp.storage import Appender, Querier
 from sotp.storage.head import StagedSeries, classify, verify_older
@@ -47,7 +47,7 @@ from sotp.storage.pg import schema
 from sotp.storage.pg.batch import Group, Staging
 from sotp.storage.pg.binary import COPY_HEADER, COPY_TRAILER, copy_blocks, copy_rows
 from sotp.storage.pg.options import PgOptions, parse_url
-from sotp.storage.pg.query import PgQuerier
+from sotp.storage.pg.query import MAX_MS, MIN_MS, PgQuerier
 from sotp.storage.pg.schema import MODE_TIMESCALE, ms_to_dt
 from sotp.storage.pg.series import SeriesIndex
 
@@ -266,6 +266,7 @@ class PostgresStorage:
     async def _commit(self, staging: Staging) -> int:
         groups = staging.groups()
         staged = {lb: st for lb, st in staging.staged.items() if st.ts}
+        _check_range(groups, staged)
         wanted = [lb for g in groups for lb in g.labels]
         wanted += staged
         got, missing = self.index.lookup(wanted)
@@ -455,6 +456,15 @@ class PostgresStorage:
                 (str(min(horizon, _now_ms() - self.block_ms)),),
             )
         return removed
+
+
+def _check_range(groups: list[Group], staged: dict[Labels, StagedSeries]) -> None:
+    """Reject timestamps outside years 1-9999 (partition bounds and timestamptz conversions need them)."""
+    lo = min([int(g.ts[:, 0].min()) for g in groups] + [st.ts[0] for st in staged.values()], default=0)
+    hi = max([int(g.ts[:, -1].max()) for g in groups] + [st.ts[-1] for st in staged.values()], default=0)
+    if lo < MIN_MS or hi > MAX_MS:
+        bad = lo if lo < MIN_MS else hi
+        raise SampleRejected(f"sample timestamp {bad} ms is outside the storable range (years 1 to 9999)")
 
 
 class _PgAppender:

@@ -25,12 +25,12 @@ if TYPE_CHECKING:
 #: Series per fetch query. Larger is better while PostgreSQL scans whole partitions for big selections
 #: (one scan, not one per chunk); the bound keeps the id array and the aggregated row reasonable.
 _SERIES_PER_FETCH = 20_000
-_MIN_MS = -62_135_596_800_000  # 0001-01-01, the smallest datetime
-_MAX_MS = 253_402_300_799_999  # 9999-12-31
+MIN_MS = -62_135_596_800_000  # 0001-01-01, the smallest datetime
+MAX_MS = 253_402_300_799_999  # 9999-12-31
 
 
 def clamp_ms(ms: int) -> int:
-    return min(max(ms, _MIN_MS), _MAX_MS)
+    return min(max(ms, MIN_MS), MAX_MS)
 
 
 class PgQuerier:

@@ -358,3 +358,12 @@ async def test_database_down_is_unavailable_and_recovery_needs_no_restart(schema
     finally:
         await store.close()
         await proxy.cut()
+
+
+@pytest.mark.parametrize("t", [-62_135_596_800_001, 253_402_300_800_000], ids=["before-year-1", "after-9999"])
+async def test_unstorable_timestamps_are_rejected(open_pg, t: int) -> None:  # type: ignore[no-untyped-def]
+    store = await open_pg()
+    app = store.appender()
+    app.append_series(A, [t], [1.0])
+    with pytest.raises(SampleRejected, match="outside the storable range"):
+        await app.commit()
