@@ -31,8 +31,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token-file", help="file holding a bearer token with the read scope")
     parser.add_argument("--scrape-interval", default="15s",
                         help="interval of the data (agent/scrape), sizes rate() windows (default 15s)")
-    parser.add_argument("--refresh", default="30 s", choices=list(REFRESH),
-                        help="initial auto-refresh interval (default '30 s')")
+    parser.add_argument("--refresh", default="30s", choices=list(REFRESH),
+                        help="initial auto-refresh interval (default 30s)")
 
 
 def streamlit_argv(args: argparse.Namespace) -> list[str]:

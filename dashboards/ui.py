@@ -36,8 +36,8 @@ ENV_REFRESH = "SOTP_DASHBOARD_REFRESH"
 DEFAULT_API = "http://127.0.0.1:9201"
 
 #: Auto-refresh choices: label -> seconds (``None`` = off).
-REFRESH: dict[str, float | None] = {"off": None, "10 s": 10.0, "30 s": 30.0, "1 min": 60.0, "5 min": 300.0}
-DEFAULT_REFRESH = "30 s"
+REFRESH: dict[str, float | None] = {"off": None, "10s": 10.0, "30s": 30.0, "1m": 60.0, "5m": 300.0}
+DEFAULT_REFRESH = "30s"
 #: Chart colours (colour-blind friendly Tableau 10), also used for markers.
 PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac"]
 CHART_HEIGHT = 230

@@ -37,7 +37,7 @@ def dashboard(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Ite
     """``sotp dashboard`` reading the backend, refreshing every 10 s; stopped with SIGTERM."""
     port = free_port()
     log = tmp_path_factory.mktemp("dashboard") / "dashboard.log"
-    proc = Proc(sotp_cmd("dashboard", "--api", backend.url, "--port", str(port), "--refresh", "10 s"), log)
+    proc = Proc(sotp_cmd("dashboard", "--api", backend.url, "--port", str(port), "--refresh", "10s"), log)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
