@@ -2,7 +2,7 @@
 
 Both are loaded by remote write with the dashboard tests' dataset (3 hosts, 2 SNMP devices, ping and
 blackbox targets, backups, self-metrics; about 0.1 M samples), then each page's queries run the way the
-app runs them (sequentially, one HTTP client): the Servers page (host table + one host's six charts),
+app runs them (sequentially, one HTTP client): the Servers page (host table, two fleet charts, one host's six charts),
 the Network devices page (device table, interfaces, markers, charts of one device and interface) and
 every panel of the four Grafana dashboards. The figure is the median wall time of ``--repeat`` runs.
 
@@ -46,7 +46,7 @@ def servers_page(client: PromClient) -> None:
     tr = TimeRange.last(3600, now)
     hosts = servers.list_hosts(client, tr.start, tr.end)
     servers.overview(client, hosts, now, 15.0, since=tr.start)
-    for panel in servers.host_panels(hosts[0]):
+    for panel in [*servers.fleet_panels(), *servers.host_panels(hosts[0])]:
         fetch(client, panel, tr)
 
 

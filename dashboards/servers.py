@@ -14,7 +14,7 @@ from dashboards.panels import Panel, Target, quote
 from dashboards.promapi import APIError, PromClient
 from dashboards.timerange import TimeRange, rate_window
 
-__all__ = ["HOST_METRIC", "HostRow", "Overview", "host_panels", "list_hosts", "overview"]
+__all__ = ["HOST_METRIC", "HostRow", "Overview", "fleet_panels", "host_panels", "list_hosts", "overview"]
 
 #: Every node_exporter and SOTP agent sends this; it identifies a host.
 HOST_METRIC = "node_load1"
@@ -117,6 +117,24 @@ def overview(
         fresh = not math.isnan(row.last_seen_s) and row.last_seen_s <= STALE_AFTER_S
         row.up = fresh and scraped_up.get(row.instance, 1.0) == 1.0
     return Overview(list(rows.values()), error)
+
+
+def fleet_panels() -> list[Panel]:
+    """Every host on one chart: CPU and memory, to spot the odd one out before drilling in."""
+    return [
+        Panel(
+            "CPU busy by host",
+            (Target('100 * (1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[$__rate_interval])))',
+                    "{{instance}}"),),
+            unit="percent",
+        ),
+        Panel(
+            "Memory used by host",
+            (Target("100 * (1 - max by (instance) (node_memory_MemAvailable_bytes)"
+                    " / max by (instance) (node_memory_MemTotal_bytes))", "{{instance}}"),),
+            unit="percent",
+        ),
+    ]
 
 
 def host_panels(instance: str) -> list[Panel]:

@@ -10,7 +10,7 @@ import streamlit as st
 
 from dashboards import ui
 from dashboards.panels import fetch
-from dashboards.servers import Overview, host_panels, list_hosts, overview, time_range_hint
+from dashboards.servers import Overview, fleet_panels, host_panels, list_hosts, overview, time_range_hint
 from dashboards.units import fmt_age, fmt_bits
 
 NO_HOSTS = (
@@ -76,6 +76,10 @@ def body(settings: ui.Settings) -> None:
         },
         key="servers_table",
     )
+
+    for col, panel in zip(st.columns(2), fleet_panels(), strict=True):
+        with col:
+            ui.chart(fetch(client, panel, tr), tr)
 
     st.divider()
     host = st.selectbox("Host", hosts, key="servers_host")

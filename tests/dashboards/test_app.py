@@ -50,20 +50,20 @@ def test_servers_page(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None
         assert status[h.name] == ("● down" if h.stops_before_now_s else "● up")
     live = sum(1 for h in ds.HOSTS if not h.stops_before_now_s)
     assert at.metric[0].value == f"{live} / {len(ds.HOSTS)}"
-    # drill-down of the first host: six charts, each with data
+    # two fleet charts, then the drill-down of the first host: six charts
     assert at.selectbox(key="servers_host").value == "db-1"
     charts = _charts(at)
-    assert len(charts) == 6
+    assert len(charts) == 8
     # pick another host: the charts follow
     at.selectbox(key="servers_host").set_value("web-1").run()
     assert not at.exception
     assert [s.value for s in at.subheader] == ["web-1"]
-    assert len(_charts(at)) == 6
+    assert len(_charts(at)) == 8
     # the sidebar's time range drives every chart's window and step
     assert any("last 1 hour · step 15s · rate window 1m" in c.value for c in at.caption)
     at.selectbox(key="range").set_value("6 hours").run()
     assert any("last 6 hours · step 120s · rate window 2m15s" in c.value for c in at.caption)
-    start, end = _charts(at)[0]["layer"][0]["encoding"]["x"]["scale"]["domain"]  # type: ignore[index]
+    start, end = _charts(at)[2]["layer"][0]["encoding"]["x"]["scale"]["domain"]  # type: ignore[index]
     assert (pd.Timestamp(end) - pd.Timestamp(start)).total_seconds() == 6 * 3600
 
 

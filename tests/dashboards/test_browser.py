@@ -122,7 +122,7 @@ def _no_errors(driver: object) -> None:
 @pytest.mark.parametrize(
     ("page", "title", "charts", "texts"),
     [
-        ("servers", "Servers", 6, ["Hosts up", "Average CPU", "CPU busy by mode", "Network traffic"]),
+        ("servers", "Servers", 8, ["Hosts up", "CPU busy by host", "CPU busy by mode", "Network traffic"]),
         ("network", "Network devices", 4, ["Reachable", "Interfaces", "Round-trip time", "Traffic"]),
         ("explorer", "Explorer", 1, ["PromQL", "Chart", "Table"]),
     ],

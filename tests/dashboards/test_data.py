@@ -127,6 +127,7 @@ def test_every_panel_has_data(backend: Backend) -> None:
     tr = TimeRange.last(3600, time.time())
     d = ds.DEVICES[0]
     panels = [
+        *servers.fleet_panels(),
         *servers.host_panels(ds.HOSTS[0].name),
         *network.device_panels(d.name, ["icmp"]),
         *network.device_panels("dns-1", ["blackbox"]),
