@@ -158,9 +158,11 @@ class Exporter:
 
 @pytest.fixture
 def exporter(spawn: Callable[..., Proc], tmp_path: Path) -> Callable[..., Exporter]:
-    """Start the exporter: ``exporter(*flags, config=None|dict, ns=None|Netns)``; stopped at teardown."""
+    """Start the exporter: ``exporter(*flags, config=None|dict, ns=None|Netns, prefix=None|argv)``;
+    stopped at teardown."""
 
-    def start(*flags: str, config: dict[str, Any] | None = None, ns: Netns | None = None) -> Exporter:
+    def start(*flags: str, config: dict[str, Any] | None = None, ns: Netns | None = None,
+              prefix: list[str] | None = None) -> Exporter:
         port = free_port()
         argv = sotp_cmd("exporter", "icmp", "--listen", f"127.0.0.1:{port}", *flags)
         path = None
@@ -168,6 +170,7 @@ def exporter(spawn: Callable[..., Proc], tmp_path: Path) -> Callable[..., Export
             path = tmp_path / f"icmp-{port}.yml"
             path.write_text(yaml.safe_dump(config))
             argv += ["--config", str(path)]
+        argv = [*(prefix or []), *argv]  # e.g. setpriv dropping a capability
         if ns is not None:
             argv = ["ip", "netns", "exec", ns.name, *argv]
         proc = spawn(argv, name=f"icmp-exporter-{port}")

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, free_port, sotp_cmd
+from tests.conftest import REPO, free_port, missing, sotp_cmd
 
 from .conftest import Netns, value, veth
 
@@ -244,3 +244,26 @@ def test_source_address(netns: Callable[[str], Netns], exporter: Exporter) -> No
     m = exp.metrics("/probe?target=127.0.0.5&module=from_missing")  # not an address of this namespace
     assert value(m, "probe_success") == 0
     assert "cannot bind an icmp socket to source address '10.89.0.1'" in exp.proc.output()
+
+
+def test_without_cap_net_raw_only_datagram_sockets_work(netns: Callable[[str], Netns],
+                                                        exporter: Exporter) -> None:
+    """An unprivileged deployment: no CAP_NET_RAW (dropped from the bounding set with setpriv, as a
+    container without NET_RAW has it), so only the ping_group_range path can work."""
+    setpriv = ["setpriv", "--bounding-set=-net_raw", "--"]
+    if subprocess.run(["setpriv", "--version"], capture_output=True).returncode != 0:
+        missing("setpriv (util-linux) is needed to drop CAP_NET_RAW")
+    closed = netns("nocap")
+    argv = ["ip", "netns", "exec", closed.name, *setpriv,
+            *sotp_cmd("exporter", "icmp", "--listen", f"127.0.0.1:{free_port()}")]
+    res = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=30,
+                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    assert res.returncode == 1
+    assert "raw: permission denied" in res.stderr and "ping_group_range" in res.stderr
+
+    open_ns = netns("nocap-dgram")
+    open_ns.sysctl("net.ipv4.ping_group_range", "0 0")
+    exp = exporter("--target", "127.0.0.1", ns=open_ns, prefix=setpriv)
+    assert value(exp.metrics("/probe?target=127.0.0.1"), "probe_success") == 1
+    assert value(exp.metrics("/probe?target=::1"), "probe_success") == 1
+    assert value(exp.metrics(), "sotp_icmp_socket_info", family="ipv4", mode="datagram", source="") == 1
