@@ -200,6 +200,14 @@ class Evaluator:
                 return self._matrix_value(ast.unwrap_parens(expr), steps)
             return self.eval(expr, steps)
 
+    def _check_size(self, k: int, n: int) -> None:
+        """Refuse (series × steps) arrays beyond the sample limit before allocating them."""
+        if k * n > self.engine.max_samples:
+            raise ExecutionError(
+                f"query processing would load too many samples into memory in query execution ({k} series x "
+                f"{n} steps, limit server.query_max_samples = {self.engine.max_samples})"
+            )
+
     def _check_deadline(self) -> None:
         if time.monotonic() > self.deadline:
             raise QueryTimeout("query timed out in expression evaluation")
@@ -246,6 +254,7 @@ class Evaluator:
         n, k = len(steps), len(rng.labels)
         if k == 0:
             return Vector.empty(n)
+        self._check_size(k, n)
         eff = self._eff(node.at, node.offset_ms, steps)
         idx = rng.search(eff, "right") - 1
         row_start = rng.starts[:-1][:, None]
@@ -268,6 +277,7 @@ class Evaluator:
             at, offset, range_ms = node.at, node.offset_ms, node.range_ms
         else:
             raise ExecutionError(f"expected a range vector, got {node.type.value}")
+        self._check_size(len(rng.labels), len(steps))
         end = self._eff(at, offset, steps)
         lo, hi = rng.windows(end - range_ms, end)
         enh = steps if at is None else np.full(len(steps), self.start_ms, dtype=np.int64)

@@ -164,6 +164,21 @@ async def test_max_samples_is_an_execution_error() -> None:
         await c.close()
 
 
+async def test_series_times_steps_is_limited_too() -> None:
+    config = Config()
+    config.server.query_max_samples = 20  # the fetch (18 samples) fits; 2 series x 11 steps do not
+    c = await _client(config)
+    try:
+        r = await c.get("/api/v1/query_range", params={"query": "c_total + 0", "start": "0", "end": "10",
+                                                         "step": "1"})
+        body = await _json(r)
+        assert r.status == 422 and body["errorType"] == "execution" and "2 series x 11 steps" in body["error"]
+        r = await c.get("/api/v1/query_range", params={"query": "c_total", "start": "0", "end": "5", "step": "1"})
+        assert r.status == 200
+    finally:
+        await c.close()
+
+
 async def test_value_and_timestamp_formatting(client: Client) -> None:
     r = await client.get("/api/v1/query", params={"query": "weird", "time": "1.5"})
     assert await r.text() == (
