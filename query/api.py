@@ -257,9 +257,17 @@ async def metadata(request: web.Request, principal: Any) -> web.Response:
     store: dict[str, list[dict[str, str]]] = request.app[CTX].extras.get("metadata") or {}
     metric = p.get("metric")
     limit = _limit(p)
+    visible: set[str] | None = None
+    extra = tenant_matchers(principal)
+    if extra:  # a tenant only learns about metric names it has series for
+        querier = request.app[CTX].storage.querier(MIN_TIME_MS, MAX_TIME_MS)
+        try:
+            visible = set(await querier.label_values("__name__", extra))
+        finally:
+            await querier.close()
     out: dict[str, list[dict[str, str]]] = {}
     for name in sorted(store):
-        if metric and name != metric:
+        if (metric and name != metric) or (visible is not None and name not in visible):
             continue
         if limit is not None and len(out) >= limit:
             break

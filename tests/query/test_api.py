@@ -239,6 +239,14 @@ async def test_tenant_isolation() -> None:
         assert "team" in (await _json(r))["data"]
         r = await c.get("/api/v1/series", params={"match[]": "up"}, headers=red)
         assert [s["job"] for s in (await _json(r))["data"]] == ["api"]
+        r = await c.get("/api/v1/metadata", headers=red)
+        assert set((await _json(r))["data"]) == {"up", "c_total"}
+        ctx_meta = {"weird": [{"type": "gauge", "help": "only series without a team", "unit": ""}]}
+        c.server.app[CTX].extras["metadata"].update(ctx_meta)
+        r = await c.get("/api/v1/metadata", headers=red)
+        assert "weird" not in (await _json(r))["data"]
+        r = await c.get("/api/v1/metadata", headers={"Authorization": "Bearer admin"})
+        assert "weird" in (await _json(r))["data"]
         r = await c.get("/api/v1/label/job/values", headers={"Authorization": "Bearer admin"})
         assert (await _json(r))["data"] == ["api", "db", "x"]
     finally:
