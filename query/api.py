@@ -150,7 +150,7 @@ async def query_range(request: web.Request, principal: Any) -> web.Response:
             'invalid parameter "step": zero or negative query resolution step widths are not accepted. '
             "Try a positive integer"
         )
-    if (end - start) / step > MAX_POINTS:
+    if (end - start) // step > MAX_POINTS:  # integer division, as Go divides durations
         raise BadData(
             "exceeded maximum resolution of 11,000 points per timeseries. "
             "Try decreasing the query resolution (?step=XX)"

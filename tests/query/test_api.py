@@ -136,6 +136,7 @@ async def test_grafana_request_sequence(client: Client) -> None:
         ("/api/v1/query_range", {"query": "up", "start": "0", "end": "11001", "step": "1"}, 400, "bad_data",
          "11,000 points"),
         ("/api/v1/query_range", {"query": "up", "start": "0", "end": "11000", "step": "1"}, 200, "", ""),
+        ("/api/v1/query_range", {"query": "up", "start": "0", "end": "11000.9", "step": "1"}, 200, "", ""),
         ("/api/v1/query_range", {"query": "up", "start": "0", "end": "60", "step": "0.5m"}, 400, "bad_data", "step"),
         ("/api/v1/query_range", {"query": "up[1m]", "start": "0", "end": "60", "step": "15"}, 400, "bad_data",
          "range vector"),
