@@ -195,7 +195,26 @@ def _cases() -> list[tuple[str, str, dict[str, str]]]:
     return cases
 
 
-CASES = _cases()
+def _discovery_cases() -> list[tuple[str, str, dict[str, str]]]:
+    whole = {"start": str(osup.T0 / 1000 - 60), "end": str(T_END / 1000 + 60)}
+    out = []
+    for path, params in [
+        ("/api/v1/series", {"match[]": "up"}),
+        ("/api/v1/series", {"match[]": f'{C}{{job="db"}}'}),
+        ("/api/v1/series", {"match[]": '{__name__=~"temp|other_metric", instance!="i2"}'}),
+        ("/api/v1/labels", {}),
+        ("/api/v1/labels", {"match[]": "req_duration_seconds_bucket"}),
+        ("/api/v1/label/__name__/values", {}),
+        ("/api/v1/label/job/values", {"match[]": "up"}),
+        ("/api/v1/label/le/values", {}),
+        ("/api/v1/label/method/values", {"match[]": f'{C}{{instance="i3"}}'}),
+        ("/api/v1/label/nope/values", {}),
+    ]:
+        out.append((f"{path} {params}", path, {**params, **whole}))
+    return out
+
+
+CASES = _cases() + _discovery_cases()
 
 
 async def _sotp_answers(storage_url: str, cases: list[tuple[str, str, dict[str, str]]]) -> list[dict[str, Any]]:
