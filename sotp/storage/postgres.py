@@ -277,7 +277,7 @@ class PostgresStorage:
                 created = await self.index.resolve(conn, missing, first_ms)
             for sid in created:
                 self._last[sid] = None
-            got, missing = self.index.lookup(wanted)
+            got, missing = self.index.lookup(wanted, count=False)
         all_sids: list[int] = got  # type: ignore[assignment]  # every label set is known now
         group_sids: list[npt.NDArray[np.int64]] = []
         pos = 0

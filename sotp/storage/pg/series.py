@@ -33,11 +33,12 @@ class SeriesIndex:
         self.by_labels[labels] = sid
         self.by_id[sid] = labels
 
-    def lookup(self, labels: list[Labels]) -> tuple[list[int | None], list[Labels]]:
+    def lookup(self, labels: list[Labels], count: bool = True) -> tuple[list[int | None], list[Labels]]:
         """Cached ids of ``labels`` (``None`` where unknown) and the unknown label sets."""
         got = [self.by_labels.get(lb) for lb in labels]
         missing = [lb for lb, sid in zip(labels, got, strict=True) if sid is None] if None in got else []
-        self.hits += len(labels) - len(missing)
+        if count:
+            self.hits += len(labels) - len(missing)
         return got, missing
 
     async def resolve(
