@@ -61,29 +61,40 @@ def _labels_key(labels: Labels) -> str:
 
 
 class _Index:
-    """In-process view of ``sotp_series``: id ↔ labels, and series ids per metric name."""
+    """In-process view of ``sotp_series``: id ↔ labels, and postings (label pair → series ids)."""
 
     def __init__(self) -> None:
         self.by_labels: dict[Labels, int] = {}
         self.by_id: dict[int, Labels] = {}
-        self.by_metric: dict[str, list[int]] = {}
+        self.postings: dict[tuple[str, str], list[int]] = {}
         self.max_id = 0
 
     def add(self, sid: int, labels: Labels) -> None:
         self.by_labels[labels] = sid
         self.by_id[sid] = labels
-        self.by_metric.setdefault(labels.get(METRIC_NAME) or "", []).append(sid)
+        for pair in labels.items_tuple():
+            self.postings.setdefault(pair, []).append(sid)
         self.max_id = max(self.max_id, sid)
 
     def candidates(self, matchers: Sequence[Matcher]) -> list[int]:
-        """Series ids matching ``matchers``; narrowed by an equality matcher on the metric name."""
-        for m in matchers:
-            if m.name == METRIC_NAME and m.op is MatchOp.EQ:
-                ids = self.by_metric.get(m.value, [])
-                break
+        """Series ids matching ``matchers``: equality matchers on non-empty values intersect their
+        postings (smallest first), the remaining matchers filter the survivors."""
+        eq = [m for m in matchers if m.op is MatchOp.EQ and m.value != ""]
+        if eq:
+            lists = sorted((self.postings.get((m.name, m.value), []) for m in eq), key=len)
+            ids = set(lists[0])
+            for other in lists[1:]:
+                ids.intersection_update(other)
+                if not ids:
+                    return []
+            rest = [m for m in matchers if m not in eq]
+            found = sorted(ids)
         else:
-            ids = list(self.by_id)
-        return [sid for sid in ids if matches_all(matchers, self.by_id[sid])]
+            rest = list(matchers)
+            found = list(self.by_id)
+        if not rest:
+            return found
+        return [sid for sid in found if matches_all(rest, self.by_id[sid])]
 
 
 class SQLiteStorage:
