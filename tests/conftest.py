@@ -114,3 +114,46 @@ def spawn(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
 
 
 PG_DSN = os.environ.get("SOTP_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def port_is_free(port: int) -> bool:
+    """Whether nothing listens on 127.0.0.1:``port`` right now."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def sotp_up_ports() -> tuple[int, int, int]:
+    """(serve port, exporters' port base, dashboard port) for ``sotp up``, with every port it derives free."""
+    import random
+
+    for _ in range(100):
+        base = random.randrange(20_000, 60_000, 10)
+        serve, dash = base + 201, base + 501
+        if all(port_is_free(p) for p in (serve, serve + 1, dash, base + 100, base + 115, base + 116)):
+            return serve, base, dash
+    raise RuntimeError("no free port range for sotp up")
+
+
+RawSeries = list[tuple[list[tuple[str, str]], list[tuple[int, float]]]]
+
+
+def raw_write_request(series: RawSeries, compress: bool = True) -> bytes:
+    """A remote-write body built with the protobuf runtime exactly as given: labels unsorted, duplicated or
+    invalid on purpose (the production encoder always writes valid requests)."""
+    from sotp.codec.remote_write import WriteRequest, snappy_compress
+
+    req = WriteRequest()
+    for labels, samples in series:
+        ts = req.timeseries.add()
+        for name, value in labels:
+            lb = ts.labels.add()
+            lb.name, lb.value = name, value
+        for t, v in samples:
+            s = ts.samples.add()
+            s.timestamp, s.value = t, v
+    raw = bytes(req.SerializeToString())
+    return snappy_compress(raw) if compress else raw

@@ -14,6 +14,7 @@ from sotp.cli.serve import build_app
 from sotp.codec.remote_write import WriteRequest, encode_write_request, snappy_compress
 from sotp.config import Config
 from sotp.model import Labels
+from tests.conftest import raw_write_request as raw
 
 HEADERS = {
     "Content-Type": "application/x-protobuf",
@@ -21,20 +22,6 @@ HEADERS = {
     "X-Prometheus-Remote-Write-Version": "0.1.0",
 }
 NOW = int(time.time() * 1000)
-
-
-def raw_request(series: list[tuple[list[tuple[str, str]], list[tuple[int, float]]]]) -> bytes:
-    """Build a body without the encoder's sorting, to send deliberately malformed label sets."""
-    req = WriteRequest()
-    for labels, samples in series:
-        ts = req.timeseries.add()
-        for name, value in labels:
-            lb = ts.labels.add()
-            lb.name, lb.value = name, value
-        for t, v in samples:
-            s = ts.samples.add()
-            s.timestamp, s.value = t, v
-    return snappy_compress(req.SerializeToString())
 
 
 GOOD = [("__name__", "good"), ("job", "a")]
@@ -81,16 +68,16 @@ async def test_metadata_only_request_is_204(client: TestClient) -> None:
 BAD_400 = [
     ("bad-snappy", b"\x05not snappy at all", "snappy"),
     ("bad-protobuf", snappy_compress(b"\xff\xff\xff\xff"), "protobuf"),
-    ("unsorted-labels", raw_request([([("job", "a"), ("__name__", "x")], [(NOW, 1.0)])]), "unsorted"),
-    ("duplicate-labels", raw_request([([("__name__", "x"), ("a", "1"), ("a", "2")], [(NOW, 1.0)])]), "duplicate"),
-    ("invalid-label-name", raw_request([([("__name__", "x"), ("bad-name", "1")], [(NOW, 1.0)])]), "invalid label"),
-    ("invalid-metric-name", raw_request([([("__name__", "1x")], [(NOW, 1.0)])]), "invalid metric name"),
-    ("empty-label-set", raw_request([([], [(NOW, 1.0)])]), "empty label set"),
-    ("empty-label-value", raw_request([([("__name__", "x"), ("a", "")], [(NOW, 1.0)])]), "empty value"),
-    ("missing-name", raw_request([([("job", "a")], [(NOW, 1.0)])]), "missing metric name"),
-    ("unsorted-samples", raw_request([(GOOD, [(NOW, 1.0), (NOW - 1000, 2.0)])]), "out-of-order"),
-    ("conflict-in-request", raw_request([(GOOD, [(NOW, 1.0), (NOW, 2.0)])]), "conflicting"),
-    ("far-future", raw_request([(GOOD, [(NOW + 3_600_000, 1.0)])]), "future"),
+    ("unsorted-labels", raw([([("job", "a"), ("__name__", "x")], [(NOW, 1.0)])]), "unsorted"),
+    ("duplicate-labels", raw([([("__name__", "x"), ("a", "1"), ("a", "2")], [(NOW, 1.0)])]), "duplicate"),
+    ("invalid-label-name", raw([([("__name__", "x"), ("bad-name", "1")], [(NOW, 1.0)])]), "invalid label"),
+    ("invalid-metric-name", raw([([("__name__", "1x")], [(NOW, 1.0)])]), "invalid metric name"),
+    ("empty-label-set", raw([([], [(NOW, 1.0)])]), "empty label set"),
+    ("empty-label-value", raw([([("__name__", "x"), ("a", "")], [(NOW, 1.0)])]), "empty value"),
+    ("missing-name", raw([([("job", "a")], [(NOW, 1.0)])]), "missing metric name"),
+    ("unsorted-samples", raw([(GOOD, [(NOW, 1.0), (NOW - 1000, 2.0)])]), "out-of-order"),
+    ("conflict-in-request", raw([(GOOD, [(NOW, 1.0), (NOW, 2.0)])]), "conflicting"),
+    ("far-future", raw([(GOOD, [(NOW + 3_600_000, 1.0)])]), "future"),
 ]
 
 
@@ -105,7 +92,7 @@ async def test_bad_input_is_400_and_writes_nothing(client: TestClient, body: byt
 
 
 async def test_valid_series_beside_bad_one_is_not_written(client: TestClient) -> None:
-    body = raw_request([(GOOD, [(NOW, 1.0)]), ([("__name__", "x"), ("bad-name", "1")], [(NOW, 1.0)])])
+    body = raw([(GOOD, [(NOW, 1.0)]), ([("__name__", "x"), ("bad-name", "1")], [(NOW, 1.0)])])
     assert (await post(client, body))[0] == 400
     assert await series_count(client) == 0
 
@@ -169,7 +156,7 @@ async def test_queue_full_is_503_with_retry_after(tmp_path: Path) -> None:
 
 async def test_self_metrics_count_samples_and_rejects(client: TestClient) -> None:
     await post(client, encode_write_request([(Labels(dict(GOOD)), [(NOW - 1000, 1.0), (NOW, 2.0)])]))
-    await post(client, raw_request([([("__name__", "x"), ("bad-name", "1")], [(NOW, 1.0)])]))
+    await post(client, raw([([("__name__", "x"), ("bad-name", "1")], [(NOW, 1.0)])]))
     text = await (await client.get("/metrics")).text()
     assert 'sotp_ingest_samples_total{protocol="remote_write"} 2.0' in text
     assert 'sotp_ingest_requests_total{code="400",protocol="remote_write"} 1.0' in text

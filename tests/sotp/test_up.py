@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import random
 import signal
-import socket
 import time
 import urllib.parse
 import urllib.request
@@ -13,28 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import sotp_cmd, wait_for_port
+from tests.conftest import sotp_cmd, sotp_up_ports, wait_for_port
 
 pytestmark = pytest.mark.integration
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def pick_ports() -> tuple[int, int, int]:
-    """serve port, exporter port base and dashboard port, all currently free."""
-    for _ in range(50):
-        base = random.randrange(20_000, 40_000, 1000)
-        serve, dash = base + 201, base + 501
-        if all(_free(p) for p in (serve, serve + 1, dash, base + 100, base + 115, base + 116)):
-            return serve, base, dash
-    raise RuntimeError("no free port block")
 
 
 def query(port: int, expr: str) -> list[dict]:  # type: ignore[type-arg]
@@ -45,7 +24,7 @@ def query(port: int, expr: str) -> list[dict]:  # type: ignore[type-arg]
 
 
 def test_sotp_up_serves_this_machines_metrics(tmp_path: Path, spawn) -> None:  # type: ignore[no-untyped-def]
-    serve, base, dash = pick_ports()
+    serve, base, dash = sotp_up_ports()
     up = spawn(
         sotp_cmd("up", "--data-dir", str(tmp_path / "data"), "--port", str(serve), "--port-base", str(base),
                  "--dashboard-port", str(dash), "--interval", "2s"),
