@@ -10,15 +10,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from sotp.codec.remote_write import Columns
 from sotp.errors import AuthError, IngestError, LimitExceeded, SampleRejected, StorageError, UnsupportedMediaType
 from sotp.model import Labels
+from sotp.storage import Appender
 from sotp.web import CTX, ServerContext, text_error
 
 log = logging.getLogger(__name__)
@@ -107,7 +110,7 @@ def apply_tenant(principal: Any, batches: Iterable[SeriesBatch]) -> list[SeriesB
 
 def check_times(batches: Sequence[SeriesBatch], max_future_s: float) -> None:
     """Reject samples too far in the future (clock skew would poison the series' ordering)."""
-    limit = int((time.time() + max_future_s) * 1000)
+    limit = future_limit_ms(max_future_s)
     for b in batches:
         if b.timestamps and max(b.timestamps) > limit:
             raise SampleRejected(
@@ -116,34 +119,76 @@ def check_times(batches: Sequence[SeriesBatch], max_future_s: float) -> None:
             )
 
 
-async def write_batch(request: web.Request, protocol: str, batches: Sequence[SeriesBatch], principal: Any) -> int:
-    """Validate limits, apply the tenant, stage and commit atomically. Returns samples written.
+def check_series_limit(n: int, limit: int) -> None:
+    if n > limit:
+        raise LimitExceeded(f"request has {n} series, limit {limit} (limits.max_series_per_request)")
 
-    Raises an :class:`IngestError` (400/413) or :class:`StorageError` (503); nothing is written then.
-    """
+
+def future_limit_ms(max_future_s: float) -> int:
+    """The newest timestamp accepted now: later samples would poison their series' ordering."""
+    return int((time.time() + max_future_s) * 1000)
+
+
+async def _commit(request: web.Request, protocol: str, stage: Callable[[Appender], None], samples: int) -> int:
+    """Stage through ``stage`` and commit atomically inside the write queue, with latency and sample metrics."""
     ctx = request.app[CTX]
     metrics = request.app[WRITE_METRICS]
-    limits = ctx.config.limits
-    if len(batches) > limits.max_series_per_request:
-        raise LimitExceeded(
-            f"request has {len(batches)} series, limit {limits.max_series_per_request} "
-            "(limits.max_series_per_request)"
-        )
-    batches = apply_tenant(principal, batches)
-    check_times(batches, limits.max_future_seconds)
     started = time.perf_counter()
     with request.app[WRITE_QUEUE]:
         app_ = ctx.storage.appender()
         try:
-            for b in batches:
-                app_.append_series(b.labels, b.timestamps, b.values)
+            stage(app_)
             written = await app_.commit()
         except BaseException:
             await app_.rollback()
             raise
     metrics.latency.labels(protocol).observe(time.perf_counter() - started)
-    metrics.samples.labels(protocol).inc(sum(len(b.timestamps) for b in batches))
+    metrics.samples.labels(protocol).inc(samples)
     return written
+
+
+async def write_batch(request: web.Request, protocol: str, batches: Sequence[SeriesBatch], principal: Any) -> int:
+    """Validate limits, apply the tenant, stage and commit atomically. Returns samples written.
+
+    Raises an :class:`IngestError` (400/413) or :class:`StorageError` (503); nothing is written then.
+    """
+    limits = request.app[CTX].config.limits
+    check_series_limit(len(batches), limits.max_series_per_request)
+    batches = apply_tenant(principal, batches)
+    check_times(batches, limits.max_future_seconds)
+
+    def stage(app_: Appender) -> None:
+        for b in batches:
+            app_.append_series(b.labels, b.timestamps, b.values)
+
+    return await _commit(request, protocol, stage, sum(len(b.timestamps) for b in batches))
+
+
+async def write_columns(request: web.Request, protocol: str, cols: Columns, principal: Any) -> int:
+    """:func:`write_batch` for a decoded request's sample arrays, handed to the appender as arrays when it
+    takes them (``append_columns``: no Python object per series or sample)."""
+    if getattr(principal, "tenant", None) is not None:  # labels must be rewritten: take the general path
+        batches = [SeriesBatch(s.labels, s.timestamps, s.values) for s in cols.to_series()]
+        return await write_batch(request, protocol, batches, principal)
+    limits = request.app[CTX].config.limits
+    check_series_limit(len(cols.labels), limits.max_series_per_request)
+    if len(cols.timestamps) and int(cols.timestamps.max()) > future_limit_ms(limits.max_future_seconds):
+        newest = int(cols.timestamps.argmax())
+        owner = cols.labels[int(np.searchsorted(np.cumsum(cols.counts), newest, side="right"))]
+        raise SampleRejected(
+            f"sample for series {owner} is more than {limits.max_future_seconds:g}s in the future "
+            "(limits.max_future_seconds)"
+        )
+
+    def stage(app_: Appender) -> None:
+        append_columns = getattr(app_, "append_columns", None)
+        if append_columns is not None:
+            append_columns(cols.labels, cols.counts, cols.timestamps, cols.values)
+        else:
+            for s in cols.to_series():
+                app_.append_series(s.labels, s.timestamps, s.values)
+
+    return await _commit(request, protocol, stage, len(cols.timestamps))
 
 
 def _reason(err: Exception) -> str:

@@ -10,7 +10,14 @@ from typing import Any
 from aiohttp import web
 
 from remote_write.body import read_raw
-from remote_write.pipeline import WRITE_METRICS, SeriesBatch, error_response, setup_pipeline, write_batch
+from remote_write.pipeline import (
+    WRITE_METRICS,
+    SeriesBatch,
+    error_response,
+    setup_pipeline,
+    write_batch,
+    write_columns,
+)
 from sotp.codec.remote_write import PROTO_V1, PROTO_V2, decode_write_request
 from sotp.errors import UnsupportedMediaType
 from sotp.web import CTX, ServerContext, authorize
@@ -56,9 +63,13 @@ async def handle_write(request: web.Request) -> web.Response:
             store: dict[str, list[dict[str, str]]] = ctx.extras.setdefault(METADATA_KEY, {})
             for m in decoded.metadata:
                 store[m.metric] = [{"type": m.type, "help": m.help, "unit": m.unit}]
-        batches = [SeriesBatch(s.labels, s.timestamps, s.values) for s in decoded.series]
-        if batches:
-            await write_batch(request, PROTOCOL, batches, principal)
+        if decoded.columns is not None:
+            if len(decoded.columns.timestamps):
+                await write_columns(request, PROTOCOL, decoded.columns, principal)
+        else:
+            batches = [SeriesBatch(s.labels, s.timestamps, s.values) for s in decoded.series]
+            if batches:
+                await write_batch(request, PROTOCOL, batches, principal)
     except UnsupportedMediaType as err:
         return _count(request, web.Response(status=415, text=f"{err}\n", content_type="text/plain"))
     except Exception as err:

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, disable_created_metrics, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from sotp.config import Config, load_config, parse_duration
 from sotp.errors import SotpError, StorageError
@@ -75,6 +77,20 @@ async def _maintenance(ctx: ServerContext) -> None:
             log.warning("storage maintenance failed (will retry): %s", err)
 
 
+class SeriesCacheCollector:
+    """``sotp_series_cache_{hits,misses}_total`` from a backend that keeps a series-id cache."""
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self._ctx = ctx
+
+    def collect(self) -> Iterator[Metric]:
+        index = getattr(self._ctx.storage, "index", None)
+        for what in ("hits", "misses"):
+            fam = CounterMetricFamily(f"sotp_series_cache_{what}", f"Series-id cache {what} on the write path.")
+            fam.add_metric([], float(getattr(index, what, 0)))
+            yield fam
+
+
 def build_app(config: Config, components: list[str] | None = None) -> web.Application:
     """The ``sotp serve`` application; storage is opened and closed with the app's lifecycle."""
     disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series only add noise to self-metrics
@@ -83,6 +99,7 @@ def build_app(config: Config, components: list[str] | None = None) -> web.Applic
     app[CTX] = ctx
     for dotted in components if components is not None else COMPONENTS:
         _load(dotted)(app, ctx)
+    ctx.registry.register(SeriesCacheCollector(ctx))
     app.router.add_get("/-/healthy", _healthy)
     app.router.add_get("/-/ready", _ready)
     app.router.add_get("/metrics", _metrics)
@@ -123,6 +140,10 @@ def run(args: argparse.Namespace) -> int:
         config.server.storage = args.storage
     host, port = split_listen(config.server.listen)
     app = build_app(config)
+    # A write request makes ~10^5 short-lived objects; with the default thresholds the cyclic collector
+    # runs many times per request and doubles decode time (measured: 100 → 63 ms per 100k samples).
+    gc.freeze()
+    gc.set_threshold(100_000, 20, 100)
     log.info("serving on http://%s:%d (storage %s)", host, port, config.server.storage.split("@")[-1])
     web.run_app(app, host=host, port=port, print=None, reuse_port=True, handle_signals=True)
     return 0

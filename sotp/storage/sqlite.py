@@ -68,6 +68,8 @@ class _Index:
         self.by_id: dict[int, Labels] = {}
         self.postings: dict[tuple[str, str], list[int]] = {}
         self.max_id = 0
+        self.hits = 0  # write-path lookups served from memory
+        self.misses = 0  # series the write path had to insert or load
 
     def add(self, sid: int, labels: Labels) -> None:
         self.by_labels[labels] = sid
@@ -152,6 +154,11 @@ class SQLiteStorage:
         except sqlite3.Error as err:
             raise StorageUnavailable(f"SQLite store {self.path} does not answer: {err}") from err
 
+    @property
+    def index(self) -> _Index:
+        """The in-process series index (its ``hits``/``misses`` feed ``/metrics``)."""
+        return self._index
+
     def appender(self) -> Appender:
         return _SQLiteAppender(self)
 
@@ -207,6 +214,8 @@ class SQLiteStorage:
         new_last: dict[int, tuple[int, float]] = {}
         try:
             missing = [lb for lb in staged if lb not in self._index.by_labels]
+            self._index.hits += len(staged) - len(missing)
+            self._index.misses += len(missing)
             created: set[int] = set()
             if missing:
                 before = self._index.max_id
