@@ -133,6 +133,21 @@ def page(body: Callable[[Settings], None]) -> None:
     _live()
 
 
+def follow_selection(event: Any, names: list[str], widget_key: str) -> None:
+    """A click on a table row picks that row's name in the drill-down selectbox ``widget_key``.
+
+    Call it after the table and before the selectbox. The row selection survives reruns, so it is
+    applied only when it changes: picking another entry in the selectbox afterwards still works.
+    """
+    selection = getattr(event, "selection", None)
+    rows = list(getattr(selection, "rows", None) or [])
+    picked = names[rows[0]] if rows and 0 <= rows[0] < len(names) else None
+    marker = f"_{widget_key}_row"
+    if picked is not None and st.session_state.get(marker) != picked:
+        st.session_state[widget_key] = picked
+    st.session_state[marker] = picked
+
+
 def api_error(err: APIError | None) -> None:
     """Show an API error as the API gave it (``bad_data: ...``), or nothing."""
     if err is not None:

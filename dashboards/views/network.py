@@ -79,19 +79,22 @@ def body(settings: ui.Settings) -> None:
     c1.metric("Reachable", f"{reachable} / {probed}", border=True)
     c2.metric("Worst loss (5 min)", f"{max(losses):.1f} %" if losses else "–", border=True)
     c3.metric("Devices", str(len(rows)), border=True)
-    st.dataframe(
+    event = st.dataframe(
         ui.styled(_table(rows), ["Reachability", "Last backup"]),
         hide_index=True,
+        on_select="rerun",
+        selection_mode="single-row",
         column_config={
             "Loss": st.column_config.TextColumn("Loss", help="share of echoes or probes lost in the last 5 minutes"),
             "Config changes": st.column_config.TextColumn("Config changes", help="changes in the picked time range"),
         },
         key="network_table",
     )
+    ui.follow_selection(event, [r.device for r in rows], "network_device")
 
     st.divider()
     names = [r.device for r in rows]
-    device = st.selectbox("Device", names, key="network_device")
+    device = st.selectbox("Device", names, key="network_device", help="or click a row of the table")
     if device is None:
         return
     row = rows[names.index(device)]

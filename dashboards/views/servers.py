@@ -37,8 +37,8 @@ def _table(ov: Overview) -> pd.DataFrame:
             "Mount": [r.disk_mount for r in ov.rows],
             "Net in": [fmt_bits(r.net_in_bps) for r in ov.rows],
             "Net out": [fmt_bits(r.net_out_bps) for r in ov.rows],
-            "Load 1m": ["" if math.isnan(r.load1) else f"{r.load1:.2f}" for r in ov.rows],
-            "Cores": ["" if math.isnan(r.cores) else f"{r.cores:.0f}" for r in ov.rows],
+            "Load / cores": ["" if math.isnan(r.load1) else f"{r.load1:.2f}" + (
+                "" if math.isnan(r.cores) else f" / {r.cores:.0f}") for r in ov.rows],
             "Last seen": [fmt_age(r.last_seen_s) + (" ago" if not math.isnan(r.last_seen_s) else "")
                           for r in ov.rows],
         }
@@ -65,24 +65,30 @@ def body(settings: ui.Settings) -> None:
     c3.metric("Average memory", "–" if math.isnan(mem) else f"{mem:.1f} %", border=True)
     c4.metric("Fullest disk", "–" if math.isnan(disk) else f"{disk:.1f} %", border=True)
 
-    pct = {"min_value": 0, "max_value": 100, "format": "%.1f %%"}
-    st.dataframe(
+    pct = {"min_value": 0, "max_value": 100, "format": "%.1f %%", "width": 125}
+    event = st.dataframe(  # type: ignore[call-overload]  # streamlit types the config keys as Literal
         ui.styled(_table(ov), ["Status"]),
         hide_index=True,
+        on_select="rerun",
+        selection_mode="single-row",
         column_config={
             "CPU": st.column_config.ProgressColumn("CPU", **pct),  # type: ignore[arg-type]
             "Memory": st.column_config.ProgressColumn("Memory", **pct),  # type: ignore[arg-type]
             "Disk (fullest)": st.column_config.ProgressColumn("Disk (fullest)", **pct),  # type: ignore[arg-type]
+            **{name: st.column_config.TextColumn(name, width="small")
+               for name in ("Status", "Mount", "Load / cores")},
         },
         key="servers_table",
     )
+    ui.follow_selection(event, [r.instance for r in ov.rows], "servers_host")
 
     for col, panel in zip(st.columns(2), fleet_panels(), strict=True):
         with col:
             ui.chart(fetch(client, panel, tr), tr)
 
     st.divider()
-    host = st.selectbox("Host", hosts, key="servers_host")
+    host = st.selectbox("Host", [r.instance for r in ov.rows], key="servers_host",
+                        help="or click a row of the table")
     if host is None:
         return
     st.subheader(host)

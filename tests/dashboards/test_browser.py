@@ -165,6 +165,30 @@ def test_page_renders(browser: object, dashboard: str, backend: Backend, tmp_pat
     assert shot.stat().st_size > 20_000  # a blank page is a few kB
 
 
+def test_clicking_a_row_drills_into_it(browser: object, dashboard: str) -> None:
+    """A click on a table row (its selection box) switches the drill-down below to that row."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    for path, charts, row, name in (("", 8, 2, "web-1"), ("network", 4, 2, "edge-rtr1")):
+        driver.get(f"{dashboard}/{path}")  # type: ignore[attr-defined]
+        _wait(driver, lambda d, n=charts: _settled(d, n), what=f"/{path} drawn")
+        grid = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stDataFrame"]')[0]  # type: ignore[attr-defined]
+        box = grid.rect
+        # Glide data grid rows are 35 px under a 35 px header; the selection boxes are the first column.
+        ActionChains(driver).move_to_element_with_offset(  # type: ignore[arg-type]
+            grid, int(18 - box["width"] / 2), int(35 + row * 35 + 17 - box["height"] / 2)
+        ).click().perform()
+
+        def shows(d: object, want: str = name) -> bool:
+            heads = [e.text for e in d.find_elements(By.CSS_SELECTOR, "h3")]  # type: ignore[attr-defined]
+            return want in heads
+
+        _wait(driver, shows, timeout=30, what=f"/{path}: drill-down switched to {name}")
+        _no_errors(driver)
+
+
 def test_live_refresh_and_api_errors(browser: object, dashboard: str) -> None:
     """The page re-reads the API by itself (fragment ``run_every``); a bad query shows the API's error."""
     from selenium.webdriver.common.by import By
