@@ -161,3 +161,18 @@ def test_transport_errors_say_what_to_do(backend: Backend) -> None:
         PromClient(backend.url + "/nowhere").query("up")
     assert "without a Prometheus JSON envelope" in str(info.value)
     assert info.value.status == 404
+
+
+def test_discovery_endpoints(backend: Backend) -> None:
+    """The client's discovery calls agree with the dataset (and with each other)."""
+    client = PromClient(backend.url)
+    now = time.time()
+    series = client.series(['node_load1{job="node"}'], now - 3600, now)
+    assert sorted(s["instance"] for s in series) == sorted(h.name for h in ds.HOSTS)
+    assert all(s["__name__"] == "node_load1" for s in series)
+    names = client.labels(["ifOperStatus"], now - 3600, now)
+    assert {"__name__", "ifAlias", "ifDescr", "ifIndex", "ifName", "instance", "job"} <= set(names)
+    assert client.label_values("ifName", ['ifOperStatus{instance="core-sw1"}'], now - 3600, now) == sorted(
+        i.name for i in ds.DEVICES[0].ifaces
+    )
+    assert "sotp_icmp_requests_total" in client.label_values("__name__")
