@@ -393,9 +393,11 @@ def health() -> Json:
         P("timeseries", "Ingest rate by protocol", [
             Q(f"sum by (protocol) (rate(sotp_ingest_samples_total{{{_S}}}[$__rate_interval]))", "{{protocol}}"),
         ], unit="short", stacked=True, description="Samples committed to storage per second."),
+        # The reject counters appear with the first reject; `or on() vector(0)` draws a zero line until then
+        # (on() matches any series, so the zero is dropped as soon as one reason exists).
         P("timeseries", "Rejected samples by reason", [
-            Q(f"sum by (protocol, reason) (rate(sotp_ingest_rejected_samples_total{{{_S}}}[$__rate_interval]))",
-              "{{protocol}}: {{reason}}"),
+            Q(f"sum by (protocol, reason) (rate(sotp_ingest_rejected_samples_total{{{_S}}}[$__rate_interval]))"
+              " or on() vector(0)", "{{protocol}} {{reason}}"),
         ], unit="short"),
         P("timeseries", "Write latency (request to durable commit)", [
             Q(hq(0.5, f"sotp_write_latency_seconds_bucket{{{_S}}}"), "p50"),

@@ -1,7 +1,12 @@
-"""The issue's "done when": ``sotp up``, then the dashboard shows this machine's live data within a minute."""
+"""The issue's "done when": ``sotp up``, then the dashboard shows this machine's live data within a minute.
+
+The same live stack also checks that the Grafana dashboards for servers and SOTP's health find every
+metric they chart (names from the real agent and ``sotp serve``, not only from the test dataset).
+"""
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import socket
@@ -12,8 +17,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dashboards.promapi import PromClient
 from dashboards.ui import ENV_API, ENV_TOKEN_FILE
 from tests.conftest import REPO, Proc, sotp_cmd
+from tests.dashboards.test_grafana import _problems
 
 pytestmark = pytest.mark.integration
 
@@ -60,6 +67,20 @@ def test_sotp_up_shows_this_machine_within_a_minute(tmp_path: Path, monkeypatch:
         row = table[table["Host"] == host].iloc[0]
         assert row["Status"] == "● up"
         assert 0 <= row["Memory"] <= 100 and 0 < row["Disk (fullest)"] <= 100
+        # Grafana's Servers and SOTP-health dashboards work on the real agent's and sotp serve's metrics
+        # (rates need a few scrapes: retry until the deadline).
+        client = PromClient(f"http://127.0.0.1:{serve}")
+        for name in ("servers.json", "sotp-health.json"):
+            board = json.loads((REPO / "dashboards" / "grafana" / "dashboards" / name).read_text())
+            while True:
+                try:
+                    _, problems = _problems(client, board, 15)
+                except AssertionError as err:  # a template variable without values yet
+                    problems = [str(err)]
+                if not problems:
+                    break
+                assert time.monotonic() < deadline + 60, f"{name} on live sotp up data:\n" + "\n".join(problems)
+                time.sleep(3)
         # the dashboard child that sotp up printed is serving
         assert f"http://127.0.0.1:{dash}" in up.output()
         with urllib.request.urlopen(f"http://127.0.0.1:{dash}/_stcore/health", timeout=10) as resp:
