@@ -110,7 +110,8 @@ def plan(args: argparse.Namespace) -> list[Child]:
     )
     if not args.no_dashboard:
         children.append(
-            Child("dashboard", _sotp("dashboard", "--api", f"http://{serve}", "--port", str(args.dashboard_port)),
+            Child("dashboard", _sotp("dashboard", "--api", f"http://{serve}", "--port", str(args.dashboard_port),
+                                     "--scrape-interval", args.interval),
                   "streamlit", f"http://{host}:{args.dashboard_port}")
         )
     return children
