@@ -9,6 +9,7 @@ are applied in Python to the candidates' label sets.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +23,10 @@ from sotp.storage.pg.schema import ms_to_dt
 if TYPE_CHECKING:
     from sotp.storage.postgres import PostgresStorage
 
-#: Series per fetch query. Larger is better while PostgreSQL scans whole partitions for big selections
-#: (one scan, not one per chunk); the bound keeps the id array and the aggregated row reasonable.
+#: Series per fetch query at most: the bound keeps the id array and the aggregated row reasonable.
 _SERIES_PER_FETCH = 20_000
+#: Below this many series per part, splitting a selection over connections costs more than it saves.
+_MIN_PART = 300
 MIN_MS = -62_135_596_800_000  # 0001-01-01, the smallest datetime
 MAX_MS = 253_402_300_799_999  # 9999-12-31
 
@@ -76,29 +78,47 @@ class PgQuerier:
         return [sid for sid in sids if matches_all(matchers, by_id[sid])]
 
     async def select(self, matchers: list[Matcher], hints: SelectHints | None = None) -> list[Series]:
-        out: list[Series] = []
-        t_lo, t_hi, t_floor = self._window_params()
         async with self._store.connection() as conn:
             sids = await self._candidates(conn, matchers)
-            for start in range(0, len(sids), _SERIES_PER_FETCH):
-                chunk = sids[start : start + _SERIES_PER_FETCH]
-                # One row for the whole chunk: the blocks' arrays concatenated by PostgreSQL (a memcpy), so
-                # Python does no per-row work. The four aggregates read their input in one order (the pool's
-                # connections run without parallel plans, whose partial states could combine differently).
-                cur = conn.cursor(binary=True)
-                await cur.execute(
-                    "SELECT array_send(array_agg(series_id)), array_send(array_agg(cardinality(ts)::int8)), "
-                    "string_agg(array_send(ts), ''::bytea), string_agg(array_send(vals), ''::bytea) "
-                    "FROM sotp_samples "
-                    "WHERE series_id = ANY(%b::int8[]) AND t_max >= %s AND t_min <= %s AND t_min >= %s",
-                    (chunk, t_lo, t_hi, t_floor),
-                )
-                row = await cur.fetchone()
-                if row is None or row[0] is None:
-                    continue
-                out.extend(self._series(int8_array(row[0]), int8_array(row[1]), row[2], row[3]))
+            chunks = _chunks(sids, self._store.options.pool_max)
+            if len(chunks) == 1:  # small selections stay on this connection: no second pool round trip
+                out = await self._fetch(conn, chunks[0])
+                out.sort(key=lambda s: s.labels.items_tuple())
+                return out
+        # Large selections are cut in parts fetched over several pooled connections at once: PostgreSQL
+        # builds the parts in parallel backends while Python decodes the ones already here. Each part
+        # takes its own connection (none is held while waiting for another, so parts cannot deadlock),
+        # and one connection is left to writers when the pool has more than one.
+        gate = asyncio.Semaphore(max(1, self._store.options.pool_max - 1))
+
+        async def part(chunk: list[int]) -> list[Series]:
+            async with gate, self._store.connection() as conn:
+                return await self._fetch(conn, chunk)
+
+        out = [s for got in await asyncio.gather(*(part(c) for c in chunks)) for s in got]
         out.sort(key=lambda s: s.labels.items_tuple())
         return out
+
+    async def _fetch(self, conn: Any, chunk: list[int]) -> list[Series]:
+        """The samples in the window of the series ids ``chunk``, one Series each (unsorted)."""
+        if not chunk:
+            return []
+        t_lo, t_hi, t_floor = self._window_params()
+        # One row for the whole chunk: the blocks' arrays concatenated by PostgreSQL (a memcpy), so
+        # Python does no per-row work. The four aggregates read their input in one order (the pool's
+        # connections run without parallel plans, whose partial states could combine differently).
+        cur = conn.cursor(binary=True)
+        await cur.execute(
+            "SELECT array_send(array_agg(series_id)), array_send(array_agg(cardinality(ts)::int8)), "
+            "string_agg(array_send(ts), ''::bytea), string_agg(array_send(vals), ''::bytea) "
+            "FROM sotp_samples "
+            "WHERE series_id = ANY(%b::int8[]) AND t_max >= %s AND t_min <= %s AND t_min >= %s",
+            (chunk, t_lo, t_hi, t_floor),
+        )
+        row = await cur.fetchone()
+        if row is None or row[0] is None:
+            return []
+        return self._series(int8_array(row[0]), int8_array(row[1]), row[2], row[3])
 
     def _series(self, block_sids: np.ndarray, counts: np.ndarray, ts_blob: bytes, vs_blob: bytes) -> list[Series]:
         """Blocks (in any order) -> one time-sorted, de-duplicated, window-trimmed Series per series id."""
@@ -150,6 +170,14 @@ class PgQuerier:
 
     async def close(self) -> None:
         return None
+
+
+def _chunks(sids: list[int], pool_max: int) -> list[list[int]]:
+    """``sids`` cut into parts for concurrent fetches: about one per usable connection (``pool_max - 1``),
+    each of at least ``_MIN_PART`` and at most ``_SERIES_PER_FETCH`` series."""
+    lanes = max(1, pool_max - 1)
+    size = min(_SERIES_PER_FETCH, max(_MIN_PART, -(-len(sids) // lanes)))
+    return [sids[i : i + size] for i in range(0, len(sids), size)] or [[]]
 
 
 def _repair(

@@ -367,3 +367,25 @@ async def test_unstorable_timestamps_are_rejected(open_pg, t: int) -> None:  # t
     app.append_series(A, [t], [1.0])
     with pytest.raises(SampleRejected, match="outside the storable range"):
         await app.commit()
+
+
+async def test_large_selection_fetched_in_parts_is_exact(open_pg) -> None:  # type: ignore[no-untyped-def]
+    """1,000 series are read in parts over several pooled connections at once (the querier splits above
+    300 series per part); every series must come back whole, once, in label order, stale bits kept, also
+    when several such selects share the pool."""
+    store = await open_pg("&pool_max=4")
+    n = 1000
+    app = store.appender()
+    for i in range(n):
+        vs = [float(i), float(i) + 0.5, STALE_NAN if i % 7 == 0 else float(-i)]
+        app.append_series(Labels({"__name__": "big", "i": f"{i:04d}"}), [D0, D0 + 15_000, D0 + 30_000], vs)
+    await app.commit()
+    got = await asyncio.gather(*(store.querier(D0, D0 + 60_000).select([Matcher("__name__", MatchOp.EQ, "big")])
+                                 for _ in range(3)))
+    for series in got:
+        assert [s.labels["i"] for s in series] == [f"{i:04d}" for i in range(n)]
+        for i, s in enumerate(series):
+            assert s.timestamps.tolist() == [D0, D0 + 15_000, D0 + 30_000]
+            assert s.values[:2].tolist() == [float(i), float(i) + 0.5]
+            last = struct.unpack("<Q", s.values[2:].tobytes())[0]
+            assert (last == STALE_NAN_BITS) if i % 7 == 0 else s.values[2] == float(-i)

@@ -95,3 +95,14 @@ def test_merge_blocks_sorts_and_keeps_first_of_equal_times() -> None:
     b = (np.array([2, 3], dtype=np.int64), np.array([2.0, 9.0]))
     ts, vs = binary.merge_blocks([a, b])
     assert ts.tolist() == [1, 2, 3] and vs.tolist() == [1.0, 2.0, 3.0]
+
+
+def test_fetch_parts_use_all_but_one_connection_and_stay_bounded() -> None:
+    from sotp.storage.pg.query import _chunks
+
+    ids = list(range(1000))
+    assert [len(c) for c in _chunks(ids, 4)] == [334, 334, 332]  # three lanes, one connection left over
+    assert _chunks(ids, 1) == [ids] == _chunks(ids, 2)  # a single lane: one query
+    assert [len(c) for c in _chunks(ids[:500], 8)] == [300, 200]  # parts not below 300 series
+    assert _chunks([], 4) == [[]]
+    assert max(len(c) for c in _chunks(list(range(100_000)), 2)) == 20_000
