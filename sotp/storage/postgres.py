@@ -47,6 +47,7 @@ from sotp.storage.pg import schema
 from sotp.storage.pg.batch import Group, Staging
 from sotp.storage.pg.binary import COPY_HEADER, COPY_TRAILER, copy_blocks, copy_rows
 from sotp.storage.pg.options import PgOptions, parse_url
+from sotp.storage.pg.postings import Postings
 from sotp.storage.pg.query import MAX_MS, MIN_MS, PgQuerier
 from sotp.storage.pg.schema import MODE_TIMESCALE, ms_to_dt
 from sotp.storage.pg.series import SeriesIndex
@@ -106,6 +107,7 @@ class PostgresStorage:
         self.partition_ms = self.options.partition_ms
         self.mode = ""
         self.index = SeriesIndex()
+        self.postings = Postings(self.index)  # the querier's candidate selection
         self._pool: AsyncConnectionPool[Any] | None = None
         self._last: dict[int, tuple[int, float] | None] = {}
         self._partitions: set[int] = set()

@@ -1,10 +1,11 @@
-"""The PostgreSQL querier: matchers -> series ids (GIN on ``label_ids``) -> block rows -> numpy arrays.
+"""The PostgreSQL querier: matchers -> series ids (in-memory postings) -> block rows -> numpy arrays.
 
-Matchers that cannot match an empty value (``job="x"``, ``job=~"a.+"``, ``job!=""``) narrow the
-candidates in SQL: each becomes the set of label ids it accepts, and a series must overlap every set.
-The values of a label name are matched in Python with :class:`Matcher` itself, so regex semantics are
-exactly Prometheus's (anchored, RE2-like) rather than PostgreSQL's. Matchers that do match an empty value
-are applied in Python to the candidates' label sets.
+Candidates come from :class:`~sotp.storage.pg.postings.Postings`, refreshed from ``sotp_series`` at
+each select. Matchers that cannot match an empty value (``job="x"``, ``job=~"a.+"``, ``job!=""``) select
+the union of the postings of the label values they accept, and a series must be in every such set. Values
+are matched in Python with :class:`Matcher` itself, so regex semantics are exactly Prometheus's
+(anchored, RE2-like) rather than PostgreSQL's. Matchers that do match an empty value are applied in
+Python to the candidates' label sets. Large selections are fetched in parts over several connections.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sotp.model import Labels, Matcher, MatchOp, Series, matches_all
+from sotp.model import Labels, Matcher, Series
 from sotp.storage import SelectHints
 from sotp.storage.pg.binary import concat_elements, int8_array, merge_blocks
 from sotp.storage.pg.schema import ms_to_dt
@@ -49,33 +50,9 @@ class PgQuerier:
         return ms_to_dt(lo), ms_to_dt(clamp_ms(self._maxt)), ms_to_dt(clamp_ms(lo // block * block))
 
     async def _candidates(self, conn: Any, matchers: Sequence[Matcher]) -> list[int]:
-        store = self._store
-        narrowing: list[list[int]] = []
-        for m in matchers:
-            if m.matches(""):
-                continue
-            if m.op is MatchOp.EQ:
-                known = store.index.label_ids.get((m.name, m.value))  # ids never change: the cache is exact
-                if known is not None:
-                    narrowing.append([known])
-                    continue
-                cur = await conn.execute("SELECT id FROM sotp_label WHERE name = %s AND value = %s", (m.name, m.value))
-                ids = [int(r[0]) for r in await cur.fetchall()]
-            else:
-                cur = await conn.execute("SELECT id, value FROM sotp_label WHERE name = %s", (m.name,))
-                ids = [int(r[0]) for r in await cur.fetchall() if m.matches(str(r[1]))]
-            if not ids:
-                return []
-            narrowing.append(ids)
-        if narrowing:
-            where = " AND ".join("label_ids && %s::int[]" for _ in narrowing)
-            cur = await conn.execute(f"SELECT id FROM sotp_series WHERE {where}", narrowing)
-        else:
-            cur = await conn.execute("SELECT id FROM sotp_series")
-        sids = [int(r[0]) for r in await cur.fetchall()]
-        await store.index.labels_for(conn, sids)
-        by_id = store.index.by_id
-        return [sid for sid in sids if matches_all(matchers, by_id[sid])]
+        postings = self._store.postings
+        await postings.refresh(conn)
+        return postings.candidates(matchers)
 
     async def select(self, matchers: list[Matcher], hints: SelectHints | None = None) -> list[Series]:
         async with self._store.connection() as conn:

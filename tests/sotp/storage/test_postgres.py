@@ -389,3 +389,34 @@ async def test_large_selection_fetched_in_parts_is_exact(open_pg) -> None:  # ty
             assert s.values[:2].tolist() == [float(i), float(i) + 0.5]
             last = struct.unpack("<Q", s.values[2:].tobytes())[0]
             assert (last == STALE_NAN_BITS) if i % 7 == 0 else s.values[2] == float(-i)
+
+
+async def test_series_committed_after_a_larger_id_is_still_found(open_pg, schema, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The querier's in-memory postings read new series by id; a writer whose id is smaller than one
+    already seen (it committed later) must still show up once it commits."""
+    from sotp.storage.pg import postings
+
+    monkeypatch.setattr(postings, "SETTLE_S", 0.0)  # settle as early as the snapshots allow
+    reader, writer = await open_pg(), await open_pg()
+    await write(writer, A, [D0], [1.0])
+    late = Matcher("__name__", MatchOp.EQ, "late")
+    async with await psycopg.AsyncConnection.connect(PG_DSN) as slow:  # a transaction left open
+        cur = await slow.execute(
+            f'INSERT INTO "{schema}".sotp_series (metric, label_ids, labels, first_ms) '
+            "VALUES ('late', '{999999}', '{\"__name__\": \"late\"}', 0) RETURNING id"
+        )
+        late_id = int((await cur.fetchall())[0][0])
+        await cur.execute(
+            f'INSERT INTO "{schema}".sotp_samples VALUES (%s, to_timestamp({D0 / 1000}), to_timestamp({D0 / 1000}), '
+            f"'{{{D0}}}', '{{5.0}}')",
+            (late_id,),
+        )
+        await write(writer, B, [D0], [2.0])  # a larger id, committed first
+        for _ in range(3):  # refreshes that would move a naive "largest id seen" watermark past late_id
+            got = await reader.querier(0, D0 + 1).select([Matcher("__name__", MatchOp.EQ, "m")])
+            assert [s.labels for s in got] == [A, B]
+            assert await reader.querier(0, D0 + 1).select([late]) == []
+            await asyncio.sleep(0.01)
+        await slow.commit()
+    got = await reader.querier(0, D0 + 1).select([late])
+    assert [(s.labels, s.values.tolist()) for s in got] == [(Labels({"__name__": "late"}), [5.0])]
