@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from sotp.errors import StorageError, StorageUnavailable
+from sotp.errors import SampleRejected, StorageError, StorageUnavailable
 from sotp.model import METRIC_NAME, Labels, Matcher, MatchOp, Series, matches_all
 from sotp.storage import Appender, Querier, SelectHints
 from sotp.storage.head import StagedSeries, classify, verify_older
@@ -113,6 +113,9 @@ class SQLiteStorage:
         self._index = _Index()
         self._index_lock = threading.Lock()
         self._last: dict[int, tuple[int, float]] = {}
+        self._pending: list[tuple[dict[Labels, StagedSeries], asyncio.Future[int]]] = []
+        self._leading = False
+        self._leader: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -205,16 +208,55 @@ class SQLiteStorage:
                 return float(np.frombuffer(vs_b, _F8)[i])
         return None
 
-    def _commit_sync(self, staged: dict[Labels, StagedSeries]) -> int:
+    def _write_one(
+        self,
+        conn: sqlite3.Connection,
+        staged: dict[Labels, StagedSeries],
+        created: set[int],
+        overlay: dict[int, tuple[int, float]],
+    ) -> tuple[int, dict[int, tuple[int, float]]]:
+        """Check one request's samples against the newest stored ones and insert its blocks.
+
+        ``overlay`` holds the newest samples written earlier in the same transaction (group commit)."""
+        rows: list[tuple[int, int, int, int, bytes, bytes]] = []
+        new_last: dict[int, tuple[int, float]] = {}
+        for labels, st in staged.items():
+            sid = self._index.by_labels[labels]
+            last = overlay.get(sid)
+            if last is None and sid not in created:
+                last = self._last_sample(conn, sid)
+            c = classify(st, last)
+            for t, v in c.older:
+                assert last is not None
+                verify_older(labels, t, v, self._stored_value(conn, sid, t), last[0])
+            ts = st.ts[c.first_new :]
+            if not ts:
+                continue
+            vs = st.vs[c.first_new :]
+            rows.append((sid, ts[0], ts[-1], len(ts), np.asarray(ts, _I8).tobytes(), np.asarray(vs, _F8).tobytes()))
+            new_last[sid] = (ts[-1], vs[-1])
+        conn.executemany(
+            "INSERT INTO sotp_samples (series_id, t_min, t_max, n, ts, vals) VALUES (?, ?, ?, ?, ?, ?)", rows
+        )
+        return sum(r[3] for r in rows), new_last
+
+    def _commit_group_sync(self, group: list[dict[Labels, StagedSeries]]) -> list[int | SampleRejected]:
+        """Commit several requests in one transaction (one fsync), each atomic on its own: a request whose
+        samples are rejected is rolled back to its savepoint and gets its error; the others commit.
+
+        New series rows are inserted before any savepoint and never rolled back with a request, so the
+        in-process index never names an id the table lost (an unused series row is harmless)."""
         conn = self._wconn
         if conn is None:
             raise StorageUnavailable(f"SQLite store {self.path} is not open")
         self._refresh_index(conn)
         conn.execute("BEGIN IMMEDIATE")
-        new_last: dict[int, tuple[int, float]] = {}
+        outcomes: list[int | SampleRejected] = []
+        overlay: dict[int, tuple[int, float]] = {}
         try:
-            missing = [lb for lb in staged if lb not in self._index.by_labels]
-            self._index.hits += len(staged) - len(missing)
+            wanted = {lb for staged in group for lb in staged}
+            missing = [lb for lb in wanted if lb not in self._index.by_labels]
+            self._index.hits += len(wanted) - len(missing)
             self._index.misses += len(missing)
             created: set[int] = set()
             if missing:
@@ -226,38 +268,69 @@ class SQLiteStorage:
                 self._refresh_index(conn)
                 # Series created by this transaction have no samples yet: no need to ask for their newest.
                 created = {self._index.by_labels[lb] for lb in missing if self._index.by_labels[lb] > before}
-            rows: list[tuple[int, int, int, int, bytes, bytes]] = []
-            for labels, st in staged.items():
-                sid = self._index.by_labels[labels]
-                last = None if sid in created else self._last_sample(conn, sid)
-                c = classify(st, last)
-                for t, v in c.older:
-                    assert last is not None
-                    verify_older(labels, t, v, self._stored_value(conn, sid, t), last[0])
-                ts = st.ts[c.first_new :]
-                if not ts:
+            for staged in group:
+                conn.execute("SAVEPOINT request")
+                try:
+                    written, new_last = self._write_one(conn, staged, created, overlay)
+                except SampleRejected as err:
+                    conn.execute("ROLLBACK TO request")
+                    conn.execute("RELEASE request")
+                    outcomes.append(err)
                     continue
-                vs = st.vs[c.first_new :]
-                rows.append(
-                    (sid, ts[0], ts[-1], len(ts), np.asarray(ts, _I8).tobytes(), np.asarray(vs, _F8).tobytes())
-                )
-                new_last[sid] = (ts[-1], vs[-1])
-            conn.executemany(
-                "INSERT INTO sotp_samples (series_id, t_min, t_max, n, ts, vals) VALUES (?, ?, ?, ?, ?, ?)", rows
-            )
+                conn.execute("RELEASE request")
+                overlay.update(new_last)
+                outcomes.append(written)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._reset_index()  # series rows of this transaction are gone
             raise
-        self._last.update(new_last)
-        return sum(r[3] for r in rows)
+        self._last.update(overlay)
+        return outcomes
+
+    def _reset_index(self) -> None:
+        with self._index_lock:
+            hits, misses = self._index.hits, self._index.misses
+            self._index = _Index()
+            self._index.hits, self._index.misses = hits, misses
+        if self._wconn is not None:
+            self._refresh_index(self._wconn)
 
     async def _commit(self, staged: dict[Labels, StagedSeries]) -> int:
-        async with self._wlock:
-            try:
-                return await asyncio.to_thread(self._commit_sync, staged)
-            except sqlite3.OperationalError as err:
-                raise StorageError(f"cannot commit to SQLite store {self.path}: {err}") from err
+        """Group commit: requests arriving while a commit runs share the next transaction and fsync."""
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending.append((staged, fut))
+        if not self._leading:
+            self._leading = True
+            # The commit loop runs in its own task: a requester that goes away cannot cancel a commit
+            # that carries other requests.
+            self._leader = asyncio.create_task(self._lead())
+        return await asyncio.shield(fut)
+
+    async def _lead(self) -> None:
+        try:
+            while self._pending:
+                group, self._pending = self._pending, []
+                async with self._wlock:
+                    try:
+                        outcomes = await asyncio.to_thread(self._commit_group_sync, [g[0] for g in group])
+                    except Exception as err:
+                        failure = (
+                            StorageError(f"cannot commit to SQLite store {self.path}: {err}")
+                            if isinstance(err, sqlite3.Error)
+                            else err
+                        )
+                        for _, f in group:
+                            f.set_exception(failure)
+                        continue
+                for (_, f), outcome in zip(group, outcomes, strict=True):
+                    if isinstance(outcome, SampleRejected):
+                        f.set_exception(outcome)
+                    else:
+                        f.set_result(outcome)
+        finally:
+            self._leading = False
 
     # -- maintenance -------------------------------------------------------------------------------
 

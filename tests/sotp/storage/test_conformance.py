@@ -189,3 +189,30 @@ async def test_compaction_keeps_every_sample(make_storage) -> None:  # type: ign
     after = (await store.querier(0, 10**9).select([eq("__name__", "up")]))[0]
     assert after.timestamps.tolist() == before.timestamps.tolist()
     assert after.values.tolist() == before.values.tolist()
+
+
+async def test_concurrent_requests_are_atomic_each(make_storage) -> None:  # type: ignore[no-untyped-def]
+    """Requests committed at the same moment (a backend may group them into one transaction) succeed or
+    fail on their own; a refused request's new series do not disturb later writes or a reopen."""
+    store = await make_storage()
+    await write(store, [(UP_A, [1000, 2000], [1.0, 2.0])])
+    fresh = Labels({"__name__": "fresh", "job": "x"})
+
+    async def bad() -> None:
+        app = store.appender()
+        app.append_series(fresh, [5000], [1.0])  # a new series in a request that is refused
+        app.append_series(UP_A, [1500], [9.0])  # out of order
+        await app.commit()
+
+    async def good(i: int) -> int:
+        return await write(store, [(Labels({"__name__": "ok", "i": str(i)}), [1000, 2000], [float(i), 1.0])])
+
+    results = await asyncio.gather(bad(), *(good(i) for i in range(6)), return_exceptions=True)
+    assert isinstance(results[0], SampleRejected)
+    assert results[1:] == [2] * 6
+    assert await store.querier(0, 10_000).select([eq("__name__", "fresh")]) == []
+    assert await write(store, [(fresh, [6000], [3.0])]) == 1
+    reopened = await make_storage()
+    got = await reopened.querier(0, 10_000).select([Matcher("__name__", MatchOp.RE, "fresh|ok")])
+    assert [s.labels.get("__name__") for s in got] == ["fresh"] + ["ok"] * 6
+    assert got[0].values.tolist() == [3.0]
