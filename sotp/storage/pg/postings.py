@@ -18,6 +18,7 @@ the cluster only makes refreshes re-read more rows, never miss one.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -28,6 +29,14 @@ from sotp.storage.pg.series import SeriesIndex
 
 #: Seconds an id range stays unsettled at least (see the module docstring).
 SETTLE_S = 1.0
+#: The snapshot bounds, the ids above the settled watermark (only ids: in the steady state there are none,
+#: but for a second after a series is created they are read again) and the label sets (JSON text) of those
+#: above the largest id seen, both in id order. Parameters: the watermark, the largest id seen.
+REFRESH_SQL = (
+    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text, pg_snapshot_xmax(pg_current_snapshot())::text, "
+    "(SELECT array_agg(id ORDER BY id) FROM sotp_series WHERE id > %s), "
+    "(SELECT array_agg(labels::text ORDER BY id) FROM sotp_series WHERE id > %s)"
+)
 
 
 class Postings:
@@ -45,17 +54,25 @@ class Postings:
         return len(self._ids)
 
     async def refresh(self, conn: Any) -> None:
-        """Add the series rows created since the settled watermark (one round trip)."""
-        cur = await conn.execute(
-            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text, pg_snapshot_xmax(pg_current_snapshot())::text, "
-            "s.id, s.labels FROM (SELECT 1) AS one LEFT JOIN sotp_series s ON s.id > %s",
-            (self._low,),
-        )
-        rows = await cur.fetchall()
-        xmin, xmax = int(rows[0][0]), int(rows[0][1])
-        for _, _, sid, labels in rows:
-            if sid is not None and int(sid) not in self._ids:
-                self._add(int(sid), Labels(labels))
+        """Add the series rows created since the settled watermark (one round trip, two when a series
+        committed late: its labels are read then)."""
+        top = self._max  # the labels column starts above this one (a concurrent refresh may move _max)
+        cur = await conn.execute(REFRESH_SQL, (self._low, top))
+        xmin, xmax, got, labels = await cur.fetchone()
+        ids: list[int] = got or []
+        late = [sid for sid in ids if sid <= top and sid not in self._ids]
+        new = [sid for sid in ids if sid > top]
+        for sid, text in zip(new, labels or [], strict=True):
+            if sid not in self._ids:
+                self._add(sid, Labels(json.loads(text)))
+        if late:
+            cur = await conn.execute("SELECT id, labels::text FROM sotp_series WHERE id = ANY(%s)", (late,))
+            for sid, text in await cur.fetchall():
+                if int(sid) not in self._ids:
+                    self._add(int(sid), Labels(json.loads(text)))
+        self._settle(int(xmin), int(xmax))
+
+    def _settle(self, xmin: int, xmax: int) -> None:
         now = time.monotonic()
         for mark in self._marks:
             if mark[2] is None and mark[0] <= now - SETTLE_S:
