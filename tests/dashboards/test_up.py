@@ -7,7 +7,6 @@ metric they chart (names from the real agent and ``sotp serve``, not only from t
 from __future__ import annotations
 
 import json
-import random
 import signal
 import socket
 import time
@@ -19,34 +18,14 @@ from streamlit.testing.v1 import AppTest
 
 from dashboards.promapi import PromClient
 from dashboards.ui import ENV_API, ENV_TOKEN_FILE
-from tests.conftest import REPO, Proc, sotp_cmd
+from tests.conftest import REPO, Proc, sotp_cmd, sotp_up_ports
 from tests.dashboards.test_grafana import _problems
 
 pytestmark = pytest.mark.integration
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _ports() -> tuple[int, int, int]:
-    """(serve port, exporters' port base, dashboard port), all of ``sotp up``'s ports free."""
-    for _ in range(100):
-        base = random.randrange(20000, 60000, 10)
-        serve, dash = base + 201, base + 501
-        wanted = [serve, serve + 1, dash, base + 100, base + 115, base + 116]
-        if all(_free(p) for p in wanted):
-            return serve, base, dash
-    raise RuntimeError("no free port range for sotp up")
-
-
 def test_sotp_up_shows_this_machine_within_a_minute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    serve, base, dash = _ports()
+    serve, base, dash = sotp_up_ports()
     up = Proc(sotp_cmd("up", "--data-dir", str(tmp_path / "data"), "--port", str(serve), "--port-base", str(base),
                        "--dashboard-port", str(dash), "--interval", "5s"), tmp_path / "up.log")
     try:

@@ -16,10 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sotp.cli.serve import build_app
-from sotp.codec.remote_write import WriteRequest, decode_write_request, snappy_compress
+from sotp.codec.remote_write import decode_write_request
 from sotp.config import Config
 from sotp.model import Labels, Matcher, MatchOp
 from sotp.web import CTX
+from tests.conftest import raw_write_request
 
 NOW_MS = int(time.time() * 1000)
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -154,19 +155,6 @@ series_strategy = st.tuples(
 )
 
 
-def encode_raw(series: list[tuple[list[tuple[str, str]], list[tuple[int, float]]]]) -> bytes:
-    req = WriteRequest()
-    for labels, samples in series:
-        ts = req.timeseries.add()
-        for name, value in labels:
-            lb = ts.labels.add()
-            lb.name, lb.value = name, value
-        for t, v in samples:
-            s = ts.samples.add()
-            s.timestamp, s.value = t, v
-    return snappy_compress(req.SerializeToString())
-
-
 def sorted_valid(series: list[tuple[list[tuple[str, str]], list[tuple[int, float]]]]) -> bytes:
     """Bias towards accepted bodies: sorted unique labels with a name, time-ordered samples."""
     out = []
@@ -174,7 +162,7 @@ def sorted_valid(series: list[tuple[list[tuple[str, str]], list[tuple[int, float
         d = dict(labels)
         d["__name__"] = "m"
         out.append((sorted(d.items()), sorted(samples)))
-    return encode_raw(out)
+    return raw_write_request(out)
 
 
 def flip(body: bytes, where: int, byte: int) -> bytes:
@@ -191,7 +179,7 @@ good_series = st.tuples(
 )
 rw_bodies = st.one_of(
     st.lists(good_series, max_size=4).map(sorted_valid),
-    st.lists(series_strategy, max_size=4).map(encode_raw),
+    st.lists(series_strategy, max_size=4).map(raw_write_request),
     st.lists(series_strategy, max_size=4).map(sorted_valid),
     st.builds(flip, st.lists(series_strategy, min_size=1, max_size=3).map(sorted_valid), st.integers(0, 10_000),
               st.integers(0, 255)),

@@ -14,6 +14,7 @@ from sotp.codec import remote_write as rw
 from sotp.codec.remote_write import WriteRequest, decode_write_request
 from sotp.errors import DecodeError
 from sotp.model import STALE_NAN, STALE_NAN_BITS
+from tests.conftest import RawSeries, raw_write_request
 
 NOW = 1_764_000_000_000  # 2025: a 6-byte varint, the canonical shape
 
@@ -70,17 +71,8 @@ def _sample_raw(t: int, v: float, order: str = "vt") -> bytes:
     return _field(0x12, b"".join(parts[k] for k in order))
 
 
-def _runtime(series: list[tuple[list[tuple[str, str]], list[tuple[int, float]]]]) -> bytes:
-    req = WriteRequest()
-    for labels, samples in series:
-        ts = req.timeseries.add()
-        for n, v in labels:
-            lb = ts.labels.add()
-            lb.name, lb.value = n, v
-        for t, v in samples:
-            s = ts.samples.add()
-            s.timestamp, s.value = t, v
-    return bytes(req.SerializeToString())
+def _runtime(series: RawSeries) -> bytes:
+    return raw_write_request(series, compress=False)
 
 
 LABELS = [("__name__", "up"), ("job", "node")]
