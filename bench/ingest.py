@@ -32,6 +32,8 @@ import aiohttp
 import cramjam
 import numpy as np
 
+from sotp.codec.remote_write_encoder import field, varint
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DSN = os.environ.get("SOTP_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 HEADERS = {
@@ -39,19 +41,6 @@ HEADERS = {
     "Content-Encoding": "snappy",
     "X-Prometheus-Remote-Write-Version": "0.1.0",
 }
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _field(tag: int, payload: bytes) -> bytes:
-    return bytes((tag,)) + _varint(len(payload)) + payload
 
 
 def _label_bytes(shard: int, i: int) -> bytes:
@@ -62,7 +51,7 @@ def _label_bytes(shard: int, i: int) -> bytes:
         ("job", "ingest-bench"),
         ("shard", f"s{shard:02d}"),
     ]
-    return b"".join(_field(0x0A, _field(0x0A, n.encode()) + _field(0x12, v.encode())) for n, v in pairs)
+    return b"".join(field(0x0A, field(0x0A, n.encode()) + field(0x12, v.encode())) for n, v in pairs)
 
 
 def encode_payloads(shard: int, series: int, per_request: int, requests: int, t0_ms: int) -> list[bytes]:
@@ -71,7 +60,7 @@ def encode_payloads(shard: int, series: int, per_request: int, requests: int, t0
     labels = np.frombuffer(b"".join(_label_bytes(shard, i) for i in range(series)), dtype=np.uint8).reshape(series, -1)
     sample_len = 18
     body_len = labels.shape[1] + per_request * sample_len
-    head = np.frombuffer(b"\x0a" + _varint(body_len), dtype=np.uint8)
+    head = np.frombuffer(b"\x0a" + varint(body_len), dtype=np.uint8)
     idx = np.arange(series, dtype=np.float64)[:, None]
     out: list[bytes] = []
     for r in range(requests):

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 _DOUBLE = struct.Struct("<d")
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
     """Base-128 varint; negative int64 values take ten bytes (two's complement), as protobuf does."""
     if n < 0:
         n += 1 << 64
@@ -38,17 +38,17 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-def _field(tag: int, payload: bytes) -> bytes:
-    return bytes((tag,)) + _varint(len(payload)) + payload
+def field(tag: int, payload: bytes) -> bytes:
+    return bytes((tag,)) + varint(len(payload)) + payload
 
 
 def _label(name: str, value: str) -> bytes:
     body = b""
     if name:
-        body += _field(0x0A, name.encode())
+        body += field(0x0A, name.encode())
     if value:
-        body += _field(0x12, value.encode())
-    return _field(0x0A, body)
+        body += field(0x12, value.encode())
+    return field(0x0A, body)
 
 
 def _sample(t_ms: int, value: float) -> bytes:
@@ -57,8 +57,8 @@ def _sample(t_ms: int, value: float) -> bytes:
     if packed != b"\x00" * 8:  # +0.0 is the proto3 default; -0.0 and NaNs are written
         body += b"\x09" + packed
     if t_ms:
-        body += b"\x10" + _varint(int(t_ms))
-    return _field(0x12, body)
+        body += b"\x10" + varint(int(t_ms))
+    return field(0x12, body)
 
 
 def encode_label_fields(labels: Sequence[tuple[str, str]]) -> bytes:
@@ -69,7 +69,7 @@ def encode_label_fields(labels: Sequence[tuple[str, str]]) -> bytes:
 
 def encode_timeseries_raw(label_fields: bytes, samples: Iterable[tuple[int, float]]) -> bytes:
     """One ``TimeSeries`` field (tag included) from pre-encoded label fields and samples."""
-    return _field(0x0A, label_fields + b"".join(_sample(t, v) for t, v in samples))
+    return field(0x0A, label_fields + b"".join(_sample(t, v) for t, v in samples))
 
 
 def encode_timeseries(labels: Sequence[tuple[str, str]], samples: Iterable[tuple[int, float]]) -> bytes:
@@ -90,14 +90,14 @@ def encode_metadata(metadata: Iterable[tuple[str, str, str, str]]) -> bytes:
     for name, typ, help_, unit in metadata:
         body = b""
         if METADATA_TYPES.get(typ, 0):
-            body += b"\x08" + _varint(METADATA_TYPES[typ])
+            body += b"\x08" + varint(METADATA_TYPES[typ])
         if name:
-            body += _field(0x12, name.encode())
+            body += field(0x12, name.encode())
         if help_:
-            body += _field(0x22, help_.encode())
+            body += field(0x22, help_.encode())
         if unit:
-            body += _field(0x2A, unit.encode())
-        out.append(_field(0x1A, body))
+            body += field(0x2A, unit.encode())
+        out.append(field(0x1A, body))
     return b"".join(out)
 
 
@@ -138,7 +138,7 @@ def snappy_block(data: bytes) -> bytes:
 
     Any snappy decoder reads it; matches are limited to 64 KiB back so every copy fits the 2-byte form.
     """
-    out = bytearray(_varint(len(data)))
+    out = bytearray(varint(len(data)))
     n = len(data)
     table: dict[bytes, int] = {}
     i = lit = 0

@@ -12,6 +12,7 @@ import pytest
 
 from sotp.codec import remote_write as rw
 from sotp.codec.remote_write import WriteRequest, decode_write_request
+from sotp.codec.remote_write_encoder import field, varint
 from sotp.errors import DecodeError
 from sotp.model import STALE_NAN, STALE_NAN_BITS
 from tests.conftest import RawSeries, raw_write_request
@@ -48,27 +49,13 @@ def _decoded(raw: bytes) -> list[tuple[tuple[tuple[str, str], ...], list[int], l
     return out
 
 
-def _varint(n: int) -> bytes:
-    n &= (1 << 64) - 1
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _field(tag: int, payload: bytes) -> bytes:
-    return bytes((tag,)) + _varint(len(payload)) + payload
-
-
 def _label(n: str, v: str) -> bytes:
-    return _field(0x0A, _field(0x0A, n.encode()) + _field(0x12, v.encode()))
+    return field(0x0A, field(0x0A, n.encode()) + field(0x12, v.encode()))
 
 
 def _sample_raw(t: int, v: float, order: str = "vt") -> bytes:
-    parts = {"v": b"\x09" + struct.pack("<d", v), "t": b"\x10" + _varint(t)}
-    return _field(0x12, b"".join(parts[k] for k in order))
+    parts = {"v": b"\x09" + struct.pack("<d", v), "t": b"\x10" + varint(t)}
+    return field(0x12, b"".join(parts[k] for k in order))
 
 
 def _runtime(series: RawSeries) -> bytes:
@@ -89,19 +76,19 @@ CASES: dict[str, bytes] = {
     "zero-timestamp-and-small": _runtime([(LABELS, [(0, 1.0), (1, 2.0), (127, 3.0), (128, 4.0)])]),
     "negative-timestamp": _runtime([(LABELS, [(-1000, 1.0), (NOW, 2.0)])]),
     "far-future-7-byte-varint": _runtime([(LABELS, [(1 << 43, 1.0)])]),
-    "fields-reordered": _field(0x0A, b"".join(_label(n, v) for n, v in LABELS) + _sample_raw(NOW, 1.5, "tv")),
-    "samples-before-labels": _field(
+    "fields-reordered": field(0x0A, b"".join(_label(n, v) for n, v in LABELS) + _sample_raw(NOW, 1.5, "tv")),
+    "samples-before-labels": field(
         0x0A, _sample_raw(NOW, 1.5) + b"".join(_label(n, v) for n, v in LABELS) + _sample_raw(NOW + 1, 2.5)
     ),
-    "exemplar-between": _field(
+    "exemplar-between": field(
         0x0A,
         b"".join(_label(n, v) for n, v in LABELS)
-        + _field(0x1A, _label("trace_id", "abc") + b"\x11" + struct.pack("<d", 1.0))
+        + field(0x1A, _label("trace_id", "abc") + b"\x11" + struct.pack("<d", 1.0))
         + _sample_raw(NOW, 3.5),
     ),
-    "repeated-field-last-wins": _field(
-        0x0A, b"".join(_label(n, v) for n, v in LABELS) + _field(0x12, b"\x09" + struct.pack("<d", 1.0)
-                                                                  + b"\x10" + _varint(NOW) + b"\x10" + _varint(5))
+    "repeated-field-last-wins": field(
+        0x0A, b"".join(_label(n, v) for n, v in LABELS) + field(0x12, b"\x09" + struct.pack("<d", 1.0)
+                                                                  + b"\x10" + varint(NOW) + b"\x10" + varint(5))
     ),
     "series-without-samples": _runtime([(LABELS, []), ([("__name__", "x")], [(NOW, 1.0)])]),
 }
@@ -125,7 +112,7 @@ def test_invalid_labels_rejected_on_fast_path() -> None:
 
 
 def test_histograms_rejected() -> None:
-    raw = _field(0x0A, b"".join(_label(n, v) for n, v in LABELS) + _sample_raw(NOW, 1.0) + _field(0x22, b"\x08\x01"))
+    raw = field(0x0A, b"".join(_label(n, v) for n, v in LABELS) + _sample_raw(NOW, 1.0) + field(0x22, b"\x08\x01"))
     with pytest.raises(DecodeError, match="native histograms"):
         decode_write_request(bytes(cramjam.snappy.compress_raw(raw)))
 
@@ -133,7 +120,7 @@ def test_histograms_rejected() -> None:
 def test_split_series_refuses_other_layouts() -> None:
     from sotp.codec.remote_write_samples import split_series
 
-    canonical = _field(0x0A, b"".join(_label(n, v) for n, v in LABELS) + _sample_raw(NOW, 1.0))[2:]
+    canonical = field(0x0A, b"".join(_label(n, v) for n, v in LABELS) + _sample_raw(NOW, 1.0))[2:]
     assert split_series([canonical], np.array([1])) is not None
     assert split_series([canonical], np.array([2])) is None  # more samples than bytes for them
     reordered = canonical[:-18] + _sample_raw(NOW, 1.0, "tv")
