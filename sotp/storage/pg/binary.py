@@ -136,20 +136,23 @@ def merge_blocks(parts: list[tuple[I64, F64]]) -> tuple[I64, F64]:
 def concat_elements(blob: bytes | memoryview, counts: I64, dtype: str) -> np.ndarray:
     """The elements of binary arrays concatenated in ``blob`` (``string_agg(array_send(x), '')``), whose
     lengths are ``counts``: each array is a 20-byte header then ``count`` 12-byte (length, value) elements.
-    Dropping the headers leaves one 12-byte stride for all of them. ``dtype`` is ``>i8`` or ``>u8``."""
+    Dropping the headers leaves one 12-byte stride for all of them. ``dtype`` is ``>i8`` or ``>u8``; the
+    result is in native byte order (one copy out of the blob)."""
     n_blocks = len(counts)
     total = int(counts.sum())
     buf = np.frombuffer(blob, dtype=np.uint8)
     if n_blocks == 0 or total == 0:
-        return np.zeros(0, dtype=dtype)
+        return np.zeros(0, dtype=np.dtype(dtype).newbyteorder("="))
     if len(buf) != n_blocks * _ARRAY_HEADER + _STRIDE * total:
         raise ValueError(f"binary arrays: {len(buf)} bytes for {n_blocks} arrays of {total} elements")
     if bool((counts == counts[0]).all()):
         # All arrays the same length (fresh 10-sample blocks, or compacted ones): a 2-D view, no mask.
+        # A 2-D strided view straight over the blob; the caller's astype is then the only copy.
         width = _ARRAY_HEADER + _STRIDE * int(counts[0])
-        elements = np.ascontiguousarray(buf.reshape(n_blocks, width)[:, _ARRAY_HEADER:]).reshape(-1)
-        same: np.ndarray = np.ndarray((total,), dtype=dtype, buffer=elements, offset=4, strides=(_STRIDE,))
-        return same
+        grid: np.ndarray = np.ndarray(
+            (n_blocks, int(counts[0])), dtype=dtype, buffer=buf, offset=_ARRAY_HEADER + 4, strides=(width, _STRIDE)
+        )
+        return grid.astype(grid.dtype.newbyteorder("=")).reshape(-1)
     runs = np.empty(2 * n_blocks, dtype=np.int64)
     runs[0::2] = _ARRAY_HEADER
     runs[1::2] = _STRIDE * counts
@@ -157,4 +160,4 @@ def concat_elements(blob: bytes | memoryview, counts: I64, dtype: str) -> np.nda
     keep[1::2] = True
     elements = buf[np.repeat(keep, runs)]
     view: np.ndarray = np.ndarray((total,), dtype=dtype, buffer=elements, offset=4, strides=(_STRIDE,))
-    return view
+    return view.astype(view.dtype.newbyteorder("="))

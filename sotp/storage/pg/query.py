@@ -99,28 +99,40 @@ class PgQuerier:
 
     def _series(self, block_sids: np.ndarray, counts: np.ndarray, ts_blob: bytes, vs_blob: bytes) -> list[Series]:
         """Blocks (in any order) -> one time-sorted, de-duplicated, window-trimmed Series per series id."""
-        ts = concat_elements(ts_blob, counts, ">i8").astype(np.int64)
-        vs = concat_elements(vs_blob, counts, ">u8").astype(np.uint64).view(np.float64)
+        ts = concat_elements(ts_blob, counts, ">i8").astype(np.int64, copy=False)
+        vs = concat_elements(vs_blob, counts, ">u8").astype(np.uint64, copy=False).view(np.float64)
         first = np.cumsum(counts) - counts
         order = np.lexsort((ts[first], block_sids))  # by series, then by block start time
         if not bool(np.all(order[1:] > order[:-1])):
             c = counts[order]
             perm = np.repeat(first[order], c) + (np.arange(len(ts)) - np.repeat(np.cumsum(c) - c, c))
             ts, vs, block_sids, counts = ts[perm], vs[perm], block_sids[order], c
-        sid_of = np.repeat(block_sids, counts)
-        # A series whose blocks overlap (a raced retry) is sorted and de-duplicated on its own, first.
-        bad_at = np.flatnonzero((np.diff(ts) <= 0) & (sid_of[1:] == sid_of[:-1])) + 1
-        if len(bad_at):
-            ts, vs, sid_of = _repair(ts, vs, sid_of, bad_at)
-        keep = (ts >= self._mint) & (ts <= self._maxt)
-        if not bool(keep.all()):
-            ts, vs, sid_of = ts[keep], vs[keep], sid_of[keep]
-        bounds = (np.flatnonzero(np.diff(sid_of)) + 1).tolist()
+            first = np.cumsum(counts) - counts
+        # Each series' samples are now one run; its start is the first block of a new id.
+        new = np.concatenate(([True], block_sids[1:] != block_sids[:-1]))
+        starts = first[new]
+        # Time must increase within a run; a series whose blocks overlap (a raced retry) is sorted and
+        # de-duplicated on its own, first (rare; the check costs one pass, no per-sample id array).
+        down = np.flatnonzero(ts[1:] <= ts[:-1]) + 1
+        if len(down) and not bool(np.isin(down, starts).all()):
+            sid_of = np.repeat(block_sids, counts)
+            ts, vs, sid_of = _repair(ts, vs, sid_of, down[~np.isin(down, starts)])
+            bounds = np.flatnonzero(np.diff(sid_of)) + 1
+            starts = np.concatenate(([0], bounds))
+            ids = sid_of[starts]
+        else:
+            ids = block_sids[new]
+        ends = np.append(starts[1:], len(ts))
+        # Trim each run to the window by binary search: the runs are sorted, so no mask over all samples.
+        mint, maxt = self._mint, self._maxt
         by_id = self._store.index.by_id
         out: list[Series] = []
-        for a, b in zip([0, *bounds], [*bounds, len(ts)], strict=True):
-            if b > a:
-                out.append(Series(by_id[int(sid_of[a])], ts[a:b], vs[a:b]))
+        for sid, a, b in zip(ids.tolist(), starts.tolist(), ends.tolist(), strict=True):
+            run = ts[a:b]
+            lo = a if run[0] >= mint else a + int(run.searchsorted(mint))
+            hi = b if run[-1] <= maxt else a + int(run.searchsorted(maxt, "right"))
+            if hi > lo:
+                out.append(Series(by_id[sid], ts[lo:hi], vs[lo:hi]))
         return out
 
     async def _present(self, matchers: Sequence[Matcher] | None) -> list[Labels]:

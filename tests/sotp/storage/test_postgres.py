@@ -420,3 +420,24 @@ async def test_series_committed_after_a_larger_id_is_still_found(open_pg, schema
         await slow.commit()
     got = await reader.querier(0, D0 + 1).select([late])
     assert [(s.labels, s.values.tolist()) for s in got] == [(Labels({"__name__": "late"}), [5.0])]
+
+
+async def test_overlapping_blocks_of_one_series_among_others_are_merged(open_pg, schema) -> None:  # type: ignore[no-untyped-def]
+    """Raced retries can leave one series with overlapping block rows; the querier sorts and de-duplicates
+    that series alone and trims every series to the window."""
+    store = await open_pg()
+    C = Labels({"__name__": "m", "i": "c"})
+    for lb in (A, B, C):
+        await write(store, lb, [D0, D0 + 1000, D0 + 2000], [1.0, 2.0, 3.0])
+    sid_b = int((await sql(f'SELECT id FROM "{schema}".sotp_series WHERE labels->>\'i\' = \'b\''))[0][0])  # type: ignore[call-overload]
+    await sql(
+        f'INSERT INTO "{schema}".sotp_samples VALUES (%s, to_timestamp({(D0 + 500) / 1000}), '
+        f"to_timestamp({(D0 + 3000) / 1000}), '{{{D0 + 500},{D0 + 1000},{D0 + 3000}}}', '{{9,8,7}}')",
+        sid_b,
+    )
+    got = await store.querier(D0 + 500, D0 + 2500).select([Matcher("__name__", MatchOp.EQ, "m")])
+    assert [(s.labels, s.timestamps.tolist(), s.values.tolist()) for s in got] == [
+        (A, [D0 + 1000, D0 + 2000], [2.0, 3.0]),
+        (B, [D0 + 500, D0 + 1000, D0 + 2000], [9.0, 2.0, 3.0]),  # the first stored block wins a tie
+        (C, [D0 + 1000, D0 + 2000], [2.0, 3.0]),
+    ]
