@@ -183,17 +183,21 @@ class Config:
     dashboard: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def load_config(path: str | Path | None) -> Config:
-    """Load ``sotp.yml`` (``None``: defaults, which make ``sotp up`` work with no file)."""
-    if path is None:
-        return Config()
+def read_yaml_file(path: str | Path, what: str = "config file", hint: str = "") -> Any:
+    """Parse a YAML file; errors name ``what``, the path and the cause (``hint`` is appended to I/O errors)."""
     import yaml  # lazily: PyYAML costs ~2 MB of RSS, and the agent uses this module only for durations
 
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text())
+        return yaml.safe_load(p.read_text())
     except OSError as err:
-        raise ConfigError(f"cannot read config file {p}: {err.strerror}") from err
+        raise ConfigError(f"cannot read {what} {p}: {err.strerror}{hint}") from err
     except yaml.YAMLError as err:
-        raise ConfigError(f"cannot parse config file {p} (YAML): {err}") from err
-    return from_dict(Config, data)
+        raise ConfigError(f"cannot parse {what} {p} (YAML): {err}") from err
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load ``sotp.yml`` (``None``: defaults, which make ``sotp up`` work with no file)."""
+    if path is None:
+        return Config()
+    return from_dict(Config, read_yaml_file(path))

@@ -25,9 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import yaml
-
-from sotp.config import from_dict, load_config, parse_duration
+from sotp.config import Config, from_dict, parse_duration, read_yaml_file
 from sotp.errors import ConfigError
 
 #: smokeping_prober's RTT buckets: 50 µs doubling to 26.2144 s (20 buckets, then +Inf).
@@ -161,13 +159,8 @@ def load(path: str | Path | None) -> IcmpConfig:
     if path is None:
         return IcmpConfig()
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text())
-    except OSError as err:
-        raise ConfigError(f"cannot read icmp config file {p}: {err.strerror}") from err
-    except yaml.YAMLError as err:
-        raise ConfigError(f"cannot parse icmp config file {p} (YAML): {err}") from err
+    data = read_yaml_file(p, "icmp config file")
     if isinstance(data, dict) and "icmp" in data:
         # A whole sotp.yml: validate it as such, then read its icmp: section (same schema as icmp.yml).
-        return from_dict(IcmpConfig, load_config(p).icmp, "icmp")
+        return from_dict(IcmpConfig, from_dict(Config, data).icmp, "icmp")
     return from_dict(IcmpConfig, data)

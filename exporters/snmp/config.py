@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import yaml
 
-from sotp.config import from_dict, parse_duration, resolve_secret
+from sotp.config import from_dict, parse_duration, read_yaml_file, resolve_secret
 from sotp.errors import ConfigError
 
 BUILTIN_MODULE_FILES = ("if_mib.yml", "system.yml", "host_resources.yml")
@@ -292,14 +292,7 @@ def load_config(path: str | Path | None) -> SnmpConfig:
     """Load ``path`` (or only the built-ins when ``None``) on top of the built-in modules and auths."""
     user = SnmpConfig()
     if path is not None:
-        try:
-            text = Path(path).read_text()
-        except OSError as err:
-            raise ConfigError(f"cannot read SNMP config {path}: {err.strerror} (set --config)") from err
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"cannot parse SNMP config {path}: {err}") from err
+        data = read_yaml_file(path, "SNMP config", " (set --config)")
         user = parse_config(data, str(path))
     return SnmpConfig(
         auths={**default_auths(), **user.auths},
