@@ -17,6 +17,7 @@ from sotp.codec.remote_write_encoder import (
     snappy_block,
 )
 from sotp.model import STALE_NAN, Labels, is_stale
+from tests.conftest import raw_write_request
 
 Case = list[tuple[tuple[tuple[str, str], ...], list[tuple[int, float]]]]
 
@@ -34,17 +35,7 @@ CASES: dict[str, Case] = {
 
 
 def _reference_bytes(case: Case) -> bytes:
-    req = WriteRequest()
-    for labels, samples in case:
-        ts = req.timeseries.add()
-        for n, v in labels:
-            lb = ts.labels.add()
-            lb.name, lb.value = n, v
-        for t, v in samples:
-            s = ts.samples.add()
-            s.timestamp, s.value = t, v
-    out: bytes = req.SerializeToString()
-    return out
+    return raw_write_request([(list(labels), samples) for labels, samples in case], compress=False)
 
 
 @pytest.mark.parametrize("name", list(CASES), ids=list(CASES))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +85,19 @@ class DeviceSim:
             )
         return f"## Last commit: {stamp} by {self.username}\r\n" + self.config.replace("\n", "\r\n")
 
+    async def _commands(self, process: asyncssh.SSHServerProcess[str]) -> AsyncIterator[str]:
+        """Each command line the client sends (recorded in ``commands``), until it closes the session."""
+        while True:
+            try:
+                line = await process.stdin.readline()
+            except (asyncssh.BreakReceived, asyncssh.TerminalSizeChanged):
+                continue
+            if not line:
+                return
+            cmd = line.strip()
+            self.commands.append(cmd)
+            yield cmd
+
     async def _ios(self, process: asyncssh.SSHServerProcess[str]) -> None:
         mode = "user"
 
@@ -92,15 +106,7 @@ class DeviceSim:
             return f"{self.hostname}{suffix}"
 
         process.stdout.write(f"\r\n{prompt()}")
-        while True:
-            try:
-                line = await process.stdin.readline()
-            except (asyncssh.BreakReceived, asyncssh.TerminalSizeChanged):
-                continue
-            if not line:
-                break
-            cmd = line.strip()
-            self.commands.append(cmd)
+        async for cmd in self._commands(process):
             out = ""
             if cmd in ("exit", "logout") and mode != "config":
                 break
@@ -143,15 +149,7 @@ class DeviceSim:
             "set cli screen-length 0": "Screen length set to 0\r\n",
         }
         process.stdout.write(f"\r\n{prompt}")
-        while True:
-            try:
-                line = await process.stdin.readline()
-            except (asyncssh.BreakReceived, asyncssh.TerminalSizeChanged):
-                continue
-            if not line:
-                break
-            cmd = line.strip()
-            self.commands.append(cmd)
+        async for cmd in self._commands(process):
             if cmd in ("exit", "quit"):
                 break
             if cmd in replies:
