@@ -1,19 +1,34 @@
-# Two commands: `make up` (venv + install + start the stack) and `make test` (dev deps + full suite).
+# Two commands: `make up` (venv + locked install + start the stack) and `make test` (locked dev install + full suite).
+# The locks (requirements/*.lock, every package with hashes) are what the project is tested with;
+# `make lock` regenerates them from pyproject.toml's ranges, `make test-latest` tries the newest allowed versions.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+UV_VERSION := 0.13.10
+LOCK_ALL := requirements/all.lock
+LOCK_DEV := requirements/dev.lock
+LATEST_VENV := .venv-latest
 
-.PHONY: up test install install-dev lint typecheck bench clean
+.PHONY: up test install install-dev lock test-latest lint typecheck clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 
-install: $(BIN)/python
-	$(BIN)/pip install -q -e '.[all]'
+# Stamps make repeated `make up`/`make test` skip the install while the lock and pyproject.toml are unchanged.
+$(VENV)/.installed-all: $(LOCK_ALL) pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --disable-pip-version-check --require-hashes -r $(LOCK_ALL)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@rm -f $(VENV)/.installed-dev
+	@touch $@
 
-install-dev: $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]'
+$(VENV)/.installed-dev: $(LOCK_DEV) pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --disable-pip-version-check --require-hashes -r $(LOCK_DEV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@ $(VENV)/.installed-all
+
+install: $(VENV)/.installed-all
+
+install-dev: $(VENV)/.installed-dev
 
 up: install
 	$(BIN)/sotp up
@@ -21,9 +36,27 @@ up: install
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Regenerate both locks from pyproject.toml (newest versions its ranges allow), for Python 3.11 on any platform.
+# all.lock is constrained by dev.lock so `make up` and `make test` install the same versions.
+lock: | $(BIN)/python
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip compile -q pyproject.toml requirements/build.in --extra dev --generate-hashes --universal \
+		--python-version 3.11 $(LOCK_ARGS) -o $(LOCK_DEV)
+	$(BIN)/uv pip compile -q pyproject.toml requirements/build.in --extra all --generate-hashes --universal \
+		--python-version 3.11 -c $(LOCK_DEV) -o $(LOCK_ALL)
+
+# The suite on the newest versions pyproject.toml allows, in a separate venv: catches drift before users do.
+test-latest:
+	rm -rf $(LATEST_VENV)
+	$(PY) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(LATEST_VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(LATEST_VENV)/bin/python -m pip list --format=freeze > $(LATEST_VENV)/versions.txt
+	$(LATEST_VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) data build *.egg-info
+	rm -rf $(VENV) $(LATEST_VENV) data build *.egg-info

@@ -40,7 +40,6 @@ PUBLIC = {"/-/healthy", "/-/ready"}
 ANY_SCOPE = {"/metrics"}
 WRITE_PATHS = {"/api/v1/write", "/api/v1/ingest", "/metrics/job/x"}
 FILL = {"name": "job", "job_path": "job/x", "device": "r1", "version": "1"}
-NOW_MS = int(time.time() * 1000) - 10_000
 
 
 @dataclass
@@ -152,21 +151,21 @@ async def test_grafana_basic_auth_and_prometheus_client_basic_auth(env: Env) -> 
     assert (await r.json())["data"] == [{"__name__": "pushed_with_basic", "job": "j"}]
 
 
-async def write_as(env: Env, who: str) -> None:
+async def write_as(env: Env, who: str, now_ms: int) -> None:
     """One series by each write path, each trying to claim team=b (a forged tenant label)."""
     h = auth(env.tokens[who])
-    body = encode_write_request([(Labels({"__name__": f"rw_{who}", "team": "b"}), [(NOW_MS, 1.0)])])
+    body = encode_write_request([(Labels({"__name__": f"rw_{who}", "team": "b"}), [(now_ms, 1.0)])])
     r = await env.client.post("/api/v1/write", data=body,
                               headers={**h, "Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"})
     assert r.status == 204, await r.text()
     r = await env.client.put("/metrics/job/shared", data=f'push_{who}{{team="b"}} 1\n'.encode(), headers=h)
     assert r.status == 200, await r.text()
-    doc = {"labels": {"team": "b"}, "timestamp": NOW_MS / 1000, "metrics": {f"json_{who}": 1}}
+    doc = {"labels": {"team": "b"}, "timestamp": now_ms / 1000, "metrics": {f"json_{who}": 1}}
     r = await env.client.post("/api/v1/ingest", data=json.dumps(doc), headers=h)
     assert r.status == 200, await r.text()
 
 
-async def read_as(env: Env, who: str) -> dict[str, object]:
+async def read_as(env: Env, who: str, now_ms: int) -> dict[str, object]:
     h = auth(env.tokens[who])
     sel = {"match[]": '{__name__=~".+"}'}
     out: dict[str, object] = {}
@@ -180,18 +179,20 @@ async def read_as(env: Env, who: str) -> dict[str, object]:
                              headers=h)
     out["count"] = [v["value"][1] for v in (await r.json())["data"]["result"]]
     r = await env.client.get("/api/v1/query_range", headers=h, params={
-        "query": '{__name__=~"rw_.*|json_.*"}', "start": str(NOW_MS / 1000 - 60), "end": str(time.time()),
+        "query": '{__name__=~"rw_.*|json_.*"}', "start": str(now_ms / 1000 - 60), "end": str(time.time()),
         "step": "15"})
     out["range"] = sorted(s["metric"]["__name__"] for s in (await r.json())["data"]["result"])
     return out
 
 
 async def test_tenants_cannot_write_as_or_read_each_other(env: Env) -> None:
-    await write_as(env, "a")
-    await write_as(env, "b")
+    # Sample times are taken when the test runs (not at collection): queries look back 5 minutes from now.
+    now_ms = int(time.time() * 1000) - 10_000
+    await write_as(env, "a", now_ms)
+    await write_as(env, "b", now_ms)
     # Tenant b's push to the same job is a different group: it must not end tenant a's series.
-    seen_a = await read_as(env, "a")
-    seen_b = await read_as(env, "b")
+    seen_a = await read_as(env, "a", now_ms)
+    seen_b = await read_as(env, "b", now_ms)
     meta = [("push_failure_time_seconds", "{t}"), ("push_time_seconds", "{t}")]
     for who, seen in (("a", seen_a), ("b", seen_b)):
         want = sorted([(f"json_{who}", who), (f"push_{who}", who), (f"rw_{who}", who)]

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from exporters.snmp.pdu import AgentError, Pdu, RequestTimeout
 
-#: snmp_exporter v0.21's generated if_mib, shared by the project (outside the repository).
-SHARED_V021 = Path(__file__).resolve().parents[4] / "shared" / "exporters" / "snmp_exporter_v0.21.0_if_mib.yml"
+#: snmp_exporter v0.21's generated if_mib, committed as a fixture (origin and licence in tests/fixtures/README.md).
+UPSTREAM_V021 = Path(__file__).resolve().parents[2] / "fixtures" / "snmp_exporter" / "snmp_exporter_v0.21.0_if_mib.yml"
 
 INT_TYPES = {"Integer", "Counter32", "Gauge32", "TimeTicks", "Counter64"}
 

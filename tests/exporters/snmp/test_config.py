@@ -9,13 +9,11 @@ import yaml
 
 from exporters.snmp.config import builtin_modules, load_config, parse_config
 from sotp.errors import ConfigError
-from tests.exporters.snmp.fakes import SHARED_V021
+from tests.exporters.snmp.fakes import UPSTREAM_V021
 
 
 def test_loads_snmp_exporter_v021_if_mib_as_it_is() -> None:
-    if not SHARED_V021.exists():
-        pytest.skip(f"{SHARED_V021} not present in this checkout")
-    cfg = load_config(SHARED_V021)
+    cfg = load_config(UPSTREAM_V021)
     m = cfg.modules["if_mib"]
     assert m.walk == ["1.3.6.1.2.1.2", "1.3.6.1.2.1.31.1.1"]
     assert m.get == ["1.3.6.1.2.1.1.3.0"]
@@ -29,11 +27,10 @@ def test_loads_snmp_exporter_v021_if_mib_as_it_is() -> None:
 def test_builtin_modules_present_with_same_if_mib_shape_as_upstream() -> None:
     mods = builtin_modules()
     assert set(mods) == {"if_mib", "system", "host_resources"}
-    if SHARED_V021.exists():
-        upstream = load_config(SHARED_V021).modules["if_mib"]
-        ours = mods["if_mib"]
-        assert [(m.name, m.oid, m.type) for m in ours.metrics] == [(m.name, m.oid, m.type) for m in upstream.metrics]
-        assert ours.walk == upstream.walk and ours.get == upstream.get
+    upstream = load_config(UPSTREAM_V021).modules["if_mib"]
+    ours = mods["if_mib"]
+    assert [(m.name, m.oid, m.type) for m in ours.metrics] == [(m.name, m.oid, m.type) for m in upstream.metrics]
+    assert ours.walk == upstream.walk and ours.get == upstream.get
 
 
 V023 = """

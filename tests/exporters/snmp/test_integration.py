@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, Proc, free_port, missing, require_binary, sotp_cmd, wait_for_port
-from tests.exporters.snmp.fakes import SHARED_V021
+from tests.exporters.snmp.fakes import UPSTREAM_V021
 
 pytestmark = pytest.mark.integration
 
@@ -171,9 +171,7 @@ def snmpsim(workdir: Path) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def v021_file(workdir: Path) -> Path:
     """The upstream v0.21 file as it is, plus copies of if_mib with v3 credentials inline (v0.21 shape)."""
-    if not SHARED_V021.exists():
-        missing(f"{SHARED_V021} (snmp_exporter v0.21 generated if_mib) not found")
-    data = yaml.safe_load(SHARED_V021.read_text())
+    data = yaml.safe_load(UPSTREAM_V021.read_text())
     data["if_mib_v1"] = {**data["if_mib"], "version": 1}
     data["if_mib_v3"] = {**data["if_mib"], "version": 3, "auth": dict(V3)}
     data["if_mib_v3_c3560"] = {**data["if_mib"], "version": 3, "auth": {**V3, "context_name": "cisco-c3560"}}
