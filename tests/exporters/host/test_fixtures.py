@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from exporters.host import Sources, collect
+from exporters.host.options import Options
 from exporters.host.sources import FsStat, Uname
 from sotp.codec.exposition import MetricFamily, format_families
 
@@ -133,8 +134,9 @@ ABSENT = [
     ("node_network_receive_bytes_total", "device", {"lo"}),
     ("node_filesystem_size_bytes", "mountpoint", {"/proc", "/sys", "/dev/shm", "/sys/fs/cgroup",
                                                   "/var/lib/docker/overlay2/abc/merged"}),
-    # a dead mount reports only device_error and readonly, no sizes
+    # a dead mount reports only device_error (node_exporter 1.5), no sizes, no readonly
     ("node_filesystem_size_bytes", "mountpoint", {"/gone"}),
+    ("node_filesystem_readonly", "mountpoint", {"/gone"}),
     # lo has no speed attribute (EINVAL in sysfs): no sample rather than a made-up 0
     ("node_network_speed_bytes", "device", {"lo"}),
 ]
@@ -190,9 +192,9 @@ def test_old_kernel_and_missing_meminfo() -> None:
     assert not fams["node_disk_discards_completed_total"].samples
     # /proc/1/mounts absent: /proc/mounts is used
     assert value(fams, "node_filesystem_avail_bytes", device="/dev/sda2", fstype="ext3", mountpoint="/") == 40 * 512
-    # no /sys/class/net at all: no netclass samples, no failure
-    assert value(fams, "node_scrape_collector_success", collector="netclass") == 1
-    assert not fams["node_network_up"].samples
+    # no /sys/class/net at all: no netclass samples, and no data (success 0, as node_exporter's ErrNoData)
+    assert value(fams, "node_scrape_collector_success", collector="netclass") == 0
+    assert "node_network_up" not in fams
     assert value(fams, "node_uname_info", domainname="example.org", machine="armv7l", nodename="old",
                  release="4.9.0", sysname="Linux", version="#1 SMP") == 1
     assert value(fams, "node_cpu_seconds_total", cpu="0", mode="steal") == 0  # 8-field cpu line
@@ -222,16 +224,17 @@ def test_hung_mount_does_not_stall_collection() -> None:
             release.wait(30)
         return base.statvfs(path)
 
-    src = dataclasses.replace(base, statvfs=statvfs, statfs_timeout=0.2)
+    src = dataclasses.replace(base, statvfs=statvfs)
+    opts = Options(filesystem_mount_timeout=0.2)
     hung = {"device": "/dev/vda1", "fstype": "xfs", "mountpoint": "/srv/my data"}
     root = {"device": "/dev/vda", "fstype": "ext4", "mountpoint": "/"}
     try:
         start = time.monotonic()
-        fams = by_name(collect(src, ["filesystem"]))
+        fams = by_name(collect(src, ["filesystem"], opts))
         assert time.monotonic() - start < 2
         assert value(fams, "node_filesystem_device_error", **hung) == 1
         assert value(fams, "node_filesystem_size_bytes", **root) == 66052044 * 4096  # others unaffected
-        fams = by_name(collect(src, ["filesystem"]))  # still hung: not called again, no new wait
+        fams = by_name(collect(src, ["filesystem"], opts))  # still hung: not called again, no new wait
         assert calls.count("/srv/my data") == 1
         assert value(fams, "node_filesystem_device_error", **hung) == 1
     finally:
@@ -239,6 +242,6 @@ def test_hung_mount_does_not_stall_collection() -> None:
     deadline = time.monotonic() + 5
     while "/srv/my data" in filesystem._stuck and time.monotonic() < deadline:
         time.sleep(0.01)
-    fams = by_name(collect(src, ["filesystem"]))
+    fams = by_name(collect(src, ["filesystem"], opts))
     assert value(fams, "node_filesystem_device_error", **hung) == 0
     assert value(fams, "node_filesystem_avail_bytes", **hung) == 500 * 1024
