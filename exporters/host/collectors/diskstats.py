@@ -81,8 +81,8 @@ def collect(src: Sources, opts: Options) -> list[MetricFamily]:
         )
         for i, fam, scale in fams:
             if i < len(stats):  # older kernels lack the discard (4.18) and flush (5.5) fields
-                # ms counters are divided (not multiplied by 0.001) so 27966 ms prints as 27.966, as Go's does
-                fam.add(labels, float(stats[i]) / 1000.0 if scale == MS else float(stats[i]) * scale)
+                # float(ms) * 0.001, as node_exporter computes it (so 9653880 ms reads 9653.880000000001 there too)
+                fam.add(labels, float(stats[i]) * scale)
         if udev.get("ID_FS_TYPE"):
             fs_info.add({"device": device, "type": udev["ID_FS_TYPE"], "usage": udev.get("ID_FS_USAGE", ""),
                          "uuid": udev.get("ID_FS_UUID", ""), "version": udev.get("ID_FS_VERSION", "")}, 1.0)

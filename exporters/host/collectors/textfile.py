@@ -77,11 +77,16 @@ def collect(src: Sources, opts: Options) -> list[MetricFamily]:
                 continue
             path = os.path.normpath(os.path.join(directory, name))
             try:
-                with open(path, "rb") as fh:
-                    families = parse(fh.read().decode("utf-8"))
-                    if any(m.timestamp is not None for f in families.values() for m in f.metrics):
-                        raise ValueError("contains unsupported client-side timestamps, skipping entire file")
-                    mtime_ns = os.fstat(fh.fileno()).st_mtime_ns
+                if os.path.isdir(path):
+                    # node_exporter opens it, its parser takes the read error for the end of input: an
+                    # empty file, with the directory's mtime
+                    families, mtime_ns = {}, os.stat(path).st_mtime_ns
+                else:
+                    with open(path, "rb") as fh:
+                        families = parse(fh.read().decode("utf-8"))
+                        if any(m.timestamp is not None for f in families.values() for m in f.metrics):
+                            raise ValueError("contains unsupported client-side timestamps, skipping entire file")
+                        mtime_ns = os.fstat(fh.fileno()).st_mtime_ns
             except (OSError, ValueError) as err:  # UnicodeDecodeError is a ValueError
                 errored = True
                 log.error("failed to collect textfile data from %s: %s", path, err)
