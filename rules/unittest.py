@@ -11,6 +11,7 @@ and every message is worded and laid out as promtool 2.42 prints it, so both too
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -494,8 +495,15 @@ async def rule_unit_test(filename: str, out: TextIO, err: TextIO) -> list[str]:
 async def run_unit_tests(files: list[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """``promtool test rules FILE...``: prints per file; exit code 0 when every test passed, else 1."""
     failed = False
+    quiet = logging.getLogger("rules")
+    was = quiet.disabled
+    quiet.disabled = True  # promtool runs rules with a no-op logger: failures show only in the report
     for f in files:
-        errs = await rule_unit_test(f, out, err)
+        quiet.disabled = True
+        try:
+            errs = await rule_unit_test(f, out, err)
+        finally:
+            quiet.disabled = was
         if errs:
             out.flush()
             print("  FAILED:", file=err)

@@ -33,6 +33,7 @@ COMMANDS: dict[str, Command] = {
     "exporter": Command("sotp.cli.exporter", "all", "run an exporter: host, snmp or icmp"),
     "dashboard": Command("dashboards.cli", "dashboards", "the Streamlit dashboard app"),
     "backup": Command("worker.backup.cli", "backup", "SSH configuration backups: run now, show diffs"),
+    "ruler": Command("rules.ruler", "server", "evaluate recording and alerting rules; notify Alertmanager"),
     "rules": Command("rules.cli", "server", "check rule files and run rule unit tests (as promtool)"),
     "token": Command("sotp.cli.token", "server", "create, list and revoke API tokens"),
     "db": Command("sotp.cli.db", "server", "database maintenance: migrate"),
