@@ -35,6 +35,7 @@ log = logging.getLogger("rules")
 ALERT_METRIC = "ALERTS"
 ALERT_FOR_STATE_METRIC = "ALERTS_FOR_STATE"
 RESOLVED_RETENTION_MS = 15 * 60_000
+DUPLICATE = "duplicate sample for timestamp"
 
 Sample = tuple[Labels, float]
 
@@ -318,6 +319,10 @@ class Group:
     evaluation_s: float = 0.0
     last_evaluation: float = 0.0
     last_eval_ts: int = 0
+    #: several rulers evaluate this group (HA): a sample another replica already wrote is not an error
+    replicated: bool = False
+    deduplicated: int = 0
+    _written: set[Labels] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if not self.series_in_previous_eval:
@@ -367,6 +372,7 @@ class Group:
     ) -> int:
         """Evaluate every rule at ``ts`` (ms); returns the number of samples produced."""
         total = 0
+        self._written = set()
         for i, rule in enumerate(self.rules):
             start = time.perf_counter()
             try:
@@ -397,13 +403,19 @@ class Group:
         current = {lb for lb, _ in vector}
         stale = [lb for lb in self.series_in_previous_eval[i] if lb not in current]
         rows = [(lb, ts, v) for lb, v in vector] + [(lb, ts, STALE_NAN) for lb in stale]
-        failed, err_msg = await append_rows(storage, rows)
-        if err_msg is not None:
+        failed = await append_rows(storage, rows)
+        for lb, msg in failed.items():
+            if self.replicated and msg == DUPLICATE and lb not in self._written:
+                # another replica evaluating the same group already recorded this series at this
+                # timestamp (with a value computed a moment earlier): first writer wins
+                self.deduplicated += 1
+                continue
             rule.status.health = Health.BAD
-            rule.status.last_error = err_msg
+            rule.status.last_error = msg
         for lb, _ in vector:
             if lb not in failed:
                 returned[lb] = None
+            self._written.add(lb)
         self.series_in_previous_eval[i] = returned
 
     async def cleanup_stale_series(self, ts: int, storage: Storage) -> None:
@@ -481,30 +493,30 @@ def prometheus_append_error(err: SampleRejected) -> str:
     """Prometheus's storage error for a rejected sample (what ``lastError`` and promtool print)."""
     msg = str(err)
     if msg.startswith("conflicting"):
-        return "duplicate sample for timestamp"
+        return DUPLICATE
     if msg.startswith("out-of-order"):
         return "out of order sample"
     return msg
 
 
-async def append_rows(storage: Storage, rows: list[tuple[Labels, int, float]]) -> tuple[set[Labels], str | None]:
+async def append_rows(storage: Storage, rows: list[tuple[Labels, int, float]]) -> dict[Labels, str]:
     """Commit rows in one transaction; when it is refused, commit series by series so only the bad ones
-    are dropped, as Prometheus's per-sample appends do. Returns (refused series, last error)."""
+    are dropped, as Prometheus's per-sample appends do. Returns the refused series with Prometheus's error
+    (refused staleness markers are ignored, as Prometheus ignores them)."""
     if not rows:
-        return set(), None
+        return {}
     app = storage.appender()
     for lb, t, v in rows:
         app.append(lb, t, v)
     try:
         await app.commit()
-        return set(), None
+        return {}
     except SampleRejected:
         await app.rollback()
     except StorageError as err:
         await app.rollback()
-        return {lb for lb, _, _ in rows}, str(err)
-    failed: set[Labels] = set()
-    last: str | None = None
+        return {lb: str(err) for lb, _, v in rows if not is_stale(v)}
+    failed: dict[Labels, str] = {}
     for lb, t, v in rows:
         one = storage.appender()
         try:
@@ -512,14 +524,13 @@ async def append_rows(storage: Storage, rows: list[tuple[Labels, int, float]]) -
             await one.commit()
         except SampleRejected as err:
             await one.rollback()
-            failed.add(lb)
-            if not is_stale(v):  # a staleness marker that collides is ignored, as in Prometheus
-                last = prometheus_append_error(err)
+            if not is_stale(v):
+                failed[lb] = prometheus_append_error(err)
         except StorageError as err:
             await one.rollback()
-            failed.add(lb)
-            last = str(err)
-    return failed, last
+            if not is_stale(v):
+                failed[lb] = str(err)
+    return failed
 
 
 def build_group(

@@ -80,6 +80,7 @@ class Manager:
             for spec in load_rule_file(path):
                 g = build_group(spec, path, self.config.evaluation_interval_ms, self.config.external_labels,
                                 self.config.external_url, self._restored, tenant)
+                g.replicated = True  # rulers may run in HA pairs over one storage (docs/rules.md)
                 for r in g.alerting_rules():
                     r.url_for_funcs = self.config.external_url
                 key = g.key if tenant is None else f"{g.key};{tenant[0]}={tenant[1]}"
