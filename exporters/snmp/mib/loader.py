@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from exporters.snmp.mib.tree import Node
 
@@ -77,6 +77,7 @@ ROOTS = {"ccitt": (0,), "iso": (1,), "joint-iso-ccitt": (2,)}
 MODULE_ALIASES = {"RFC1065-SMI": "RFC1155-SMI", "RFC1066-MIB": "RFC1156-MIB", "RFC1156-MIB": "RFC1158-MIB",
                   "RFC1158-MIB": "RFC1213-MIB", "RFC-1213": "RFC1213-MIB", "RFC1155-SMI": "SNMPv2-SMI"}
 _DEFINITIONS = re.compile(rb"DEFINITIONS\s*::=\s*BEGIN")
+_DEFINITION_LINE = re.compile(r"^\s*([A-Za-z][\w-]*)\s+(?:OBJECT|MODULE|NOTIFICATION|TRAP|TEXTUAL|::=|[A-Z])")
 _MODULE_NAME = re.compile(r"^\s*([A-Za-z][\w-]*)\s+DEFINITIONS\s*::=", re.MULTILINE)
 
 
@@ -115,12 +116,17 @@ class MibModule:
     tcs: dict[str, Any] = field(default_factory=dict)  # name -> AST of the type declaration
     defs: list[tuple[str, str, Any]] = field(default_factory=list)  # (kind, label, AST)
     labels: set[str] = field(default_factory=set)
+    _lines: dict[str, int] | None = None
 
     def line_of(self, label: str) -> int:
-        """The line where ``label`` is defined (its first ``label OBJECT-TYPE``/``::=``), or 0."""
-        m = re.search(rf"^\s*{re.escape(label)}\s+(OBJECT|MODULE|NOTIFICATION|TRAP|TEXTUAL|::=|[A-Z])",
-                      self.text, re.MULTILINE)
-        return self.text.count("\n", 0, m.start()) + 1 if m else 0
+        """The line where ``label`` is defined (the first line starting with it and a keyword), or 0."""
+        if self._lines is None:
+            self._lines = {}
+            for number, line in enumerate(self.text.splitlines(), 1):
+                m = _DEFINITION_LINE.match(line)
+                if m:
+                    self._lines.setdefault(m.group(1), number)
+        return self._lines.get(label, 0)
 
 
 @dataclass
@@ -133,13 +139,36 @@ class MibSet:
 
 
 def _parser() -> Any:
-    # Built once per process: ply builds the LALR tables in memory (about a second).
+    """pysmi's relaxed SMIv1/v2 parser, made as lenient as net-snmp where vendor MIBs need it: enumeration
+    labels in capitals (``TRUE(1)`` in CISCO-FC-FE-MIB) and a comma after the last INDEX object
+    (FServer-Std.MIB) are accepted. Built once per process (ply builds the LALR tables in memory, about
+    a second)."""
     global _PARSER
     if _PARSER is None:
         from pysmi.parser.dialect import smi_v1_relaxed
         from pysmi.parser.smi import parserFactory
 
-        _PARSER = parserFactory(**smi_v1_relaxed)()
+        base = parserFactory(**smi_v1_relaxed)
+        lexer_base = base.defaultLexer
+
+        class Lexer(lexer_base):  # type: ignore[misc,valid-type]
+            forbidden_words: ClassVar[list[str]] = [w for w in lexer_base.forbidden_words if w not in ("TRUE", "FALSE")]
+
+        def p_enumItem(self: Any, p: Any) -> None:
+            """enumItem : LOWERCASE_IDENTIFIER '(' enumNumber ')'
+            | UPPERCASE_IDENTIFIER '(' enumNumber ')'"""
+            p[0] = (p[1], p[3])
+
+        def p_MibIndex(self: Any, p: Any) -> None:  # ply finds grammar rules by their p_<Rule> names
+            """MibIndex : INDEX '{' IndexTypes '}'
+            | INDEX '{' IndexTypes ',' '}'
+            | empty"""
+            if p[1]:
+                p[0] = (p[1], p[3])
+
+        parser_class = type("NetSnmpLenientParser", (base,), {
+            "defaultLexer": Lexer, "p_enumItem": p_enumItem, "p_MibIndex": p_MibIndex})
+        _PARSER = parser_class()
     return _PARSER
 
 
@@ -442,8 +471,10 @@ def load_mibs(dirs: Iterable[str | Path]) -> MibSet:
         for kind, label, decl in module.defs:
             oid = resolver.local_oid(module, label, frozenset())
             if oid is None:
-                resolver.problem(module, label, f"{label}: cannot resolve its OID (unknown or unlinked parent in "
-                                                f"{_oid_text(decl[-1])}); is the MIB defining the parent loaded?")
+                parent = _oid_parent(decl[-1])
+                if parent is None or parent not in resolver.definers:  # report the cause, not every descendant
+                    resolver.problem(module, label, f"{label}: unlinked OID {_oid_text(decl[-1])}: no loaded MIB "
+                                                    f"defines {parent!r} (add the MIB that does with -m)")
                 continue
             if not oid or oid[0] != 1:
                 continue  # ccitt / joint-iso-ccitt: not walked by the generator either
@@ -463,6 +494,13 @@ def load_mibs(dirs: Iterable[str | Path]) -> MibSet:
             pending.append(node)
     _link(root, by_oid, pending)
     return MibSet(modules, root, problems)
+
+
+def _oid_parent(value: Any) -> str | None:
+    if isinstance(value, tuple) and len(value) > 1 and isinstance(value[1], list) and value[1]:
+        first = value[1][0]
+        return first if isinstance(first, str) else None
+    return None
 
 
 def _oid_text(value: Any) -> str:
