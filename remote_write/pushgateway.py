@@ -20,17 +20,20 @@ import contextlib
 import dataclasses
 import logging
 import time
+from functools import partial
 from typing import Any, Final
 from urllib.parse import unquote
 
 from aiohttp import web
 from prometheus_client import Counter, Gauge
 
+from remote_write.admission import admitted
 from remote_write.body import read_body
-from remote_write.pipeline import WRITE_METRICS, error_response, setup_pipeline, write_batch
+from remote_write.pipeline import WRITE_METRICS, error_response, off_loop, setup_pipeline, write_batch
 from remote_write.pushgroups import Groups, Plan, PushRejected, SeriesCache, prepare
 from sotp.config import from_dict, parse_duration
 from sotp.errors import ConfigError, DecodeError, SotpError, UnsupportedMediaType
+from sotp.metadata import metadata_store
 from sotp.model import InvalidLabels, Labels, validate_label_name
 from sotp.web import CTX, ServerContext, authorize
 
@@ -189,17 +192,18 @@ async def handle_push(request: web.Request) -> web.Response:
         principal = await authorize(request, "write")
         key = grouping_key(request, principal)
         _check_content_type(request)
-        body = await read_body(request, ctx.config.limits)
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise DecodeError(f"push body is not UTF-8 at byte {err.start}") from None
-        async with gw.lock:
-            prepared = prepare(key, text, ctx.config.limits, gw.cache)
-            plan = gw.groups.plan_push(key, prepared, replace_all=request.method == "PUT", now=time.time())
-            await _write(request, principal, plan)
-            gw.group_count.set(len(gw.groups.groups))
-        _remember_types(ctx, prepared.families)
+        with admitted(request):  # the slot before the body: slow senders cannot queue up reads
+            body = await read_body(request, ctx.config.limits)
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DecodeError(f"push body is not UTF-8 at byte {err.start}") from None
+            async with gw.lock:
+                prepared = await off_loop(len(body), partial(prepare, key, text, ctx.config.limits, gw.cache))
+                plan = gw.groups.plan_push(key, prepared, replace_all=request.method == "PUT", now=time.time())
+                await _write(request, principal, plan)
+                gw.group_count.set(len(gw.groups.groups))
+        _remember_types(ctx, principal, prepared.families)
     except Exception as err:
         if key is not None and isinstance(err, PushRejected):
             await _record_failure(request, principal, key)
@@ -236,12 +240,12 @@ async def handle_delete(request: web.Request) -> web.Response:
     return web.Response(status=202)
 
 
-def _remember_types(ctx: ServerContext, families: dict[str, str]) -> None:
-    """Feed ``/api/v1/metadata`` (same store as the remote-write receiver's metadata)."""
-    store: dict[str, list[dict[str, str]]] = ctx.extras.setdefault("metadata", {})
+def _remember_types(ctx: ServerContext, principal: Any, families: dict[str, str]) -> None:
+    """Feed ``/api/v1/metadata`` under the pusher's tenant (same store as remote write's metadata)."""
+    store = metadata_store(ctx.extras, ctx.config.limits)
+    tenant = getattr(principal, "tenant", None)
     for fam, typ in families.items():
-        if fam not in store:
-            store[fam] = [{"type": "unknown" if typ == "untyped" else typ, "help": "", "unit": ""}]
+        store.put(tenant, fam, "unknown" if typ == "untyped" else typ, keep_existing=True)
 
 
 def setup(app: web.Application, ctx: ServerContext) -> None:

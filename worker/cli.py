@@ -170,7 +170,8 @@ class Worker:
         try:
             await self.storage.ping()
         except StorageError as err:
-            return web.Response(status=503, text=f"SOTP worker is not ready: {err}\n")
+            log.warning("not ready: %s", err)
+            return web.Response(status=503, text="SOTP worker is not ready: the store does not answer (see its log).\n")
         return web.Response(text="SOTP worker is Ready.\n")
 
     async def _reload(self, request: web.Request) -> web.Response:
