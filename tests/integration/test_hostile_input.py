@@ -332,3 +332,99 @@ async def test_issue17_11_large_bodies_decode_off_the_event_loop(
         r = await client.post(path, data=body, headers=headers)
         assert r.status in (200, 204), await r.text()
     assert threads and all(t is not threading.main_thread() for t in threads), threads
+
+
+# -- finding 6 and "from reading": the push gateway's tenants, group count and lock ---------------------
+
+
+async def test_issue17_6_push_types_do_not_cross_tenants(tmp_path: Path) -> None:
+    store = TokenStore(tmp_path / "tokens.json")
+    a, _ = store.create("a", ["write"], ("team", "a"))
+    b, _ = store.create("b", ["write"], ("team", "b"))
+    async with TestClient(TestServer(build_app(_config(tmp_path)))) as client:
+        def push(token: str, job: str, typ: str) -> Any:
+            body = f"# TYPE billing_events {typ}\nbilling_events 1\n"
+            return client.put(f"/metrics/job/{job}", data=body, headers={"Authorization": f"Bearer {token}"})
+
+        assert (await push(a, "billing", "counter")).status == 200
+        r = await push(b, "billing", "gauge")
+        assert r.status == 200, await r.text()
+        # Within one tenant the types must still agree (Pushgateway's rule).
+        r = await push(a, "other", "gauge")
+        assert r.status == 400 and "types must agree" in await r.text()
+
+
+async def test_issue17_push_group_count_is_bounded_per_tenant(tmp_path: Path) -> None:
+    store = TokenStore(tmp_path / "tokens.json")
+    a, _ = store.create("a", ["write"], ("team", "a"))
+    b, _ = store.create("b", ["write"], ("team", "b"))
+    config = _config(tmp_path)
+    config.pushgateway["max_groups"] = 3
+    async with TestClient(TestServer(build_app(config))) as client:
+        def push(token: str, job: str) -> Any:
+            return client.put(f"/metrics/job/{job}", data="m 1\n", headers={"Authorization": f"Bearer {token}"})
+
+        for i in range(3):
+            assert (await push(a, f"j{i}")).status == 200
+        r = await push(a, "j3")
+        assert r.status == 400 and "pushgateway.max_groups" in await r.text()
+        assert (await push(a, "j0")).status == 200  # an existing group still takes pushes
+        assert (await push(b, "j3")).status == 200  # another tenant has its own allowance
+        assert (await client.delete("/metrics/job/j0", headers={"Authorization": f"Bearer {a}"})).status == 202
+        assert (await push(a, "j3")).status == 200
+
+
+async def test_issue17_push_maintenance_releases_the_lock_between_chunks(tmp_path: Path) -> None:
+    """Refreshing thousands of groups used to hold the gateway's one lock for the whole sweep: a push
+    waited for every group's rewrite. Now a push waiting for the lock gets it after the first chunk."""
+    from remote_write.pushgateway import GATEWAY, SWEEP_CHUNK
+
+    config = _config(tmp_path)
+    config.pushgateway = {"refresh_interval": "1s", "ttl": "1h"}
+    app = build_app(config)
+    async with TestClient(TestServer(app)) as client:
+        gw = app[GATEWAY]
+        gw.task.cancel()  # type: ignore[union-attr]  # the test drives the sweep itself
+
+        class SpyLock(asyncio.Lock):
+            """Notes when someone waits for the lock while it is held."""
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.contended = asyncio.Event()
+
+            async def acquire(self) -> bool:
+                if self.locked():
+                    self.contended.set()
+                return await super().acquire()
+
+        lock = gw.lock = SpyLock()
+        groups = SWEEP_CHUNK * 2 + 10
+        for i in range(groups):
+            assert (await client.put(f"/metrics/job/g{i}", data=f"m{i} 1\n")).status == 200
+        for g in gw.groups.groups.values():
+            g.last_write -= 10  # every group is due for a refresh
+        events: list[str] = []
+        real_commit = gw.commit
+
+        async def commit(plans: Any) -> None:
+            events.append(f"chunk of {len(plans)}")
+            if len(events) == 1:  # a push arrives while the first chunk is being written
+                push_task.append(asyncio.create_task(client.put("/metrics/job/late", data="late 1\n")))
+                await asyncio.wait_for(lock.contended.wait(), 30)  # the push now waits for the lock
+            await real_commit(plans)
+
+        push_task: list[asyncio.Task[Any]] = []
+        gw.commit = commit  # type: ignore[method-assign]
+        real_plan_push = gw.groups.plan_push
+
+        def plan_push(*args: Any, **kwargs: Any) -> Any:
+            events.append("push")
+            return real_plan_push(*args, **kwargs)
+
+        gw.groups.plan_push = plan_push  # type: ignore[method-assign]
+        await gw.sweep()
+        assert (await push_task[0]).status == 200
+        assert events.count("push") == 1 and events.index("push") < len(events) - 1, events
+        assert [e for e in events if e != "push"] == [f"chunk of {SWEEP_CHUNK}", f"chunk of {SWEEP_CHUNK}",
+                                                      "chunk of 10"]
