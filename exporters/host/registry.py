@@ -66,15 +66,34 @@ OFF_BY_DEFAULT_UPSTREAM = (
 
 DEFAULT_ENABLED: tuple[str, ...] = tuple(sorted(COLLECTORS))
 
-_loaded: dict[str, Collector] = {}
+#: Collectors of ``--backend psutil`` (exporters.host.psutil_collectors), and those that read no /proc and
+#: are shared with the Linux set. Listed here so that choosing them does not import psutil.
+PSUTIL_COLLECTORS = ("cpu", "diskstats", "filesystem", "loadavg", "meminfo", "netclass", "netdev", "stat", "uname")
+SHARED_COLLECTORS = ("textfile", "time")
+BACKENDS = ("procfs", "psutil")
+
+_loaded: dict[tuple[str, str], Collector] = {}
 
 
-def load(name: str) -> Collector:
+def available(backend: str) -> tuple[str, ...]:
+    """The collectors a backend has."""
+    return tuple(sorted(COLLECTORS)) if backend == "procfs" else tuple(sorted(PSUTIL_COLLECTORS + SHARED_COLLECTORS))
+
+
+def load(name: str, backend: str = "procfs") -> Collector:
     """The ``collect`` function of collector ``name`` (importing its module once)."""
-    fn = _loaded.get(name)
+    fn = _loaded.get((name, backend))
     if fn is None:
-        module = importlib.import_module(f"exporters.host.collectors.{COLLECTORS[name]}")
-        fn = _loaded[name] = cast(Collector, module.collect)
+        if backend == "psutil" and name in PSUTIL_COLLECTORS:
+            from exporters.host import psutil_collectors  # imports psutil: only on this path
+
+            fn = psutil_collectors.COLLECTORS[name]
+        elif backend == "procfs" or name in SHARED_COLLECTORS:
+            module = importlib.import_module(f"exporters.host.collectors.{COLLECTORS[name]}")
+            fn = cast(Collector, module.collect)
+        else:
+            raise KeyError(f"collector {name} does not exist with --backend {backend}")
+        _loaded[(name, backend)] = fn
     return fn
 
 
@@ -84,12 +103,12 @@ _last_error: dict[str, str] = {}
 
 
 def collect(src: Sources, names: Iterable[str] | None = None, opts: Options | None = None) -> list[MetricFamily]:
-    """All families of the chosen collectors (default: :data:`DEFAULT_ENABLED`), sorted by name, plus
+    """All families of the chosen collectors (default: all of ``src.backend``'s), sorted by name, plus
     ``node_scrape_collector_{duration_seconds,success}``. A failing collector is logged and reported
     with success 0; the others still answer. Families of the same name from two collectors (the
     textfile collector may publish any name) are merged as Go's registry merges them."""
     opts = opts or Options()
-    chosen = sorted(DEFAULT_ENABLED if names is None else names)
+    chosen = sorted(available(src.backend) if names is None else names)
     families: dict[str, MetricFamily] = {}
     duration = MetricFamily(
         "node_scrape_collector_duration_seconds", "gauge", "node_exporter: Duration of a collector scrape."
@@ -100,7 +119,7 @@ def collect(src: Sources, names: Iterable[str] | None = None, opts: Options | No
     for name in chosen:
         start = time.perf_counter()
         try:
-            out = load(name)(src, opts)
+            out = load(name, src.backend)(src, opts)
             ok = 1.0
             _last_error.pop(name, None)
         except NoData as err:

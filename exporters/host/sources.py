@@ -126,6 +126,8 @@ class Sources:
     now: Callable[[], float] = field(default=time.time)
     adjtimex: Callable[[], Timex] = field(default=_adjtimex)
     page_size: int = field(default_factory=lambda: os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096)
+    #: "procfs" (Linux: node_exporter's collectors on /proc and /sys) or "psutil" (any OS, fewer families)
+    backend: str = "procfs"
 
     def read(self, base: Path, *parts: str) -> str:
         return base.joinpath(*parts).read_text()
