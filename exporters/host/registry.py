@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import cast
 
-from exporters.host.collectors import NoData
+from exporters.host.collectors import NoData, PartialFailure
 from exporters.host.options import Options
 from exporters.host.sources import Sources
 from sotp.codec.exposition import MetricFamily
@@ -26,22 +26,31 @@ COLLECTORS: dict[str, str] = {
     "arp": "arp",
     "conntrack": "conntrack",
     "cpu": "cpu",
+    "cpufreq": "cpufreq",
     "diskstats": "diskstats",
+    "dmi": "dmi",
+    "edac": "edac",
     "entropy": "entropy",
     "filefd": "filefd",
     "filesystem": "filesystem",
+    "hwmon": "hwmon",
     "loadavg": "loadavg",
     "meminfo": "meminfo",
     "netclass": "netclass",
     "netdev": "netdev",
     "netstat": "netstat",
+    "nvme": "nvme",
     "os": "os_release",
+    "powersupplyclass": "powersupplyclass",
     "pressure": "pressure",
+    "rapl": "rapl",
+    "schedstat": "schedstat",
     "selinux": "selinux",
     "sockstat": "sockstat",
     "softnet": "softnet",
     "stat": "stat",
     "textfile": "textfile",
+    "thermal_zone": "thermal_zone",
     "time": "clock",
     "timex": "timex",
     "udp_queues": "udp_queues",
@@ -52,9 +61,9 @@ COLLECTORS: dict[str, str] = {
 #: Collectors Debian's node_exporter 1.5 runs by default that SOTP does not implement, with the reason.
 NOT_IMPLEMENTED: dict[str, str] = {
     name: "not implemented yet"
-    for name in ("bcache", "bonding", "btrfs", "cpufreq", "dmi", "edac", "fibrechannel", "hwmon", "infiniband", "ipvs",
-                 "mdadm", "nfs", "nfsd", "nvme", "powersupplyclass", "rapl", "schedstat", "systemd", "tapestats",
-                 "thermal_zone", "xfs", "zfs")
+    for name in ("bcache", "bonding", "btrfs", "fibrechannel", "infiniband", "ipvs",
+                 "mdadm", "nfs", "nfsd", "systemd", "tapestats",
+                 "xfs", "zfs")
 }
 
 #: Collectors node_exporter 1.5 has but leaves off by default (``--collector.<name>`` turns them on there).
@@ -125,6 +134,11 @@ def collect(src: Sources, names: Iterable[str] | None = None, opts: Options | No
         except NoData as err:
             log.debug("collector %s returned no data: %s", name, err)
             out, ok = [], 0.0
+        except PartialFailure as err:
+            if _last_error.get(name) != str(err):
+                log.warning("collector %s failed in part: %s", name, err)
+                _last_error[name] = str(err)
+            out, ok = err.families, 0.0
         except (OSError, ValueError, IndexError) as err:
             if _last_error.get(name) != str(err):
                 log.warning("collector %s failed: %s", name, err)

@@ -15,16 +15,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 
-def go_int(text: str) -> int:
-    """An integer as Go's ``strconv.ParseInt(s, 0, 64)`` reads it (procfs/sysfs values): an optional sign,
-    then ``0x``/``0o``/``0b`` prefixes, and a leading ``0`` meaning octal. Raises ValueError."""
-    body = text.lstrip("+-")
-    sign = -1 if text.startswith("-") else 1
-    if len(body) > 1 and body[0] == "0" and body[1].isdigit():
-        return sign * int(body, 8)
-    return sign * int(body, 0)
-
-
 class FsStat(NamedTuple):
     """The ``statfs`` fields node_exporter uses (block counts are in units of ``bsize``)."""
 
