@@ -24,6 +24,7 @@ Collector = Callable[[Sources, Options], list[MetricFamily]]
 #: node_exporter's collector name -> the module under ``exporters.host.collectors`` implementing it.
 COLLECTORS: dict[str, str] = {
     "arp": "arp",
+    "bonding": "bonding",
     "conntrack": "conntrack",
     "cpu": "cpu",
     "cpufreq": "cpufreq",
@@ -31,9 +32,11 @@ COLLECTORS: dict[str, str] = {
     "dmi": "dmi",
     "edac": "edac",
     "entropy": "entropy",
+    "fibrechannel": "fibrechannel",
     "filefd": "filefd",
     "filesystem": "filesystem",
     "hwmon": "hwmon",
+    "infiniband": "infiniband",
     "loadavg": "loadavg",
     "meminfo": "meminfo",
     "netclass": "netclass",
@@ -49,6 +52,7 @@ COLLECTORS: dict[str, str] = {
     "sockstat": "sockstat",
     "softnet": "softnet",
     "stat": "stat",
+    "tapestats": "tapestats",
     "textfile": "textfile",
     "thermal_zone": "thermal_zone",
     "time": "clock",
@@ -61,8 +65,8 @@ COLLECTORS: dict[str, str] = {
 #: Collectors Debian's node_exporter 1.5 runs by default that SOTP does not implement, with the reason.
 NOT_IMPLEMENTED: dict[str, str] = {
     name: "not implemented yet"
-    for name in ("bcache", "bonding", "btrfs", "fibrechannel", "infiniband", "ipvs",
-                 "mdadm", "nfs", "nfsd", "systemd", "tapestats",
+    for name in ("bcache", "btrfs", "ipvs",
+                 "mdadm", "nfs", "nfsd", "systemd",
                  "xfs", "zfs")
 }
 

@@ -73,3 +73,13 @@ def go_float(text: str) -> float:
     if text.lower().lstrip("+-").startswith("0x"):
         return float.fromhex(text)
     return float(text)
+
+
+def go_uint(text: str) -> int:
+    """``strconv.ParseUint(s, 0, 64)``: no sign, base prefixes as :func:`go_int`. Raises ValueError."""
+    if text.startswith(("+", "-")):
+        raise ValueError(f"invalid unsigned integer {text!r}")
+    value = go_int(text)
+    if value > 0xFFFFFFFFFFFFFFFF:
+        raise ValueError(f"{text!r} is out of the uint64 range")
+    return value
