@@ -38,10 +38,13 @@ COLLECTORS: dict[str, str] = {
     "hwmon": "hwmon",
     "infiniband": "infiniband",
     "loadavg": "loadavg",
+    "mdadm": "mdadm",
     "meminfo": "meminfo",
     "netclass": "netclass",
     "netdev": "netdev",
     "netstat": "netstat",
+    "nfs": "nfs",
+    "nfsd": "nfsd",
     "nvme": "nvme",
     "os": "os_release",
     "powersupplyclass": "powersupplyclass",
@@ -66,7 +69,7 @@ COLLECTORS: dict[str, str] = {
 NOT_IMPLEMENTED: dict[str, str] = {
     name: "not implemented yet"
     for name in ("bcache", "btrfs", "ipvs",
-                 "mdadm", "nfs", "nfsd", "systemd",
+                 "systemd",
                  "xfs", "zfs")
 }
 
