@@ -21,8 +21,6 @@ import contextlib
 import logging
 import os
 import shlex
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -129,10 +127,12 @@ def _env_file(args: argparse.Namespace, extra: list[str]) -> bytes:
 
 
 def _systemctl(root: Path, *argv: str) -> None:
+    import subprocess  # here, not at the top: `sotp agent` imports this module and runs no command
+
     cmd = ["systemctl", *([f"--root={root}"] if str(root) != "/" else []), *argv]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.TimeoutExpired) as err:
+    except (OSError, subprocess.SubprocessError) as err:
         raise ConfigError(f"cannot run {' '.join(cmd)}: {err}") from err
     if r.returncode != 0:
         raise ConfigError(f"{' '.join(cmd)} failed: {(r.stderr or r.stdout).strip()}")
@@ -191,6 +191,8 @@ def uninstall(args: argparse.Namespace) -> int:
     if args.purge:
         for rel in STATE:
             if (root / rel).is_dir():
+                import shutil  # ~0.5 MB of RSS the running agent does not need
+
                 shutil.rmtree(root / rel)
                 removed.append("/" + rel)
     if str(root) == "/" and removed:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import cast
@@ -88,7 +89,40 @@ PSUTIL_COLLECTORS = ("cpu", "diskstats", "filesystem", "loadavg", "meminfo", "ne
 SHARED_COLLECTORS = ("textfile", "time")
 BACKENDS = ("procfs", "psutil")
 
+#: Collectors of hardware most machines lack, with the file or directory that must exist for them to find
+#: anything: (``proc`` or ``sys``, path, whether its absence is "no data" rather than an empty success). Where
+#: it is missing, the collector is answered without importing its module, which keeps the agent's memory
+#: down on VMs; the answer is the one the module gives (tests/exporters/host/test_registry.py checks it).
+PRESENCE: dict[str, tuple[str, str, bool]] = {
+    "bonding": ("sys", "class/net/bonding_masters", True),
+    "conntrack": ("proc", "sys/net/netfilter/nf_conntrack_count", True),
+    "cpufreq": ("sys", "devices/system/cpu", False),
+    "dmi": ("sys", "class/dmi/id", True),
+    "edac": ("sys", "devices/system/edac/mc", False),
+    "fibrechannel": ("sys", "class/fc_host", True),
+    "hwmon": ("sys", "class/hwmon", True),
+    "infiniband": ("sys", "class/infiniband", True),
+    "mdadm": ("proc", "mdstat", True),
+    "nfs": ("proc", "net/rpc/nfs", True),
+    "nfsd": ("proc", "net/rpc/nfsd", True),
+    "nvme": ("sys", "class/nvme", True),
+    "powersupplyclass": ("sys", "class/power_supply", True),
+    "rapl": ("sys", "class/powercap", True),
+    "schedstat": ("proc", "schedstat", True),
+    "tapestats": ("sys", "class/scsi_tape", True),
+    "thermal_zone": ("sys", "class/thermal", False),
+}
+
 _loaded: dict[tuple[str, str], Collector] = {}
+
+
+def _absent(name: str, src: Sources) -> bool | None:
+    """None when collector ``name`` may find something; else whether its absence means no data."""
+    where = PRESENCE.get(name)
+    if where is None or src.backend != "procfs":
+        return None
+    base = src.proc if where[0] == "proc" else src.sys
+    return None if os.path.exists(os.path.join(base, where[1])) else where[2]
 
 
 def available(backend: str) -> tuple[str, ...]:
@@ -135,7 +169,13 @@ def collect(src: Sources, names: Iterable[str] | None = None, opts: Options | No
     for name in chosen:
         start = time.perf_counter()
         try:
-            out = load(name, src.backend)(src, opts)
+            absent = _absent(name, src)
+            if absent is not None:
+                if absent:
+                    raise NoData(f"{PRESENCE[name][1]} does not exist")
+                out = []
+            else:
+                out = load(name, src.backend)(src, opts)
             ok = 1.0
             _last_error.pop(name, None)
         except NoData as err:
