@@ -38,6 +38,7 @@ COLLECTORS: dict[str, str] = {
     "filesystem": "filesystem",
     "hwmon": "hwmon",
     "infiniband": "infiniband",
+    "ipvs": "ipvs",
     "loadavg": "loadavg",
     "mdadm": "mdadm",
     "meminfo": "meminfo",
@@ -69,7 +70,7 @@ COLLECTORS: dict[str, str] = {
 #: Collectors Debian's node_exporter 1.5 runs by default that SOTP does not implement, with the reason.
 NOT_IMPLEMENTED: dict[str, str] = {
     name: "not implemented yet"
-    for name in ("bcache", "btrfs", "ipvs",
+    for name in ("bcache", "btrfs",
                  "systemd",
                  "xfs", "zfs")
 }
@@ -102,6 +103,7 @@ PRESENCE: dict[str, tuple[str, str, bool]] = {
     "fibrechannel": ("sys", "class/fc_host", True),
     "hwmon": ("sys", "class/hwmon", True),
     "infiniband": ("sys", "class/infiniband", True),
+    "ipvs": ("proc", "net/ip_vs_stats", True),
     "mdadm": ("proc", "mdstat", True),
     "nfs": ("proc", "net/rpc/nfs", True),
     "nfsd": ("proc", "net/rpc/nfsd", True),
@@ -204,15 +206,24 @@ def collect(src: Sources, names: Iterable[str] | None = None, opts: Options | No
 
 
 def sort_samples(fam: MetricFamily) -> None:
-    """Order samples as client_golang does: metrics by label count, then label values in label-name order.
-    The sort is stable, so a histogram's or summary's samples stay together in the order written."""
+    """Order as client_golang does: label names sorted in each sample (a histogram's ``le`` and a summary's
+    ``quantile`` last, where its text writer puts them), and metrics by label count, then label values in
+    label-name order. The sort is stable, so a histogram's or summary's samples stay together."""
     skip = {"histogram": "le", "summary": "quantile"}.get(fam.type, "")
+    samples = fam.samples
+    for i, (name, labels, value) in enumerate(samples):
+        keys = list(labels)
+        if keys != sorted(keys) and not (skip and keys[-1:] == [skip] and keys[:-1] == sorted(keys[:-1])):
+            ordered = {k: labels[k] for k in sorted(keys) if k != skip}
+            if skip in labels:
+                ordered[skip] = labels[skip]
+            samples[i] = (name, ordered, value)
 
     def key(sample: tuple[str, Mapping[str, str], float]) -> tuple[int, tuple[str, ...]]:
         pairs = sorted((k, v) for k, v in sample[1].items() if k != skip)
         return len(pairs), tuple(v for _, v in pairs)
 
-    fam.samples.sort(key=key)
+    samples.sort(key=key)
 
 
 def merge_family(families: dict[str, MetricFamily], fam: MetricFamily) -> None:
