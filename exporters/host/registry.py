@@ -65,6 +65,7 @@ COLLECTORS: dict[str, str] = {
     "udp_queues": "udp_queues",
     "uname": "uname",
     "vmstat": "vmstat",
+    "xfs": "xfs",
 }
 
 #: Collectors Debian's node_exporter 1.5 runs by default that SOTP does not implement, with the reason.
@@ -72,7 +73,7 @@ NOT_IMPLEMENTED: dict[str, str] = {
     name: "not implemented yet"
     for name in ("bcache", "btrfs",
                  "systemd",
-                 "xfs", "zfs")
+                 "zfs")
 }
 
 #: Collectors node_exporter 1.5 has but leaves off by default (``--collector.<name>`` turns them on there).
@@ -113,6 +114,7 @@ PRESENCE: dict[str, tuple[str, str, bool]] = {
     "schedstat": ("proc", "schedstat", True),
     "tapestats": ("sys", "class/scsi_tape", True),
     "thermal_zone": ("sys", "class/thermal", False),
+    "xfs": ("sys", "fs/xfs", False),
 }
 
 _loaded: dict[tuple[str, str], Collector] = {}
