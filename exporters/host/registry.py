@@ -25,6 +25,7 @@ Collector = Callable[[Sources, Options], list[MetricFamily]]
 #: node_exporter's collector name -> the module under ``exporters.host.collectors`` implementing it.
 COLLECTORS: dict[str, str] = {
     "arp": "arp",
+    "bcache": "bcache",
     "bonding": "bonding",
     "conntrack": "conntrack",
     "cpu": "cpu",
@@ -71,7 +72,7 @@ COLLECTORS: dict[str, str] = {
 #: Collectors Debian's node_exporter 1.5 runs by default that SOTP does not implement, with the reason.
 NOT_IMPLEMENTED: dict[str, str] = {
     name: "not implemented yet"
-    for name in ("bcache", "btrfs",
+    for name in ("btrfs",
                  "systemd",
                  "zfs")
 }
@@ -96,6 +97,7 @@ BACKENDS = ("procfs", "psutil")
 #: it is missing, the collector is answered without importing its module, which keeps the agent's memory
 #: down on VMs; the answer is the one the module gives (tests/exporters/host/test_registry.py checks it).
 PRESENCE: dict[str, tuple[str, str, bool]] = {
+    "bcache": ("sys", "fs/bcache", False),
     "bonding": ("sys", "class/net/bonding_masters", True),
     "conntrack": ("proc", "sys/net/netfilter/nf_conntrack_count", True),
     "cpufreq": ("sys", "devices/system/cpu", False),
