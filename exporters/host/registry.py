@@ -27,6 +27,7 @@ COLLECTORS: dict[str, str] = {
     "arp": "arp",
     "bcache": "bcache",
     "bonding": "bonding",
+    "btrfs": "btrfs",
     "conntrack": "conntrack",
     "cpu": "cpu",
     "cpufreq": "cpufreq",
@@ -72,8 +73,7 @@ COLLECTORS: dict[str, str] = {
 #: Collectors Debian's node_exporter 1.5 runs by default that SOTP does not implement, with the reason.
 NOT_IMPLEMENTED: dict[str, str] = {
     name: "not implemented yet"
-    for name in ("btrfs",
-                 "systemd",
+    for name in ("systemd",
                  "zfs")
 }
 
@@ -97,6 +97,7 @@ BACKENDS = ("procfs", "psutil")
 #: it is missing, the collector is answered without importing its module, which keeps the agent's memory
 #: down on VMs; the answer is the one the module gives (tests/exporters/host/test_registry.py checks it).
 PRESENCE: dict[str, tuple[str, str, bool]] = {
+    "btrfs": ("sys", "fs/btrfs", False),
     "bcache": ("sys", "fs/bcache", False),
     "bonding": ("sys", "class/net/bonding_masters", True),
     "conntrack": ("proc", "sys/net/netfilter/nf_conntrack_count", True),
