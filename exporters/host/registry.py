@@ -68,13 +68,12 @@ COLLECTORS: dict[str, str] = {
     "uname": "uname",
     "vmstat": "vmstat",
     "xfs": "xfs",
+    "zfs": "zfs",
 }
 
 #: Collectors Debian's node_exporter 1.5 runs by default that SOTP does not implement, with the reason.
 NOT_IMPLEMENTED: dict[str, str] = {
-    name: "not implemented yet"
-    for name in ("systemd",
-                 "zfs")
+    "systemd": "node_exporter asks systemd over D-Bus (its private socket); SOTP has no D-Bus client yet",
 }
 
 #: Collectors node_exporter 1.5 has but leaves off by default (``--collector.<name>`` turns them on there).
@@ -118,6 +117,7 @@ PRESENCE: dict[str, tuple[str, str, bool]] = {
     "tapestats": ("sys", "class/scsi_tape", True),
     "thermal_zone": ("sys", "class/thermal", False),
     "xfs": ("sys", "fs/xfs", False),
+    "zfs": ("proc", "spl/kstat/zfs", True),
 }
 
 _loaded: dict[tuple[str, str], Collector] = {}
