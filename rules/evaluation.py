@@ -12,6 +12,7 @@ function. All times are int milliseconds.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import logging
 import time
@@ -27,8 +28,8 @@ from query.values import Scalar, Vector
 from rules.rulefile import GroupSpec, RuleSpec
 from rules.templating import expand_alert_text
 from sotp.errors import SampleRejected, StorageError
-from sotp.model import STALE_NAN, Labels, Matcher, MatchOp, is_stale
-from sotp.storage import Storage
+from sotp.model import STALE_NAN, Labels, Matcher, MatchOp, Series, is_stale
+from sotp.storage import Appender, SelectHints, Storage
 
 log = logging.getLogger("rules")
 
@@ -290,6 +291,72 @@ class AlertingRule:
 
 Rule = RecordingRule | AlertingRule
 
+#: A cached selection is fetched over at least this window, so rules over ``[1m]``…``[10m]`` share it.
+CACHE_MIN_WINDOW_MS = 15 * 60_000
+
+
+class _CachedSelects:
+    """Selections made during one group evaluation, shared by its rules (many rules read the same series
+    at the same timestamp). Emptied whenever the group commits output, so a rule never misses a sample an
+    earlier rule wrote."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.entries: dict[tuple[tuple[str, str, str], ...], tuple[int, int, list[Series]]] = {}
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+    # the Storage protocol, as far as the engine uses it
+    def querier(self, mint: int, maxt: int) -> _CachedQuerier:
+        return _CachedQuerier(self, mint, maxt)
+
+    def appender(self) -> Appender:
+        return self.storage.appender()
+
+
+class _CachedQuerier:
+    def __init__(self, cache: _CachedSelects, mint: int, maxt: int) -> None:
+        self.cache, self.mint, self.maxt = cache, mint, maxt
+
+    async def select(self, matchers: list[Matcher], hints: SelectHints | None = None) -> list[Series]:
+        key = tuple(sorted((m.name, m.op.value, m.value) for m in matchers))
+        hit = self.cache.entries.get(key)
+        if hit is None or hit[0] > self.mint or hit[1] < self.maxt:
+            lo = min(self.mint, self.maxt - CACHE_MIN_WINDOW_MS)
+            q = self.cache.storage.querier(lo, self.maxt)
+            try:
+                series = await q.select(matchers, None)
+            finally:
+                await q.close()
+            hit = (lo, self.maxt, series)
+            self.cache.entries[key] = hit
+        out = []
+        for s in hit[2]:
+            a = int(np.searchsorted(s.timestamps, self.mint, "left"))
+            b = int(np.searchsorted(s.timestamps, self.maxt, "right"))
+            if b > a:
+                out.append(s if (a == 0 and b == len(s.timestamps)) else Series(s.labels, s.timestamps[a:b],
+                                                                                    s.values[a:b]))
+        return out
+
+    async def label_names(self, matchers: list[Matcher] | None = None) -> list[str]:
+        q = self.cache.storage.querier(self.mint, self.maxt)
+        try:
+            return await q.label_names(matchers)
+        finally:
+            await q.close()
+
+    async def label_values(self, name: str, matchers: list[Matcher] | None = None) -> list[str]:
+        q = self.cache.storage.querier(self.mint, self.maxt)
+        try:
+            return await q.label_values(name, matchers)
+        finally:
+            await q.close()
+
+    async def close(self) -> None:
+        return None
+
 
 def selectors(expr: str) -> list[list[Matcher]] | None:
     """The matchers of every selector in ``expr`` (None when it cannot be parsed: treat as reading all)."""
@@ -437,10 +504,17 @@ class Group:
         total = 0
         self._written = set()
         pending = _Pending()
+        cache: _CachedSelects | None = None
+        if isinstance(query, EngineQuery):
+            cache = _CachedSelects(query.engine.storage)
+            engine = dataclasses.replace(query.engine, storage=cache)  # type: ignore[arg-type]
+            query = EngineQuery(engine, query.extra)
         for i, rule in enumerate(self.rules):
             if pending.read_by(self._selectors(i)):
                 await self._flush(pending, ts, storage)
                 pending = _Pending()
+                if cache is not None:
+                    cache.clear()
             start = time.perf_counter()
             try:
                 vector = await rule.eval(ts, query, self.limit)
