@@ -31,6 +31,7 @@ COMMANDS: dict[str, Command] = {
     "worker": Command("worker.cli", "server", "scrape scheduler (scrape_configs) and SSH config backups"),
     "agent": Command("agent.cli", "agent", "collect host metrics and push them over remote write"),
     "exporter": Command("sotp.cli.exporter", "all", "run an exporter: host, snmp or icmp"),
+    "snmp": Command("exporters.snmp.tool_cli", "snmp", "generate snmp.yml from MIBs, walk with MIB names, check"),
     "dashboard": Command("dashboards.cli", "dashboards", "the Streamlit dashboard app"),
     "backup": Command("worker.backup.cli", "backup", "SSH configuration backups: run now, show diffs"),
     "ruler": Command("rules.ruler", "server", "evaluate recording and alerting rules; notify Alertmanager"),

@@ -51,10 +51,12 @@ async def _healthy(request: web.Request) -> web.Response:
 
 
 async def _ready(request: web.Request) -> web.Response:
+    """Public (no token): says ready or not, never why. The cause names paths and hosts: it goes to the log."""
     try:
         await request.app[CTX].storage.ping()
     except StorageError as err:
-        return web.Response(status=503, text=f"SOTP is not ready: {err}\n")
+        log.warning("not ready: %s", err)
+        return web.Response(status=503, text="SOTP is not ready: the store does not answer (see the server log).\n")
     return web.Response(text="SOTP is Ready.\n")
 
 
@@ -98,12 +100,6 @@ def build_app(config: Config, components: list[str] | None = None) -> web.Applic
     ctx = ServerContext(config=config, storage=open_storage(config.server.storage))
     app = web.Application(client_max_size=config.limits.max_body_bytes)
     app[CTX] = ctx
-    for dotted in components if components is not None else COMPONENTS:
-        _load(dotted)(app, ctx)
-    ctx.registry.register(SeriesCacheCollector(ctx))
-    app.router.add_get("/-/healthy", _healthy)
-    app.router.add_get("/-/ready", _ready)
-    app.router.add_get("/metrics", _metrics)
 
     async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
         await ctx.storage.open()
@@ -112,7 +108,14 @@ def build_app(config: Config, components: list[str] | None = None) -> web.Applic
         task.cancel()
         await ctx.storage.close()
 
+    # First: components' own contexts (the config store) open after the storage and close before it.
     app.cleanup_ctx.append(storage_ctx)
+    for dotted in components if components is not None else COMPONENTS:
+        _load(dotted)(app, ctx)
+    ctx.registry.register(SeriesCacheCollector(ctx))
+    app.router.add_get("/-/healthy", _healthy)
+    app.router.add_get("/-/ready", _ready)
+    app.router.add_get("/metrics", _metrics)
     return app
 
 

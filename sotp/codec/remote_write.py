@@ -205,6 +205,11 @@ class DecodedRequest:
         return sum(len(s.timestamps) for s in self.series)
 
 
+def announced_length(body: bytes) -> int:
+    """The decompressed size a snappy block announces in its header (0 for an empty body)."""
+    return _varint_prefix(body) if body else 0
+
+
 def _varint_prefix(data: bytes) -> int:
     result = 0
     shift = 0

@@ -108,13 +108,14 @@ def parse_script(text: str, name: str = "<script>") -> list[Command]:
             if s.startswith("load "):
                 interval = _time(s.split(None, 1)[1].strip())
                 rows, i = body(i + 1)
-                series = []
+                defs: dict[Labels, list[float | None]] = {}
                 for _, row in rows:
                     m = _SERIES_LINE.match(row)
                     if not m:
                         raise ScriptError(f"invalid load line {row.strip()!r}")
-                    series.append((parse_series(m.group(1)), expand_values(m.group(2))))
-                cmds.append(Load(lineno, interval, series))
+                    # a series defined twice in one load keeps its last definition, as in promqltest
+                    defs[parse_series(m.group(1))] = expand_values(m.group(2))
+                cmds.append(Load(lineno, interval, list(defs.items())))
                 continue
             if s == "clear":
                 cmds.append(Clear(lineno))
