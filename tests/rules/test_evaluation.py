@@ -170,3 +170,46 @@ def test_ruler_config_resolves_files_and_auth(tmp_path: Path, monkeypatch: pytes
     (am,) = cfg.alertmanagers
     assert am.urls() == ["http://am:9093/am/api/v2/alerts"]
     assert am.headers("x") == {"Authorization": "Bearer s3cret"}
+
+
+async def test_serve_answers_from_the_ruler_and_tenants_see_only_their_rules(tmp_path: Path) -> None:
+    """``sotp serve`` with auth on asks the ruler; a tenant token gets only its tenant's groups and alerts."""
+    from sotp.auth import TokenStore
+    from sotp.cli.serve import build_app
+
+    storage = MemoryStorage()
+    manager = Manager(storage, ruler_config(Config()), Engine(storage))
+    manager.groups = {g.name: g for g in _groups_with_alerts()}
+    ruler_app = web.Application()
+    ruler_routes(ruler_app, manager)
+    ruler = TestServer(ruler_app)
+    await ruler.start_server()
+    store = TokenStore(tmp_path / "tokens.json")
+    admin, _ = store.create("admin", ["read"])
+    team_a, _ = store.create("a", ["read"], ("team", "a"))
+    config = Config()
+    config.server.storage = "memory://"
+    config.server.listen = "0.0.0.0:9201"
+    config.auth = {"tokens_file": str(store.path)}
+    config.ruler = {"urls": [str(ruler.make_url("/"))]}
+    try:
+        async with TestClient(TestServer(build_app(config))) as client:
+            async def get(path: str, token: str | None) -> tuple[int, dict[str, object]]:
+                headers = {"Authorization": f"Bearer {token}"} if token else {}
+                r = await client.get(path, headers=headers)
+                return r.status, json.loads(await r.text())
+
+            assert (await get("/api/v1/rules", None))[0] == 401
+            status, body = await get("/api/v1/rules", admin)
+            assert status == 200 and [g["name"] for g in body["data"]["groups"]] == ["ga", "gb"]  # type: ignore[index]
+            status, body = await get("/api/v1/rules?type=alert", team_a)
+            assert [g["name"] for g in body["data"]["groups"]] == ["ga"]  # type: ignore[index]
+            status, body = await get("/api/v1/alerts", team_a)
+            assert [a["labels"]["team"] for a in body["data"]["alerts"]] == ["a"]  # type: ignore[index]
+            status, body = await get("/api/v1/alerts", admin)
+            assert sorted(a["labels"]["team"] for a in body["data"]["alerts"]) == ["a", "b"]  # type: ignore[index]
+            await ruler.close()
+            status, body = await get("/api/v1/alerts", admin)
+            assert status == 503 and body["errorType"] == "unavailable"
+    finally:
+        await ruler.close()
