@@ -106,3 +106,48 @@ def test_alerts_page_without_rules_says_what_to_run(monkeypatch: pytest.MonkeyPa
     at.switch_page("views/alerts.py").run()
     assert not at.exception
     assert "No rules are loaded" in at.info[0].value and "sotp ruler" in at.info[0].value
+
+
+def _shape(x: object) -> object:
+    """The JSON structure: keys and value types, with lists reduced to their elements' shapes."""
+    if isinstance(x, dict):
+        return {k: _shape(v) for k, v in sorted(x.items())}
+    if isinstance(x, list):
+        shapes = [_shape(v) for v in x]
+        return [s for i, s in enumerate(shapes) if s not in shapes[:i]]
+    return type(x).__name__
+
+
+@pytest.mark.integration
+def test_rules_and_alerts_have_prometheus_shapes(tmp_path: Path, spawn) -> None:  # type: ignore[no-untyped-def]
+    """The same rule file on Prometheus 2.42 and on sotp serve + sotp ruler gives the same JSON structure."""
+    (tmp_path / "rules.yml").write_text(RULES)
+    exe = require_binary("prometheus")
+    (tmp_path / "prometheus.yml").write_text("rule_files: [rules.yml]\n")
+    prom_port, serve_port, ruler_port = free_port(), free_port(), free_port()
+    spawn([exe, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+           f"--web.listen-address=127.0.0.1:{prom_port}"], name="prometheus")
+    storage = f"sqlite:///{tmp_path / 'sotp.db'}"
+    spawn(sotp_cmd("serve", "--listen", f"127.0.0.1:{serve_port}", "--storage", storage, "--ruler-url",
+                   f"http://127.0.0.1:{ruler_port}"), name="serve")
+    spawn(sotp_cmd("ruler", "--listen", f"127.0.0.1:{ruler_port}", "--storage", storage, "--rule-file",
+                   str(tmp_path / "rules.yml")), name="ruler")
+    bodies = {}
+    for name, port in (("prometheus", prom_port), ("sotp", serve_port)):
+        wait_for_port(port, timeout=60)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(_alerts(url)) < 2:
+            time.sleep(0.5)
+        got = {}
+        for path in ("/api/v1/rules", "/api/v1/alerts", "/api/v1/rules?type=record"):
+            with urllib.request.urlopen(url + path, timeout=10) as r:
+                got[path] = json.loads(r.read())
+        bodies[name] = got
+    for path in bodies["prometheus"]:
+        assert _shape(bodies["sotp"][path]) == _shape(bodies["prometheus"][path]), path
+    prom_rules = bodies["prometheus"]["/api/v1/rules"]["data"]["groups"][0]["rules"]
+    sotp_rules = bodies["sotp"]["/api/v1/rules"]["data"]["groups"][0]["rules"]
+    strip = ("evaluationTime", "lastEvaluation", "alerts")
+    assert [{k: v for k, v in r.items() if k not in strip} for r in sotp_rules] == \
+           [{k: v for k, v in r.items() if k not in strip} for r in prom_rules]
