@@ -150,6 +150,7 @@ def test_schedule_offsets_are_stable_and_aligned() -> None:
         ({"alerting": {"alertmanagers": [{"static_configs": [{"targets": ["http://am:9093"]}]}]}}, "host:port"),
         ({"alerting": {"alertmanagers": [{"timeout": "x"}]}}, "alerting.alertmanagers[0].timeout: invalid duration"),
         ({"global": {"evaluation_interval": "0s"}}, "global.evaluation_interval: must be positive"),
+        ({"alerting": {"alertmanagers": [{"tls_config": {"ca_file": "x"}}]}}, "tls_config: client TLS settings"),
     ],
 )
 def test_ruler_config_errors_name_the_key(section: dict[str, object], error: str) -> None:
