@@ -76,3 +76,13 @@ def test_path_flags_and_their_short_forms() -> None:
 def test_every_collector_has_its_flag_pair() -> None:
     for name in COLLECTORS:
         assert getattr(parse(f"--no-collector.{name}"), f"collector_{name}") is False
+
+
+@pytest.mark.parametrize(("platform", "backend"), [("linux", "procfs"), ("darwin", "psutil"), ("win32", "psutil"),
+                                                   ("freebsd14", "psutil")])
+def test_auto_backend_follows_the_platform(monkeypatch: pytest.MonkeyPatch, platform: str, backend: str) -> None:
+    pytest.importorskip("psutil", reason="psutil is a dev dependency")
+    monkeypatch.setattr(flags.sys, "platform", platform)  # the OSes themselves cannot run here
+    assert flags.backend_from_args(parse()) == backend
+    chosen = flags.collectors_from_args(parse())
+    assert ("netstat" in chosen) == (backend == "procfs")  # psutil's set has no /proc-only collector
