@@ -4,7 +4,6 @@ files (the byte-for-byte comparison with node_exporter itself is test_node_expor
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 
