@@ -75,10 +75,12 @@ class WriteMetrics:
             registry=registry,
         )
         self.queue_depth = Gauge(
-            "sotp_write_queue_depth", "Write requests in flight (reading, decoding or committing).", registry=registry
+            "sotp_write_queue_depth", "Write requests in flight (reading, decoding or committing).", registry=registry,
+            multiprocess_mode="livesum",  # summed over `sotp serve --workers` processes
         )
         self.inflight_bytes = Gauge(
-            "sotp_write_inflight_body_bytes", "Body bytes held by write requests in flight.", registry=registry
+            "sotp_write_inflight_body_bytes", "Body bytes held by write requests in flight.", registry=registry,
+            multiprocess_mode="livesum",
         )
 
 

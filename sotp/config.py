@@ -171,6 +171,8 @@ class ServerConfig:
     storage: str = "sqlite:///./data/sotp.db"
     retention: str = "15d"
     write_queue_depth: int = 64
+    #: Server processes sharing the listening socket (``sotp serve --workers``): one per core uses them all.
+    workers: int = 1
     query_timeout: str = "2m"
     query_max_samples: int = 50_000_000
 
