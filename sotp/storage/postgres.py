@@ -43,7 +43,7 @@ from sotp.errors import ConfigError, SampleRejected, StorageError, StorageUnavai
 from sotp.model import Labels
 from sotp.storage import Appender, Querier
 from sotp.storage.head import StagedSeries, classify, verify_older
-from sotp.storage.pg import schema
+from sotp.storage.pg import schema, timescale
 from sotp.storage.pg.batch import Group, Staging
 from sotp.storage.pg.binary import COPY_HEADER, COPY_TRAILER, copy_blocks, copy_rows
 from sotp.storage.pg.options import PgOptions, parse_url
@@ -106,6 +106,8 @@ class PostgresStorage:
         self.block_ms = self.options.block_ms
         self.partition_ms = self.options.partition_ms
         self.mode = ""
+        #: The schema holding the timescaledb extension (TimescaleDB mode only).
+        self.ext_schema = ""
         self.index = SeriesIndex()
         self.postings = Postings(self.index)  # the querier's candidate selection
         self._pool: AsyncConnectionPool[Any] | None = None
@@ -118,7 +120,8 @@ class PostgresStorage:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def _configure(self, conn: _Conn) -> None:
-        await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.options.schema)))
+        # SOTP's schema, then TimescaleDB's when the extension lives in another one (pg/timescale.py).
+        await timescale.set_search_path(conn, self.options.schema)
         await conn.execute("SET synchronous_commit TO on")  # a returned commit must be durable
         # The querier concatenates arrays with several aggregates over one scan; they stay aligned only
         # when one process feeds them (and on 2 cores parallel plans gain little for these queries).
@@ -152,6 +155,13 @@ class PostgresStorage:
                 await self._load_meta(conn)
                 if self.mode != MODE_TIMESCALE:
                     self._partitions = set(await schema.list_partitions(conn, opts.schema))
+                else:
+                    found = await timescale.probe(conn)
+                    assert found.schema is not None  # the migration created it or refused to start
+                    self.ext_schema = found.schema
+            if self.mode == MODE_TIMESCALE:
+                # Connections opened before the extension existed lack its schema on their search path.
+                await pool.drain()
             await self.ensure_partitions_ahead()
         except BaseException:
             await self.close()
@@ -160,8 +170,8 @@ class PostgresStorage:
             log.info("storage: PostgreSQL at %s, TimescaleDB hypertable mode (chunks of %d ms)",
                      self._where, self.partition_ms)
         else:
-            log.info("storage: PostgreSQL at %s, native partition mode (TimescaleDB not available; "
-                     "partitions of %d ms, retention drops partitions)", self._where, self.partition_ms)
+            log.info("storage: PostgreSQL at %s, native partition mode (partitions of %d ms, retention drops "
+                     "partitions)", self._where, self.partition_ms)
 
     async def _load_meta(self, conn: _Conn) -> None:
         cur = await conn.execute("SELECT key, value FROM sotp_meta WHERE key IN ('partition_ms', 'block_ms')")
@@ -388,7 +398,7 @@ class PostgresStorage:
         removed = 0
         async with self.connection() as conn:
             if self.mode == MODE_TIMESCALE:
-                await conn.execute(schema.timescale_drop_statement(t_ms))  # type: ignore[arg-type]
+                await conn.execute(timescale.drop_statement(self.ext_schema, t_ms))
             else:
                 parts = await schema.list_partitions(conn, self.options.schema)
                 for start, name in sorted(parts.items()):

@@ -25,6 +25,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from sotp.errors import ConfigError
+from sotp.storage.pg import timescale
 from sotp.storage.pg.options import PgOptions
 
 log = logging.getLogger(__name__)
@@ -61,7 +63,7 @@ def _v1(mode: str, opts: PgOptions) -> list[str]:
         "FROM sotp_samples s CROSS JOIN LATERAL unnest(s.ts, s.vals) AS u(t, v)",
     ]
     if mode == MODE_TIMESCALE:
-        stmts += timescale_statements(opts.partition_ms, opts.compress_after_ms)
+        stmts += timescale.hypertable_statements(opts.partition_ms, opts.compress_after_ms)
     stmts += [
         f"INSERT INTO sotp_meta (key, value) VALUES ('mode', '{mode}')",
         f"INSERT INTO sotp_meta (key, value) VALUES ('partition_ms', '{opts.partition_ms}')",
@@ -73,36 +75,12 @@ def _v1(mode: str, opts: PgOptions) -> list[str]:
 MIGRATIONS: list[Migration] = [Migration(1, "labels, series and block samples", _v1)]
 
 
-def timescale_statements(chunk_ms: int, compress_after_ms: int) -> list[str]:
-    """TimescaleDB set-up for ``sotp_samples`` (run right after the plain table is created).
-
-    Retention is not a TimescaleDB policy: :meth:`PostgresStorage.delete_before` drops chunks with
-    ``drop_chunks`` so that one retention setting (``server.retention``) rules every backend.
-    """
-    return [
-        "CREATE EXTENSION IF NOT EXISTS timescaledb",
-        "SELECT create_hypertable('sotp_samples', 't_min', "
-        f"chunk_time_interval => interval '{chunk_ms} milliseconds', migrate_data => true)",
-        "ALTER TABLE sotp_samples SET (timescaledb.compress, timescaledb.compress_segmentby = 'series_id', "
-        "timescaledb.compress_orderby = 't_min')",
-        f"SELECT add_compression_policy('sotp_samples', interval '{compress_after_ms} milliseconds')",
-    ]
-
-
-def timescale_drop_statement(before_ms: int) -> str:
-    """Retention in TimescaleDB mode: drop whole chunks whose data ends before ``before_ms``."""
-    return f"SELECT drop_chunks('sotp_samples', older_than => to_timestamp({before_ms} / 1000.0))"
-
-
-async def timescale_available(conn: psycopg.AsyncConnection[Any]) -> bool:
-    cur = await conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
-    return await cur.fetchone() is not None
-
-
 async def migrate(conn: psycopg.AsyncConnection[Any], opts: PgOptions) -> tuple[str, list[int]]:
     """Apply pending migrations in ``opts.schema``; returns ``(mode, versions applied now)``.
 
-    ``conn`` must be in autocommit mode; each migration runs in its own transaction.
+    ``conn`` must be in autocommit mode; each migration runs in its own transaction. The mode is chosen
+    by the first migration (:func:`choose_mode`) and kept: a schema never changes mode on its own
+    (:func:`check_mode` refuses a URL that asks for the other one).
     """
     schema = sql.Identifier(opts.schema)
     applied: list[int] = []
@@ -110,19 +88,24 @@ async def migrate(conn: psycopg.AsyncConnection[Any], opts: PgOptions) -> tuple[
         # One lock per schema name: concurrent starters wait here, then see the migrations done.
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('sotp_migrate:' || %s))", (opts.schema,))
         await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
-        await conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(schema))
+        await timescale.set_search_path(conn, opts.schema, local=True)
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS sotp_migrations (version int PRIMARY KEY, description text NOT NULL, "
             "applied_at timestamptz NOT NULL DEFAULT now())"
         )
         cur = await conn.execute("SELECT version FROM sotp_migrations")
         done = {int(r[0]) for r in await cur.fetchall()}
+        found = await timescale.probe(conn)
         if 1 in done:
             cur = await conn.execute("SELECT value FROM sotp_meta WHERE key = 'mode'")
             row = await cur.fetchone()
             mode = str(row[0]) if row else MODE_PARTITIONS
+            check_mode(mode, opts, found)
         else:
-            mode = await choose_mode(conn, opts)
+            mode = choose_mode(opts, found)
+            if mode == MODE_TIMESCALE:
+                await timescale.ensure_extension(conn, found)
+                await timescale.set_search_path(conn, opts.schema, local=True)
         for m in MIGRATIONS:
             if m.version in done:
                 continue
@@ -137,19 +120,41 @@ async def migrate(conn: psycopg.AsyncConnection[Any], opts: PgOptions) -> tuple[
     return mode, applied
 
 
-async def choose_mode(conn: psycopg.AsyncConnection[Any], opts: PgOptions) -> str:
+def choose_mode(opts: PgOptions, found: timescale.Availability) -> str:
+    """The mode of a new schema: TimescaleDB when asked for (``on``) or usable (``auto``)."""
     if opts.timescaledb == "off":
         return MODE_PARTITIONS
-    if await timescale_available(conn):
+    if found.usable:
         return MODE_TIMESCALE
     if opts.timescaledb == "on":
-        from sotp.errors import ConfigError
-
         raise ConfigError(
-            "storage URL asks for timescaledb=on but the extension is not in pg_available_extensions: "
-            "install TimescaleDB or use timescaledb=auto"
+            f"storage URL asks for timescaledb=on but TimescaleDB cannot be used: {found.problem} "
+            "(or use timescaledb=auto to fall back to native partitions)"
         )
+    log.warning(
+        "storage: TimescaleDB not used for schema %s, native partitions instead: %s. A schema keeps the "
+        "mode it starts with: fix this before the first start, or see docs/storage.md (switching modes)",
+        opts.schema, found.problem,
+    )
     return MODE_PARTITIONS
+
+
+def check_mode(mode: str, opts: PgOptions, found: timescale.Availability) -> None:
+    """Refuse to open a schema whose recorded mode contradicts the URL or the server."""
+    if mode == MODE_TIMESCALE and opts.timescaledb == "off":
+        raise ConfigError(
+            f"schema {opts.schema} holds a TimescaleDB hypertable (it was initialised with TimescaleDB) but "
+            "the storage URL says timescaledb=off; a schema keeps its mode: use timescaledb=auto, or a new "
+            "schema for native partitions"
+        )
+    if mode == MODE_TIMESCALE and not found.usable:
+        raise ConfigError(f"schema {opts.schema} holds a TimescaleDB hypertable but {found.problem}")
+    if mode == MODE_PARTITIONS and opts.timescaledb == "on":
+        raise ConfigError(
+            f"schema {opts.schema} was initialised with native partitions (no TimescaleDB) and a schema "
+            "keeps its mode: the storage URL's timescaledb=on does not convert it; use timescaledb=auto, "
+            "or a new schema for TimescaleDB"
+        )
 
 
 # -- native partitions -------------------------------------------------------------------------------

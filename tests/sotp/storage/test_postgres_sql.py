@@ -1,7 +1,7 @@
-"""Unit tests of the PostgreSQL backend's pure parts: URL options, TimescaleDB SQL, binary formats.
+"""Unit tests of the PostgreSQL backend's pure parts: URL options, migration SQL, binary formats.
 
-The TimescaleDB branch cannot run here (the extension is in no reachable package), so its SQL is checked
-as text; the binary COPY/array code is checked against PostgreSQL in test_postgres.py as well."""
+The TimescaleDB branch runs against a real TimescaleDB in test_timescaledb.py; the binary COPY/array code
+is checked against PostgreSQL in test_postgres.py as well."""
 
 from __future__ import annotations
 
@@ -17,9 +17,8 @@ from sotp.storage.pg.schema import (
     MODE_PARTITIONS,
     MODE_TIMESCALE,
     partition_name,
-    timescale_drop_statement,
-    timescale_statements,
 )
+from sotp.storage.pg.timescale import hypertable_statements
 
 
 def test_url_options_are_removed_before_libpq() -> None:
@@ -45,18 +44,6 @@ def test_bad_url_options_name_the_parameter(query: str, message: str) -> None:
         parse_url(f"postgresql://u@h/db?{query}")
 
 
-def test_timescale_statements() -> None:
-    stmts = timescale_statements(chunk_ms=86_400_000, compress_after_ms=604_800_000)
-    assert stmts[0] == "CREATE EXTENSION IF NOT EXISTS timescaledb"
-    assert "create_hypertable('sotp_samples', 't_min', " in stmts[1]
-    assert "chunk_time_interval => interval '86400000 milliseconds'" in stmts[1]
-    assert "timescaledb.compress_segmentby = 'series_id'" in stmts[2]
-    assert "add_compression_policy('sotp_samples', interval '604800000 milliseconds')" in stmts[3]
-    assert timescale_drop_statement(1_000_000) == (
-        "SELECT drop_chunks('sotp_samples', older_than => to_timestamp(1000000 / 1000.0))"
-    )
-
-
 def test_migration_one_differs_only_in_partitioning() -> None:
     opts = parse_url("postgresql://u@h/db")
     native = MIGRATIONS[0].statements(MODE_PARTITIONS, opts)
@@ -66,7 +53,7 @@ def test_migration_one_differs_only_in_partitioning() -> None:
     assert not any("PARTITION BY" in s for s in tsdb)
     added = [s for s in tsdb if s not in native]
     assert added[0] == create.removesuffix(" PARTITION BY RANGE (t_min)")
-    assert added[1:5] == timescale_statements(opts.partition_ms, opts.compress_after_ms)
+    assert added[1:4] == hypertable_statements(opts.partition_ms, opts.compress_after_ms)
     assert "INSERT INTO sotp_meta (key, value) VALUES ('mode', 'timescaledb')" in tsdb
 
 

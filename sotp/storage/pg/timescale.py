@@ -1,0 +1,140 @@
+"""TimescaleDB: whether the extension is usable, where it lives, and the hypertable's set-up and policies.
+
+The extension exists once per database, in one schema (``public`` when SOTP creates it, as the
+``timescale/timescaledb`` image does); SOTP's tables live in the schema of the storage URL. Every SOTP
+connection therefore searches ``<sotp schema>, <extension schema>`` (:data:`SEARCH_PATH_SQL`), and the
+calls SOTP makes itself name the extension's schema explicitly.
+
+Usable means: the server has the package (``pg_available_extensions``) **and** loads it at start
+(``shared_preload_libraries``) — creating it without the preload kills the session with a FATAL error,
+so it is checked first — **and** the extension exists or the user may create it (a superuser).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+log = logging.getLogger(__name__)
+
+#: Where SOTP creates the extension when the database has none (the timescale/timescaledb image's choice).
+EXTENSION_SCHEMA = "public"
+
+#: ``search_path`` = SOTP's schema, then the extension's (when it exists elsewhere); one round trip.
+SEARCH_PATH_SQL = (
+    "SELECT set_config('search_path', array_to_string(ARRAY[quote_ident(%(schema)s)] || ARRAY("
+    "  SELECT quote_ident(n.nspname) FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
+    "  WHERE e.extname = 'timescaledb' AND n.nspname <> %(schema)s), ', '), %(local)s)"
+)
+
+_PROBE_SQL = (
+    "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),"
+    " current_setting('shared_preload_libraries') ~ '(^|[,/ \"])timescaledb($|[,\" ])',"
+    " (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
+    "  WHERE e.extname = 'timescaledb'),"
+    " (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),"
+    " current_setting('server_version_num')::int / 10000,"
+    " current_setting('config_file', true)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Availability:
+    """What the server offers; :attr:`problem` says why TimescaleDB cannot be used, and the fix."""
+
+    packaged: bool
+    preloaded: bool
+    #: The schema holding the extension in this database, or ``None`` when it is not created.
+    schema: str | None
+    superuser: bool
+    pg_major: int
+    config_file: str | None
+
+    @property
+    def usable(self) -> bool:
+        return not self.problem
+
+    @property
+    def problem(self) -> str:
+        where = self.config_file or "postgresql.conf"
+        if not self.packaged:
+            return (
+                "the timescaledb extension is not installed on the PostgreSQL server (pg_available_extensions "
+                f"lacks it): install the TimescaleDB package for PostgreSQL {self.pg_major} (or run the "
+                "timescale/timescaledb image) and add shared_preload_libraries = 'timescaledb' to "
+                f"{where}, then restart PostgreSQL"
+            )
+        if not self.preloaded:
+            return (
+                "the timescaledb extension is installed but not preloaded: add shared_preload_libraries = "
+                f"'timescaledb' to {where} and restart PostgreSQL"
+            )
+        if self.schema is None and not self.superuser:
+            return (
+                "the timescaledb extension is not created in this database and creating it needs a superuser: "
+                f"run CREATE EXTENSION timescaledb SCHEMA {EXTENSION_SCHEMA} once as one"
+            )
+        return ""
+
+
+async def probe(conn: psycopg.AsyncConnection[Any]) -> Availability:
+    cur = await conn.execute(_PROBE_SQL)
+    row = await cur.fetchone()
+    assert row is not None
+    return Availability(bool(row[0]), bool(row[1]), row[2], bool(row[3]), int(row[4]), row[5])
+
+
+async def ensure_extension(conn: psycopg.AsyncConnection[Any], found: Availability) -> str:
+    """Create the extension when the database has none (in :data:`EXTENSION_SCHEMA`); return its schema.
+
+    Runs inside the caller's transaction. Deployments in other schemas of the same database create it
+    at the same moment, so creation is serialised on a database-wide advisory lock."""
+    if found.schema is not None:
+        return found.schema
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('sotp_create_extension_timescaledb'))")
+    cur = await conn.execute(
+        "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+        "WHERE e.extname = 'timescaledb'"
+    )
+    row = await cur.fetchone()
+    if row is not None:
+        return str(row[0])
+    await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(EXTENSION_SCHEMA)))
+    await conn.execute(
+        sql.SQL("CREATE EXTENSION IF NOT EXISTS timescaledb SCHEMA {}").format(sql.Identifier(EXTENSION_SCHEMA))
+    )
+    log.info("storage: created the timescaledb extension in schema %s", EXTENSION_SCHEMA)
+    return EXTENSION_SCHEMA
+
+
+async def set_search_path(conn: psycopg.AsyncConnection[Any], schema: str, local: bool = False) -> None:
+    """Search SOTP's ``schema`` then the extension's (``local``: for the current transaction only)."""
+    await conn.execute(SEARCH_PATH_SQL, {"schema": schema, "local": local})
+
+
+def hypertable_statements(chunk_ms: int, compress_after_ms: int) -> list[str]:
+    """TimescaleDB set-up for ``sotp_samples`` (run right after the plain table is created, with the
+    extension's schema on the search path).
+
+    Compression segments by ``series_id`` and orders by ``t_min``: a read selects series by id and
+    windows by ``t_min`` (:mod:`sotp.storage.pg.query`), so it decompresses only the segments of the
+    series it reads, and only their batches whose ``t_min`` range meets the window.
+    """
+    return [
+        "SELECT create_hypertable('sotp_samples', 't_min', "
+        f"chunk_time_interval => interval '{chunk_ms} milliseconds', migrate_data => true)",
+        "ALTER TABLE sotp_samples SET (timescaledb.compress, timescaledb.compress_segmentby = 'series_id', "
+        "timescaledb.compress_orderby = 't_min')",
+        f"SELECT add_compression_policy('sotp_samples', interval '{compress_after_ms} milliseconds')",
+    ]
+
+
+def drop_statement(ext_schema: str, before_ms: int) -> sql.Composed:
+    """Retention: drop whole chunks whose data ends before ``before_ms``."""
+    return sql.SQL("SELECT {}.drop_chunks('sotp_samples', older_than => to_timestamp({} / 1000.0))").format(
+        sql.Identifier(ext_schema), sql.Literal(before_ms)
+    )
