@@ -49,7 +49,7 @@ from sotp.storage.pg.binary import COPY_HEADER, COPY_TRAILER, copy_blocks, copy_
 from sotp.storage.pg.options import PgOptions, parse_url
 from sotp.storage.pg.postings import Postings
 from sotp.storage.pg.query import MAX_MS, MIN_MS, PgQuerier
-from sotp.storage.pg.schema import MODE_TIMESCALE, ms_to_dt
+from sotp.storage.pg.schema import MODE_TIMESCALE
 from sotp.storage.pg.series import SeriesIndex
 
 log = logging.getLogger(__name__)
@@ -251,12 +251,11 @@ class PostgresStorage:
             self._last[int(sid)] = (int(t), _DOUBLE.unpack(v)[0])
 
     async def _stored_value(self, conn: _Conn, sid: int, t: int) -> float | None:
-        at = ms_to_dt(t)
         cur = conn.cursor(binary=True)
         await cur.execute(
             "SELECT float8send(u.v) FROM sotp_samples s CROSS JOIN LATERAL unnest(s.ts, s.vals) AS u(t, v) "
             "WHERE s.series_id = %s AND s.t_min <= %s AND s.t_max >= %s AND u.t = %s LIMIT 1",
-            (sid, at, at, t),
+            (sid, t, t, t),
         )
         row = await cur.fetchone()
         return None if row is None else float(_DOUBLE.unpack(row[0])[0])
@@ -398,6 +397,8 @@ class PostgresStorage:
         removed = 0
         async with self.connection() as conn:
             if self.mode == MODE_TIMESCALE:
+                # The policy keeps dropping chunks while no SOTP maintenance runs; this call drops exactly.
+                await timescale.set_retention(conn, self.ext_schema, self.options.schema, _now_ms() - t_ms)
                 await conn.execute(timescale.drop_statement(self.ext_schema, t_ms))
             else:
                 parts = await schema.list_partitions(conn, self.options.schema)
@@ -413,7 +414,7 @@ class PostgresStorage:
                     log.info("storage: retention dropped partition %s", name)
             cur = await conn.execute(
                 "DELETE FROM sotp_samples WHERE t_max < %s AND t_min >= %s",
-                (ms_to_dt(t_ms), ms_to_dt((t_ms - self.partition_ms) // self.block_ms * self.block_ms)),
+                (t_ms, (t_ms - self.partition_ms) // self.block_ms * self.block_ms),
             )
             removed += max(cur.rowcount, 0)
         # The newest-sample cache stays valid: retention removes only the oldest data of a series, and a
@@ -434,9 +435,10 @@ class PostgresStorage:
             row = await cur.fetchone()
             since = int(row[0]) - self.partition_ms if row else -(2**62)
             cur = await conn.execute(
-                "SELECT DISTINCT (extract(epoch FROM t_min) * 1000)::bigint / %s * %s FROM sotp_samples "
-                "WHERE t_max < %s AND t_min >= %s GROUP BY series_id, 1 HAVING count(*) > 1",
-                (self.block_ms, self.block_ms, ms_to_dt(horizon), ms_to_dt(max(since, -62_135_596_800_000))),
+                # The window start, floored as Python's // (PostgreSQL's / truncates towards zero).
+                "SELECT DISTINCT t_min - mod(mod(t_min, %(block)s) + %(block)s, %(block)s) FROM sotp_samples "
+                "WHERE t_max < %(horizon)s AND t_min >= %(since)s GROUP BY series_id, 1 HAVING count(*) > 1",
+                {"block": self.block_ms, "horizon": horizon, "since": max(since, MIN_MS)},
             )
             windows = sorted(int(r[0]) for r in await cur.fetchall())
             for w in windows:
@@ -451,12 +453,10 @@ class PostgresStorage:
                     "  FROM parts p CROSS JOIN LATERAL unnest(p.ts, p.vals) AS u(t, v) ORDER BY p.series_id, u.t),"
                     " merged AS ("
                     "  INSERT INTO sotp_samples (series_id, t_min, t_max, ts, vals)"
-                    "  SELECT series_id, %(epoch)s + min(t) * interval '1 millisecond',"
-                    "    %(epoch)s + max(t) * interval '1 millisecond',"
-                    "    array_agg(t ORDER BY t), array_agg(v ORDER BY t)"
+                    "  SELECT series_id, min(t), max(t), array_agg(t ORDER BY t), array_agg(v ORDER BY t)"
                     "  FROM points GROUP BY series_id RETURNING 1)"
                     " SELECT (SELECT count(*) FROM parts) - (SELECT count(*) FROM merged)",
-                    {"lo": ms_to_dt(w), "hi": ms_to_dt(w + self.block_ms), "epoch": ms_to_dt(0)},
+                    {"lo": w, "hi": w + self.block_ms},
                 )
                 row = await cur.fetchone()
                 removed += int(row[0]) if row else 0

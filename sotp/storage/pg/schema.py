@@ -6,7 +6,8 @@ Tables (DESIGN.md §4), all in the schema named by the storage URL:
 * ``sotp_meta(key, value)`` — ``mode`` (``timescaledb``/``partitions``), ``partition_ms``, compaction state.
 * ``sotp_label(id, name, value)`` — each label pair once.
 * ``sotp_series(id, metric, label_ids, labels, first_ms)`` — unique on the sorted ``label_ids``; GIN on it.
-* ``sotp_samples(series_id, t_min, t_max, ts int8[], vals float8[])`` — block rows, partitioned on ``t_min``.
+* ``sotp_samples(series_id, t_min, t_max, ts int8[], vals float8[])`` — block rows, partitioned on ``t_min``;
+  times are Unix milliseconds (``bigint``) since migration 3.
 * ``sotp_samples_flat(time, series_id, value)`` — a view that unnests the blocks for SQL users.
 
 A migration is SQL run in one transaction under an advisory lock, so two services starting at once do not
@@ -44,6 +45,12 @@ class Migration:
     statements: Callable[[str, PgOptions], list[str]]
 
 
+_FLAT_VIEW = (
+    "CREATE VIEW sotp_samples_flat AS SELECT to_timestamp(u.t / 1000.0) AS time, s.series_id, u.v AS value "
+    "FROM sotp_samples s CROSS JOIN LATERAL unnest(s.ts, s.vals) AS u(t, v)"
+)
+
+
 def _v1(mode: str, opts: PgOptions) -> list[str]:
     partition_clause = " PARTITION BY RANGE (t_min)" if mode == MODE_PARTITIONS else ""
     stmts = [
@@ -59,11 +66,10 @@ def _v1(mode: str, opts: PgOptions) -> list[str]:
         "CREATE TABLE sotp_samples (series_id bigint NOT NULL, t_min timestamptz NOT NULL, "
         "t_max timestamptz NOT NULL, ts bigint[] NOT NULL, vals float8[] NOT NULL)" + partition_clause,
         "CREATE INDEX sotp_samples_series_tmax ON sotp_samples (series_id, t_max)",
-        "CREATE VIEW sotp_samples_flat AS SELECT to_timestamp(u.t / 1000.0) AS time, s.series_id, u.v AS value "
-        "FROM sotp_samples s CROSS JOIN LATERAL unnest(s.ts, s.vals) AS u(t, v)",
+        _FLAT_VIEW,
     ]
-    if mode == MODE_TIMESCALE:
-        stmts += timescale.hypertable_statements(opts.partition_ms, opts.compress_after_ms)
+    # TimescaleDB mode made sotp_samples a hypertable here until migration 3 replaced the table; a new
+    # schema now gets its hypertable from migration 3 only.
     stmts += [
         f"INSERT INTO sotp_meta (key, value) VALUES ('mode', '{mode}')",
         f"INSERT INTO sotp_meta (key, value) VALUES ('partition_ms', '{opts.partition_ms}')",
@@ -72,7 +78,58 @@ def _v1(mode: str, opts: PgOptions) -> list[str]:
     return stmts
 
 
-MIGRATIONS: list[Migration] = [Migration(1, "labels, series and block samples", _v1)]
+#: Renames every native partition of sotp_samples_v1 out of the way and creates its twin, with the same
+#: name and range in Unix ms, in the new sotp_samples.
+_TWIN_PARTITIONS = r"""
+DO $$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT c.relname AS name, regexp_match(pg_get_expr(c.relpartbound, c.oid),
+                  'FROM \(''([^'']+)''\) TO \(''([^'']+)''\)') AS b
+           FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+           WHERE i.inhparent = 'sotp_samples_v1'::regclass
+  LOOP
+    EXECUTE format('ALTER TABLE %I RENAME TO %I', r.name, r.name || '_v1');
+    EXECUTE format('CREATE TABLE %I PARTITION OF sotp_samples FOR VALUES FROM (%s) TO (%s)', r.name,
+                   (extract(epoch FROM r.b[1]::timestamptz) * 1000)::bigint,
+                   (extract(epoch FROM r.b[2]::timestamptz) * 1000)::bigint);
+  END LOOP;
+END $$
+"""
+
+
+def _v3(mode: str, opts: PgOptions) -> list[str]:
+    # Block times as integer Unix milliseconds, the unit of the samples themselves: TimescaleDB's time
+    # dimension is then the same integer (policies in ms through sotp_now_ms()), and no timestamptz
+    # conversion remains on the write or read path. The blocks are copied into the new table whole
+    # (t_min/t_max taken from the arrays, so exact); one transaction, so a failure changes nothing.
+    partition_clause = " PARTITION BY RANGE (t_min)" if mode == MODE_PARTITIONS else ""
+    stmts = [
+        "DROP VIEW sotp_samples_flat",
+        "ALTER TABLE sotp_samples RENAME TO sotp_samples_v1",
+        "ALTER INDEX sotp_samples_series_tmax RENAME TO sotp_samples_v1_series_tmax",
+        "CREATE TABLE sotp_samples (series_id bigint NOT NULL, t_min bigint NOT NULL, t_max bigint NOT NULL, "
+        "ts bigint[] NOT NULL, vals float8[] NOT NULL)" + partition_clause,
+        "CREATE INDEX sotp_samples_series_tmax ON sotp_samples (series_id, t_max)",
+    ]
+    if mode == MODE_TIMESCALE:
+        stmts += timescale.hypertable_statements(opts.partition_ms, opts.compress_after_ms)
+    else:
+        stmts.append(_TWIN_PARTITIONS)
+    return [
+        *stmts,
+        "INSERT INTO sotp_samples (series_id, t_min, t_max, ts, vals) "
+        "SELECT series_id, ts[1], ts[cardinality(ts)], ts, vals FROM sotp_samples_v1",
+        "DROP TABLE sotp_samples_v1",
+        _FLAT_VIEW,
+    ]
+
+
+# Version 2 is the live stream's write-ahead log (issue 15), landing from another branch.
+MIGRATIONS: list[Migration] = [
+    Migration(1, "labels, series and block samples", _v1),
+    Migration(3, "block times as integer milliseconds", _v3),
+]
 
 
 async def migrate(conn: psycopg.AsyncConnection[Any], opts: PgOptions) -> tuple[str, list[int]]:
@@ -178,17 +235,15 @@ def partition_statement(schema: str, start_ms: int, partition_ms: int) -> sql.Co
         sql.Identifier(schema),
         sql.Identifier(name),
         sql.Identifier(schema),
-        sql.Literal(ms_to_dt(start_ms)),
-        sql.Literal(ms_to_dt(start_ms + partition_ms)),
+        sql.Literal(start_ms),
+        sql.Literal(start_ms + partition_ms),
     )
 
 
 async def list_partitions(conn: psycopg.AsyncConnection[Any], schema: str) -> dict[int, str]:
     """Existing partitions of ``sotp_samples``: start (Unix ms) -> table name."""
     cur = await conn.execute(
-        "SELECT c.relname, (extract(epoch FROM "
-        "  (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \\(''([^'']+)''\\)'))[1]::timestamptz"
-        ") * 1000)::bigint "
+        "SELECT c.relname, (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \\(''(-?[0-9]+)''\\)'))[1]::bigint "
         "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
         "JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace "
         "WHERE n.nspname = %s AND p.relname = 'sotp_samples'",

@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 log = logging.getLogger(__name__)
 
@@ -120,21 +121,65 @@ def hypertable_statements(chunk_ms: int, compress_after_ms: int) -> list[str]:
     """TimescaleDB set-up for ``sotp_samples`` (run right after the plain table is created, with the
     extension's schema on the search path).
 
-    Compression segments by ``series_id`` and orders by ``t_min``: a read selects series by id and
-    windows by ``t_min`` (:mod:`sotp.storage.pg.query`), so it decompresses only the segments of the
-    series it reads, and only their batches whose ``t_min`` range meets the window.
+    The time dimension is ``t_min`` in Unix milliseconds (the unit of the samples' ``ts``), so policies
+    need ``sotp_now_ms()`` as the hypertable's notion of now. Compression segments by ``series_id`` and
+    orders by ``t_min``: a read selects series by id and windows by ``t_min``
+    (:mod:`sotp.storage.pg.query`), so it decompresses only the segments of the series it reads, and of
+    those only the batches whose ``t_min`` range meets the window.
     """
     return [
-        "SELECT create_hypertable('sotp_samples', 't_min', "
-        f"chunk_time_interval => interval '{chunk_ms} milliseconds', migrate_data => true)",
+        "CREATE OR REPLACE FUNCTION sotp_now_ms() RETURNS bigint LANGUAGE sql STABLE "
+        "AS 'SELECT (extract(epoch FROM now()) * 1000)::bigint'",
+        f"SELECT create_hypertable('sotp_samples', by_range('t_min', {chunk_ms}::bigint))",
+        "SELECT set_integer_now_func('sotp_samples', 'sotp_now_ms')",
         "ALTER TABLE sotp_samples SET (timescaledb.compress, timescaledb.compress_segmentby = 'series_id', "
         "timescaledb.compress_orderby = 't_min')",
-        f"SELECT add_compression_policy('sotp_samples', interval '{compress_after_ms} milliseconds')",
+        f"SELECT add_compression_policy('sotp_samples', compress_after => {compress_after_ms}::bigint)",
     ]
 
 
 def drop_statement(ext_schema: str, before_ms: int) -> sql.Composed:
-    """Retention: drop whole chunks whose data ends before ``before_ms``."""
-    return sql.SQL("SELECT {}.drop_chunks('sotp_samples', older_than => to_timestamp({} / 1000.0))").format(
+    """Retention: drop whole chunks that end at or before ``before_ms``."""
+    return sql.SQL("SELECT {}.drop_chunks('sotp_samples', older_than => {}::bigint)").format(
         sql.Identifier(ext_schema), sql.Literal(before_ms)
     )
+
+
+#: How far the retention policy's age is rounded up, so it is not rewritten at every maintenance run.
+RETENTION_STEP_MS = 60_000
+
+
+async def policy_jobs(conn: psycopg.AsyncConnection[Any], schema: str) -> dict[str, tuple[int, dict[str, Any]]]:
+    """The TimescaleDB jobs of ``schema.sotp_samples``: ``{"compression"|"retention": (job id, config)}``."""
+    cur = await conn.execute(
+        "SELECT job_id, proc_name, config FROM timescaledb_information.jobs "
+        "WHERE hypertable_schema = %s AND hypertable_name = 'sotp_samples' "
+        "AND proc_name IN ('policy_compression', 'policy_retention')",
+        (schema,),
+    )
+    return {str(name).removeprefix("policy_"): (int(jid), dict(cfg or {})) for jid, name, cfg in await cur.fetchall()}
+
+
+async def set_retention(conn: psycopg.AsyncConnection[Any], ext_schema: str, schema: str, keep_ms: int) -> None:
+    """Keep a TimescaleDB retention policy that drops chunks older than ``keep_ms`` (rounded up to a
+    minute: never more than SOTP's own retention drops), so chunks go even while no SOTP service runs
+    its maintenance. Adds the policy, or rewrites its ``drop_after`` when the retention changed."""
+    keep = -(-max(keep_ms, 1) // RETENTION_STEP_MS) * RETENTION_STEP_MS
+    jobs = await policy_jobs(conn, schema)
+    ext = sql.Identifier(ext_schema)
+    if "retention" not in jobs:
+        await conn.execute(
+            sql.SQL("SELECT {}.add_retention_policy('sotp_samples', drop_after => {}::bigint)").format(
+                ext, sql.Literal(keep)
+            )
+        )
+        log.info("storage: TimescaleDB retention policy on %s.sotp_samples drops chunks older than %d ms",
+                 schema, keep)
+        return
+    job_id, config = jobs["retention"]
+    if config.get("drop_after") != keep:
+        config["drop_after"] = keep
+        await conn.execute(
+            sql.SQL("SELECT {}.alter_job(%s, config => %s::jsonb)").format(ext),
+            (job_id, Jsonb(config)),
+        )
