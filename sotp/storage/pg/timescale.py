@@ -122,18 +122,24 @@ def hypertable_statements(chunk_ms: int, compress_after_ms: int) -> list[str]:
     extension's schema on the search path).
 
     The time dimension is ``t_min`` in Unix milliseconds (the unit of the samples' ``ts``), so policies
-    need ``sotp_now_ms()`` as the hypertable's notion of now. Compression segments by ``series_id`` and
-    orders by ``t_min``: a read selects series by id and windows by ``t_min``
-    (:mod:`sotp.storage.pg.query`), so it decompresses only the segments of the series it reads, and of
-    those only the batches whose ``t_min`` range meets the window.
+    need ``sotp_now_ms()`` as the hypertable's notion of now.
+
+    Compression has no ``segmentby`` and orders by ``(series_id, t_min)``: a compressed batch then holds
+    up to 1,000 block rows of neighbouring series, whose ``ts`` arrays are mostly the same (series scraped
+    or sent together share timestamps), so the compressor stores them nearly once. Measured on
+    bench/loadgen.py's data (10,000 series × 2 h, blocks of 240 samples): 3.7 bytes/sample, against 10.9
+    with ``segmentby = 'series_id'`` (each segment one series' few rows: nothing repeats) and 10.6
+    uncompressed. Reads (:mod:`sotp.storage.pg.query`: ``series_id = ANY(...)`` and ``t_min`` bounds) use
+    the batches' min/max of both orderby columns, so one series costs one batch per chunk; wide reads
+    decompress fewer, larger batches (5,000 series: 2.1 s vs 3.2 s with segmentby on compressed chunks).
     """
     return [
         "CREATE OR REPLACE FUNCTION sotp_now_ms() RETURNS bigint LANGUAGE sql STABLE "
         "AS 'SELECT (extract(epoch FROM now()) * 1000)::bigint'",
         f"SELECT create_hypertable('sotp_samples', by_range('t_min', {chunk_ms}::bigint))",
         "SELECT set_integer_now_func('sotp_samples', 'sotp_now_ms')",
-        "ALTER TABLE sotp_samples SET (timescaledb.compress, timescaledb.compress_segmentby = 'series_id', "
-        "timescaledb.compress_orderby = 't_min')",
+        "ALTER TABLE sotp_samples SET (timescaledb.compress, timescaledb.compress_segmentby = '', "
+        "timescaledb.compress_orderby = 'series_id, t_min')",
         f"SELECT add_compression_policy('sotp_samples', compress_after => {compress_after_ms}::bigint)",
     ]
 

@@ -157,7 +157,7 @@ async def test_auto_on_preloaded_server_makes_a_compressed_integer_hypertable(op
         "WHERE hypertable = %s::regclass",
         f"{schema}.sotp_samples",
     )
-    assert settings == [("series_id", "t_min")]
+    assert settings == [("", "series_id,t_min")]  # no segmentby: see timescale.hypertable_statements
     jobs = sql(
         dsn,
         "SELECT proc_name, config->>'compress_after' FROM timescaledb_information.jobs "
