@@ -437,24 +437,20 @@ class PostgresStorage:
         The shared advisory lock comes first (a flush holds it exclusively), then statements that read the
         boundary: in READ COMMITTED each takes its snapshot after the lock was granted, so a flush that
         finished while this write waited is seen. The log row is inserted only if the boundary is still
-        ``boundary``; without block rows (the usual case) the whole transaction is one pipelined round trip.
+        ``boundary``; without block rows (the usual case) the whole transaction is one statement
+        (``sotp_wal_append``, migration 2), one round trip.
         """
         seq: int | None = None
         async with self.connection() as conn:
             if not block_rows:
                 runs = Runs.from_samples(sid, ts, vs)
                 rec = walrec.encode(runs.sids, runs.counts, ts, vs)
-                async with conn.pipeline():
-                    async with conn.transaction():
-                        await conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext(%s))", (self._flush_key,))
-                        cur = await conn.execute(
-                            "INSERT INTO sotp_wal (t_min, t_max, n, sids, counts, ts, vals) "
-                            "SELECT %s, %s, %s, %b, %b, %b, %b WHERE coalesce((SELECT value::bigint FROM sotp_meta "
-                            f"WHERE key = '{HEAD_MIN_KEY}'), %s) <= %s RETURNING seq",
-                            (rec.t_min, rec.t_max, rec.n, rec.sids, rec.counts, rec.ts, rec.vals, _NO_TIME, boundary),
-                        )
-                    got = await cur.fetchone()
-                if got is not None:
+                cur = await conn.execute(
+                    "SELECT sotp_wal_append(%s, %s, %s, %s, %s, %b, %b, %b, %b)",
+                    (self._flush_key, boundary, rec.t_min, rec.t_max, rec.n, rec.sids, rec.counts, rec.ts, rec.vals),
+                )
+                got = await cur.fetchone()
+                if got is not None and got[0] is not None:
                     return int(got[0]), None
                 return None, await self._head_min(conn)
             async with conn.transaction():

@@ -83,11 +83,28 @@ def _v1(mode: str, opts: PgOptions) -> list[str]:
 def _v2(mode: str, opts: PgOptions) -> list[str]:
     # The write-ahead log of the live stream: one row per committed request (sotp.storage.wal), read back
     # into every process's head and deleted once a flush has turned its samples into block rows. A plain
-    # table in every mode: it is small and short-lived.
+    # table in every mode: it is small and short-lived. Its arrays come LZ4-compressed: EXTERNAL storage
+    # keeps PostgreSQL from trying to compress them again.
     return [
         "CREATE TABLE sotp_wal (seq bigserial PRIMARY KEY, t_min bigint NOT NULL, t_max bigint NOT NULL, "
         "n int NOT NULL, sids bytea NOT NULL, counts bytea NOT NULL, ts bytea NOT NULL, vals bytea NOT NULL)",
         "CREATE INDEX sotp_wal_tmax ON sotp_wal (t_max)",
+        *(f"ALTER TABLE sotp_wal ALTER COLUMN {c} SET STORAGE EXTERNAL" for c in ("sids", "counts", "ts", "vals")),
+        # One statement per write: in a VOLATILE PL/pgSQL function each statement takes its own snapshot, so
+        # the boundary is read after the shared advisory lock is granted (a flush holds it exclusively; the
+        # lock lasts until the caller's implicit transaction commits). NULL: a flush moved the boundary past
+        # the caller's, nothing was written.
+        "CREATE FUNCTION sotp_wal_append(lock_key text, boundary bigint, t_min bigint, t_max bigint, n int, "
+        "sids bytea, counts bytea, ts bytea, vals bytea) RETURNS bigint LANGUAGE plpgsql VOLATILE AS $fn$ "
+        "DECLARE head_min bigint; seq bigint; "
+        "BEGIN "
+        "  PERFORM pg_advisory_xact_lock_shared(hashtext(lock_key)); "
+        "  SELECT value::bigint INTO head_min FROM sotp_meta WHERE key = 'head_min_ms'; "
+        "  IF head_min IS NOT NULL AND head_min > boundary THEN RETURN NULL; END IF; "
+        "  INSERT INTO sotp_wal (t_min, t_max, n, sids, counts, ts, vals) "
+        "    VALUES (t_min, t_max, n, sids, counts, ts, vals) RETURNING sotp_wal.seq INTO seq; "
+        "  RETURN seq; "
+        "END $fn$",
     ]
 
 

@@ -12,12 +12,11 @@ import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from sotp.errors import SampleRejected
 from sotp.model import STALE_NAN, Labels, Matcher, MatchOp
-from sotp.storage import Storage, open_storage
+from sotp.storage import Storage, open_storage, wal
 from tests.conftest import storage_location
 
 Opener = Callable[[str], Awaitable[Storage]]
@@ -212,5 +211,6 @@ def test_live_shape_rows_per_commit_do_not_grow_with_series(tmp_path: Path) -> N
     conn = sqlite3.connect(tmp_path / "rows.db")
     assert conn.execute("SELECT count(*), sum(n) FROM sotp_wal").fetchone() == (3, 1500)
     assert conn.execute("SELECT count(*) FROM sotp_samples").fetchone() == (0,)
-    sids = np.frombuffer(conn.execute("SELECT sids FROM sotp_wal LIMIT 1").fetchone()[0], "<i8")
-    assert len(set(sids.tolist())) == 500
+    sid, ts, _ = wal.decode([conn.execute("SELECT sids, counts, ts, vals FROM sotp_wal LIMIT 1").fetchone()])
+    assert sorted(set(sid.tolist())) == sorted(sid.tolist()) and len(sid) == 500  # each series once
+    assert set(ts.tolist()) == {T0}
