@@ -54,12 +54,12 @@ from sotp.storage import wal as walrec
 from sotp.storage.assemble import blocks_for
 from sotp.storage.head import Chunk, Head, Runs
 from sotp.storage.newest import EMPTY, NewestSamples, classify, verify_older
-from sotp.storage.pg import schema
+from sotp.storage.pg import schema, timescale
 from sotp.storage.pg.binary import COPY_HEADER, COPY_TRAILER, copy_blocks
 from sotp.storage.pg.options import PgOptions, parse_url
 from sotp.storage.pg.postings import Postings
 from sotp.storage.pg.query import MAX_MS, MIN_MS, PgQuerier
-from sotp.storage.pg.schema import MODE_TIMESCALE, ms_to_dt
+from sotp.storage.pg.schema import MODE_TIMESCALE
 from sotp.storage.pg.series import SeriesIndex
 from sotp.storage.pg.tail import HEAD_MIN_KEY, LogTail
 from sotp.storage.staging import Staging
@@ -124,6 +124,8 @@ class PostgresStorage:
         self.block_ms = self.options.block_ms
         self.partition_ms = self.options.partition_ms
         self.mode = ""
+        #: The schema holding the timescaledb extension (TimescaleDB mode only).
+        self.ext_schema = ""
         self.index = SeriesIndex()
         self.postings = Postings(self.index)  # the querier's candidate selection
         self.head = Head()
@@ -144,7 +146,8 @@ class PostgresStorage:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def _configure(self, conn: _Conn) -> None:
-        await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.options.schema)))
+        # SOTP's schema, then TimescaleDB's when the extension lives in another one (pg/timescale.py).
+        await timescale.set_search_path(conn, self.options.schema)
         await conn.execute("SET synchronous_commit TO on")  # a returned commit must be durable
         # The querier concatenates arrays with several aggregates over one scan; they stay aligned only
         # when one process feeds them (and on 2 cores parallel plans gain little for these queries).
@@ -191,6 +194,13 @@ class PostgresStorage:
                 await self._load_meta(conn)
                 if self.mode != MODE_TIMESCALE:
                     self._partitions = set(await schema.list_partitions(conn, opts.schema))
+                else:
+                    found = await timescale.probe(conn)
+                    assert found.schema is not None  # the migration created it or refused to start
+                    self.ext_schema = found.schema
+            if self.mode == MODE_TIMESCALE:
+                # Connections opened before the extension existed lack its schema on their search path.
+                await pool.drain()
             await self.ensure_partitions_ahead()
             await self.tail()  # replay the log into the head
         except BaseException:
@@ -201,8 +211,8 @@ class PostgresStorage:
             log.info("storage: PostgreSQL at %s, TimescaleDB hypertable mode (chunks of %d ms)",
                      self._where, self.partition_ms)
         else:
-            log.info("storage: PostgreSQL at %s, native partition mode (TimescaleDB not available; "
-                     "partitions of %d ms, retention drops partitions)", self._where, self.partition_ms)
+            log.info("storage: PostgreSQL at %s, native partition mode (partitions of %d ms, retention drops "
+                     "partitions)", self._where, self.partition_ms)
 
     async def _load_meta(self, conn: _Conn) -> None:
         cur = await conn.execute("SELECT key, value FROM sotp_meta WHERE key IN ('partition_ms', 'block_ms')")
@@ -540,7 +550,9 @@ class PostgresStorage:
         removed = 0
         async with self.connection() as conn:
             if self.mode == MODE_TIMESCALE:
-                await conn.execute(schema.timescale_drop_statement(t_ms))  # type: ignore[arg-type]
+                # The policy keeps dropping chunks while no SOTP maintenance runs; this call drops exactly.
+                await timescale.set_retention(conn, self.ext_schema, self.options.schema, _now_ms() - t_ms)
+                await conn.execute(timescale.drop_statement(self.ext_schema, t_ms))
             else:
                 parts = await schema.list_partitions(conn, self.options.schema)
                 for start, name in sorted(parts.items()):
@@ -555,7 +567,7 @@ class PostgresStorage:
                     log.info("storage: retention dropped partition %s", name)
             cur = await conn.execute(
                 "DELETE FROM sotp_samples WHERE t_max < %s AND t_min >= %s",
-                (ms_to_dt(t_ms), ms_to_dt((t_ms - self.partition_ms) // self.block_ms * self.block_ms)),
+                (t_ms, (t_ms - self.partition_ms) // self.block_ms * self.block_ms),
             )
             removed += max(cur.rowcount, 0)
             await conn.execute("DELETE FROM sotp_wal WHERE t_max < %s", (t_ms,))
@@ -580,9 +592,10 @@ class PostgresStorage:
             row = await cur.fetchone()
             since = int(row[0]) - self.partition_ms if row else -(2**62)
             cur = await conn.execute(
-                "SELECT DISTINCT (extract(epoch FROM t_min) * 1000)::bigint / %s * %s FROM sotp_samples "
-                "WHERE t_max < %s AND t_min >= %s GROUP BY series_id, 1 HAVING count(*) > 1",
-                (self.block_ms, self.block_ms, ms_to_dt(horizon), ms_to_dt(max(since, -62_135_596_800_000))),
+                # The window start, floored as Python's // (PostgreSQL's / truncates towards zero).
+                "SELECT DISTINCT t_min - mod(mod(t_min, %(block)s) + %(block)s, %(block)s) FROM sotp_samples "
+                "WHERE t_max < %(horizon)s AND t_min >= %(since)s GROUP BY series_id, 1 HAVING count(*) > 1",
+                {"block": self.block_ms, "horizon": horizon, "since": max(since, MIN_MS)},
             )
             windows = sorted(int(r[0]) for r in await cur.fetchall())
             for w in windows:
@@ -597,12 +610,10 @@ class PostgresStorage:
                     "  FROM parts p CROSS JOIN LATERAL unnest(p.ts, p.vals) AS u(t, v) ORDER BY p.series_id, u.t),"
                     " merged AS ("
                     "  INSERT INTO sotp_samples (series_id, t_min, t_max, ts, vals)"
-                    "  SELECT series_id, %(epoch)s + min(t) * interval '1 millisecond',"
-                    "    %(epoch)s + max(t) * interval '1 millisecond',"
-                    "    array_agg(t ORDER BY t), array_agg(v ORDER BY t)"
+                    "  SELECT series_id, min(t), max(t), array_agg(t ORDER BY t), array_agg(v ORDER BY t)"
                     "  FROM points GROUP BY series_id RETURNING 1)"
                     " SELECT (SELECT count(*) FROM parts) - (SELECT count(*) FROM merged)",
-                    {"lo": ms_to_dt(w), "hi": ms_to_dt(w + self.block_ms), "epoch": ms_to_dt(0)},
+                    {"lo": w, "hi": w + self.block_ms},
                 )
                 row = await cur.fetchone()
                 removed += int(row[0]) if row else 0

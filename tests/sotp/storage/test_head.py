@@ -1,6 +1,6 @@
 """The live-stream path of the persistent backends: write-ahead log, in-memory head, flush into blocks.
 
-Every test runs on SQLite and PostgreSQL (memory keeps plain lists: it has no head). Data is written the
+Every test runs on SQLite, PostgreSQL and TimescaleDB (memory keeps plain lists: it has no head). Data is written the
 way real senders deliver it — about one sample per series per request — and read back through the
 Querier, whose answer must not change when the head is flushed, compacted, replayed or shared.
 """
@@ -17,7 +17,7 @@ import pytest
 from sotp.errors import SampleRejected
 from sotp.model import STALE_NAN, Labels, Matcher, MatchOp
 from sotp.storage import Storage, open_storage, wal
-from tests.sotp.storage.conftest import drop_pg_schema, storage_url
+from tests.conftest import storage_location
 
 Opener = Callable[[str], Awaitable[Storage]]
 T0 = 1_700_000_000_000  # 2023-11-14, ms
@@ -29,24 +29,24 @@ def series(i: int) -> Labels:
     return Labels({"__name__": "live", "instance": f"h{i:03d}", "job": "j"})
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "timescaledb"])
 async def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
     """``await open_store(params)`` opens a store at one location (every call: another process's view)."""
-    base = storage_url(request.param, tmp_path)
     opened: list[Storage] = []
+    with storage_location(request.param, tmp_path) as base:
 
-    async def _open(params: str = "") -> Storage:
-        sep = "&" if "?" in base else "?"
-        store = open_storage(base + (sep + params if params else ""))
-        await store.open()
-        opened.append(store)
-        return store
+        async def _open(params: str = "") -> Storage:
+            sep = "&" if "?" in base else "?"
+            store = open_storage(base + (sep + params if params else ""))
+            await store.open()
+            opened.append(store)
+            return store
 
-    yield _open
-    for s in opened:
-        await s.close()
-    if request.param == "postgres":
-        await drop_pg_schema(base.rsplit("schema=", 1)[1])
+        try:
+            yield _open
+        finally:
+            for s in opened:
+                await s.close()
 
 
 async def send_rounds(store: Storage, n_series: int, rounds: range, value: Callable[[int, int], float]) -> None:
