@@ -15,16 +15,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 
-def go_int(text: str) -> int:
-    """An integer as Go's ``strconv.ParseInt(s, 0, 64)`` reads it (procfs/sysfs values): an optional sign,
-    then ``0x``/``0o``/``0b`` prefixes, and a leading ``0`` meaning octal. Raises ValueError."""
-    body = text.lstrip("+-")
-    sign = -1 if text.startswith("-") else 1
-    if len(body) > 1 and body[0] == "0" and body[1].isdigit():
-        return sign * int(body, 8)
-    return sign * int(body, 0)
-
-
 class FsStat(NamedTuple):
     """The ``statfs`` fields node_exporter uses (block counts are in units of ``bsize``)."""
 
@@ -126,6 +116,8 @@ class Sources:
     now: Callable[[], float] = field(default=time.time)
     adjtimex: Callable[[], Timex] = field(default=_adjtimex)
     page_size: int = field(default_factory=lambda: os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096)
+    #: "procfs" (Linux: node_exporter's collectors on /proc and /sys) or "psutil" (any OS, fewer families)
+    backend: str = "procfs"
 
     def read(self, base: Path, *parts: str) -> str:
         return base.joinpath(*parts).read_text()
