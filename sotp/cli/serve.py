@@ -65,18 +65,27 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 async def _maintenance(ctx: ServerContext) -> None:
-    """Retention and compaction, off the request path."""
-    retention_ms = int(parse_duration(ctx.config.server.retention, "server.retention") * 1000)
+    """Retention, series collection and compaction, off the request path."""
     while True:
         await asyncio.sleep(MAINTENANCE_INTERVAL_S)
-        now_ms = int(time.time() * 1000)
-        try:
-            await ctx.storage.delete_before(now_ms - retention_ms)
-            compact = getattr(ctx.storage, "compact", None)
-            if compact is not None:
-                await compact(now_ms)
-        except SotpError as err:
-            log.warning("storage maintenance failed (will retry): %s", err)
+        await maintain_once(ctx)
+
+
+async def maintain_once(ctx: ServerContext, now_ms: int | None = None) -> None:
+    """One round: samples older than ``server.retention`` go, then the series left without samples (so
+    their index entries stop holding memory and counting against the series limits), then compaction."""
+    retention_ms = int(parse_duration(ctx.config.server.retention, "server.retention") * 1000)
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    try:
+        await ctx.storage.delete_before(now_ms - retention_ms)
+        collected = await ctx.storage.gc_series()
+        if collected:
+            log.info("retention: collected %d series without samples", collected)
+        compact = getattr(ctx.storage, "compact", None)
+        if compact is not None:
+            await compact(now_ms)
+    except SotpError as err:
+        log.warning("storage maintenance failed (will retry): %s", err)
 
 
 class SeriesCacheCollector:
