@@ -237,6 +237,8 @@ def main() -> int:
         sep = "&" if "?" in args.dsn else "?"
         port = free_port()
         serve = ["serve", "--listen", f"127.0.0.1:{port}", "--storage", f"{args.dsn}{sep}schema={schema}"]
+        if args.sotp_processes > 1:
+            serve.append("--reuse-port")  # the processes share the port on purpose
         argv = [sys.executable, "-m", "sotp", *serve]
         if args.gc_threshold:
             # Experiment: the same server with CPython's cyclic GC run less often (see docs/storage.md).

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from exporters.host.registry import COLLECTORS
-from exporters.host.server import make_server, serve_until_stopped
+from exporters.host.server import MAX_CONNECTIONS, make_server, serve_until_stopped
 from exporters.host.sources import Sources
 
 log = logging.getLogger("exporters.host")
@@ -23,6 +23,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--rootfs", default="", help="prefix for mount points before statfs (node_exporter --path.rootfs)"
     )
     parser.add_argument("--udev-data", default="/run/udev/data", help="udev database for node_disk_info")
+    parser.add_argument(
+        "--max-connections", type=int, default=MAX_CONNECTIONS,
+        help=f"connections served at once; more get 503 (default {MAX_CONNECTIONS}, as node_exporter's "
+        "--web.max-requests)",
+    )
     parser.add_argument(
         "--collectors",
         default=",".join(COLLECTORS),
@@ -45,8 +50,12 @@ def sources_from_args(args: argparse.Namespace) -> Sources:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.max_connections < 1:
+        log.error("--max-connections %d: must be at least 1", args.max_connections)
+        return 2
     try:
-        server = make_server(args.listen, sources_from_args(args), collector_list(args.collectors))
+        server = make_server(args.listen, sources_from_args(args), collector_list(args.collectors),
+                             args.max_connections)
     except (OSError, ValueError) as err:
         log.error("cannot listen on %s: %s (--listen)", args.listen, err)
         return 1

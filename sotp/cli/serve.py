@@ -142,6 +142,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--storage",
         help="sqlite:///path/to.db (default sqlite:///./data/sotp.db) or postgresql://user@host:port/db",
     )
+    parser.add_argument(
+        "--reuse-port", action="store_true",
+        help="bind with SO_REUSEPORT, to run several sotp serve processes on one port on purpose (off by "
+        "default: it would let another process of the same user share the port)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -158,7 +163,10 @@ def run(args: argparse.Namespace) -> int:
     gc.set_threshold(100_000, 20, 100)
     log.info("serving on http://%s:%d (storage %s)", host, port, config.server.storage.split("@")[-1])
     # No access log: a line per write request costs more than the write (Prometheus logs none either).
-    web.run_app(app, host=host, port=port, print=None, reuse_port=True, handle_signals=True, access_log=None)
+    # SO_REUSEPORT only on request: it lets any process of the same user bind the port too and take a share
+    # of the connections (and the tokens they carry).
+    web.run_app(app, host=host, port=port, print=None, reuse_port=bool(args.reuse_port), handle_signals=True,
+                access_log=None)
     return 0
 
 

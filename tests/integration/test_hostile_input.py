@@ -479,3 +479,22 @@ async def test_issue17_9_series_limits_per_tenant_and_total(tmp_path: Path, back
         config.server.retention = "1h"
         await maintain_once(app[CTX], now_ms=now)
         assert (await write(a, body("n", 10, now)))[0] == 204
+
+
+# -- from reading: SO_REUSEPORT -----------------------------------------------------------------------------
+
+
+def test_issue17_no_other_process_can_share_the_serve_port(tmp_path: Path, spawn: Any) -> None:
+    """``sotp serve`` bound with SO_REUSEPORT: any process of the same user could bind the port too and
+    receive a share of the connections (with their tokens)."""
+    import socket
+
+    from tests.conftest import free_port, sotp_cmd, wait_for_port
+
+    port = free_port()
+    spawn(sotp_cmd("serve", "--listen", f"127.0.0.1:{port}", "--storage", f"sqlite:///{tmp_path}/db.sqlite"))
+    wait_for_port(port)
+    with socket.socket() as thief:
+        thief.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        with pytest.raises(OSError):
+            thief.bind(("127.0.0.1", port))
