@@ -282,10 +282,6 @@ async def query_exemplars(request: web.Request, principal: Any) -> web.Response:
     return success("[]")  # SOTP stores no exemplars
 
 
-async def rules(request: web.Request, principal: Any) -> web.Response:
-    return success('{"groups":[]}')  # SOTP has no rule evaluation
-
-
 async def format_query(request: web.Request, principal: Any) -> web.Response:
     p = await Params.read(request)
     try:
@@ -317,4 +313,3 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
     r.add_get("/api/v1/label/{name}/values", _guard(label_values))
     r.add_get("/api/v1/metadata", _guard(metadata))
     r.add_get("/api/v1/status/buildinfo", _guard(buildinfo))
-    r.add_get("/api/v1/rules", _guard(rules))

@@ -195,6 +195,10 @@ class Config:
     icmp: dict[str, Any] = dataclasses.field(default_factory=dict)
     agent: dict[str, Any] = dataclasses.field(default_factory=dict)
     dashboard: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Prometheus's rule files (globs) and Alertmanager settings, and the ruler's own section (rules.config)
+    rule_files: list[str] = dataclasses.field(default_factory=list)
+    alerting: dict[str, Any] = dataclasses.field(default_factory=dict)
+    ruler: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def read_yaml_file(path: str | Path, what: str = "config file", hint: str = "") -> Any:

@@ -18,6 +18,7 @@ import socketserver
 import threading
 import zlib
 
+from exporters.host.options import Options
 from exporters.host.registry import collect
 from exporters.host.sources import Sources
 from sotp.codec.exposition import CONTENT_TYPE, format_families
@@ -49,6 +50,7 @@ class _Server(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     sources: Sources
     collectors: list[str] | None
+    options: Options
     slots: threading.BoundedSemaphore
     max_connections: int
 
@@ -114,7 +116,7 @@ class _Handler(socketserver.StreamRequestHandler):
         if method not in ("GET", "HEAD"):
             self._send(405, "text/plain; charset=utf-8", b"method not allowed\n", keep_alive)
         elif path == "/metrics":
-            body = format_families(collect(self.server.sources, self.server.collectors)).encode()
+            body = format_families(collect(self.server.sources, self.server.collectors, self.server.options)).encode()
             encoding = None
             if gzip_ok:  # Prometheus asks for gzip, as node_exporter serves it: ~6x fewer bytes
                 z = zlib.compressobj(1, zlib.DEFLATED, 31)  # wbits 31 = gzip container
@@ -139,7 +141,8 @@ class _Handler(socketserver.StreamRequestHandler):
 
 
 def make_server(
-    listen: str, sources: Sources, collectors: list[str] | None = None, max_connections: int = MAX_CONNECTIONS
+    listen: str, sources: Sources, collectors: list[str] | None = None, options: Options | None = None,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> _Server:
     host, port = parse_listen(listen)
 
@@ -149,6 +152,7 @@ def make_server(
     server = Server((host, port), _Handler)
     server.sources = sources
     server.collectors = collectors
+    server.options = options or Options()
     server.max_connections = max_connections
     server.slots = threading.BoundedSemaphore(max_connections)
     return server

@@ -31,6 +31,7 @@ COMPONENTS: list[str] = [
     "sotp.auth:setup",
     "remote_write.receiver:setup",
     "query.api:setup",
+    "rules.api:setup",
     "remote_write.ingest:setup",
     "remote_write.pushgateway:setup",
     "worker.backup.api:setup",

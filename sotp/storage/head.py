@@ -111,9 +111,27 @@ class Chunk:
             self._keys = (run << 40) + (self.ts - self.t_min)
         return self._keys
 
+    def window(self, mint: int, maxt: int) -> Runs:
+        """Every series' samples inside ``[mint, maxt]`` (a mask over the chunk: no gather)."""
+        if self.t_max < mint or self.t_min > maxt:
+            return Runs.empty()
+        if mint <= self.t_min and self.t_max <= maxt:
+            return Runs(self.sids, np.diff(self.offsets), self.ts, self.vs)
+        keep = (self.ts >= mint) & (self.ts <= maxt)
+        sid = np.repeat(self.sids, np.diff(self.offsets))
+        return Runs.from_samples(sid[keep], self.ts[keep], self.vs[keep])
+
     def select(self, sel: I64, mint: int, maxt: int) -> Runs:
         if self.t_max < mint or self.t_min > maxt or not len(sel):
             return Runs.empty()
+        if len(sel) * 2 >= len(self.sids):
+            # Most of the chunk: mask the window and keep the selected series' runs.
+            runs = self.window(mint, maxt)
+            keep = np.isin(runs.sids, sel)
+            if bool(keep.all()):
+                return runs
+            per_sample = np.repeat(keep, runs.counts)
+            return Runs(runs.sids[keep], runs.counts[keep], runs.ts[per_sample], runs.vs[per_sample])
         pos = np.searchsorted(self.sids, sel)
         hit = pos < len(self.sids)
         hit[hit] = self.sids[pos[hit]] == sel[hit]
@@ -283,7 +301,7 @@ class Head:
 
     def newest(self) -> tuple[I64, I64, F64]:
         """Each held series' newest sample: ``(sids, t, v)``."""
-        runs = Runs.concat([c.select(c.sids, c.t_min, c.t_max) for c in self._all()])
+        runs = Runs.concat([c.window(c.t_min, c.t_max) for c in self._all()])
         if not len(runs.sids):
             return runs.sids, runs.ts, runs.vs
         ends = np.cumsum(runs.counts) - 1
@@ -291,8 +309,7 @@ class Head:
 
     def before(self, t: int) -> Runs:
         """Every held sample older than ``t``, as runs of each series (for a flush into blocks)."""
-        chunks = [c for c in self._all() if c.t_min < t]
-        return Runs.concat([c.select(c.sids, c.t_min, t - 1) for c in chunks])
+        return Runs.concat([c.window(c.t_min, t - 1) for c in self._all() if c.t_min < t])
 
     def span(self) -> tuple[int, int, int]:
         """``(oldest time, newest time, samples)`` held; times are meaningless when empty."""

@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from query.api import setup
+from rules.api import setup as rules_setup
 from sotp.config import Config
 from sotp.errors import AuthError
 from sotp.metadata import metadata_store
@@ -52,6 +53,7 @@ async def _client(config: Config | None = None,
     app = web.Application()
     app[CTX] = ctx
     setup(app, ctx)
+    rules_setup(app, ctx)  # /api/v1/rules and /api/v1/alerts (Grafana probes rules) live in rules.api
     client: Client = TestClient(TestServer(app))
     await client.start_server()
     return client
