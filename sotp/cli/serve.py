@@ -75,18 +75,27 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 async def _maintenance(ctx: ServerContext) -> None:
-    """Retention and compaction, off the request path."""
-    retention_ms = int(parse_duration(ctx.config.server.retention, "server.retention") * 1000)
+    """Retention, series collection and compaction, off the request path."""
     while True:
         await asyncio.sleep(MAINTENANCE_INTERVAL_S)
-        now_ms = int(time.time() * 1000)
-        try:
-            await ctx.storage.delete_before(now_ms - retention_ms)
-            compact = getattr(ctx.storage, "compact", None)
-            if compact is not None:
-                await compact(now_ms)
-        except SotpError as err:
-            log.warning("storage maintenance failed (will retry): %s", err)
+        await maintain_once(ctx)
+
+
+async def maintain_once(ctx: ServerContext, now_ms: int | None = None) -> None:
+    """One round: samples older than ``server.retention`` go, then the series left without samples (so
+    their index entries stop holding memory and counting against the series limits), then compaction."""
+    retention_ms = int(parse_duration(ctx.config.server.retention, "server.retention") * 1000)
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    try:
+        await ctx.storage.delete_before(now_ms - retention_ms)
+        collected = await ctx.storage.gc_series()
+        if collected:
+            log.info("retention: collected %d series without samples", collected)
+        compact = getattr(ctx.storage, "compact", None)
+        if compact is not None:
+            await compact(now_ms)
+    except SotpError as err:
+        log.warning("storage maintenance failed (will retry): %s", err)
 
 
 class SeriesCacheCounters:
@@ -167,6 +176,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, metavar="N",
                         help="server processes sharing the port (server.workers; default 1): one per core")
     parser.add_argument(WORKER_FD_OPTION, type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--reuse-port", action="store_true",
+        help="bind with SO_REUSEPORT, to run several sotp serve processes on one port on purpose (off by "
+        "default: it would let another process of the same user share the port)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -196,7 +210,10 @@ def run(args: argparse.Namespace) -> int:
         web.run_app(app, sock=inherited_socket(args.worker_fd), print=None, handle_signals=True, access_log=None)
         return 0
     log.info("serving on http://%s:%d (storage %s)", host, port, config.server.storage.split("@")[-1])
-    web.run_app(app, host=host, port=port, print=None, reuse_port=True, handle_signals=True, access_log=None)
+    # SO_REUSEPORT only on request: it lets any process of the same user bind the port too and take a share
+    # of the connections (and the tokens they carry). `--workers` shares one socket instead.
+    web.run_app(app, host=host, port=port, print=None, reuse_port=bool(args.reuse_port), handle_signals=True,
+                access_log=None)
     return 0
 
 
