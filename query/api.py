@@ -7,6 +7,7 @@ the single error → ``errorType`` → HTTP status table (Prometheus's ``getDefa
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -16,7 +17,8 @@ from typing import Any
 from aiohttp import web
 
 from query.engine import Engine
-from query.errors import BadData, ExecutionError, QueryCanceled, QueryTimeout, Unsupported
+from query.errors import BadData, ExecutionError, ParseError, QueryCanceled, QueryTimeout, Unsupported
+from query.lex import QueryLimits
 from query.params import MAX_TIME_MS, MIN_TIME_MS, Params, parse_duration_ms, time_param
 from query.parse import parse_selector, prettify
 from query.render import render_data
@@ -69,9 +71,13 @@ def api_error(err: BaseException) -> web.Response:
         return error_response("unauthorized" if err.status == 401 else "forbidden", str(err), err.status)
     for cls, kind, status in ERROR_TABLE:
         if isinstance(err, cls):
+            if kind == "internal":  # storage failures name hosts, paths, schemas: log them, say less
+                log.error("storage error in query API: %s", err)
+                return error_response(kind, "storage error (details in the server log)", status)
             return error_response(kind, str(err), status)
-    log.exception("internal error in query API", exc_info=err)
-    return error_response("internal", f"internal error: {err}", 500)
+    # the details (paths, hosts, Python's wording) go to the log only, never to the client
+    log.error("internal error in query API: %s", err, exc_info=err)
+    return error_response("internal", "internal error (details in the server log)", 500)
 
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
@@ -111,13 +117,13 @@ def _engine(request: web.Request, p: Params) -> Engine:
     if t:
         secs = parse_duration_ms(t, "timeout") / 1000.0
         if secs < engine.timeout_s:
-            return Engine(engine.storage, secs, engine.max_samples)
+            return dataclasses.replace(engine, timeout_s=secs)
     return engine
 
 
 def _with_query_context(err: BadData) -> BadData:
     msg = str(err)
-    if msg.startswith("parse error") or msg.startswith("invalid expression"):
+    if isinstance(err, ParseError) or msg.startswith("invalid expression"):
         return type(err)(f'invalid parameter "query": {msg}')
     return err
 
@@ -164,7 +170,7 @@ async def query_range(request: web.Request, principal: Any) -> web.Response:
     return success(render_data(res))
 
 
-def _matchers(p: Params, required: bool) -> list[list[Matcher]] | None:
+def _matchers(p: Params, required: bool, limits: QueryLimits) -> list[list[Matcher]] | None:
     raw = p.all("match[]")
     if not raw:
         if required:
@@ -173,7 +179,7 @@ def _matchers(p: Params, required: bool) -> list[list[Matcher]] | None:
     out = []
     for text in raw:
         try:
-            out.append(parse_selector(text))
+            out.append(parse_selector(text, limits))
         except BadData as err:
             raise BadData(f'invalid parameter "match[]": {err}') from None
     return out
@@ -198,7 +204,7 @@ def _window(p: Params) -> tuple[int, int]:
 
 async def series(request: web.Request, principal: Any) -> web.Response:
     p = await Params.read(request)
-    sets = _matchers(p, required=True)
+    sets = _matchers(p, required=True, limits=request.app[ENGINE].limits)
     assert sets is not None
     mint, maxt = _window(p)
     extra = tenant_matchers(principal)
@@ -220,7 +226,7 @@ async def series(request: web.Request, principal: Any) -> web.Response:
 
 async def _discover(request: web.Request, principal: Any, name: str | None) -> web.Response:
     p = await Params.read(request)
-    sets = _matchers(p, required=False)
+    sets = _matchers(p, required=False, limits=request.app[ENGINE].limits)
     mint, maxt = _window(p)
     extra = tenant_matchers(principal)
     querier = request.app[CTX].storage.querier(mint, maxt)
@@ -287,7 +293,7 @@ async def query_exemplars(request: web.Request, principal: Any) -> web.Response:
         from query.parse import parse
 
         try:
-            parse(q)
+            parse(q, request.app[ENGINE].limits)
         except BadData as err:
             raise _with_query_context(err) from None
     return success("[]")  # SOTP stores no exemplars
@@ -300,7 +306,7 @@ async def rules(request: web.Request, principal: Any) -> web.Response:
 async def format_query(request: web.Request, principal: Any) -> web.Response:
     p = await Params.read(request)
     try:
-        text = prettify(_query_text(p))
+        text = prettify(_query_text(p), request.app[ENGINE].limits)
     except BadData as err:
         raise _with_query_context(err) from None
     return success(json.dumps(text))
@@ -313,6 +319,8 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
         ctx.storage,
         timeout_s=parse_duration(server.query_timeout, "server.query_timeout"),
         max_samples=server.query_max_samples,
+        limits=QueryLimits(server.query_max_length, server.query_max_depth),
+        concurrency=server.query_concurrency,
     )
     r = app.router
     for path, fn in (

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from sotp.errors import TooManySamples
 from sotp.model import Labels, Matcher, Series, matches_all
 from sotp.storage import Appender, Querier, SelectHints
 from sotp.storage.head import StagedSeries, classify, verify_older
@@ -124,6 +125,9 @@ class _MemQuerier:
 
     async def select(self, matchers: list[Matcher], hints: SelectHints | None = None) -> list[Series]:
         found = self._matching(matchers)
+        budget = hints.max_samples if hints is not None else None
+        if budget is not None and sum(len(ts) for _, ts, _ in found) > budget:
+            raise TooManySamples(f"select would load more than {budget} samples")
         found.sort(key=lambda x: x[0].items_tuple())
         return [Series(labels, ts, vs) for labels, ts, vs in found]
 

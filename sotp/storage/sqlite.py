@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from sotp.errors import SampleRejected, StorageError, StorageUnavailable
+from sotp.errors import SampleRejected, StorageError, StorageUnavailable, TooManySamples
 from sotp.model import METRIC_NAME, Labels, Matcher, MatchOp, Series, matches_all
 from sotp.storage import Appender, Querier, SelectHints
 from sotp.storage.head import StagedSeries, classify, verify_older
@@ -430,7 +430,7 @@ class _SQLiteQuerier:
         self._mint = mint
         self._maxt = maxt
 
-    def _fetch(self, matchers: Sequence[Matcher]) -> list[Series]:
+    def _fetch(self, matchers: Sequence[Matcher], budget: int | None = None) -> list[Series]:
         store = self._store
         assert store._rconn is not None
         store._refresh_index(store._rconn)
@@ -438,6 +438,7 @@ class _SQLiteQuerier:
         if not ids:
             return []
         blocks: dict[int, list[tuple[bytes, bytes]]] = {}
+        loaded = 0
         for chunk_start in range(0, len(ids), 500):
             chunk = ids[chunk_start : chunk_start + 500]
             marks = ",".join("?" * len(chunk))
@@ -447,6 +448,9 @@ class _SQLiteQuerier:
                 (*chunk, self._mint, self._maxt),
             ):
                 blocks.setdefault(int(sid), []).append((ts_b, vs_b))
+                loaded += len(ts_b) // 8
+                if budget is not None and loaded > budget:
+                    raise TooManySamples(f"select loaded more than {budget} samples")
         out: list[Series] = []
         for sid, parts in blocks.items():
             ts, vs = _merge_blocks(parts)
@@ -458,7 +462,7 @@ class _SQLiteQuerier:
         return out
 
     async def select(self, matchers: list[Matcher], hints: SelectHints | None = None) -> list[Series]:
-        return await asyncio.to_thread(self._fetch, matchers)
+        return await asyncio.to_thread(self._fetch, matchers, hints.max_samples if hints else None)
 
     def _series_in_window(self, matchers: Sequence[Matcher] | None) -> list[Labels]:
         store = self._store

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sotp.errors import TooManySamples
 from sotp.model import Labels, Matcher, Series
 from sotp.storage import SelectHints
 from sotp.storage.pg.binary import concat_elements, int8_array, merge_blocks
@@ -58,8 +59,9 @@ class PgQuerier:
         async with self._store.connection() as conn:
             sids = await self._candidates(conn, matchers)
             chunks = _chunks(sids, self._store.options.pool_max)
+            budget = [hints.max_samples if hints is not None and hints.max_samples is not None else -1]
             if len(chunks) == 1:  # small selections stay on this connection: no second pool round trip
-                out = await self._fetch(conn, chunks[0])
+                out = await self._fetch(conn, chunks[0], budget)
                 out.sort(key=lambda s: s.labels.items_tuple())
                 return out
         # Large selections are cut in parts fetched over several pooled connections at once: PostgreSQL
@@ -70,14 +72,17 @@ class PgQuerier:
 
         async def part(chunk: list[int]) -> list[Series]:
             async with gate, self._store.connection() as conn:
-                return await self._fetch(conn, chunk)
+                return await self._fetch(conn, chunk, budget)
 
         out = [s for got in await asyncio.gather(*(part(c) for c in chunks)) for s in got]
         out.sort(key=lambda s: s.labels.items_tuple())
         return out
 
-    async def _fetch(self, conn: Any, chunk: list[int]) -> list[Series]:
-        """The samples in the window of the series ids ``chunk``, one Series each (unsorted)."""
+    async def _fetch(self, conn: Any, chunk: list[int], budget: list[int]) -> list[Series]:
+        """The samples in the window of the series ids ``chunk``, one Series each (unsorted).
+
+        ``budget[0]`` is the samples the select may still load (-1: no limit), shared by parallel parts.
+        """
         if not chunk:
             return []
         t_lo, t_hi, t_floor = self._window_params()
@@ -95,7 +100,12 @@ class PgQuerier:
         row = await cur.fetchone()
         if row is None or row[0] is None:
             return []
-        return self._series(int8_array(row[0]), int8_array(row[1]), row[2], row[3])
+        counts = int8_array(row[1])
+        if budget[0] >= 0:  # before decoding: the part's sample count is known from the block sizes
+            budget[0] -= int(counts.sum())
+            if budget[0] < 0:
+                raise TooManySamples("select loaded more samples than the query's limit allows")
+        return self._series(int8_array(row[0]), counts, row[2], row[3])
 
     def _series(self, block_sids: np.ndarray, counts: np.ndarray, ts_blob: bytes, vs_blob: bytes) -> list[Series]:
         """Blocks (in any order) -> one time-sorted, de-duplicated, window-trimmed Series per series id."""
