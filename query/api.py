@@ -170,16 +170,17 @@ async def query_range(request: web.Request, principal: Any) -> web.Response:
     return success(render_data(res))
 
 
-def _matchers(p: Params, required: bool, limits: QueryLimits) -> list[list[Matcher]] | None:
+async def _matchers(request: web.Request, p: Params, required: bool) -> list[list[Matcher]] | None:
     raw = p.all("match[]")
     if not raw:
         if required:
             raise BadData("no match[] parameter provided")
         return None
+    engine = request.app[ENGINE]
     out = []
     for text in raw:
         try:
-            out.append(parse_selector(text, limits))
+            out.append(await engine.off_loop(parse_selector, text, engine.limits))
         except BadData as err:
             raise BadData(f'invalid parameter "match[]": {err}') from None
     return out
@@ -204,7 +205,7 @@ def _window(p: Params) -> tuple[int, int]:
 
 async def series(request: web.Request, principal: Any) -> web.Response:
     p = await Params.read(request)
-    sets = _matchers(p, required=True, limits=request.app[ENGINE].limits)
+    sets = await _matchers(request, p, required=True)
     assert sets is not None
     mint, maxt = _window(p)
     extra = tenant_matchers(principal)
@@ -226,7 +227,7 @@ async def series(request: web.Request, principal: Any) -> web.Response:
 
 async def _discover(request: web.Request, principal: Any, name: str | None) -> web.Response:
     p = await Params.read(request)
-    sets = _matchers(p, required=False, limits=request.app[ENGINE].limits)
+    sets = await _matchers(request, p, required=False)
     mint, maxt = _window(p)
     extra = tenant_matchers(principal)
     querier = request.app[CTX].storage.querier(mint, maxt)
@@ -292,8 +293,9 @@ async def query_exemplars(request: web.Request, principal: Any) -> web.Response:
     if q:
         from query.parse import parse
 
+        engine = request.app[ENGINE]
         try:
-            parse(q, request.app[ENGINE].limits)
+            await engine.off_loop(parse, q, engine.limits)
         except BadData as err:
             raise _with_query_context(err) from None
     return success("[]")  # SOTP stores no exemplars
@@ -306,7 +308,8 @@ async def rules(request: web.Request, principal: Any) -> web.Response:
 async def format_query(request: web.Request, principal: Any) -> web.Response:
     p = await Params.read(request)
     try:
-        text = prettify(_query_text(p), request.app[ENGINE].limits)
+        engine = request.app[ENGINE]
+        text = await engine.off_loop(prettify, _query_text(p), engine.limits)
     except BadData as err:
         raise _with_query_context(err) from None
     return success(json.dumps(text))

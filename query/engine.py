@@ -157,21 +157,22 @@ class Engine:
         finally:
             sem.release()
 
-    async def _off_loop(self, fn: Callable[..., T], *args: object) -> T:
+    async def off_loop(self, fn: Callable[..., T], *args: object) -> T:
+        """Run CPU-bound query work (parsing, planning, evaluation) in the query thread pool."""
         return await asyncio.get_running_loop().run_in_executor(_query_pool(), fn, *args)
 
     async def _run(self, query: str, steps: I64, end_ms: int, is_range: bool, extra: list[Matcher]) -> QueryResult:
         deadline = time.monotonic() + self.timeout_s
         async with self._slot(deadline):
-            expr = await self._off_loop(self._parse, query, is_range)
+            expr = await self.off_loop(self._parse, query, is_range)
             # `@ end()` is the requested end, which the last step may not reach
             ev = Evaluator(self, int(steps[0]), end_ms, deadline)
-            await self._off_loop(ev.plan, expr, steps)
+            await self.off_loop(ev.plan, expr, steps)
             try:
                 samples = await asyncio.wait_for(ev.fetch(extra), timeout=max(deadline - time.monotonic(), 0.001))
             except TimeoutError:
                 raise QueryTimeout("query timed out in query execution while fetching series") from None
-            value = await self._off_loop(ev.evaluate, expr, steps)
+            value = await self.off_loop(ev.evaluate, expr, steps)
         return QueryResult(value, steps, is_range, samples)
 
 

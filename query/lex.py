@@ -105,6 +105,10 @@ def line_col(text: str, pos: int) -> str:
 
 
 _AT_END = ("unclosed left parenthesis", "unclosed left bracket", "unexpected end of input")
+#: Text appended to a prefix to tell "wants more input" from "wrong here" (any of them parsing means the former).
+_COMPLETIONS = ("", " 1", " x", " (x)", " (x) x", ")", ") x", " 1)", " x)", " x) x", "]", "}", ' a="x"}', '"x"}',
+                '=""}', " [1m]", " x]")
+_CLOSER = {"(": ")", "[": "]", "{": "}"}
 
 
 def _incomplete(msg: str) -> bool:
@@ -112,9 +116,7 @@ def _incomplete(msg: str) -> bool:
 
 
 def error_position(text: str, msg: str, parse: Callable[[str], str | None]) -> int | None:
-    """Offset Prometheus would report for promql-parser's error ``msg``; ``parse(prefix)`` → error or None."""
-    if msg.startswith(_AT_END):
-        return len(text)
+    """Offset Prometheus would report for promql-parser's error ``msg``; ``parse(text)`` → error or None."""
     toks = tokens(text)
     if msg.startswith("unterminated quoted string"):
         bad = [t for t in toks if t.kind == "string" and (len(t.text) < 2 or t.text[-1] != t.text[0])]
@@ -136,20 +138,51 @@ def error_position(text: str, msg: str, parse: Callable[[str], str | None]) -> i
             if t.kind == "ident" and t.text == m.group(1) and toks[i + 1].text == "(":
                 return t.start
         return None
-    if msg == "invalid promql query" and toks:
-        # the first token whose prefix no longer fails for want of more input
-        lo, hi = 0, len(toks) - 1
-        if not _fails_hard(parse(text[: toks[hi].end])):
-            return None
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if _fails_hard(parse(text[: toks[mid].end])):
-                hi = mid
-            else:
-                lo = mid + 1
-        return toks[lo].start
+    if msg.startswith(_AT_END) or msg == "invalid promql query":
+        # the first token after which no continuation parses; none (before the end) means "wants more input"
+        pos = _first_wrong_token(text, toks, parse)
+        return len(text) if pos is None else pos
     return None
 
 
-def _fails_hard(err: str | None) -> bool:
+def _closed(text: str) -> str:
+    """``text`` with its open brackets closed (promql-parser checks the balance before the grammar, so an
+    unclosed bracket would hide the real error)."""
+    stack: list[str] = []
+    for t in tokens(text):
+        if t.kind == "open":
+            stack.append(_CLOSER[t.text])
+        elif t.kind == "close" and stack:
+            stack.pop()
+    return text + "".join(reversed(stack))
+
+
+def _wrong_here(prefix: str, parse: Callable[[str], str | None]) -> bool:
+    """No continuation of ``prefix`` parses or merely asks for more input."""
+    for tail in _COMPLETIONS:
+        err = parse(_closed(prefix + tail))
+        if err is None or not _syntax_error(err) or _incomplete(err):
+            return False  # parses, or fails only on meaning (types, arity): the syntax can go on
+    return True
+
+
+def _syntax_error(msg: str) -> bool:
+    return msg == "invalid promql query" or msg.startswith(("unexpected", "unclosed", "unterminated"))
+
+
+def _first_wrong_token(text: str, toks: list[Token], parse: Callable[[str], str | None]) -> int | None:
+    """Start of the first token after which ``text`` cannot go on (None: it only wants more input)."""
+    if not toks or not _wrong_here(text, parse):
+        return None
+    lo, hi = 0, len(toks) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _wrong_here(text[: toks[mid].end], parse):
+            hi = mid
+        else:
+            lo = mid + 1
+    return toks[lo].start
+
+
+def _fails(err: str | None) -> bool:
     return err is not None and not _incomplete(err)

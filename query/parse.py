@@ -41,7 +41,8 @@ AGGREGATIONS_242 = frozenset(
 
 # 2.42 spells it holt_winters; the 3.x grammar only knows double_exponential_smoothing. Rewrite the call
 # outside string literals before parsing, and map the name back afterwards.
-_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`|#[^\n]*|[^"\'`#]+', re.S)
+# (an unterminated quote is kept as one character, so the parser still sees it and reports it)
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`|#[^\n]*|[^"\'`#]+|.', re.S)
 _HW = re.compile(r"(?<![\w:])holt_winters(?=\s*\()")
 _DES = re.compile(r"(?<![\w:])double_exponential_smoothing(?![\w:])")
 
@@ -50,7 +51,7 @@ def _rewrite(query: str) -> str:
     out = []
     for tok in _TOKENS.findall(query):
         if tok[0] in "\"'`#":
-            out.append(tok)
+            out.append(tok)  # a string, a comment, or a lone unterminated quote
             continue
         if _DES.search(tok):
             raise ParseError('parse error: unknown function with name "double_exponential_smoothing"')
