@@ -33,6 +33,13 @@ class SelectHints:
     func: str | None = None
     max_samples: int | None = None
 
+    def check_budget(self, loaded: int) -> None:
+        """Raise :class:`sotp.errors.TooManySamples` when ``loaded`` samples exceed ``max_samples``."""
+        if self.max_samples is not None and loaded > self.max_samples:
+            from sotp.errors import TooManySamples
+
+            raise TooManySamples(f"select would load {loaded} samples, above the query's budget of {self.max_samples}")
+
 
 class Appender(Protocol):
     """A single-use write transaction. Not task-safe: one coroutine uses it, then discards it.
@@ -138,12 +145,21 @@ def open_storage(url: str) -> Storage:
 
         return MemoryStorage()
     if url.startswith("sqlite:"):
+        from urllib.parse import parse_qsl
+
+        from sotp.storage.head import HEAD_KEYS, policy_from_params
         from sotp.storage.sqlite import SQLiteStorage
 
-        path = url.removeprefix("sqlite://")
+        path, _, query = url.removeprefix("sqlite://").partition("?")
         if path.startswith("/./") or path.startswith("/../"):
             path = path[1:]
-        return SQLiteStorage(path or "./data/sotp.db")
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        unknown = sorted(set(params) - set(HEAD_KEYS))
+        if unknown:
+            raise ConfigError(
+                f"storage URL {url!r}: unknown parameter {unknown[0]!r} (SQLite takes {', '.join(HEAD_KEYS)})"
+            )
+        return SQLiteStorage(path or "./data/sotp.db", policy=policy_from_params(params, url))
     if url.startswith(("postgresql:", "postgres:")):
         try:
             from sotp.storage.postgres import PostgresStorage

@@ -7,10 +7,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sotp.errors import TooManySamples
 from sotp.model import Labels, Matcher, Series, matches_all
 from sotp.storage import Appender, Querier, SelectHints
-from sotp.storage.head import StagedSeries, classify, verify_older
+from sotp.storage.ordering import StagedSeries, classify, verify_older
 
 
 class _MemSeries:
@@ -125,9 +124,8 @@ class _MemQuerier:
 
     async def select(self, matchers: list[Matcher], hints: SelectHints | None = None) -> list[Series]:
         found = self._matching(matchers)
-        budget = hints.max_samples if hints is not None else None
-        if budget is not None and sum(len(ts) for _, ts, _ in found) > budget:
-            raise TooManySamples(f"select would load more than {budget} samples")
+        if hints is not None:
+            hints.check_budget(sum(len(ts) for _, ts, _ in found))
         found.sort(key=lambda x: x[0].items_tuple())
         return [Series(labels, ts, vs) for labels, ts, vs in found]
 

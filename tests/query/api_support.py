@@ -9,7 +9,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from query.api import setup
+from rules.api import setup as rules_setup
 from sotp.config import Config
+from sotp.metadata import metadata_store
 from sotp.model import STALE_NAN, Labels
 from sotp.storage.memory import MemoryStorage
 from sotp.web import CTX, ServerContext
@@ -35,11 +37,14 @@ async def _client(config: Config | None = None,
     storage = MemoryStorage()
     await _load(storage)
     ctx = ServerContext(config=config or Config(), storage=storage, authenticate=authenticate)
-    ctx.extras["metadata"] = {"up": [{"type": "gauge", "help": "target is up", "unit": ""}],
-                              "c_total": [{"type": "counter", "help": "requests", "unit": ""}]}
+    meta = metadata_store(ctx.extras, ctx.config.limits)
+    for tenant in (None, ("team", "red")):  # what untenanted writers and team=red announced
+        meta.put(tenant, "up", "gauge", "target is up")
+        meta.put(tenant, "c_total", "counter", "requests")
     app = web.Application()
     app[CTX] = ctx
     setup(app, ctx)
+    rules_setup(app, ctx)  # /api/v1/rules and /api/v1/alerts (Grafana probes rules) live in rules.api
     client: Client = TestClient(TestServer(app))
     await client.start_server()
     return client

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from sotp.config import Config
 from sotp.errors import AuthError
+from sotp.metadata import metadata_store
 from sotp.web import CTX
 from tests.query.api_support import Client, _client
 
@@ -209,8 +210,8 @@ async def test_tenant_isolation() -> None:
         assert [s["job"] for s in (await _json(r))["data"]] == ["api"]
         r = await c.get("/api/v1/metadata", headers=red)
         assert set((await _json(r))["data"]) == {"up", "c_total"}
-        ctx_meta = {"weird": [{"type": "gauge", "help": "only series without a team", "unit": ""}]}
-        c.server.app[CTX].extras["metadata"].update(ctx_meta)
+        ctx = c.server.app[CTX]
+        metadata_store(ctx.extras, ctx.config.limits).put(None, "weird", "gauge", "only series without a team")
         r = await c.get("/api/v1/metadata", headers=red)
         assert "weird" not in (await _json(r))["data"]
         r = await c.get("/api/v1/metadata", headers={"Authorization": "Bearer admin"})
