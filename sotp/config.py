@@ -180,6 +180,9 @@ class ServerConfig:
     workers: int = 1
     query_timeout: str = "2m"
     query_max_samples: int = 50_000_000
+    query_max_length: int = 131_072  # bytes of PromQL text, checked before parsing
+    query_max_depth: int = 128  # brackets + operators along any path of the syntax tree
+    query_concurrency: int = 4  # queries evaluated at once (the others wait, within their timeout)
 
 
 @dataclasses.dataclass

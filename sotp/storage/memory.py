@@ -137,6 +137,8 @@ class _MemQuerier:
 
     async def select(self, matchers: list[Matcher], hints: SelectHints | None = None) -> list[Series]:
         found = self._matching(matchers)
+        if hints is not None:
+            hints.check_budget(sum(len(ts) for _, ts, _ in found))
         found.sort(key=lambda x: x[0].items_tuple())
         return [Series(labels, ts, vs) for labels, ts, vs in found]
 

@@ -743,7 +743,7 @@ class _SQLiteQuerier:
             store._tail(store._rconn)
         return np.array(store._index.candidates(matchers or []), np.int64)
 
-    def _fetch(self, matchers: Sequence[Matcher]) -> list[Series]:
+    def _fetch(self, matchers: Sequence[Matcher], hints: SelectHints | None = None) -> list[Series]:
         ids = self._ids(matchers)
         if not len(ids):
             return []
@@ -752,12 +752,14 @@ class _SQLiteQuerier:
             store._blocks(store._read, ids, self._mint, self._maxt),
             store.head.select(ids, self._mint, self._maxt),
         ])
+        if hints is not None:  # before merging and assembling the series
+            hints.check_budget(int(runs.counts.sum()))
         out = assemble(runs, self._mint, self._maxt, store._index.by_id)
         out.sort(key=lambda s: s.labels.items_tuple())
         return out
 
     async def select(self, matchers: list[Matcher], hints: SelectHints | None = None) -> list[Series]:
-        return await asyncio.to_thread(self._fetch, matchers)
+        return await asyncio.to_thread(self._fetch, matchers, hints)
 
     def _series_in_window(self, matchers: Sequence[Matcher] | None) -> list[Labels]:
         ids = self._ids(matchers)
