@@ -62,7 +62,7 @@ def load_and_measure(server: Server, load: Load, data: Dataset, verify: bool) ->
     """Send ``load`` to ``server`` with the clock running, then (optionally) check every sample is there."""
     cpu0, db0 = server.cpu_s(), servers.postgres_cpu_s()
     sent = loadgen.send(server.write_url, load)
-    cpu, db = server.cpu_s() - cpu0, servers.postgres_cpu_s() - db0
+    cpu, db = server.cpu_s() - cpu0, max(0.0, servers.postgres_cpu_s() - db0)  # exited backends drop out
     verified = loadgen.verify(server.base, data) if verify else None
     measured = Measured(server.name, sent, verified, cpu, db, server.rss_mib())
     print(f"  {server.name:>18}: {sent.describe()}", flush=True)

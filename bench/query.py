@@ -126,6 +126,7 @@ async def _force_compaction(storage_url: str, end_ms: int) -> str:
 @dataclass
 class BackendRun:
     name: str
+    shape: str
     rss_mib: float
     live: list[Timing]
     compacted: list[Timing] | None
@@ -142,14 +143,14 @@ def run_backend(name: str, prom: Server, data: Dataset, load: Load, args: argpar
             print(f"sotp serve ({name}) RSS after load: {rss:.0f} MiB", flush=True)
             live = query_set(sotp, prom, data, args.repeat, f"{name}, {args.shape} shape, as loaded")
         if not args.compact:
-            return BackendRun(name, rss, live, None)
+            return BackendRun(name, args.shape, rss, live, None)
         print(force_compaction(backend.url, data), flush=True)
         started = time.perf_counter()
         with servers.serving(start) as sotp:
             print(f"sotp serve ({name}) ready again after {time.perf_counter() - started:.1f} s, "
                   f"RSS {sotp.rss_mib():.0f} MiB", flush=True)
             compacted = query_set(sotp, prom, data, args.repeat, f"{name}, after forced compaction")
-        return BackendRun(name, rss, live, compacted)
+        return BackendRun(name, args.shape, rss, live, compacted)
 
 
 def load_into(server: Server, load: Load, data: Dataset, verify: bool) -> None:
@@ -165,7 +166,7 @@ def print_table(runs: list[BackendRun], prom_rss: float) -> None:
     print("\n| backend | data | query | step | Prometheus ms | SOTP ms | ratio |")
     print("|---|---|---|---:|---:|---:|---:|")
     for r in runs:
-        for label, timings in (("as loaded", r.live), ("compacted", r.compacted or [])):
+        for label, timings in ((f"{r.shape} shape, as loaded", r.live), ("after compaction", r.compacted or [])):
             for t in timings:
                 print(f"| {r.name} | {label} | `{t.query}` | {t.step} s | {t.prom_ms:,.1f} | {t.sotp_ms:,.1f} | "
                       f"{t.ratio:.2f}× |")
