@@ -31,8 +31,11 @@ COMMANDS: dict[str, Command] = {
     "worker": Command("worker.cli", "server", "scrape scheduler (scrape_configs) and SSH config backups"),
     "agent": Command("agent.cli", "agent", "collect host metrics and push them over remote write"),
     "exporter": Command("sotp.cli.exporter", "all", "run an exporter: host, snmp or icmp"),
+    "snmp": Command("exporters.snmp.tool_cli", "snmp", "generate snmp.yml from MIBs, walk with MIB names, check"),
     "dashboard": Command("dashboards.cli", "dashboards", "the Streamlit dashboard app"),
     "backup": Command("worker.backup.cli", "backup", "SSH configuration backups: run now, show diffs"),
+    "ruler": Command("rules.ruler", "server", "evaluate recording and alerting rules; notify Alertmanager"),
+    "rules": Command("rules.cli", "server", "check rule files and run rule unit tests (as promtool)"),
     "token": Command("sotp.cli.token", "server", "create, list and revoke API tokens"),
     "db": Command("sotp.cli.db", "server", "database maintenance: migrate"),
 }
@@ -44,13 +47,16 @@ EXPORTERS: dict[str, Command] = {
 }
 
 
+FIRST_PARTY = frozenset({"sotp", "exporters", "remote_write", "query", "worker", "agent", "dashboards", "rules"})
+
+
 def load_command(cmd: Command) -> ModuleType:
     """Import a command module, or exit with the ``pip install`` hint when its extra is missing."""
     try:
         return importlib.import_module(cmd.module)
     except ModuleNotFoundError as err:
         missing = err.name or "?"
-        if missing.split(".")[0] in {"sotp", "exporters", "remote_write", "query", "worker", "agent", "dashboards"}:
+        if missing.split(".")[0] in FIRST_PARTY:
             raise
         sys.stderr.write(
             f"sotp: this command needs the Python package {missing!r}: pip install 'sotp[{cmd.extra}]'\n"

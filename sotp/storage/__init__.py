@@ -134,12 +134,21 @@ def open_storage(url: str) -> Storage:
 
         return MemoryStorage()
     if url.startswith("sqlite:"):
+        from urllib.parse import parse_qsl
+
+        from sotp.storage.head import HEAD_KEYS, policy_from_params
         from sotp.storage.sqlite import SQLiteStorage
 
-        path = url.removeprefix("sqlite://")
+        path, _, query = url.removeprefix("sqlite://").partition("?")
         if path.startswith("/./") or path.startswith("/../"):
             path = path[1:]
-        return SQLiteStorage(path or "./data/sotp.db")
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        unknown = sorted(set(params) - set(HEAD_KEYS))
+        if unknown:
+            raise ConfigError(
+                f"storage URL {url!r}: unknown parameter {unknown[0]!r} (SQLite takes {', '.join(HEAD_KEYS)})"
+            )
+        return SQLiteStorage(path or "./data/sotp.db", policy=policy_from_params(params, url))
     if url.startswith(("postgresql:", "postgres:")):
         try:
             from sotp.storage.postgres import PostgresStorage
