@@ -116,14 +116,15 @@ def start_sotp(storage_url: str, workdir: Path, name: str = "sotp") -> Server:
 
 
 def start_prometheus(workdir: Path, config: str = "global:\n  scrape_interval: 1h\n",
-                     name: str = "prometheus") -> Server:
-    """Prometheus 2.42 with the remote-write receiver on, a fresh data dir under ``workdir``."""
+                     name: str = "prometheus", extra_args: tuple[str, ...] = ()) -> Server:
+    """Prometheus 2.42 with the remote-write receiver on, a fresh data dir under ``workdir``
+    (``<workdir>/<name>-tsdb-*``); ``extra_args`` are further flags (``--web.enable-admin-api``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / f"{name}.yml").write_text(config)
     port = free_port()
     data_dir = workdir / f"{name}-tsdb-{uuid.uuid4().hex[:8]}"
     argv = [PROMETHEUS, f"--config.file={workdir / f'{name}.yml'}", f"--storage.tsdb.path={data_dir}",
-            "--web.enable-remote-write-receiver", f"--web.listen-address=127.0.0.1:{port}"]
+            "--web.enable-remote-write-receiver", f"--web.listen-address=127.0.0.1:{port}", *extra_args]
     return _start(name, argv, port, workdir)
 
 
