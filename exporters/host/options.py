@@ -58,6 +58,9 @@ class Options:
     stat_softirq: bool = False
     systemd_unit_include: str = ".+"
     systemd_unit_exclude: str = SYSTEMD_UNIT_EXCLUDE
+    systemd_enable_task_metrics: bool = False
+    systemd_enable_restarts_metrics: bool = False
+    systemd_enable_start_time_metrics: bool = False
     tapestats_ignored_devices: str = "^$"
     textfile_directory: str = ""
     vmstat_fields: str = VMSTAT_FIELDS

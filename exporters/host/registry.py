@@ -59,6 +59,7 @@ COLLECTORS: dict[str, str] = {
     "sockstat": "sockstat",
     "softnet": "softnet",
     "stat": "stat",
+    "systemd": "systemd",
     "tapestats": "tapestats",
     "textfile": "textfile",
     "thermal_zone": "thermal_zone",
@@ -72,9 +73,7 @@ COLLECTORS: dict[str, str] = {
 }
 
 #: Collectors Debian's node_exporter 1.5 runs by default that SOTP does not implement, with the reason.
-NOT_IMPLEMENTED: dict[str, str] = {
-    "systemd": "node_exporter asks systemd over D-Bus (its private socket); SOTP has no D-Bus client yet",
-}
+NOT_IMPLEMENTED: dict[str, str] = {}
 
 #: Collectors node_exporter 1.5 has but leaves off by default (``--collector.<name>`` turns them on there).
 OFF_BY_DEFAULT_UPSTREAM = (

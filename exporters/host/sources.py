@@ -12,7 +12,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from exporters.host.dbus import Connection
 
 
 class FsStat(NamedTuple):
@@ -118,6 +121,8 @@ class Sources:
     page_size: int = field(default_factory=lambda: os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096)
     #: "procfs" (Linux: node_exporter's collectors on /proc and /sys) or "psutil" (any OS, fewer families)
     backend: str = "procfs"
+    #: How the systemd collector reaches systemd; None: as node_exporter does (collectors/systemd.py)
+    systemd_bus: Callable[[], Connection] | None = None
 
     def read(self, base: Path, *parts: str) -> str:
         return base.joinpath(*parts).read_text()

@@ -20,7 +20,7 @@ def parse(*argv: str) -> argparse.Namespace:
 
 def test_defaults_are_every_implemented_default_collector() -> None:
     assert flags.collectors_from_args(parse()) == sorted(DEFAULT_ENABLED)
-    assert "systemd" not in flags.collectors_from_args(parse())
+    assert len(DEFAULT_ENABLED) == 46  # all of Debian's node_exporter 1.5 defaults
 
 
 @pytest.mark.parametrize(
@@ -39,14 +39,13 @@ def test_choosing_collectors(argv: list[str], want_in: set[str], want_out: set[s
 
 @pytest.mark.parametrize(
     ("argv", "message"),
-    [(["--collector.systemd"], "D-Bus"),  # a default node_exporter collector SOTP lacks: the reason
-     (["--collector.wifi"], "wifi"),  # off by default in node_exporter, not in SOTP
+    [(["--collector.wifi"], "wifi"),  # off by default in node_exporter, not in SOTP
      (["--collectors", "cpu,gpu"], "gpu"),
      (["--collector.netdev.device-include=eth0"], "mutually exclusive"),  # Debian's default exclude is set
      (["--collector.vmstat.fields=("], "--collector.vmstat.fields"),
      (["--collector.filesystem.mount-timeout=soon"], "--collector.filesystem.mount-timeout"),
      (["--collector.ipvs.backend-labels=proto,colour"], "colour")],
-    ids=["systemd", "wifi", "unknown", "include-and-exclude", "bad-regex", "bad-duration", "ipvs-label"],
+    ids=["wifi", "unknown", "include-and-exclude", "bad-regex", "bad-duration", "ipvs-label"],
 )
 def test_refused_with_the_flag_and_reason(argv: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -76,3 +75,13 @@ def test_path_flags_and_their_short_forms() -> None:
 def test_every_collector_has_its_flag_pair() -> None:
     for name in COLLECTORS:
         assert getattr(parse(f"--no-collector.{name}"), f"collector_{name}") is False
+
+
+@pytest.mark.parametrize(("platform", "backend"), [("linux", "procfs"), ("darwin", "psutil"), ("win32", "psutil"),
+                                                   ("freebsd14", "psutil")])
+def test_auto_backend_follows_the_platform(monkeypatch: pytest.MonkeyPatch, platform: str, backend: str) -> None:
+    pytest.importorskip("psutil", reason="psutil is a dev dependency")
+    monkeypatch.setattr(flags.sys, "platform", platform)  # the OSes themselves cannot run here
+    assert flags.backend_from_args(parse()) == backend
+    chosen = flags.collectors_from_args(parse())
+    assert ("netstat" in chosen) == (backend == "procfs")  # psutil's set has no /proc-only collector
