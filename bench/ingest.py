@@ -181,15 +181,15 @@ def main() -> int:
     throughput: list[str] = []
     resends: list[str] = []
     try:
-        if {"live", "ten"} & set(rows):
+        shapes = [(row, k) for row, k in (("live", 1), ("ten", 10)) if row in rows]
+        if shapes:
             data = loadgen.make_dataset(args.series, args.minutes * 60, args.step)
             print(f"dataset: {data.describe()}", flush=True)
-        for row, k in (("live", 1), ("ten", 10)):
-            if row in rows:
-                started = time.perf_counter()
-                load = loadgen.encode(data, loadgen.Shape(k, args.series_per_request, args.senders))
-                print(f"encoded {row} in {time.perf_counter() - started:.1f} s", flush=True)
-                throughput += throughput_row(row, data, load, args, tmp)
+        for row, k in shapes:
+            started = time.perf_counter()
+            load = loadgen.encode(data, loadgen.Shape(k, args.series_per_request, args.senders))
+            print(f"encoded {row} in {time.perf_counter() - started:.1f} s", flush=True)
+            throughput += throughput_row(row, data, load, args, tmp)
         if "resend" in rows:
             resends = resend_row(args, tmp)
     finally:
