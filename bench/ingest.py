@@ -60,9 +60,9 @@ class Measured:
 
 def load_and_measure(server: Server, load: Load, data: Dataset, verify: bool) -> Measured:
     """Send ``load`` to ``server`` with the clock running, then (optionally) check every sample is there."""
-    cpu0, db0 = server.cpu_s(), servers.postgres_cpu_s()
+    cpu0, db0 = server.cpu(), servers.postgres_cpu_s()
     sent = loadgen.send(server.write_url, load)
-    cpu, db = server.cpu_s() - cpu0, max(0.0, servers.postgres_cpu_s() - db0)  # exited backends drop out
+    cpu, db = server.cpu_since(cpu0), max(0.0, servers.postgres_cpu_s() - db0)  # exited backends drop out
     verified = loadgen.verify(server.base, data) if verify else None
     measured = Measured(server.name, sent, verified, cpu, db, server.rss_mib())
     print(f"  {server.name:>18}: {sent.describe()}", flush=True)
@@ -96,7 +96,7 @@ def _on_backend(name: str, args: argparse.Namespace, tmp: Path, measure: Callabl
     """``measure(server)`` on a fresh ``sotp serve`` over a fresh ``name`` store; None when that cannot run."""
     try:
         with servers.fresh_backend(name, args, tmp) as backend, \
-                servers.serving(lambda: servers.start_sotp(backend.url, tmp, f"sotp-{name}")) as sotp:
+                servers.serving(lambda: servers.start_sotp(backend.url, tmp, f"sotp-{name}", args.serve_args)) as sotp:
             return measure(sotp)
     except servers.BackendUnavailable as err:
         print(f"  {'sotp-' + name:>18}: skipped, database unreachable: {err}", flush=True)
@@ -181,15 +181,15 @@ def main() -> int:
     throughput: list[str] = []
     resends: list[str] = []
     try:
-        if {"live", "ten"} & set(rows):
+        shapes = [(row, k) for row, k in (("live", 1), ("ten", 10)) if row in rows]
+        if shapes:
             data = loadgen.make_dataset(args.series, args.minutes * 60, args.step)
             print(f"dataset: {data.describe()}", flush=True)
-        for row, k in (("live", 1), ("ten", 10)):
-            if row in rows:
-                started = time.perf_counter()
-                load = loadgen.encode(data, loadgen.Shape(k, args.series_per_request, args.senders))
-                print(f"encoded {row} in {time.perf_counter() - started:.1f} s", flush=True)
-                throughput += throughput_row(row, data, load, args, tmp)
+        for row, k in shapes:
+            started = time.perf_counter()
+            load = loadgen.encode(data, loadgen.Shape(k, args.series_per_request, args.senders))
+            print(f"encoded {row} in {time.perf_counter() - started:.1f} s", flush=True)
+            throughput += throughput_row(row, data, load, args, tmp)
         if "resend" in rows:
             resends = resend_row(args, tmp)
     finally:

@@ -147,18 +147,18 @@ def watch(sender: Server, sotp: Server, minutes: float, interval: int) -> dict[s
     print(f"{'t s':>5} {'queue':>9} {'sent/s':>8} {'pending':>8} {'failed':>6} {'retried':>7} {'shards':>6} "
           f"{'lag s':>6} | sotp RSS MiB, CPU %", flush=True)
     started = time.monotonic()
-    cpu0 = sotp.cpu_s()
+    cpu_before = sotp.cpu()
     while time.monotonic() - started < minutes * 60:
         time.sleep(interval)
-        cpu = sotp.cpu_s()
+        cpu_pct = 100 * sotp.cpu_since(cpu_before) / interval
+        cpu_before = sotp.cpu()
         for name, state in sorted(queue_states(sender).items()):
             past = history.setdefault(name, [])
             rate = (state.sent - past[-1].sent) / (state.at - past[-1].at) if past else 0.0
             past.append(state)
             print(f"{state.at - started:>5.0f} {name:>9} {rate:>8,.0f} {state.pending:>8,.0f} {state.failed:>6,.0f} "
                   f"{state.retried:>7,.0f} {state.shards:>6.0f} {state.lag_s:>6.1f} | "
-                  f"{sotp.rss_mib():.0f}, {100 * (cpu - cpu0) / interval:.0f} %", flush=True)
-        cpu0 = cpu
+                  f"{sotp.rss_mib():.0f}, {cpu_pct:.0f} %", flush=True)
     return history
 
 
@@ -205,7 +205,7 @@ def compare_stores(sotp: Server, reference: Server, at_ms: int, minutes: float) 
 
 def run_backend(name: str, ports: list[int], args: argparse.Namespace, tmp: Path) -> list[Verdict]:
     with servers.fresh_backend(name, args, tmp) as backend, \
-            servers.serving(lambda: servers.start_sotp(backend.url, tmp, f"sotp-{name}")) as sotp, \
+            servers.serving(lambda: servers.start_sotp(backend.url, tmp, f"sotp-{name}", args.serve_args)) as sotp, \
             servers.serving(lambda: servers.start_prometheus(tmp / name, name="reference")) as ref:
         config = sender_config(ports, args.interval, {"sotp": sotp.write_url, "reference": ref.write_url})
         with servers.serving(lambda: servers.start_prometheus(tmp / name, config, "sender")) as sender:

@@ -152,7 +152,7 @@ def run_backend(name: str, prom: Server, data: Dataset, load: Load, args: argpar
                 tmp: Path) -> BackendRun:
     """Load a fresh store through ``sotp serve``, time the set, and (``--compact``) again after compaction."""
     with servers.fresh_backend(name, args, tmp) as backend:
-        start = lambda: servers.start_sotp(backend.url, tmp, f"sotp-{name}")  # noqa: E731
+        start = lambda: servers.start_sotp(backend.url, tmp, f"sotp-{name}", args.serve_args)  # noqa: E731
         with servers.serving(start) as sotp:
             load_into(sotp, load, data, args.verify)
             rss = sotp.rss_mib()
