@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from tests.compliance import demo_data
-from tests.conftest import PG_DSN, REPO, Proc, free_port, sotp_cmd, wait_for_port
+from tests.conftest import PG_DSN, REPO, Proc, drop_schema, free_port, sotp_cmd, wait_for_port
 from tests.query import oracle_support as osup
 
 pytestmark = pytest.mark.integration
@@ -98,8 +98,6 @@ def _start_serve(tmp: Path, backend: str) -> tuple[Proc, str, str | None]:
 
 @pytest.fixture(scope="module")
 def answers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, list[dict[str, Any]]]]:
-    import asyncio
-
     # the tester's default window: 10 minutes ending 12 minutes ago
     end_s = round(time.time() - 12 * 60, 3)
     data = demo_data.generate(int(end_s * 1000))
@@ -127,7 +125,7 @@ def answers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, list
         finally:
             serve.stop()
             if schema is not None:
-                asyncio.run(osup._drop_schema(PG_DSN, schema))
+                drop_schema(PG_DSN, schema)
     yield out
 
 

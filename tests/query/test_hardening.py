@@ -170,7 +170,7 @@ async def test_finding_4_select_stops_at_the_budget(backend: str, tmp_path: Any)
 
     osup.require_backend(backend)
     schema = f"sotp_budget_{uuid.uuid4().hex[:12]}"
-    from tests.conftest import PG_DSN
+    from tests.conftest import PG_DSN, drop_schema
 
     url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 'b.db'}",
            "postgres": f"{PG_DSN}{'&' if '?' in PG_DSN else '?'}schema={schema}"}[backend]
@@ -192,7 +192,7 @@ async def test_finding_4_select_stops_at_the_budget(backend: str, tmp_path: Any)
     finally:
         await store.close()
         if backend == "postgres":
-            await osup._drop_schema(PG_DSN, schema)
+            drop_schema(PG_DSN, schema)
 
 
 # ---- finding 12: internals in errors ---------------------------------------------------------------------
