@@ -71,12 +71,15 @@ def sotp_cmd(*args: str) -> list[str]:
 class Proc:
     """A child process killed (and reaped) at teardown; its output goes to a log file."""
 
-    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path = REPO):
+    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path = REPO,
+                 new_session: bool = False):
         self.argv = argv
         self.log = log
         self._fh = open(log, "wb")  # noqa: SIM115 - closed in stop()
         full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-        self.popen = subprocess.Popen(argv, stdout=self._fh, stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
+        # new_session: its own process group, as a command started from a shell is (for killpg, like Ctrl-C)
+        self.popen = subprocess.Popen(argv, stdout=self._fh, stderr=subprocess.STDOUT, env=full_env, cwd=cwd,
+                                      start_new_session=new_session)
 
     def output(self) -> str:
         if not self._fh.closed:

@@ -35,6 +35,7 @@ COMMANDS: dict[str, Command] = {
     "backup": Command("worker.backup.cli", "backup", "SSH configuration backups: run now, show diffs"),
     "token": Command("sotp.cli.token", "server", "create, list and revoke API tokens"),
     "db": Command("sotp.cli.db", "server", "database maintenance: migrate"),
+    "check": Command("sotp.cli.check", "server", "check a sotp.yml: every section, as the commands read it"),
 }
 
 EXPORTERS: dict[str, Command] = {
@@ -42,6 +43,10 @@ EXPORTERS: dict[str, Command] = {
     "snmp": Command("exporters.snmp.cli", "snmp", "snmp_exporter-compatible multi-target /snmp"),
     "icmp": Command("exporters.icmp.cli", "icmp", "blackbox-compatible /probe and continuous ping"),
 }
+
+
+#: Third-party loggers kept at WARNING unless --log-level asks for more (paramiko logs every SSH session).
+QUIET_LOGGERS: tuple[str, ...] = ("paramiko", "netmiko", "asyncssh", "pysnmp")
 
 
 def load_command(cmd: Command) -> ModuleType:
@@ -85,10 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         top.print_help()
         return 0 if i < len(argv) else 2
     global_args = top.parse_args(argv[:i])
-    logging.basicConfig(
-        level=getattr(logging, global_args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    level = getattr(logging, global_args.log_level.upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in QUIET_LOGGERS:  # their INFO lines are per-connection chatter; SOTP logs the outcome itself
+        logging.getLogger(name).setLevel(level if level <= logging.DEBUG else max(level, logging.WARNING))
     name = argv[i]
     cmd = COMMANDS[name]
     module = load_command(cmd)

@@ -19,7 +19,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 
-from sotp.config import Config, load_config, parse_duration
+from sotp.cli.check import check_file, load_or_exit
+from sotp.cli.options import check_option, config_options
+from sotp.config import Config, parse_duration
 from sotp.errors import SotpError, StorageError
 from sotp.storage import open_storage
 from sotp.web import CTX, ServerContext
@@ -124,16 +126,21 @@ def split_listen(listen: str) -> tuple[str, int]:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="sotp.yml (defaults make it optional)")
+    config_options(parser)
     parser.add_argument("--listen", help="host:port to serve on (server.listen; default 127.0.0.1:9201)")
     parser.add_argument(
         "--storage",
-        help="sqlite:///path/to.db (default sqlite:///./data/sotp.db) or postgresql://user@host:port/db",
+        help="sqlite:///path/to.db (default: sotp.db in the data directory) or postgresql://user@host:port/db",
     )
+    check_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    if args.check:
+        return check_file(args.config, args.data_dir)
+    config = load_or_exit("serve", args.config, args.data_dir)
+    if isinstance(config, int):
+        return config
     if args.listen:
         config.server.listen = args.listen
     if args.storage:

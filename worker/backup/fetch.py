@@ -31,6 +31,31 @@ def command_for(device: Device) -> str:
     return device.command or platform_for(device.device_type).command
 
 
+def _socket_cause(err: BaseException) -> OSError | None:
+    """The socket error behind an exception (netmiko raises its own from inside ``except socket.error``)."""
+    seen: BaseException | None = err.__cause__ or err.__context__
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _connect_failed(where: str, err: OSError, timeout_s: float) -> BackupFailed:
+    """A connection error named for what happened: refused, timed out, name not resolved, unreachable."""
+    # paramiko's NoValidConnectionsError holds one error per address tried (IPv4, IPv6) in ``errors``.
+    tried = [e for e in getattr(err, "errors", {}).values() if isinstance(e, OSError)]
+    if tried and all(isinstance(e, ConnectionRefusedError) for e in tried):
+        err = tried[0]
+    if isinstance(err, ConnectionRefusedError):
+        return BackupFailed(f"cannot back up {where}: connection refused (is SSH listening on that port?)", "refused")
+    if isinstance(err, TimeoutError):
+        return BackupFailed(f"cannot back up {where}: timed out after {timeout_s:g}s (backup.timeout)", "timeout")
+    if isinstance(err, socket.gaierror):
+        return BackupFailed(f"cannot back up {where}: host name not resolved ({err.strerror or err})", "dns")
+    return BackupFailed(f"cannot back up {where}: {err.strerror or err}", "unreachable")
+
+
 def _fetch_sync(device: Device, timeout_s: float) -> str:
     from netmiko import ConnectHandler
     from netmiko.exceptions import NetmikoAuthenticationException, NetmikoTimeoutException, ReadTimeout
@@ -64,10 +89,15 @@ def _fetch_sync(device: Device, timeout_s: float) -> str:
         msg = f"cannot back up {where}: authentication failed for user {device.username!r}"
         raise BackupFailed(msg, "auth") from err
     except (NetmikoTimeoutException, ReadTimeout) as err:
+        # netmiko reports every socket error while connecting as a timeout; the OSError it caught tells
+        # a refused or unroutable connection (immediate) from a real timeout.
+        cause = _socket_cause(err)
+        if cause is not None:
+            raise _connect_failed(where, cause, timeout_s) from err
         msg = f"cannot back up {where}: timed out after {timeout_s:g}s (backup.timeout)"
         raise BackupFailed(msg, "timeout") from err
-    except (ConnectionRefusedError, socket.gaierror, OSError) as err:
-        raise BackupFailed(f"cannot back up {where}: {err.strerror or err}", "unreachable") from err
+    except OSError as err:
+        raise _connect_failed(where, err, timeout_s) from err
     except (ValueError, EOFError) as err:  # netmiko raises ValueError when it cannot find the prompt
         raise BackupFailed(f"cannot back up {where}: unexpected session ({type(err).__name__})", "session") from err
     except Exception as err:  # paramiko's SSHException family: only the type, its text may echo device output

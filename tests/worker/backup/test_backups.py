@@ -137,7 +137,9 @@ async def test_failures_are_isolated_and_never_leak_secrets(
     assert results["r1"].ok
     assert not results["badauth"].ok and results["badauth"].reason == "auth"
     assert not results["hung"].ok and results["hung"].reason in ("timeout", "session")
-    assert not results["gone"].ok and results["gone"].reason in ("unreachable", "timeout")
+    # A closed port is refused at once, not reported as a timeout (issue 23, point 6).
+    assert not results["gone"].ok and results["gone"].reason == "refused", results["gone"].error
+    assert "connection refused" in results["gone"].error and "timed out" not in results["gone"].error
     for name in ("badauth", "hung", "gone"):
         assert await latest_value(storage, "sotp_config_backup_success", name) == 0.0
         assert name in results[name].error
@@ -253,6 +255,8 @@ def test_cli_run_and_diff(sims: dict[str, DeviceSim], tmp_path: Path) -> None:
     r = sotp("run")
     assert r.returncode == 0, r.stderr
     assert "r1: ok" in r.stdout and "new version 1" in r.stdout
+    # paramiko's per-session INFO lines ("Connected (version 2.0, ...)") stay out of the CLI's output
+    assert "paramiko" not in r.stderr and "Connected (version" not in r.stderr, r.stderr
     sims["mx1"].config += '\nset interfaces ge-0/0/1 description "new link"'
     r = sotp("run", "--device", "mx1")
     assert r.returncode == 0 and "mx1: ok" in r.stdout and "new version 2" in r.stdout and "r1" not in r.stdout
