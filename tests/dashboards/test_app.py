@@ -89,6 +89,13 @@ def test_network_page(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None
     assert len(marked) == 1, "the traffic chart carries the backup and config-change markers"
     at.selectbox(key="network_interface").set_value("2").run()
     assert not at.exception
+    # a device of sotp.yml's devices: (SNMP instance 192.0.2.254:161, ping host 192.0.2.254 and backups all
+    # labelled device="edge-rtr1") is one row above, and its detail finds every source through that label
+    at.selectbox(key="network_device").set_value("edge-rtr1").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert list(at.dataframe[1].value["Name"]) == [i.name for i in ds.DEVICES[1].ifaces]
+    assert len(_charts(at)) == 4
+    assert not any(str(d.ip) in list(devices["Device"]) for d in ds.DEVICES)
     # a ping-only device has no interface table
     at.selectbox(key="network_device").set_value("isp-gw").run()
     assert len(at.dataframe) == 1
