@@ -17,8 +17,8 @@ from pathlib import Path
 from agent.buffer import Buffer
 from agent.loop import Agent, Settings
 from agent.sender import Sender
-from exporters.host.registry import COLLECTORS, collect
-from exporters.host.sources import Sources
+from exporters.host import flags
+from exporters.host.registry import collect
 from sotp.config import parse_duration
 from sotp.errors import ConfigError
 from sotp.model import LABEL_NAME_RE
@@ -49,10 +49,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="size limit of the buffer directory; oldest batches are dropped first (default 64 MiB)")
     parser.add_argument("--max-samples-per-send", type=int, default=2000, help="batch size (default 2000)")
     parser.add_argument("--max-backoff", default="30s", help="cap of the retry backoff (default 30s)")
-    parser.add_argument("--proc", default="/proc", help="procfs mount point")
-    parser.add_argument("--sys", default="/sys", help="sysfs mount point")
-    parser.add_argument("--rootfs", default="", help="prefix for mount points before statfs")
-    parser.add_argument("--collectors", default=",".join(COLLECTORS), help="comma-separated host collectors")
+    flags.add_arguments(parser)
 
 
 def target_labels(args: argparse.Namespace) -> dict[str, str]:
@@ -74,10 +71,8 @@ def build(args: argparse.Namespace) -> Agent:
             token = Path(args.token_file).read_text().strip()
         except OSError as err:
             raise ConfigError(f"cannot read --token-file {args.token_file}: {err.strerror}") from err
-    names = [n.strip() for n in args.collectors.split(",") if n.strip()]
-    unknown = [n for n in names if n not in COLLECTORS]
-    if unknown:
-        raise ConfigError(f"--collectors: unknown {', '.join(unknown)}; choose from {', '.join(COLLECTORS)}")
+    names = flags.collectors_from_args(args)
+    options = flags.options_from_args(args)
     if args.ca_file and not os.access(args.ca_file, os.R_OK):
         raise ConfigError(f"cannot read --ca-file {args.ca_file}")
     if not args.url.startswith(("http://", "https://")):
@@ -90,10 +85,10 @@ def build(args: argparse.Namespace) -> Agent:
     )
     if settings.interval <= 0:
         raise ConfigError("--interval must be positive")
-    sources = Sources(proc=Path(args.proc), sys=Path(args.sys), rootfs=args.rootfs.rstrip("/"))
+    sources = flags.sources_from_args(args)
     sender = Sender(args.url, token, parse_duration(args.timeout, "--timeout"), args.ca_file)
     buffer = Buffer(Path(args.buffer_dir), args.buffer_max_bytes)
-    return Agent(settings, lambda: collect(sources, names), sender, buffer)
+    return Agent(settings, lambda: collect(sources, names, options), sender, buffer)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from query.parse import parse_selector, prettify
 from query.render import render_data
 from sotp.config import parse_duration
 from sotp.errors import AuthError, StorageError
+from sotp.metadata import metadata_store
 from sotp.model import LABEL_NAME_RE, Labels, Matcher, MatchOp
 from sotp.web import CTX, ServerContext, authorize
 
@@ -69,9 +70,12 @@ def api_error(err: BaseException) -> web.Response:
         return error_response("unauthorized" if err.status == 401 else "forbidden", str(err), err.status)
     for cls, kind, status in ERROR_TABLE:
         if isinstance(err, cls):
+            if kind == "internal":  # a store failure's text names files, hosts and users: log it only
+                log.warning("query API: storage failed: %s", err)
+                return error_response(kind, "internal error: the store failed (see the server log)", status)
             return error_response(kind, str(err), status)
     log.exception("internal error in query API", exc_info=err)
-    return error_response("internal", f"internal error: {err}", 500)
+    return error_response("internal", "internal error (see the server log)", 500)
 
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
@@ -254,25 +258,10 @@ async def label_values(request: web.Request, principal: Any) -> web.Response:
 
 async def metadata(request: web.Request, principal: Any) -> web.Response:
     p = await Params.read(request)
-    store: dict[str, list[dict[str, str]]] = request.app[CTX].extras.get("metadata") or {}
-    metric = p.get("metric")
-    limit = _limit(p)
-    visible: set[str] | None = None
-    extra = tenant_matchers(principal)
-    if extra:  # a tenant only learns about metric names it has series for
-        querier = request.app[CTX].storage.querier(MIN_TIME_MS, MAX_TIME_MS)
-        try:
-            visible = set(await querier.label_values("__name__", extra))
-        finally:
-            await querier.close()
-    out: dict[str, list[dict[str, str]]] = {}
-    for name in sorted(store):
-        if (metric and name != metric) or (visible is not None and name not in visible):
-            continue
-        if limit is not None and len(out) >= limit:
-            break
-        out[name] = [{"type": m.get("type", ""), "help": m.get("help", ""), "unit": m.get("unit", "")}
-                     for m in store[name]]
+    ctx = request.app[CTX]
+    tenant = getattr(principal, "tenant", None)
+    # Kept per tenant (sotp.metadata): a tenant sees what its own writes announced; others see every tenant's.
+    out = metadata_store(ctx.extras, ctx.config.limits).view(tenant, tenant is None, p.get("metric"), _limit(p))
     return success(json.dumps(out, separators=(",", ":"), ensure_ascii=False))
 
 
@@ -291,10 +280,6 @@ async def query_exemplars(request: web.Request, principal: Any) -> web.Response:
         except BadData as err:
             raise _with_query_context(err) from None
     return success("[]")  # SOTP stores no exemplars
-
-
-async def rules(request: web.Request, principal: Any) -> web.Response:
-    return success('{"groups":[]}')  # SOTP has no rule evaluation
 
 
 async def format_query(request: web.Request, principal: Any) -> web.Response:
@@ -328,4 +313,3 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
     r.add_get("/api/v1/label/{name}/values", _guard(label_values))
     r.add_get("/api/v1/metadata", _guard(metadata))
     r.add_get("/api/v1/status/buildinfo", _guard(buildinfo))
-    r.add_get("/api/v1/rules", _guard(rules))

@@ -14,6 +14,7 @@ import numpy as np
 
 from query import ast
 from query.errors import ExecutionError
+from query.gomath import go_pow
 from query.values import F64, B, Scalar, Vector, drop_name, normalize
 from sotp.model import METRIC_NAME, Labels
 
@@ -23,7 +24,7 @@ ARITH: dict[str, Callable[[F64, F64], F64]] = {
     "*": np.multiply,
     "/": np.divide,
     "%": np.fmod,  # Go's math.Mod: the sign of the dividend
-    "^": np.power,
+    "^": go_pow,  # Go's math.Pow, not C's pow (they differ in the last bit)
     "atan2": np.arctan2,
 }
 #: Operators after which the metric name is dropped; 2.42 keeps it for ``atan2`` (``shouldDropMetricName``).

@@ -354,11 +354,11 @@ class Evaluator:
             if n != 1 or not len(v):
                 return v
             col = v.values[:, 0]
-            key = np.where(np.isnan(col), -np.inf if name == "sort" else np.inf, col)
-            order = np.argsort(key if name == "sort" else -key, kind="stable")
-            # NaN sorts first in both directions in Prometheus 2.42
-            nan_first = np.concatenate([order[np.isnan(col[order])], order[~np.isnan(col[order])]])
-            out = v.select_rows(nan_first)
+            nan = np.isnan(col)
+            order = np.argsort(np.where(nan, 0.0, col if name == "sort" else -col), kind="stable")
+            # NaN sorts last in both directions in Prometheus 2.42 (its Less puts every value before NaN)
+            nan_last = np.concatenate([order[~nan[order]], order[nan[order]]])
+            out = v.select_rows(nan_last)
             out.ordered = True
             return out
         if name in MATH:
@@ -400,18 +400,18 @@ class Evaluator:
         labels: dict[str, str] = {}
         sel = arg.selector if isinstance(arg, ast.MatrixSelector) else arg
         if isinstance(sel, ast.VectorSelector):
+            # replay 2.42's label builder in matcher order: the first equality matcher of a name sets it
+            # (an empty value deletes), any other matcher deletes it, and a later set wins over a delete
             seen: set[str] = set()
-            dropped: set[str] = set()
             for m in sel.matchers:
                 if m.name == METRIC_NAME:
                     continue
-                if m.op is MatchOp.EQ and m.name not in seen:
+                if m.op is MatchOp.EQ and m.name not in seen and m.value:
                     labels[m.name] = m.value
-                    seen.add(m.name)
                 else:
-                    dropped.add(m.name)
-            for d in dropped:
-                labels.pop(d, None)
+                    labels.pop(m.name, None)
+                if m.op is MatchOp.EQ:
+                    seen.add(m.name)
         if not absent.any():
             return Vector.empty(n)
         return Vector([Labels(labels)], np.ones((1, n)), absent[None, :].copy())

@@ -1,8 +1,10 @@
 """The write path every receiver shares: limits, tenant label, one atomic commit, self-metrics, errors.
 
 Status table (REFERENCE.md §1.2): 204/200 only after commit; 400 for input that can never succeed;
-401/403 auth; 413 size; 415 unsupported encoding; 503 + Retry-After when the queue is full or the store
-is down, so senders retry (Prometheus 2.x drops 429s by default); 500 only for bugs.
+401/403 auth; 408 body not received within ``limits.body_timeout_seconds``; 413 size; 415 unsupported
+encoding; 503 + Retry-After when the queue or the in-flight byte budget is full or the store is down, so
+senders retry (Prometheus 2.x drops 429s by default); 500 only for bugs. Admission (slots and bytes):
+:mod:`remote_write.admission`.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from remote_write.admission import ADMISSION, Admission, QueueFull, admitted
 from sotp.codec.remote_write import Columns
 from sotp.errors import AuthError, IngestError, LimitExceeded, SampleRejected, StorageError, UnsupportedMediaType
 from sotp.model import Labels
@@ -27,6 +30,19 @@ from sotp.web import CTX, ServerContext, text_error
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = "5"
+#: Bodies from this size on are decoded in a worker thread, so the event loop keeps answering health
+#: checks and small requests (a 100k-series body takes ~1 s to decode).
+OFF_LOOP_MIN_BYTES = 64 << 10
+
+T = TypeVar("T")
+
+
+async def off_loop(size: int, decode: Callable[[], T]) -> T:
+    """``decode()`` in the default executor when ``size`` (the body's bytes) is large, else inline (a thread
+    hop costs more than decoding a small body). The decoder must not touch the event loop's state."""
+    if size >= OFF_LOOP_MIN_BYTES:
+        return await asyncio.to_thread(decode)
+    return decode()
 
 
 @dataclass(slots=True)
@@ -59,36 +75,14 @@ class WriteMetrics:
             registry=registry,
         )
         self.queue_depth = Gauge(
-            "sotp_write_queue_depth", "Write requests waiting for or holding a commit slot.", registry=registry
+            "sotp_write_queue_depth", "Write requests in flight (reading, decoding or committing).", registry=registry
+        )
+        self.inflight_bytes = Gauge(
+            "sotp_write_inflight_body_bytes", "Body bytes held by write requests in flight.", registry=registry
         )
 
 
-class WriteQueue:
-    """Bounds the number of requests in flight; beyond it the server answers 503 so senders back off."""
-
-    def __init__(self, depth: int, metrics: WriteMetrics) -> None:
-        self._depth = depth
-        self._inflight = 0
-        self._metrics = metrics
-
-    def __enter__(self) -> WriteQueue:
-        if self._inflight >= self._depth:
-            raise QueueFull(f"write queue full ({self._depth} requests in flight; server.write_queue_depth)")
-        self._inflight += 1
-        self._metrics.queue_depth.set(self._inflight)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._inflight -= 1
-        self._metrics.queue_depth.set(self._inflight)
-
-
-class QueueFull(Exception):
-    """Too many writes in flight."""
-
-
 WRITE_METRICS = web.AppKey("sotp_write_metrics", WriteMetrics)
-WRITE_QUEUE = web.AppKey("sotp_write_queue", WriteQueue)
 
 
 def setup_pipeline(app: web.Application, ctx: ServerContext) -> None:
@@ -96,7 +90,10 @@ def setup_pipeline(app: web.Application, ctx: ServerContext) -> None:
     if WRITE_METRICS not in app:
         metrics = WriteMetrics(ctx.registry)
         app[WRITE_METRICS] = metrics
-        app[WRITE_QUEUE] = WriteQueue(ctx.config.server.write_queue_depth, metrics)
+        app[ADMISSION] = Admission(
+            ctx.config.server.write_queue_depth, ctx.config.limits.max_inflight_body_bytes,
+            metrics.queue_depth, metrics.inflight_bytes,
+        )
 
 
 def apply_tenant(principal: Any, batches: Iterable[SeriesBatch]) -> list[SeriesBatch]:
@@ -130,11 +127,12 @@ def future_limit_ms(max_future_s: float) -> int:
 
 
 async def _commit(request: web.Request, protocol: str, stage: Callable[[Appender], None], samples: int) -> int:
-    """Stage through ``stage`` and commit atomically inside the write queue, with latency and sample metrics."""
+    """Stage through ``stage`` and commit atomically inside the request's write slot (taken here when the
+    handler did not take it before reading the body), with latency and sample metrics."""
     ctx = request.app[CTX]
     metrics = request.app[WRITE_METRICS]
     started = time.perf_counter()
-    with request.app[WRITE_QUEUE]:
+    with admitted(request):
         app_ = ctx.storage.appender()
         try:
             stage(app_)
@@ -225,4 +223,21 @@ def error_response(request: web.Request, protocol: str, err: Exception, samples:
             metrics.rejected.labels(protocol, _reason(err)).inc(samples)
     if status >= 500:
         log.warning("%s write answered %d: %s", protocol, status, err)
-    return text_error(status, str(err) if status != 500 else "internal error; see the server log", headers)
+    response = text_error(status, _public_message(err, status), headers)
+    if status in (408, 413):
+        response.force_close()  # the rest of the body was not read: the connection cannot carry another request
+    return response
+
+
+def _public_message(err: Exception, status: int) -> str:
+    """What a client may read: a 5xx never carries the exception's text, which can name files, hosts,
+    users and schemas of the store (the log has it)."""
+    if status < 500:
+        return str(err)
+    if isinstance(err, QueueFull):
+        return str(err)  # names only the setting
+    if isinstance(err, StorageError):
+        return "storage unavailable: retry later (the server log has the cause)"
+    if isinstance(err, asyncio.TimeoutError):
+        return "timed out: retry later"
+    return "internal error; see the server log"

@@ -161,6 +161,15 @@ class Limits:
     max_label_name_length: int = 256
     max_label_value_length: int = 4096
     max_future_seconds: float = 600.0
+    #: A write request's whole body must arrive within this many seconds (408 otherwise): a sender
+    #: trickling bytes cannot hold a write slot for long.
+    body_timeout_seconds: float = 60.0
+    #: Body bytes (raw, then decompressed) all write requests in flight may hold together (503 beyond).
+    max_inflight_body_bytes: int = 256 << 20
+    #: Metric families whose metadata (type, help, unit) is kept per tenant; more are dropped (counted).
+    max_metadata_per_tenant: int = 20_000
+    #: Longest metric name, help or unit kept in metadata (characters; longer help and units are cut).
+    max_metadata_length: int = 1024
 
 
 @dataclasses.dataclass
@@ -191,6 +200,10 @@ class Config:
     icmp: dict[str, Any] = dataclasses.field(default_factory=dict)
     agent: dict[str, Any] = dataclasses.field(default_factory=dict)
     dashboard: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Prometheus's rule files (globs) and Alertmanager settings, and the ruler's own section (rules.config)
+    rule_files: list[str] = dataclasses.field(default_factory=list)
+    alerting: dict[str, Any] = dataclasses.field(default_factory=dict)
+    ruler: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: The file this was loaded from (``None``: defaults) and the data directory in effect; not YAML keys.
     source: Path | None = dataclasses.field(default=None, metadata={"internal": True})
     data_dir: Path = dataclasses.field(default=Path("data"), metadata={"internal": True})
@@ -265,9 +278,9 @@ def absolutize(data: Any, base: Path) -> Any:
             value = [_absolute(v, base) if isinstance(v, str) else v for v in value]
         elif key in SECRET_KEYS and isinstance(value, str) and value.startswith("file:"):
             value = "file:" + _absolute(value[5:], base)
-        elif key == "storage" and isinstance(value, str) and value.startswith("sqlite:"):
-            path = value.removeprefix("sqlite://").removeprefix("/") if value.startswith("sqlite:///.") else ""
-            value = sqlite_url(base / path) if path else value
+        elif key == "storage" and isinstance(value, str) and value.startswith("sqlite:///."):
+            path, query, params = value.removeprefix("sqlite:///").partition("?")
+            value = sqlite_url(base / path) + query + params
         else:
             value = absolutize(value, base)
         out[key] = value

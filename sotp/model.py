@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 import struct
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -65,7 +66,7 @@ class Labels(Mapping[str, str]):
     not validate names; call :meth:`validate` on untrusted input.
     """
 
-    __slots__ = ("_hash", "_items")
+    __slots__ = ("__weakref__", "_hash", "_items")
 
     def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
         pairs = items.items() if isinstance(items, Mapping) else items
@@ -163,6 +164,20 @@ class Labels(Mapping[str, str]):
 
     def __repr__(self) -> str:
         return f"Labels({dict(self._items)!r})"
+
+
+_INTERNED: weakref.WeakValueDictionary[Labels, Labels] = weakref.WeakValueDictionary()
+
+
+def intern_labels(labels: Labels) -> Labels:
+    """The one live object equal to ``labels``.
+
+    Write paths look up thousands of label sets per request in dicts keyed by :class:`Labels`; CPython
+    compares a found key by identity before calling ``__eq__`` (a Python call here), so when the decoder's
+    cache and the series index hold the same objects, every lookup skips it. Label sets are interned where
+    they are first built (a decoder cache miss, a series index load), not per request.
+    """
+    return _INTERNED.setdefault(labels, labels)
 
 
 class MatchOp(Enum):

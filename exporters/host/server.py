@@ -14,6 +14,7 @@ import socketserver
 import threading
 import zlib
 
+from exporters.host.options import Options
 from exporters.host.registry import collect
 from exporters.host.sources import Sources
 from sotp.codec.exposition import CONTENT_TYPE, format_families
@@ -42,6 +43,7 @@ class _Server(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     sources: Sources
     collectors: list[str] | None
+    options: Options
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -83,7 +85,7 @@ class _Handler(socketserver.StreamRequestHandler):
         if method not in ("GET", "HEAD"):
             self._send(405, "text/plain; charset=utf-8", b"method not allowed\n", keep_alive)
         elif path == "/metrics":
-            body = format_families(collect(self.server.sources, self.server.collectors)).encode()
+            body = format_families(collect(self.server.sources, self.server.collectors, self.server.options)).encode()
             encoding = None
             if gzip_ok:  # Prometheus asks for gzip, as node_exporter serves it: ~6x fewer bytes
                 z = zlib.compressobj(1, zlib.DEFLATED, 31)  # wbits 31 = gzip container
@@ -107,7 +109,9 @@ class _Handler(socketserver.StreamRequestHandler):
         self.wfile.write(header if head else header + body)
 
 
-def make_server(listen: str, sources: Sources, collectors: list[str] | None = None) -> _Server:
+def make_server(
+    listen: str, sources: Sources, collectors: list[str] | None = None, options: Options | None = None
+) -> _Server:
     host, port = parse_listen(listen)
 
     class Server(_Server):
@@ -116,6 +120,7 @@ def make_server(listen: str, sources: Sources, collectors: list[str] | None = No
     server = Server((host, port), _Handler)
     server.sources = sources
     server.collectors = collectors
+    server.options = options or Options()
     return server
 
 

@@ -15,6 +15,7 @@ types; invalid UTF-8 is sanitised to U+FFFD as since v0.24 instead of failing th
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +35,9 @@ COMBINED_TYPE_MAPPING: dict[str, dict[int, str]] = {
 }
 
 _SURROGATES = re.compile("[\udc80-\udcff]+")
-_GO_TEMPLATE = re.compile(r"\$(\d+|\{(\w+)\})")
+_GO_TEMPLATE = re.compile(r"\$(\$|\w+|\{(\w+)\})")
+#: NTP counts seconds from 1900, Unix from 1970.
+NTP_UNIX_OFFSET = 2208988800
 
 Labels = dict[str, str]
 Sample = tuple[str, str, str, Labels, float]  # family name, type, help, labels, value
@@ -174,10 +177,34 @@ def parse_date_and_time(raw: bytes) -> float:
     return float(int(when.timestamp()))
 
 
+def parse_ntp_timestamp(raw: bytes) -> float:
+    """RFC 5905 NTP timestamp (8 bytes: seconds since 1900, fraction) -> Unix seconds (whole)."""
+    if len(raw) < 8:
+        raise ValueError(f"invalid NTPTimeStamp length {len(raw)}")
+    return float(int.from_bytes(raw[:4], "big") - NTP_UNIX_OFFSET)
+
+
+def parse_date_with_pattern(text: str, pattern: str) -> float:
+    """``ParseDateAndTime``: a date string read with a strftime pattern; UTC unless it carries a zone."""
+    when = dt.datetime.strptime(text, pattern)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return float(int(when.timestamp()))
+
+
+@functools.lru_cache(maxsize=1024)
+def anchored(regex: str) -> re.Pattern[str]:
+    """snmp_exporter compiles ``regex_extracts`` as ``^(?:regex)$`` (Go RE2: ASCII classes)."""
+    return re.compile("^(?:" + regex + ")$", re.ASCII)
+
+
 def _go_expand(template: str, match: re.Match[str]) -> str:
-    """Go's ``Regexp.Expand``: ``$1``, ``${1}`` and ``${name}``; an unknown group expands to nothing."""
+    """Go's ``Regexp.Expand``: ``$1``, ``${1}``, ``$name`` and ``${name}`` (the longest run of word characters
+    names the group, so ``$1x`` is group ``1x``), ``$$`` is ``$``; an unknown group expands to nothing."""
 
     def repl(m: re.Match[str]) -> str:
+        if m.group(1) == "$":
+            return "$"
         key = m.group(2) or m.group(1)
         try:
             return match.group(int(key) if key.isdigit() else key) or ""
@@ -272,14 +299,21 @@ def pdu_to_samples(
     name, typ = metric.name, metric.type
     if typ in ("counter", "gauge", "Float", "Double"):
         kind = "counter" if typ == "counter" else "gauge"
-        return [(name, kind, metric.help, labels, pdu_value(pdu, wrap_counters))]
-    if typ == "DateAndTime":
-        if not isinstance(pdu.value, bytes):
-            return []
+        return [(name, kind, metric.help, labels, scaled(metric, pdu_value(pdu, wrap_counters)))]
+    if typ in ("DateAndTime", "NTPTimeStamp", "ParseDateAndTime"):
+        raw = pdu.value
         try:
-            return [(name, "gauge", metric.help, labels, parse_date_and_time(pdu.value))]
+            if typ == "ParseDateAndTime":
+                value = parse_date_with_pattern(value_as_string(pdu, "DisplayString"), metric.datetime_pattern)
+            elif not isinstance(raw, bytes):
+                return []
+            elif typ == "DateAndTime":
+                value = parse_date_and_time(raw)
+            else:
+                value = parse_ntp_timestamp(raw)
         except ValueError:
             return []
+        return [(name, "gauge", metric.help, labels, scaled(metric, value))]
     if typ == "EnumAsInfo":
         value = int(pdu_value(pdu, wrap_counters))
         state = metric.enum_values.get(value, str(value))
@@ -309,9 +343,24 @@ def pdu_to_samples(
     text = value_as_string(pdu, typ)
     if metric.regex_extracts:
         return regex_extract_samples(metric, text, labels)
+    # (snmp_exporter scales the 1 of a string too.)
     if name in labels:
-        return [(name, "gauge", metric.help, labels, 1.0)]
-    return [(name, "gauge", metric.help, {**labels, name: text}, 1.0)]
+        return [(name, "gauge", metric.help, labels, scaled(metric, 1.0))]
+    return [(name, "gauge", metric.help, {**labels, name: text}, scaled(metric, 1.0))]
+
+
+def go_parse_float(text: str) -> float:
+    """Go's ``strconv.ParseFloat``: no surrounding spaces or digit separators (Python's float allows both)."""
+    if text != text.strip() or "_" in text:
+        raise ValueError(f"invalid float {text!r}")
+    return float(text)
+
+
+def scaled(metric: Metric, value: float) -> float:
+    """``scale`` (when set) then ``offset``, as snmp_exporter applies them."""
+    if metric.scale:
+        value *= metric.scale
+    return value + metric.offset
 
 
 def regex_extract_samples(metric: Metric, text: str, labels: Labels) -> list[Sample]:
@@ -319,11 +368,11 @@ def regex_extract_samples(metric: Metric, text: str, labels: Labels) -> list[Sam
     out: list[Sample] = []
     for suffix, extracts in metric.regex_extracts.items():
         for ex in extracts:
-            m = re.search(ex.regex, text)
+            m = anchored(ex.regex).search(text)
             if m is None:
                 continue
             try:
-                value = float(_go_expand(ex.value, m))
+                value = go_parse_float(_go_expand(ex.value, m))
             except ValueError:
                 continue
             out.append((metric.name + suffix, "gauge", metric.help + " (regex extracted)", labels, value))

@@ -31,7 +31,9 @@ BUILTIN_MODULE_FILES = ("if_mib.yml", "system.yml", "host_resources.yml")
 #: Metric types whose value is the number in the varbind.
 NUMERIC_TYPES = frozenset({"counter", "gauge", "Float", "Double"})
 #: Metric types with their own rendering (see collector.py).
-SPECIAL_TYPES = frozenset({"DateAndTime", "EnumAsInfo", "EnumAsStateSet", "Bits"})
+SPECIAL_TYPES = frozenset(
+    {"DateAndTime", "ParseDateAndTime", "NTPTimeStamp", "EnumAsInfo", "EnumAsStateSet", "Bits"}
+)
 #: Types that render a value or an index as a string label (also valid as index types, see below).
 STRING_TYPES = frozenset(
     {
@@ -161,8 +163,30 @@ class RegexpExtract:
 
 
 @dataclasses.dataclass
+class DynamicFilter:
+    """Walk ``oid`` first; only indices whose value matches one of ``values`` (regexes) are then
+    fetched from the ``targets`` columns (with GETs instead of walking them)."""
+
+    oid: str = ""
+    targets: list[str] = dataclasses.field(default_factory=list)
+    values: list[str] = dataclasses.field(default_factory=list)
+
+    def validate(self, path: str) -> None:
+        self.oid = normalize_oid(self.oid, f"{path}.oid")
+        self.targets = [normalize_oid(t, f"{path}.targets[{i}]") for i, t in enumerate(self.targets)]
+        for i, value in enumerate(self.values):
+            try:
+                re.compile(value)
+            except re.error as err:
+                raise ConfigError(f"{path}.values[{i}]: invalid regular expression {value!r}: {err}") from err
+
+
+@dataclasses.dataclass
 class Metric:
-    """One MIB object: ``name`` (metric name), ``oid``, ``type``, and for tables indexes and lookups."""
+    """One MIB object: ``name`` (metric name), ``oid``, ``type``, and for tables indexes and lookups.
+
+    ``scale`` (when not 0) multiplies and then ``offset`` adds to the value; ``datetime_pattern`` is the
+    strftime-style pattern of a ``ParseDateAndTime`` string."""
 
     name: str = ""
     oid: str = ""
@@ -172,11 +196,16 @@ class Metric:
     lookups: list[Lookup] = dataclasses.field(default_factory=list)
     enum_values: dict[int, str] = dataclasses.field(default_factory=dict)
     regex_extracts: dict[str, list[RegexpExtract]] = dataclasses.field(default_factory=dict)
+    datetime_pattern: str = ""
+    offset: float = 0.0
+    scale: float = 0.0
 
     def validate(self, path: str) -> None:
         if not self.name:
             raise ConfigError(f"{path}.name: required")
         self.oid = normalize_oid(self.oid, f"{path}.oid")
+        if self.type == "ParseDateAndTime" and not self.datetime_pattern:
+            raise ConfigError(f"{path}.datetime_pattern: required for type ParseDateAndTime (e.g. '%Y-%m-%d %H:%M:%S')")
         known = NUMERIC_TYPES | SPECIAL_TYPES | STRING_TYPES
         if self.type not in known:
             raise ConfigError(f"{path}.type: unknown metric type {self.type!r} (known: {', '.join(sorted(known))})")
@@ -199,6 +228,7 @@ class Module:
     walk: list[str] = dataclasses.field(default_factory=list)
     get: list[str] = dataclasses.field(default_factory=list)
     metrics: list[Metric] = dataclasses.field(default_factory=list)
+    filters: list[DynamicFilter] = dataclasses.field(default_factory=list)
     max_repetitions: int = 25
     retries: int = 3
     timeout: float | str = 5.0

@@ -8,19 +8,30 @@ walk loop, retries, packet counting and the stop rules live once, here, like gos
   endOfMibView/noSuch*; an empty walk falls back to a GET of the root (walking a scalar);
 * OIDs must increase unless ``allow_nonincreasing_oids`` (a looping agent otherwise never ends);
 * GETs go in chunks of ``max_repetitions`` OIDs (one per request for v1, whose noSuchName is skipped);
+* dynamic ``filters`` walk their column first and turn the walks of their targets into GETs of the
+  matching indices;
 * each request is tried ``retries + 1`` times with ``timeout`` each: ``packets`` counts every send,
   ``retries`` every resend.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from exporters.snmp.config import Module
-from exporters.snmp.pdu import END_OF_MIB_VIEW, EXCEPTION_TYPES, AgentError, Pdu, RequestTimeout, TargetError
+from exporters.snmp.config import DynamicFilter, Module
+from exporters.snmp.pdu import (
+    END_OF_MIB_VIEW,
+    EXCEPTION_TYPES,
+    AgentError,
+    Pdu,
+    RequestTimeout,
+    ScrapeError,
+    TargetError,
+)
 
 NO_SUCH_NAME = 2
 
@@ -124,7 +135,13 @@ async def scrape(session: Session, module: Module, target: str, result: ScrapeRe
     max_oids = module.max_repetitions or 1
     if session.version == 1:
         max_oids = 1
-    gets = list(module.get)
+    gets, walks = list(module.get), list(module.walk)
+    for dynamic in module.filters:
+        try:
+            pdus = await _walk(session, module, dynamic.oid, send, target)
+        except ScrapeError:
+            continue  # as snmp_exporter: a filter that cannot be read filters nothing
+        gets, walks = apply_filter(dynamic, pdus, gets, walks)
     while gets:
         chunk, gets = gets[:max_oids], gets[max_oids:]
         try:
@@ -134,11 +151,26 @@ async def scrape(session: Session, module: Module, target: str, result: ScrapeRe
                 continue  # v1 reports an unsupported OID as an error-status
             raise
         result.pdus.extend(p for p in pdus if p.type not in EXCEPTION_TYPES)
-    for root in module.walk:
+    for root in walks:
         result.pdus.extend(await _walk(session, module, root, send, target))
     result.packets += session.extra_packets
     result.walk_seconds = time.perf_counter() - start
     return result
+
+
+def apply_filter(dynamic: DynamicFilter, pdus: Sequence[Pdu], gets: list[str], walks: list[str]) -> \
+        tuple[list[str], list[str]]:
+    """A dynamic filter: the targets are no longer walked, only GET at the indices whose value (as text)
+    matches one of the filter's regexes. The index is the last sub-identifier, as snmp_exporter takes it."""
+    allowed = []
+    for pdu in pdus:
+        text = pdu.value.decode("utf-8", "replace") if isinstance(pdu.value, bytes) else str(pdu.value)
+        if any(re.search(value, text) for value in dynamic.values):
+            allowed.append(pdu.oid.rsplit(".", 1)[-1])
+    walks = [w for w in walks if w not in dynamic.targets]
+    gets = [g for g in gets if not any(g.startswith(t) for t in dynamic.targets)]
+    gets += [f"{t}.{index}" for t in dynamic.targets for index in allowed]
+    return gets, walks
 
 
 Sender = Callable[[Callable[[], Awaitable[list[Pdu]]]], Awaitable[list[Pdu]]]

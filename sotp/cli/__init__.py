@@ -31,8 +31,11 @@ COMMANDS: dict[str, Command] = {
     "worker": Command("worker.cli", "server", "scrape scheduler (scrape_configs) and SSH config backups"),
     "agent": Command("agent.cli", "agent", "collect host metrics and push them over remote write"),
     "exporter": Command("sotp.cli.exporter", "all", "run an exporter: host, snmp or icmp"),
+    "snmp": Command("exporters.snmp.tool_cli", "snmp", "generate snmp.yml from MIBs, walk with MIB names, check"),
     "dashboard": Command("dashboards.cli", "dashboards", "the Streamlit dashboard app"),
     "backup": Command("worker.backup.cli", "backup", "SSH configuration backups: run now, show diffs"),
+    "ruler": Command("rules.ruler", "server", "evaluate recording and alerting rules; notify Alertmanager"),
+    "rules": Command("rules.cli", "server", "check rule files and run rule unit tests (as promtool)"),
     "token": Command("sotp.cli.token", "server", "create, list and revoke API tokens"),
     "db": Command("sotp.cli.db", "server", "database maintenance: migrate"),
     "check": Command("sotp.cli.check", "server", "check a sotp.yml: every section, as the commands read it"),
@@ -47,6 +50,7 @@ EXPORTERS: dict[str, Command] = {
 
 #: Third-party loggers kept at WARNING unless --log-level asks for more (paramiko logs every SSH session).
 QUIET_LOGGERS: tuple[str, ...] = ("paramiko", "netmiko", "asyncssh", "pysnmp")
+FIRST_PARTY = frozenset({"sotp", "exporters", "remote_write", "query", "worker", "agent", "dashboards", "rules"})
 
 
 def load_command(cmd: Command) -> ModuleType:
@@ -55,7 +59,7 @@ def load_command(cmd: Command) -> ModuleType:
         return importlib.import_module(cmd.module)
     except ModuleNotFoundError as err:
         missing = err.name or "?"
-        if missing.split(".")[0] in {"sotp", "exporters", "remote_write", "query", "worker", "agent", "dashboards"}:
+        if missing.split(".")[0] in FIRST_PARTY:
             raise
         sys.stderr.write(
             f"sotp: this command needs the Python package {missing!r}: pip install 'sotp[{cmd.extra}]'\n"

@@ -11,6 +11,7 @@ a line to :data:`CHECKS`.
 from __future__ import annotations
 
 import argparse
+import glob
 import importlib
 import importlib.util
 import sys
@@ -41,6 +42,7 @@ CHECKS: list[Check] = [
     Check(("devices", "snmp"), "worker.inventory:check_references", "snmp"),
     Check(("icmp", "devices"), "exporters.icmp.config:section", "icmp"),
     Check(("backup", "devices"), "sotp.cli.check:check_backup", "backup"),
+    Check(("rule_files", "alerting", "ruler"), "sotp.cli.check:check_rules", "server"),
     Check(("agent",), "sotp.cli.check:check_agent", "agent"),
     Check(("dashboard",), "sotp.cli.check:check_dashboard", "dashboards"),
 ]
@@ -68,6 +70,23 @@ def check_backup(config: Config) -> None:
     cfg = backup_config(config)
     if cfg.devices and importlib.util.find_spec("netmiko") is None:
         raise ConfigError("backup: SSH backups need netmiko: pip install 'sotp[backup]'")
+
+
+def check_rules(config: Config) -> None:
+    """The ruler's sections, and every rule file they name, as ``sotp rules check`` reads it."""
+    from rules.config import ruler_config
+    from rules.rulefile import RuleFileError, load_rule_file
+
+    base = str(config.source.parent) if config.source is not None else "."
+    cfg = ruler_config(config, base)
+    for pattern in config.rule_files:  # a plain name that matches nothing is a typo; a glob may match nothing
+        if not glob.has_magic(pattern) and not (Path(base) / pattern).exists():
+            raise ConfigError(f"rule_files: {Path(base) / pattern} does not exist")
+    for path in [*cfg.files, *(f for files in cfg.tenant_files.values() for f in files)]:
+        try:
+            load_rule_file(path)
+        except RuleFileError as err:
+            raise ConfigError(f"rule_files: {err}") from None
 
 
 def check_agent(config: Config) -> None:

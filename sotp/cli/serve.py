@@ -33,6 +33,7 @@ COMPONENTS: list[str] = [
     "sotp.auth:setup",
     "remote_write.receiver:setup",
     "query.api:setup",
+    "rules.api:setup",
     "remote_write.ingest:setup",
     "remote_write.pushgateway:setup",
     "worker.backup.api:setup",
@@ -52,10 +53,12 @@ async def _healthy(request: web.Request) -> web.Response:
 
 
 async def _ready(request: web.Request) -> web.Response:
+    """Public (no token): says ready or not, never why. The cause names paths and hosts: it goes to the log."""
     try:
         await request.app[CTX].storage.ping()
     except StorageError as err:
-        return web.Response(status=503, text=f"SOTP is not ready: {err}\n")
+        log.warning("not ready: %s", err)
+        return web.Response(status=503, text="SOTP is not ready: the store does not answer (see the server log).\n")
     return web.Response(text="SOTP is Ready.\n")
 
 
@@ -99,12 +102,6 @@ def build_app(config: Config, components: list[str] | None = None) -> web.Applic
     ctx = ServerContext(config=config, storage=open_storage(config.server.storage))
     app = web.Application(client_max_size=config.limits.max_body_bytes)
     app[CTX] = ctx
-    for dotted in components if components is not None else COMPONENTS:
-        _load(dotted)(app, ctx)
-    ctx.registry.register(SeriesCacheCollector(ctx))
-    app.router.add_get("/-/healthy", _healthy)
-    app.router.add_get("/-/ready", _ready)
-    app.router.add_get("/metrics", _metrics)
 
     async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
         await ctx.storage.open()
@@ -113,7 +110,14 @@ def build_app(config: Config, components: list[str] | None = None) -> web.Applic
         task.cancel()
         await ctx.storage.close()
 
+    # First: components' own contexts (the config store) open after the storage and close before it.
     app.cleanup_ctx.append(storage_ctx)
+    for dotted in components if components is not None else COMPONENTS:
+        _load(dotted)(app, ctx)
+    ctx.registry.register(SeriesCacheCollector(ctx))
+    app.router.add_get("/-/healthy", _healthy)
+    app.router.add_get("/-/ready", _ready)
+    app.router.add_get("/metrics", _metrics)
     return app
 
 
@@ -152,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
     gc.freeze()
     gc.set_threshold(100_000, 20, 100)
     log.info("serving on http://%s:%d (storage %s)", host, port, config.server.storage.split("@")[-1])
-    web.run_app(app, host=host, port=port, print=None, reuse_port=True, handle_signals=True)
+    # No access log: a line per write request costs more than the write (Prometheus logs none either).
+    web.run_app(app, host=host, port=port, print=None, reuse_port=True, handle_signals=True, access_log=None)
     return 0
 
 

@@ -126,7 +126,7 @@ def sqlite_file(url: str) -> Path | None:
     """The file of a ``sqlite:`` URL (``sqlite:///abs/path.db``, ``sqlite:///./relative.db``), else None."""
     if not url.startswith("sqlite:"):
         return None
-    path = url.removeprefix("sqlite://")
+    path = url.removeprefix("sqlite://").partition("?")[0]
     if path.startswith("/./") or path.startswith("/../"):
         path = path[1:]
     return Path(path or "./data/sotp.db")
@@ -158,9 +158,19 @@ def open_storage(url: str) -> Storage:
         return MemoryStorage()
     sqlite = sqlite_file(url)
     if sqlite is not None:
+        from urllib.parse import parse_qsl
+
+        from sotp.storage.head import HEAD_KEYS, policy_from_params
         from sotp.storage.sqlite import SQLiteStorage
 
-        return SQLiteStorage(str(sqlite))
+        query = url.partition("?")[2]
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        unknown = sorted(set(params) - set(HEAD_KEYS))
+        if unknown:
+            raise ConfigError(
+                f"storage URL {url!r}: unknown parameter {unknown[0]!r} (SQLite takes {', '.join(HEAD_KEYS)})"
+            )
+        return SQLiteStorage(str(sqlite), policy=policy_from_params(params, url))
     if url.startswith(("postgresql:", "postgres:")):
         try:
             from sotp.storage.postgres import PostgresStorage

@@ -9,7 +9,7 @@ import numpy as np
 
 from sotp.model import Labels, Matcher, Series, matches_all
 from sotp.storage import Appender, Querier, SelectHints
-from sotp.storage.head import StagedSeries, classify, verify_older
+from sotp.storage.ordering import StagedSeries, classify, verify_older
 
 
 class _MemSeries:

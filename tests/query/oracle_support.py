@@ -200,3 +200,74 @@ def diff(expected: dict[str, Any], got: dict[str, Any], ordered: bool = False) -
             if pe[0] != pg[0] or not _close(pe[1], pg[1]):
                 return f"{k}: want {pe}, got {pg}"
     return None
+
+
+# ---- SOTP over HTTP on any backend ---------------------------------------------------------------------
+#: Backends the oracles run on; PostgreSQL needs SOTP_TEST_PG_DSN's server (skips locally, fails in CI).
+ORACLE_BACKENDS = ["memory", "sqlite", "postgres"]
+
+Case = tuple[str, dict[str, str]]  # (API path, parameters)
+
+
+def require_backend(backend: str) -> None:
+    """Skip (locally) or fail (CI) when a backend's server is missing."""
+    from tests.conftest import PG_DSN, require_tcp
+
+    if backend == "postgres":
+        host, _, port = PG_DSN.split("@")[1].split("/")[0].partition(":")
+        require_tcp(host, int(port or 5432), "PostgreSQL (SOTP_TEST_PG_DSN)")
+
+
+async def _drop_schema(dsn: str, schema: str) -> None:
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+async def sotp_answers(backend: str, tmp: Path, data: Dataset, cases: list[Case]) -> list[dict[str, Any]]:
+    """Load ``data`` into a fresh SOTP store of ``backend`` and answer every case over HTTP."""
+    import uuid
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from query.api import setup
+    from sotp.config import Config
+    from sotp.storage import open_storage
+    from sotp.web import CTX, ServerContext
+    from tests.conftest import PG_DSN
+
+    schema = None
+    if backend == "memory":
+        url = "memory://"
+    elif backend == "sqlite":
+        url = f"sqlite:///{tmp / f'sotp-{uuid.uuid4().hex[:8]}.db'}"
+    elif backend == "postgres":
+        schema = f"sotp_oracle_{uuid.uuid4().hex[:12]}"
+        url = f"{PG_DSN}{'&' if '?' in PG_DSN else '?'}schema={schema}"
+    else:
+        raise ValueError(f"unknown backend {backend!r}")
+    storage = open_storage(url)
+    await storage.open()
+    try:
+        app_ = storage.appender()
+        for lb, pts in data:
+            app_.append_series(lb, [t for t, _ in pts], [v for _, v in pts])
+        await app_.commit()
+        ctx = ServerContext(config=Config(), storage=storage)
+        app = web.Application()
+        app[CTX] = ctx
+        setup(app, ctx)
+        out = []
+        async with TestClient(TestServer(app)) as client:
+            for path, params in cases:
+                r = await client.get(path, params=params)
+                body = json.loads(await r.text())
+                body["_http"] = r.status
+                out.append(body)
+        return out
+    finally:
+        await storage.close()
+        if schema is not None:
+            await _drop_schema(PG_DSN, schema)

@@ -12,8 +12,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from query.api import setup
+from rules.api import setup as rules_setup
 from sotp.config import Config
 from sotp.errors import AuthError
+from sotp.metadata import metadata_store
 from sotp.model import STALE_NAN, Labels
 from sotp.storage.memory import MemoryStorage
 from sotp.web import CTX, ServerContext
@@ -44,11 +46,14 @@ async def _client(config: Config | None = None,
     storage = MemoryStorage()
     await _load(storage)
     ctx = ServerContext(config=config or Config(), storage=storage, authenticate=authenticate)
-    ctx.extras["metadata"] = {"up": [{"type": "gauge", "help": "target is up", "unit": ""}],
-                              "c_total": [{"type": "counter", "help": "requests", "unit": ""}]}
+    meta = metadata_store(ctx.extras, ctx.config.limits)
+    for tenant in (None, ("team", "red")):  # what untenanted writers and team=red announced
+        meta.put(tenant, "up", "gauge", "target is up")
+        meta.put(tenant, "c_total", "counter", "requests")
     app = web.Application()
     app[CTX] = ctx
     setup(app, ctx)
+    rules_setup(app, ctx)  # /api/v1/rules and /api/v1/alerts (Grafana probes rules) live in rules.api
     client: Client = TestClient(TestServer(app))
     await client.start_server()
     return client
@@ -242,8 +247,8 @@ async def test_tenant_isolation() -> None:
         assert [s["job"] for s in (await _json(r))["data"]] == ["api"]
         r = await c.get("/api/v1/metadata", headers=red)
         assert set((await _json(r))["data"]) == {"up", "c_total"}
-        ctx_meta = {"weird": [{"type": "gauge", "help": "only series without a team", "unit": ""}]}
-        c.server.app[CTX].extras["metadata"].update(ctx_meta)
+        ctx = c.server.app[CTX]
+        metadata_store(ctx.extras, ctx.config.limits).put(None, "weird", "gauge", "only series without a team")
         r = await c.get("/api/v1/metadata", headers=red)
         assert "weird" not in (await _json(r))["data"]
         r = await c.get("/api/v1/metadata", headers={"Authorization": "Bearer admin"})

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from sotp.config import Config, from_dict, parse_duration
 from sotp.errors import ConfigError
 from sotp.inventory import inventory
+from sotp.model import InvalidLabels, validate_label_name
 from worker.backup.platforms import PLATFORMS
 
 
@@ -32,8 +33,11 @@ class Device:
     secret: str = ""  # the enable password
     key_file: str = ""
     command: str = ""  # overrides the platform's command
-    #: Added to the device's backup metrics (from its ``labels:`` in ``devices:``).
+    #: Labels of the device: put on its backup metrics and stored with its versions; a tenant-bound token
+    #: reads the device's configuration only when these carry its tenant label (e.g. ``{team: a}``).
     labels: dict[str, str] = field(default_factory=dict)
+    #: Overrides ``backup.mask_secrets`` for this device.
+    mask_secrets: bool | None = None
 
     def validate(self, path: str) -> None:
         if self.device_type not in PLATFORMS and not self.command:
@@ -45,6 +49,13 @@ class Device:
         _secret_ref(self.secret, f"{path}.secret")
         if not (self.password or self.key_file):
             raise ConfigError(f"{path}: set password (env:/file:) or key_file")
+        for name in self.labels:
+            try:
+                validate_label_name(name)
+            except InvalidLabels as err:
+                raise ConfigError(f"{path}.labels: {err}") from None
+            if name.startswith("__") or name in ("device", "job"):
+                raise ConfigError(f"{path}.labels: {name!r} is reserved (set by the backup metrics)")
 
 
 @dataclass
@@ -54,6 +65,9 @@ class BackupConfig:
     interval: str = "1h"
     timeout: str = "30s"
     concurrency: int = 8
+    #: Replace passwords, keys, hashes and SNMP communities before storing (worker/backup/masking.py).
+    #: ``false`` stores configurations as fetched, secrets included: an explicit opt-out.
+    mask_secrets: bool = True
     devices: list[Device] = field(default_factory=list)
 
     def validate(self, path: str) -> None:

@@ -118,21 +118,6 @@ def float8_array(buf: bytes | memoryview) -> F64:
     return view.astype(np.uint64).view(np.float64)
 
 
-def merge_blocks(parts: list[tuple[I64, F64]]) -> tuple[I64, F64]:
-    """Concatenate one series' blocks, sort by time and keep the first of equal timestamps (a raced retry)."""
-    if len(parts) == 1:
-        ts, vs = parts[0]
-    else:
-        ts = np.concatenate([p[0] for p in parts])
-        vs = np.concatenate([p[1] for p in parts])
-    if len(ts) > 1 and not bool(np.all(ts[1:] > ts[:-1])):
-        order = np.argsort(ts, kind="stable")
-        ts, vs = ts[order], vs[order]
-        keep = np.concatenate(([True], ts[1:] != ts[:-1]))
-        ts, vs = ts[keep], vs[keep]
-    return ts, vs
-
-
 def concat_elements(blob: bytes | memoryview, counts: I64, dtype: str) -> np.ndarray:
     """The elements of binary arrays concatenated in ``blob`` (``string_agg(array_send(x), '')``), whose
     lengths are ``counts``: each array is a 20-byte header then ``count`` 12-byte (length, value) elements.

@@ -8,6 +8,8 @@ Tables (DESIGN.md §4), all in the schema named by the storage URL:
 * ``sotp_series(id, metric, label_ids, labels, first_ms)`` — unique on the sorted ``label_ids``; GIN on it.
 * ``sotp_samples(series_id, t_min, t_max, ts int8[], vals float8[])`` — block rows, partitioned on ``t_min``.
 * ``sotp_samples_flat(time, series_id, value)`` — a view that unnests the blocks for SQL users.
+* ``sotp_wal(seq, t_min, t_max, n, sids, counts, ts, vals)`` — the write-ahead log: one row per committed
+  request (its columns packed, :mod:`sotp.storage.wal`), until a head flush turns its samples into blocks.
 
 A migration is SQL run in one transaction under an advisory lock, so two services starting at once do not
 both apply it. The mode is chosen once, by migration 1, and recorded: later starts read it back.
@@ -70,7 +72,21 @@ def _v1(mode: str, opts: PgOptions) -> list[str]:
     return stmts
 
 
-MIGRATIONS: list[Migration] = [Migration(1, "labels, series and block samples", _v1)]
+def _v2(mode: str, opts: PgOptions) -> list[str]:
+    # The write-ahead log of the live stream: one row per committed request (sotp.storage.wal), read back
+    # into every process's head and deleted once a flush has turned its samples into block rows. A plain
+    # table in every mode: it is small and short-lived.
+    return [
+        "CREATE TABLE sotp_wal (seq bigserial PRIMARY KEY, t_min bigint NOT NULL, t_max bigint NOT NULL, "
+        "n int NOT NULL, sids bytea NOT NULL, counts bytea NOT NULL, ts bytea NOT NULL, vals bytea NOT NULL)",
+        "CREATE INDEX sotp_wal_tmax ON sotp_wal (t_max)",
+    ]
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "labels, series and block samples", _v1),
+    Migration(2, "write-ahead log of the live stream", _v2),
+]
 
 
 def timescale_statements(chunk_ms: int, compress_after_ms: int) -> list[str]:

@@ -165,8 +165,16 @@ SAMPLE_CASES = [
     ("date-and-time-utc", _m("DateAndTime"), Pdu("1.1.0", "OctetString", bytes([7, 234, 11, 27, 2, 30, 0, 5])),
      [("m", "gauge", "h", {}, 1795746600.0)]),
     ("date-and-time-bad-length-dropped", _m("DateAndTime"), Pdu("1.1.0", "OctetString", b"\x07"), []),
-    ("regex-extract", _m("DisplayString", regex_extracts={"_temp": [RegexpExtract(regex="(\\d+) C", value="$1")]}),
+    ("regex-extract", _m("DisplayString", regex_extracts={"_temp": [RegexpExtract(regex=".*?(\\d+) C", value="$1")]}),
      Pdu("1.1.0", "OctetString", b"board 42 C"), [("m_temp", "gauge", "h (regex extracted)", {}, 42.0)]),
+    # snmp_exporter compiles the regex as ^(?:regex)$: a partial match is no match.
+    ("regex-extract-is-anchored", _m("DisplayString", regex_extracts={"_t": [RegexpExtract(regex="(\\d+) C")]}),
+     Pdu("1.1.0", "OctetString", b"board 42 C"), []),
+    # Go's template: $1x names group "1x" (empty), ${1}x is group 1 then x; ParseFloat refuses "4_2".
+    ("regex-extract-go-template", _m("DisplayString", regex_extracts={
+        "_a": [RegexpExtract(regex="(\\d)(\\d)", value="${1}0$2")], "_b": [RegexpExtract(regex="(\\d+)", value="$1x")],
+        "_c": [RegexpExtract(regex="(\\d)(\\d)", value="${1}_${2}")]}),
+     Pdu("1.1.0", "OctetString", b"42"), [("m_a", "gauge", "h (regex extracted)", {}, 402.0)]),
     ("regex-extract-no-match", _m("DisplayString", regex_extracts={"_x": [RegexpExtract(regex="nomatch")]}),
      Pdu("1.1.0", "OctetString", b"abc"), []),
 ]

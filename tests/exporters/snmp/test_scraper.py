@@ -18,7 +18,7 @@ from exporters.snmp.pdu import AgentError, Pdu, RequestTimeout
 from exporters.snmp.scraper import parse_target, scrape
 from exporters.snmp.server import SCRAPE_HELP
 from sotp.codec.exposition import MetricFamily, format_families
-from tests.exporters.snmp.fakes import SHARED_V021, FakeSession, load_walk
+from tests.exporters.snmp.fakes import UPSTREAM_V021, FakeSession, load_walk
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "snmp"
 CASES = sorted(p for p in FIXTURES.glob("*/*") if (p / "walk.txt").exists())
@@ -37,9 +37,7 @@ def module(**kw: object) -> Module:
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.parent.name}/{c.name}" for c in CASES])
 async def test_recorded_device_matches_snmp_exporter_output(case: Path) -> None:
-    if not SHARED_V021.exists():
-        pytest.skip(f"{SHARED_V021} not present")
-    mod = load_config(SHARED_V021).modules[case.name]
+    mod = load_config(UPSTREAM_V021).modules[case.name]
     result = await scrape(FakeSession(load_walk(case / "walk.txt")), mod, "device")
     samples = collect(CompiledModule.build(mod), result.pdus)
     extra = []

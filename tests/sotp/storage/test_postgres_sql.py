@@ -10,6 +10,7 @@ import pytest
 
 from sotp.errors import ConfigError
 from sotp.model import STALE_NAN
+from sotp.storage.assemble import merge_blocks
 from sotp.storage.pg import binary
 from sotp.storage.pg.options import parse_url
 from sotp.storage.pg.schema import (
@@ -93,7 +94,7 @@ def test_copy_rows_layout_and_array_decoding_round_trip() -> None:
 def test_merge_blocks_sorts_and_keeps_first_of_equal_times() -> None:
     a = (np.array([1, 3], dtype=np.int64), np.array([1.0, 3.0]))
     b = (np.array([2, 3], dtype=np.int64), np.array([2.0, 9.0]))
-    ts, vs = binary.merge_blocks([a, b])
+    ts, vs = merge_blocks([a, b])
     assert ts.tolist() == [1, 2, 3] and vs.tolist() == [1.0, 2.0, 3.0]
 
 
