@@ -62,6 +62,7 @@ def test_sotp_up_with_auth_on_works_unchanged(tmp_path: Path, monkeypatch: pytes
         with pytest.raises(urllib.error.HTTPError) as refused:
             query(serve, "up", None)
         assert refused.value.code == 401
+        refused.value.close()
         reader = (data / "internal" / "dashboard.token").read_text().strip()
         assert wait_for(serve, 'node_load1{job="node"}', reader, up)  # the agent's pushes are accepted
         assert wait_for(serve, 'up{job="sotp"} == 1', reader, up)  # the self-scrape authenticates
@@ -115,3 +116,33 @@ def test_sotp_up_with_auth_on_works_unchanged(tmp_path: Path, monkeypatch: pytes
         assert tokens_after == tokens_before
     finally:
         up2.stop(signal.SIGTERM)
+
+
+def test_a_token_created_while_running_turns_auth_on_and_the_stack_follows(tmp_path: Path) -> None:
+    """With auth unset on loopback, the first token makes sotp serve require tokens (issue 17's rule); sotp up
+    notices, gives its own parts their tokens and keeps the data flowing."""
+    (tmp_path / "sotp.yml").write_text("server: {retention: 1d}\n")
+    ports = sotp_up_ports()
+    serve = ports[0]
+    up = start_up(tmp_path, ports, "up")
+    try:
+        wait_for_port(serve, timeout=60)
+        assert wait_for(serve, 'up{job="sotp"} == 1', "", up)
+        assert "authentication is off" in up.output()
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        import subprocess
+
+        made = subprocess.run(sotp_cmd("token", "create", "--name", "me", "--scope", "read", "--config",
+                                       str(tmp_path / "sotp.yml")), capture_output=True, text=True, env=env,
+                              timeout=60, check=True)
+        token = made.stdout.strip()
+        created = time.time()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            query(serve, "up", None)
+        assert refused.value.code == 401
+        refused.value.close()
+        assert wait_for(serve, f'timestamp(up{{job="sotp"}} == 1) > {created}', token, up)
+        assert wait_for(serve, f'timestamp(node_load1{{job="node"}}) > {created}', token, up)
+        assert "authentication is now ON" in up.output()
+    finally:
+        up.stop(signal.SIGTERM)
