@@ -37,6 +37,7 @@ COMPONENTS: list[str] = [
     "remote_write.ingest:setup",
     "remote_write.pushgateway:setup",
     "worker.backup.api:setup",
+    "sotp.openapi:setup",
 ]
 
 MAINTENANCE_INTERVAL_S = 300.0
