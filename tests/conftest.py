@@ -138,7 +138,7 @@ def sotp_up_ports() -> tuple[int, int, int]:
     for _ in range(100):
         base = random.randrange(20_000, 60_000, 10)
         serve, dash = base + 201, base + 501
-        if all(port_is_free(p) for p in (serve, serve + 1, dash, base + 100, base + 115, base + 116)):
+        if all(port_is_free(p) for p in (serve, serve + 1, serve + 3, dash, base + 100, base + 115, base + 116)):
             return serve, base, dash
     raise RuntimeError("no free port range for sotp up")
 

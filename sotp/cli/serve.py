@@ -137,6 +137,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--storage",
         help="sqlite:///path/to.db (default: sotp.db in the data directory) or postgresql://user@host:port/db",
     )
+    parser.add_argument("--ruler-url", action="append", default=[], metavar="URL",
+                        help="a sotp ruler answering /api/v1/rules and /api/v1/alerts (ruler.urls); repeatable")
     check_option(parser)
 
 
@@ -150,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
         config.server.listen = args.listen
     if args.storage:
         config.server.storage = args.storage
+    if args.ruler_url:
+        config.ruler = {**config.ruler, "urls": [*config.ruler.get("urls", []), *args.ruler_url]}
     host, port = split_listen(config.server.listen)
     app = build_app(config)
     # A write request makes ~10^5 short-lived objects; with the default thresholds the cyclic collector

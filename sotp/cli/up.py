@@ -85,8 +85,22 @@ def _token_args(stack: Stack, role: str) -> list[str]:
     return ["--token-file", str(stack.tokens[role])] if stack.tokens is not None else []
 
 
+def shipped_rule_files() -> list[Path]:
+    """The alerting rules SOTP ships (``deploy/rules/*.rules.yml`` of the checkout this runs from)."""
+    root = Path(__file__).resolve().parents[2] / "deploy" / "rules"
+    return sorted(root.glob("*.rules.yml"))
+
+
 def serve_child(s: Stack) -> Child | None:
-    return Child("serve", _sotp("serve", "--config", str(s.config_file)), "aiohttp", f"http://{s.at.at(s.at.serve)}")
+    return Child("serve", _sotp("serve", "--config", str(s.config_file), "--ruler-url",
+                                f"http://{s.at.at(s.at.ruler)}"), "aiohttp", f"http://{s.at.at(s.at.serve)}")
+
+
+def ruler_child(s: Stack) -> Child | None:
+    return Child("ruler", _sotp("ruler", "--config", str(s.config_file), "--listen", f"{s.at.host}:{s.at.ruler}",
+                                "--external-url", f"http://{s.at.at(s.at.serve)}",
+                                *[a for f in shipped_rule_files() for a in ("--rule-file", str(f))]),
+                 "aiohttp", f"http://{s.at.at(s.at.ruler)}/api/v1/alerts")
 
 
 def host_exporter_child(s: Stack) -> Child | None:
@@ -132,8 +146,8 @@ def dashboard_child(s: Stack) -> Child | None:
 #: The components in start order; ``serve`` first (the others start once it answers). Add a component
 #: here with a function building its Child from the Stack (None: not wanted with this configuration).
 COMPONENTS: list[Callable[[Stack], Child | None]] = [
-    serve_child, host_exporter_child, icmp_exporter_child, snmp_exporter_child, worker_child, agent_child,
-    dashboard_child,
+    serve_child, ruler_child, host_exporter_child, icmp_exporter_child, snmp_exporter_child, worker_child,
+    agent_child, dashboard_child,
 ]
 
 
@@ -156,8 +170,9 @@ def addresses(args: argparse.Namespace, config: Config) -> Addresses:
     host = args.host or host
     port = args.port or port
     connect = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-    return Addresses(host=host, connect=connect, serve=port, worker=port + 1, host_exporter=args.port_base + 100,
-                     icmp=args.port_base + 115, snmp=args.port_base + 116, dashboard=args.dashboard_port)
+    return Addresses(host=host, connect=connect, serve=port, worker=port + 1, ruler=port + 3,
+                     host_exporter=args.port_base + 100, icmp=args.port_base + 115, snmp=args.port_base + 116,
+                     dashboard=args.dashboard_port)
 
 
 def prepare(args: argparse.Namespace) -> Stack:

@@ -41,6 +41,7 @@ class Addresses:
     connect: str
     serve: int
     worker: int
+    ruler: int
     host_exporter: int
     icmp: int
     snmp: int
