@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from sotp.auth import TokenStore, auth_config, auth_enabled
+from sotp.auth import TokenStore, auth_config, auth_enabled, auth_required
 from sotp.cli.check import check_file, checked_config
 from sotp.cli.options import check_option, config_options
 from sotp.cli.serve import split_listen
@@ -244,9 +244,9 @@ def banner(stack: Stack, children: list[Child], logs: Path) -> list[str]:
         lines.append(f"  a token for Grafana or a script: sotp token create --tokens-file {auth.tokens_file} "
                      "--name grafana --scope read")
     else:
-        why = "auth.enabled is false" if auth.enabled is False else f"listening on loopback {stack.at.host} only"
-        lines.append(f"sotp up: authentication is off ({why}; set auth.enabled: true to require tokens, "
-                     f"kept in {auth.tokens_file})")
+        _, why = auth_required(auth, cfg.server.listen, TokenStore(auth.tokens_file))
+        lines.append(f"sotp up: authentication is off ({why}); set auth.enabled: true or create a token "
+                     f"(sotp token create --tokens-file {auth.tokens_file} ...) to require tokens")
     for d in inventory(cfg).devices:
         uses = [k for k in ("snmp", "icmp") if getattr(d, k)] + (["backup"] if d.backup is not None else [])
         lines.append(f"  device {d.name:<14} {', '.join(uses)}")
