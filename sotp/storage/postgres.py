@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import struct
 import time
@@ -48,18 +49,18 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from sotp.errors import ConfigError, SampleRejected, StorageError, StorageUnavailable
-from sotp.model import Labels
+from sotp.model import Labels, Matcher
 from sotp.storage import Appender, Querier
 from sotp.storage import wal as walrec
 from sotp.storage.assemble import blocks_for
 from sotp.storage.head import Chunk, Head, Runs
 from sotp.storage.newest import EMPTY, NewestSamples, classify, verify_older
-from sotp.storage.pg import schema
+from sotp.storage.pg import schema, timescale
 from sotp.storage.pg.binary import COPY_HEADER, COPY_TRAILER, copy_blocks
 from sotp.storage.pg.options import PgOptions, parse_url
 from sotp.storage.pg.postings import Postings
 from sotp.storage.pg.query import MAX_MS, MIN_MS, PgQuerier
-from sotp.storage.pg.schema import MODE_TIMESCALE, ms_to_dt
+from sotp.storage.pg.schema import MODE_TIMESCALE
 from sotp.storage.pg.series import SeriesIndex
 from sotp.storage.pg.tail import HEAD_MIN_KEY, LogTail
 from sotp.storage.staging import Staging
@@ -124,6 +125,8 @@ class PostgresStorage:
         self.block_ms = self.options.block_ms
         self.partition_ms = self.options.partition_ms
         self.mode = ""
+        #: The schema holding the timescaledb extension (TimescaleDB mode only).
+        self.ext_schema = ""
         self.index = SeriesIndex()
         self.postings = Postings(self.index)  # the querier's candidate selection
         self.head = Head()
@@ -144,7 +147,8 @@ class PostgresStorage:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def _configure(self, conn: _Conn) -> None:
-        await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.options.schema)))
+        # SOTP's schema, then TimescaleDB's when the extension lives in another one (pg/timescale.py).
+        await timescale.set_search_path(conn, self.options.schema)
         await conn.execute("SET synchronous_commit TO on")  # a returned commit must be durable
         # The querier concatenates arrays with several aggregates over one scan; they stay aligned only
         # when one process feeds them (and on 2 cores parallel plans gain little for these queries).
@@ -191,6 +195,13 @@ class PostgresStorage:
                 await self._load_meta(conn)
                 if self.mode != MODE_TIMESCALE:
                     self._partitions = set(await schema.list_partitions(conn, opts.schema))
+                else:
+                    found = await timescale.probe(conn)
+                    assert found.schema is not None  # the migration created it or refused to start
+                    self.ext_schema = found.schema
+            if self.mode == MODE_TIMESCALE:
+                # Connections opened before the extension existed lack its schema on their search path.
+                await pool.drain()
             await self.ensure_partitions_ahead()
             await self.tail()  # replay the log into the head
         except BaseException:
@@ -201,8 +212,8 @@ class PostgresStorage:
             log.info("storage: PostgreSQL at %s, TimescaleDB hypertable mode (chunks of %d ms)",
                      self._where, self.partition_ms)
         else:
-            log.info("storage: PostgreSQL at %s, native partition mode (TimescaleDB not available; "
-                     "partitions of %d ms, retention drops partitions)", self._where, self.partition_ms)
+            log.info("storage: PostgreSQL at %s, native partition mode (partitions of %d ms, retention drops "
+                     "partitions)", self._where, self.partition_ms)
 
     async def _load_meta(self, conn: _Conn) -> None:
         cur = await conn.execute("SELECT key, value FROM sotp_meta WHERE key IN ('partition_ms', 'block_ms')")
@@ -427,24 +438,20 @@ class PostgresStorage:
         The shared advisory lock comes first (a flush holds it exclusively), then statements that read the
         boundary: in READ COMMITTED each takes its snapshot after the lock was granted, so a flush that
         finished while this write waited is seen. The log row is inserted only if the boundary is still
-        ``boundary``; without block rows (the usual case) the whole transaction is one pipelined round trip.
+        ``boundary``; without block rows (the usual case) the whole transaction is one statement
+        (``sotp_wal_append``, migration 2), one round trip.
         """
         seq: int | None = None
         async with self.connection() as conn:
             if not block_rows:
                 runs = Runs.from_samples(sid, ts, vs)
                 rec = walrec.encode(runs.sids, runs.counts, ts, vs)
-                async with conn.pipeline():
-                    async with conn.transaction():
-                        await conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext(%s))", (self._flush_key,))
-                        cur = await conn.execute(
-                            "INSERT INTO sotp_wal (t_min, t_max, n, sids, counts, ts, vals) "
-                            "SELECT %s, %s, %s, %b, %b, %b, %b WHERE coalesce((SELECT value::bigint FROM sotp_meta "
-                            f"WHERE key = '{HEAD_MIN_KEY}'), %s) <= %s RETURNING seq",
-                            (rec.t_min, rec.t_max, rec.n, rec.sids, rec.counts, rec.ts, rec.vals, _NO_TIME, boundary),
-                        )
-                    got = await cur.fetchone()
-                if got is not None:
+                cur = await conn.execute(
+                    "SELECT sotp_wal_append(%s, %s, %s, %s, %s, %b, %b, %b, %b)",
+                    (self._flush_key, boundary, rec.t_min, rec.t_max, rec.n, rec.sids, rec.counts, rec.ts, rec.vals),
+                )
+                got = await cur.fetchone()
+                if got is not None and got[0] is not None:
                     return int(got[0]), None
                 return None, await self._head_min(conn)
             async with conn.transaction():
@@ -537,6 +544,39 @@ class PostgresStorage:
 
     # -- maintenance -----------------------------------------------------------------------------
 
+    # -- series counts ------------------------------------------------------------------------------
+
+    async def series_count(self, matchers: Sequence[Matcher] = ()) -> int:
+        """From the in-process postings (refreshed with the rows other replicas created)."""
+        async with self.connection() as conn:
+            await self.postings.refresh(conn)
+        return len(self.postings.candidates(matchers)) if matchers else len(self.postings)
+
+    async def count_new_series(self, labels: Sequence[Labels]) -> int:
+        """Cached ids first; the rest with one query on the unique ``label_ids`` key (a label pair missing
+        from ``sotp_label`` makes a shorter id array, which no series has: the series is new)."""
+        distinct = list(dict.fromkeys(labels))
+        _, missing = self.index.lookup(distinct, count=False)
+        if not missing:
+            return 0
+        async with self.connection() as conn:
+            cur = await conn.execute(
+                "SELECT count(*) FROM unnest(%s::text[]) AS u(j) WHERE NOT EXISTS ("
+                " SELECT 1 FROM sotp_series s WHERE s.label_ids = (SELECT array_agg(l.id ORDER BY l.id)"
+                "  FROM jsonb_each_text(u.j::jsonb) AS p(name, value)"
+                "  JOIN sotp_label l ON l.name = p.name AND l.value = p.value))",
+                ([json.dumps(dict(lb.items_tuple()), ensure_ascii=False) for lb in missing],),
+            )
+            row = await cur.fetchone()
+        return int(row[0]) if row else len(missing)
+
+    async def gc_series(self) -> int:
+        """Not done on PostgreSQL: series rows are never deleted, because every replica caches series ids
+        for its writes and would write samples for a deleted row (the write path has no hook to notice a
+        collection, as the SQLite backend's transactions do). Retention still drops the samples; the
+        rows stay. Returns 0."""
+        return 0
+
     async def delete_before(self, t_ms: int) -> int:
         """Retention: drop every partition that ends at or before ``t_ms`` whole, then delete the blocks
         of the partition holding ``t_ms`` that end before it. Returns how many blocks went."""
@@ -544,7 +584,9 @@ class PostgresStorage:
         removed = 0
         async with self.connection() as conn:
             if self.mode == MODE_TIMESCALE:
-                await conn.execute(schema.timescale_drop_statement(t_ms))  # type: ignore[arg-type]
+                # The policy keeps dropping chunks while no SOTP maintenance runs; this call drops exactly.
+                await timescale.set_retention(conn, self.ext_schema, self.options.schema, _now_ms() - t_ms)
+                await conn.execute(timescale.drop_statement(self.ext_schema, t_ms))
             else:
                 parts = await schema.list_partitions(conn, self.options.schema)
                 for start, name in sorted(parts.items()):
@@ -559,7 +601,7 @@ class PostgresStorage:
                     log.info("storage: retention dropped partition %s", name)
             cur = await conn.execute(
                 "DELETE FROM sotp_samples WHERE t_max < %s AND t_min >= %s",
-                (ms_to_dt(t_ms), ms_to_dt((t_ms - self.partition_ms) // self.block_ms * self.block_ms)),
+                (t_ms, (t_ms - self.partition_ms) // self.block_ms * self.block_ms),
             )
             removed += max(cur.rowcount, 0)
             await conn.execute("DELETE FROM sotp_wal WHERE t_max < %s", (t_ms,))
@@ -584,9 +626,10 @@ class PostgresStorage:
             row = await cur.fetchone()
             since = int(row[0]) - self.partition_ms if row else -(2**62)
             cur = await conn.execute(
-                "SELECT DISTINCT (extract(epoch FROM t_min) * 1000)::bigint / %s * %s FROM sotp_samples "
-                "WHERE t_max < %s AND t_min >= %s GROUP BY series_id, 1 HAVING count(*) > 1",
-                (self.block_ms, self.block_ms, ms_to_dt(horizon), ms_to_dt(max(since, -62_135_596_800_000))),
+                # The window start, floored as Python's // (PostgreSQL's / truncates towards zero).
+                "SELECT DISTINCT t_min - mod(mod(t_min, %(block)s) + %(block)s, %(block)s) FROM sotp_samples "
+                "WHERE t_max < %(horizon)s AND t_min >= %(since)s GROUP BY series_id, 1 HAVING count(*) > 1",
+                {"block": self.block_ms, "horizon": horizon, "since": max(since, MIN_MS)},
             )
             windows = sorted(int(r[0]) for r in await cur.fetchall())
             for w in windows:
@@ -601,12 +644,10 @@ class PostgresStorage:
                     "  FROM parts p CROSS JOIN LATERAL unnest(p.ts, p.vals) AS u(t, v) ORDER BY p.series_id, u.t),"
                     " merged AS ("
                     "  INSERT INTO sotp_samples (series_id, t_min, t_max, ts, vals)"
-                    "  SELECT series_id, %(epoch)s + min(t) * interval '1 millisecond',"
-                    "    %(epoch)s + max(t) * interval '1 millisecond',"
-                    "    array_agg(t ORDER BY t), array_agg(v ORDER BY t)"
+                    "  SELECT series_id, min(t), max(t), array_agg(t ORDER BY t), array_agg(v ORDER BY t)"
                     "  FROM points GROUP BY series_id RETURNING 1)"
                     " SELECT (SELECT count(*) FROM parts) - (SELECT count(*) FROM merged)",
-                    {"lo": ms_to_dt(w), "hi": ms_to_dt(w + self.block_ms), "epoch": ms_to_dt(0)},
+                    {"lo": w, "hi": w + self.block_ms},
                 )
                 row = await cur.fetchone()
                 removed += int(row[0]) if row else 0

@@ -23,7 +23,6 @@ from sotp.storage import SelectHints
 from sotp.storage.assemble import assemble
 from sotp.storage.head import Runs
 from sotp.storage.pg.binary import concat_elements, int8_array
-from sotp.storage.pg.schema import ms_to_dt
 
 if TYPE_CHECKING:
     from sotp.storage.postgres import PostgresStorage
@@ -46,12 +45,12 @@ class PgQuerier:
         self._mint = mint
         self._maxt = maxt
 
-    def _window_params(self) -> tuple[object, object, object]:
+    def _window_params(self) -> tuple[int, int, int]:
         """``(t_max >= mint, t_min <= maxt, t_min >= window start)``: a block never spans two block
         windows, so the third bound is exact and lets PostgreSQL prune older partitions."""
         block = self._store.block_ms
         lo = clamp_ms(self._mint)
-        return ms_to_dt(lo), ms_to_dt(clamp_ms(self._maxt)), ms_to_dt(clamp_ms(lo // block * block))
+        return lo, clamp_ms(self._maxt), clamp_ms(lo // block * block)
 
     async def _candidates(self, conn: Any, matchers: Sequence[Matcher]) -> list[int]:
         postings = self._store.postings
@@ -80,7 +79,10 @@ class PgQuerier:
             parts = list(await asyncio.gather(*(part(c) for c in chunks)))
         if sids:
             parts.append(store.head.select(np.array(sids, np.int64), self._mint, self._maxt))
-        out = assemble(Runs.concat(parts), self._mint, self._maxt, store.index.by_id)
+        runs = Runs.concat(parts)
+        if hints is not None:  # before merging and assembling the series
+            hints.check_budget(int(runs.counts.sum()))
+        out = assemble(runs, self._mint, self._maxt, store.index.by_id)
         out.sort(key=lambda s: s.labels.items_tuple())
         return out
 

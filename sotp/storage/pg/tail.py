@@ -5,7 +5,7 @@ all rows: the replay) is what makes a sample acknowledged by one replica visible
 replica. Seqs come from a sequence and may commit out of order, so the tail reads from a settled
 :class:`~sotp.storage.pg.watermark.Watermark` and leaves out the rows it has applied (passed as an array:
 only the ones above the watermark, a second's worth). One statement returns the snapshot bounds, the
-flush boundary and the new rows' columns concatenated, so a look costs one round trip.
+flush boundary and the new rows' columns as arrays, so a look costs one round trip.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ HEAD_MIN_KEY = "head_min_ms"
 TAIL_SQL = (
     f"SELECT {SNAPSHOT_COLUMNS}, (SELECT value FROM sotp_meta WHERE key = '{HEAD_MIN_KEY}'), "
     "w.seqs, w.sids, w.counts, w.ts, w.vals FROM ("
-    "  SELECT array_agg(seq ORDER BY seq) AS seqs, string_agg(sids, ''::bytea ORDER BY seq) AS sids, "
-    "  string_agg(counts, ''::bytea ORDER BY seq) AS counts, string_agg(ts, ''::bytea ORDER BY seq) AS ts, "
-    "  string_agg(vals, ''::bytea ORDER BY seq) AS vals "
+    "  SELECT array_agg(seq ORDER BY seq) AS seqs, array_agg(sids ORDER BY seq) AS sids, "
+    "  array_agg(counts ORDER BY seq) AS counts, array_agg(ts ORDER BY seq) AS ts, "
+    "  array_agg(vals ORDER BY seq) AS vals "
     "  FROM sotp_wal WHERE seq > %s AND seq <> ALL(%s::int8[])) AS w"
 )
 
@@ -68,7 +68,7 @@ class LogTail:
         await cur.execute(TAIL_SQL, (low, sorted(s for s in self.applied if s > low)))
         xmin, xmax, head_min, seqs, sids, counts, ts, vals = await cur.fetchone()
         if seqs:
-            sid, t, v = walrec.decode([(sids, counts, ts, vals)])
+            sid, t, v = walrec.decode(list(zip(sids, counts, ts, vals, strict=True)))
             self.mark.saw(max(seqs))
         else:
             sid, t, v = walrec.decode([])
