@@ -64,7 +64,8 @@ def parse(text: str) -> tuple[dict[str, str], dict[str, float]]:
     """(family -> type, series line without value -> value)."""
     types: dict[str, str] = {}
     series: dict[str, float] = {}
-    for line in text.splitlines():
+    # Label values keep a raw CR (Go's exposition escapes only backslash, quote and LF): split on LF only.
+    for line in text.split("\n"):
         if line.startswith("# TYPE "):
             _, _, name, typ = line.split(" ")
             types[name] = typ
