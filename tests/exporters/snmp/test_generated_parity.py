@@ -1,7 +1,9 @@
 """Modules made by ``sotp snmp generate`` scraped by SOTP and by Debian's snmp_exporter: same output.
 
 ``sotp snmp generate`` turns snmp_exporter v0.30.1's generator.yml and the MIBs in tests/fixtures/mibs
-into snmp.yml (every module whose MIBs were gathered). SOTP's exporter reads that file as it is; Debian's
+into snmp.yml (every module whose MIBs were gathered); SOTP's own default modules that upstream has no
+counterpart for (host_resources, entity_sensor, juniper: exporters/snmp/modules.yml, itself checked
+against a fresh generation in test_default_modules.py) are added. SOTP's exporter reads that file as it is; Debian's
 prometheus-snmp-exporter 0.21 reads the same modules in its own v0.21 shape (credentials inline; the
 fields it predates, ``offset``/``scale``/``filters``, left out: their effect is applied by hand to its
 values, ``value × scale + offset``, before comparing). Both scrape the same agents:
@@ -34,7 +36,7 @@ FIXTURES = REPO / "tests" / "fixtures"
 GENERATOR = FIXTURES / "snmp_exporter" / "v0.30.1" / "generator.yml"
 MIB_DIRS = sorted(p for p in (FIXTURES / "mibs").iterdir() if p.is_dir())
 HOST_MODULES = ("system", "if_mib", "ip_mib", "ucd_la_table", "ucd_memory", "ucd_system_stats", "hrSystem",
-                "hrStorage", "hrDevice", "hrSWRun", "hrSWRunPerf", "hrSWInstalled")
+                "hrStorage", "hrDevice", "hrSWRun", "hrSWRunPerf", "hrSWInstalled", "host_resources")
 #: Module -> snmpsim-data recording of a device that answers it.
 RECORDINGS = {
     "system": "network/switch/cisco-c3560.snmprec.bz2",
@@ -56,9 +58,14 @@ RECORDINGS = {
     "arista_sw": "cloud/arista-dcs-7150s-52-cl.snmprec.bz2",
     "ups_mib": "UPS/eastpower-istars-swv053.snmprec.bz2",
     "ubiquiti_airos": "network/wifi/ubiquiti-m5.snmprec.bz2",
+    "host_resources": "os/linux/unknown-007.snmprec.bz2",
+    "entity_sensor": "cloud/arista-dcs-7150s-52-cl.snmprec.bz2",
+    "juniper": "network/router/juniper-mx960-16-1r6-7-a.snmprec.bz2",
 }
+#: SOTP's default modules with no snmp_exporter counterpart.
+SOTP_ONLY = ("host_resources", "entity_sensor", "juniper")
 MODULES = sorted({*RECORDINGS, *HOST_MODULES, "cisco_fc_fe", "keepalived", "powercom", "dell_network", "eltex_mes",
-                  "kemp_loadmaster", "fieldserver"})
+                  "kemp_loadmaster", "fieldserver", "printer_mib"})
 CASES = ([(m, "synthetic") for m in MODULES] + [(m, "recording") for m in sorted(RECORDINGS)]
          + [(m, "snmpd") for m in HOST_MODULES])
 
@@ -76,10 +83,13 @@ def generated(workdir: Path) -> dict[str, Any]:
     for d in MIB_DIRS:
         argv += ["-m", str(d)]
     for m in MODULES:
-        argv += ["--module", m]
+        if m not in SOTP_ONLY:
+            argv += ["--module", m]
     r = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert r.returncode == 0, r.stderr
     data: dict[str, Any] = yaml.safe_load(out.read_text())
+    builtin = yaml.safe_load((REPO / "exporters" / "snmp" / "modules.yml").read_text())["modules"]
+    data["modules"].update({m: builtin[m] for m in SOTP_ONLY})
     assert sorted(data["modules"]) == MODULES
     return data
 

@@ -179,9 +179,9 @@ def v021_file(workdir: Path) -> Path:
     data["if_mib_edge"] = {**data["if_mib"], "auth": {"community": "edge"}}
     data["if_mib_juniper"] = {**data["if_mib"], "auth": {"community": "juniper-mx960"}}
     # SOTP's own modules, handed to the oracle too (v0.21 shape: the module bodies at top level).
+    builtin = yaml.safe_load((REPO / "exporters" / "snmp" / "modules.yml").read_text())["modules"]
     for name in ("if_mib", "system", "host_resources"):
-        text = (REPO / "exporters" / "snmp" / f"{name}.yml").read_text()
-        data[f"sotp_{name}"] = yaml.safe_load(text)["modules"][name]
+        data[f"sotp_{name}"] = builtin[name]
     path = workdir / "snmp_v021_plus.yml"
     path.write_text(yaml.safe_dump(data))
     return path
