@@ -1,278 +1,212 @@
-"""Remote-write ingest: ``sotp serve`` on PostgreSQL beside Prometheus's own receiver, same payloads, same run.
+"""Remote-write ingest as real senders load it: ``sotp serve`` on each backend beside Prometheus 2.42, same run.
 
-Load (issue 2): each of ``--concurrency`` senders owns ``--series`` series (as Prometheus's remote-write
-shards do: a series always goes through one shard, so its samples arrive in order) and posts requests of
-``--series`` series × ``--samples-per-request`` samples until every series holds ``--samples-per-series``
-samples. Payloads are encoded and snappy-compressed before the clock starts. Every request must be
-answered 204; SOTP answers 204 only after a durable commit (``synchronous_commit=on``), and the run checks
-afterwards that PostgreSQL holds every sample sent.
+Rows (``--rows``, default all three):
 
-    .venv/bin/python bench/ingest.py                       # full run (10,000 series × 2,000 samples × 2)
-    .venv/bin/python bench/ingest.py --samples-per-series 200 --series 2000   # quick run
+* ``live``: the live shape of issue 15 — 1 sample per series per request, 2,000 series per request,
+  4 concurrent senders, each series always through the same sender, time-ordered (bench/loadgen.py).
+* ``ten``: the same data with 10 samples per series per request.
+* ``resend``: "resend of a committed batch" (issue 18) — one request of 10,000 series × 10 samples, then the
+  very same request again (what a sender does when a 2xx is lost or a request times out); both timed.
+  Target: the resend costs ≤ 1.5× the first send.
 
-Prints samples/s for both and the ratio SOTP / Prometheus.
+Every target is fresh: a new SQLite file, PostgreSQL schema or TimescaleDB database, a new Prometheus data
+dir (``--web.enable-remote-write-receiver``), each server started for the row and stopped after it. SOTP is
+the real server, started through its CLI (``.venv/bin/sotp serve --listen … --storage …``). Payloads are
+encoded before the clock starts; afterwards each target is asked through its HTTP API (``count_over_time``)
+whether every sample is there.
+
+    .venv/bin/python bench/ingest.py                                   # every row, every backend
+    .venv/bin/python bench/ingest.py --rows live --backends sqlite     # one row, one backend
+    .venv/bin/python bench/ingest.py --rows resend --backends postgresql,timescaledb
+    .venv/bin/python bench/ingest.py --series 2000 --minutes 20        # quick sizes
+
+Prints each measurement as it finishes, then a Markdown table: samples/s and the ratio to Prometheus.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
-import aiohttp
-import cramjam
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sotp.codec.remote_write_encoder import field, varint
+from bench import loadgen, servers
+from bench.loadgen import Dataset, Load, SendResult, Verification
+from bench.servers import Server
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DSN = os.environ.get("SOTP_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-HEADERS = {
-    "Content-Type": "application/x-protobuf",
-    "Content-Encoding": "snappy",
-    "X-Prometheus-Remote-Write-Version": "0.1.0",
-}
+ROWS = ("live", "ten", "resend")
+RESEND_TARGET = 1.5
+T = TypeVar("T")
 
 
-def _label_bytes(shard: int, i: int) -> bytes:
-    """Sorted labels of one series, padded so that every series' labels have the same length."""
-    pairs = [
-        ("__name__", f"bench_metric_{i % 100:03d}"),
-        ("instance", f"host-{i:06d}"),
-        ("job", "ingest-bench"),
-        ("shard", f"s{shard:02d}"),
-    ]
-    return b"".join(field(0x0A, field(0x0A, n.encode()) + field(0x12, v.encode())) for n, v in pairs)
+@dataclass
+class Measured:
+    """One target's figures for one row."""
+
+    target: str
+    sent: SendResult
+    verified: Verification | None
+    cpu_s: float
+    db_cpu_s: float
+    rss_mib: float
 
 
-def encode_payloads(shard: int, series: int, per_request: int, requests: int, t0_ms: int) -> list[bytes]:
-    """Snappy remote-write bodies for one sender, built with numpy (a sample is a fixed 18-byte field:
-    ``0x12 0x10 | 0x09 <double> | 0x10 <6-byte varint>``: millisecond timestamps of this era take 6 bytes)."""
-    labels = np.frombuffer(b"".join(_label_bytes(shard, i) for i in range(series)), dtype=np.uint8).reshape(series, -1)
-    sample_len = 18
-    body_len = labels.shape[1] + per_request * sample_len
-    head = np.frombuffer(b"\x0a" + varint(body_len), dtype=np.uint8)
-    idx = np.arange(series, dtype=np.float64)[:, None]
-    out: list[bytes] = []
-    for r in range(requests):
-        ts = t0_ms + (r * per_request + np.arange(per_request, dtype=np.int64)) * 1000
-        assert (ts >= 1 << 35).all() and (ts < 1 << 42).all(), "timestamps must take a 6-byte varint"
-        var = np.zeros((per_request, 6), dtype=np.uint8)
-        rest = ts.copy()
-        for k in range(6):
-            var[:, k] = (rest & 0x7F) | (0x80 if k < 5 else 0)
-            rest >>= 7
-        samples = np.zeros((series, per_request, sample_len), dtype=np.uint8)
-        samples[:, :, 0] = 0x12
-        samples[:, :, 1] = 16
-        samples[:, :, 2] = 0x09
-        values = idx * 1000.0 + (r * per_request + np.arange(per_request)) + 0.5  # never +0.0 (omitted)
-        samples[:, :, 3:11] = values.astype("<f8").view(np.uint8).reshape(series, per_request, 8)
-        samples[:, :, 11] = 0x10
-        samples[:, :, 12:18] = var[None, :, :]
-        rows = np.concatenate(
-            [np.broadcast_to(head, (series, len(head))), labels, samples.reshape(series, -1)], axis=1
-        )
-        out.append(bytes(cramjam.snappy.compress_raw(rows.tobytes())))
-    return out
+def load_and_measure(server: Server, load: Load, data: Dataset, verify: bool) -> Measured:
+    """Send ``load`` to ``server`` with the clock running, then (optionally) check every sample is there."""
+    cpu0, db0 = server.cpu(), servers.postgres_cpu_s()
+    sent = loadgen.send(server.write_url, load)
+    cpu, db = server.cpu_since(cpu0), max(0.0, servers.postgres_cpu_s() - db0)  # exited backends drop out
+    verified = loadgen.verify(server.base, data) if verify else None
+    measured = Measured(server.name, sent, verified, cpu, db, server.rss_mib())
+    print(f"  {server.name:>18}: {sent.describe()}", flush=True)
+    print(f"  {'':>18}  server CPU {cpu:.1f} s, postgres CPU {db:.1f} s (all clusters), RSS {measured.rss_mib:.0f} MiB"
+          + (f"; {verified.describe()}" if verified else ""), flush=True)
+    return measured
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before it was ready")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready after {timeout}s")
-
-
-async def send_all(url: str, shards: list[list[bytes]], samples_per_request: int) -> tuple[float, int]:
-    """Post every shard's payloads in order, shards concurrently; returns (seconds, samples)."""
-    bad: list[str] = []
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session:
-
-        async def sender(payloads: list[bytes]) -> int:
-            sent = 0
-            for body in payloads:
-                async with session.post(url, data=body, headers=HEADERS) as resp:
-                    if resp.status != 204:
-                        bad.append(f"{resp.status} {(await resp.text())[:200]}")
-                        return sent
-                sent += 1
-            return sent
-
-        started = time.perf_counter()
-        counts = await asyncio.gather(*(sender(p) for p in shards))
-        elapsed = time.perf_counter() - started
-    if bad:
-        raise RuntimeError(f"{url}: {len(bad)} request(s) not answered 204, first: {bad[0]}")
-    return elapsed, sum(counts)
-
-
-def run_target(name: str, argv: list[str], ready: str, write: str, shards: list[list[bytes]], args: argparse.Namespace,
-               log: Path, env: dict[str, str] | None = None, processes: int = 1) -> tuple[float, int]:
-    """Start ``processes`` copies of ``argv`` (they share the port with SO_REUSEPORT), load them, stop them."""
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        for k in range(processes):
-            with open(log.with_suffix(f".{k}.log"), "wb") as fh:
-                procs.append(subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO, env=env))
-            wait_ready(ready, procs[-1])
-        cpu0, pg0, idle0 = sum(cpu_seconds(p.pid) for p in procs), postgres_cpu_seconds(), machine_idle_seconds()
-        elapsed, requests = asyncio.run(send_all(write, shards, args.samples_per_request))
-        cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
-        pg = postgres_cpu_seconds() - pg0
-        idle = machine_idle_seconds() - idle0
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    samples = requests * args.series * args.samples_per_request
-    cores = (os.cpu_count() or 1) * elapsed
-    print(f"{name:>12}: {samples:,} samples in {elapsed:.2f}s = {samples / elapsed:,.0f} samples/s "
-          f"(server CPU {cpu:.1f}s, PostgreSQL CPU {pg:.1f}s, machine idle {idle:.1f} of {cores:.1f} core-s)",
+def throughput_row(row: str, data: Dataset, load: Load, args: argparse.Namespace, tmp: Path) -> list[str]:
+    """Prometheus, then every backend, each fresh, each loaded with the same payloads."""
+    print(f"\n== {row}: {load.shape.describe()}; {load.describe()} (load average {servers.load_average()})",
           flush=True)
-    return elapsed, samples
+    results = on_every_target(args, tmp, lambda s: load_and_measure(s, load, data, args.verify))
+    return [_throughput_line(row, m, results[0] if not args.no_prometheus else None) for m in results]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc (Linux)."""
+def on_every_target(args: argparse.Namespace, tmp: Path, measure: Callable[[Server], T]) -> list[T]:
+    """``measure`` on a fresh Prometheus (unless ``--no-prometheus``), then on each backend's fresh sotp serve."""
+    results: list[T] = []
+    if not args.no_prometheus:
+        with servers.serving(lambda: servers.start_prometheus(tmp)) as prom:
+            results.append(measure(prom))
+    for name in servers.chosen_backends(args):
+        result = _on_backend(name, args, tmp, measure)
+        if result is not None:
+            results.append(result)
+    return results
+
+
+def _on_backend(name: str, args: argparse.Namespace, tmp: Path, measure: Callable[[Server], T]) -> T | None:
+    """``measure(server)`` on a fresh ``sotp serve`` over a fresh ``name`` store; None when that cannot run."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        with servers.fresh_backend(name, args, tmp) as backend, \
+                servers.serving(lambda: servers.start_sotp(backend.url, tmp, f"sotp-{name}", args.serve_args)) as sotp:
+            return measure(sotp)
+    except servers.BackendUnavailable as err:
+        print(f"  {'sotp-' + name:>18}: skipped, database unreachable: {err}", flush=True)
+    except RuntimeError as err:
+        print(f"  {'sotp-' + name:>18}: FAILED: {err}", flush=True)
+    return None
 
 
-def postgres_cpu_seconds() -> float:
-    """CPU time of every process named postgres (the server is shared: other work shows up here too)."""
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        if "(postgres)" in text:
-            total += cpu_seconds(int(stat.parent.name))
-    return total
+def _throughput_line(row: str, m: Measured, ref: Measured | None) -> str:
+    ratio = f"{m.sent.samples_per_s / ref.sent.samples_per_s:.2f}×" if ref and ref.sent.samples_per_s else "—"
+    other = sum(m.sent.statuses.values()) - m.sent.ok
+    verified = "—" if m.verified is None else ("all" if m.verified.ok else f"{m.verified.samples:,} (MISSING)")
+    return (f"| {row} | {m.target} | {m.sent.samples_per_s:,.0f} | {ratio} | {m.sent.ok} / {other} | "
+            f"{m.cpu_s:.1f} | {m.rss_mib:.0f} | {verified} |")
 
 
-def machine_idle_seconds() -> float:
-    """Idle core-seconds of the whole machine (how much of its cores nobody used)."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    return int(fields[4]) / os.sysconf("SC_CLK_TCK")
+@dataclass
+class Resent:
+    """First send and resend of the same committed request on one target."""
+
+    target: str
+    first: SendResult
+    again: SendResult
+    verified: Verification | None
+
+    @property
+    def ratio(self) -> float:
+        return self.again.seconds / self.first.seconds
 
 
-def pg_count(dsn: str, schema: str) -> int:
-    import psycopg
+def resend_and_measure(server: Server, load: Load, data: Dataset, verify: bool) -> Resent:
+    first = loadgen.send(server.write_url, load)
+    again = loadgen.send(server.write_url, load)
+    verified = loadgen.verify(server.base, data) if verify else None
+    resent = Resent(server.name, first, again, verified)
+    print(f"  {server.name:>18}: first {first.seconds * 1000:,.0f} ms ({first.describe()})", flush=True)
+    print(f"  {'':>18}  again {again.seconds * 1000:,.0f} ms ({again.describe()}) = {resent.ratio:.2f}× the first"
+          + (f"; {verified.describe()}" if verified else ""), flush=True)
+    return resent
 
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute(f'SELECT coalesce(sum(cardinality(ts)), 0) FROM "{schema}".sotp_samples').fetchone()
-        return int(row[0]) if row else 0
+
+def resend_row(args: argparse.Namespace, tmp: Path) -> list[str]:
+    data = loadgen.make_dataset(args.resend_series, 10 * args.step, args.step)
+    load = loadgen.encode(data, loadgen.Shape(10, args.resend_series, 1))
+    print(f"\n== resend of a committed batch: {load.describe()} (load average {servers.load_average()})", flush=True)
+    results = on_every_target(args, tmp, lambda s: resend_and_measure(s, load, data, args.verify))
+    return [_resend_line(r) for r in results]
 
 
-def pg_drop(dsn: str, schema: str) -> None:
-    import psycopg
+def _resend_line(r: Resent) -> str:
+    """A rejected resend is stated, not timed: Prometheus 2.42 answers 400 "out of order sample" to the older
+    samples of a repeated multi-sample request (the sender drops it), so its row is no cost reference."""
+    if r.again.failed:
+        again, ratio, ok = f"rejected: {r.again.first_error[:40]}", "—", "—"
+    else:
+        again, ratio = f"{r.again.seconds * 1000:,.0f}", f"{r.ratio:.2f}×"
+        ok = "yes" if r.ratio <= RESEND_TARGET else "no"
+    return f"| resend | {r.target} | {r.first.seconds * 1000:,.0f} | {again} | {ratio} | {ok} |"
 
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated rows (of {', '.join(ROWS)})")
+    p.add_argument("--series", type=int, default=10_000, help="series in the dataset (rows live and ten)")
+    p.add_argument("--minutes", type=int, default=60, help="time span of the dataset")
+    p.add_argument("--step", type=int, default=15, help="seconds between samples")
+    p.add_argument("--senders", type=int, default=4, help="concurrent senders (shards)")
+    p.add_argument("--series-per-request", type=int, default=2_000)
+    p.add_argument("--resend-series", type=int, default=10_000, help="series × 10 samples in the resent request")
+    p.add_argument("--no-prometheus", action="store_true", help="skip the reference (no ratios)")
+    p.add_argument("--no-verify", dest="verify", action="store_false", help="skip the count_over_time check")
+    servers.add_backend_args(p)
+    return p.parse_args()
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--series", type=int, default=10_000, help="series per sender (and per request)")
-    p.add_argument("--samples-per-request", type=int, default=10, help="samples per series in one request")
-    p.add_argument("--samples-per-series", type=int, default=2_000, help="samples each series ends with")
-    p.add_argument("--concurrency", type=int, default=2, help="concurrent senders (shards)")
-    p.add_argument("--dsn", default=DEFAULT_DSN, help="PostgreSQL for sotp serve (a fresh schema is used)")
-    p.add_argument("--prometheus", default=shutil.which("prometheus") or "/usr/bin/prometheus")
-    p.add_argument("--sotp-processes", type=int, default=1,
-                   help="sotp serve processes sharing the port (SO_REUSEPORT)")
-    p.add_argument("--gc-threshold", type=int, default=0,
-                   help="experiment: run sotp serve with gc.set_threshold(N, 20, 100)")
-    p.add_argument("--skip-prometheus", action="store_true")
-    p.add_argument("--skip-sotp", action="store_true")
-    p.add_argument("--keep-schema", action="store_true", help="do not drop the bench schema afterwards")
-    args = p.parse_args()
-
-    requests = args.samples_per_series // args.samples_per_request
-    t0 = int(time.time() * 1000) - requests * args.samples_per_request * 1000 - 60_000
-    print(f"encoding {args.concurrency} × {requests} requests of {args.series:,} series × "
-          f"{args.samples_per_request} samples ...", flush=True)
-    started = time.perf_counter()
-    shards = [encode_payloads(c, args.series, args.samples_per_request, requests, t0) for c in range(args.concurrency)]
-    size = sum(len(b) for s in shards for b in s)
-    print(f"encoded {size / 1e6:.0f} MB in {time.perf_counter() - started:.1f}s", flush=True)
-    tmp = Path(tempfile.mkdtemp(prefix="sotp-bench-"))
-    results: dict[str, float] = {}
-
-    if not args.skip_sotp:
-        schema = f"bench_{uuid.uuid4().hex[:10]}"
-        sep = "&" if "?" in args.dsn else "?"
-        port = free_port()
-        serve = ["serve", "--listen", f"127.0.0.1:{port}", "--storage", f"{args.dsn}{sep}schema={schema}"]
-        argv = [sys.executable, "-m", "sotp", *serve]
-        if args.gc_threshold:
-            # Experiment: the same server with CPython's cyclic GC run less often (see docs/storage.md).
-            code = (f"import gc, sys; gc.set_threshold({args.gc_threshold}, 20, 100); from sotp.cli import main; "
-                    f"sys.exit(main({serve!r}))")
-            argv = [sys.executable, "-c", code]
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        name = "sotp" if args.sotp_processes == 1 else f"sotp ×{args.sotp_processes}"
-        try:
-            elapsed, samples = run_target(name, argv, f"http://127.0.0.1:{port}/-/ready",
-                                          f"http://127.0.0.1:{port}/api/v1/write", shards, args, tmp / "sotp.log",
-                                          env, processes=args.sotp_processes)
-            stored = pg_count(args.dsn, schema)
-            print(f"{'':>12}  PostgreSQL holds {stored:,} samples of {samples:,} acknowledged", flush=True)
-            if stored != samples:
-                print("ERROR: acknowledged samples missing from PostgreSQL", file=sys.stderr)
-                return 1
-            results["sotp"] = samples / elapsed
-        finally:
-            if not args.keep_schema:
-                pg_drop(args.dsn, schema)
-
-    if not args.skip_prometheus:
-        port = free_port()
-        cfg = tmp / "prometheus.yml"
-        cfg.write_text("global:\n  scrape_interval: 1h\n")
-        argv = [args.prometheus, f"--config.file={cfg}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}", "--web.enable-remote-write-receiver"]
-        elapsed, samples = run_target("prometheus", argv, f"http://127.0.0.1:{port}/-/ready",
-                                      f"http://127.0.0.1:{port}/api/v1/write", shards, args, tmp / "prometheus.log")
-        results["prometheus"] = samples / elapsed
-
-    if len(results) == 2:
-        print(f"{'ratio':>12}: {results['sotp'] / results['prometheus']:.2f} × Prometheus (target >= 0.5)")
-    shutil.rmtree(tmp, ignore_errors=True)
+    args = parse_args()
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    if set(rows) - set(ROWS):
+        raise SystemExit(f"unknown row(s) {sorted(set(rows) - set(ROWS))}: use {', '.join(ROWS)}")
+    tmp = Path(tempfile.mkdtemp(prefix="sotp-bench-ingest-"))
+    throughput: list[str] = []
+    resends: list[str] = []
+    try:
+        shapes = [(row, k) for row, k in (("live", 1), ("ten", 10)) if row in rows]
+        if shapes:
+            data = loadgen.make_dataset(args.series, args.minutes * 60, args.step)
+            print(f"dataset: {data.describe()}", flush=True)
+        for row, k in shapes:
+            started = time.perf_counter()
+            load = loadgen.encode(data, loadgen.Shape(k, args.series_per_request, args.senders))
+            print(f"encoded {row} in {time.perf_counter() - started:.1f} s", flush=True)
+            throughput += throughput_row(row, data, load, args, tmp)
+        if "resend" in rows:
+            resends = resend_row(args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print_tables(throughput, resends)
     return 0
+
+
+def print_tables(throughput: list[str], resends: list[str]) -> None:
+    if throughput:
+        print("\n| row | target | samples/s | ratio to Prometheus | 2xx / other | server CPU s | RSS MiB | verified |")
+        print("|---|---|---:|---:|---:|---:|---:|---|")
+        print("\n".join(throughput))
+    if resends:
+        print(f"\n| row | target | first send ms | resend ms | resend / first | ≤ {RESEND_TARGET}× |")
+        print("|---|---|---:|---:|---:|---|")
+        print("\n".join(resends))
 
 
 if __name__ == "__main__":

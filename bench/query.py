@@ -1,268 +1,231 @@
-"""Query latency: SOTP's PromQL engine over PostgreSQL (or any storage URL) beside Debian's Prometheus 2.42.
+"""Dashboard queries on data loaded the way real senders load it: ``sotp serve`` beside Prometheus 2.42.
 
-Loads 10,000 series x 2 h at 15 s (5,000 counters ``m``, 4,000 gauges ``g``, 100 histograms x 10
-buckets ``h_bucket``) into the SOTP storage (through its Appender) and into a real Prometheus (remote
-write in time order), then times the dashboard set as 1 h range queries at 15 s and 60 s steps over
-HTTP: SOTP runs ``query.api`` in its own process (``--serve``), Prometheus is the reference. Prints the
-median latency of each query on both and the ratio.
+Both are loaded through their HTTP remote-write endpoint with the same pre-encoded payloads from
+bench/loadgen.py — by default the live shape (1 sample per series per request, 2,000 series per request,
+4 senders; ``--shape 10`` for 10 samples per series per request) — 10,000 series × 1 h at 15 s, checked
+afterwards with ``count_over_time``. Then the dashboard query set runs as range queries over that hour at
+steps of 15 s and 60 s over HTTP, median of ``--repeat`` (5) after one warm-up, SOTP and Prometheus in turn
+per query. Prints each row's milliseconds on both and the ratio, per backend, and the resident size of the
+``sotp serve`` process after the load.
 
-    .venv/bin/python bench/query.py                                  # PostgreSQL at SOTP_TEST_PG_DSN
-    .venv/bin/python bench/query.py --storage sqlite:///tmp/q.db --series 2000
+``--compact`` then stops ``sotp serve``, opens the same store in this process, moves everything its head
+holds into blocks (``flush(now, before=data end + 1)``, when the store has a head), calls its compaction hook
+(``compact(now)`` with ``now`` far enough past the data that every window counts as closed), closes it,
+starts ``sotp serve`` again and times the set once more. Prometheus cannot be made to compact a 1 h head
+(it cuts a block once the head spans 3 h; no API forces it), so its figures stay those of its head.
+
+    .venv/bin/python bench/query.py                                     # live shape, every backend
+    .venv/bin/python bench/query.py --shape 10                          # row (b): 10 samples/series/request
+    .venv/bin/python bench/query.py --compact --backends postgresql     # also after forced compaction
+    .venv/bin/python bench/query.py --series 2000 --minutes 30          # quick sizes
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
-import urllib.request
-import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from bench import loadgen, servers
+from bench.loadgen import Dataset, Load
+from bench.servers import Server
 
-from sotp.codec.remote_write import encode_write_request  # noqa: E402
-from sotp.model import Labels  # noqa: E402
-
-STEP_MS = 15_000
-HOURS = 2
-QUERIES = [
-    "sum by (job) (rate(m[5m]))",
-    'rate(m{instance="i-7"}[5m])',
+QUERIES = (
+    "sum by (job) (rate(c[5m]))",
+    'rate(c{instance="i-7"}[5m])',
     "topk(5, avg_over_time(g[5m]))",
     "histogram_quantile(0.9, sum by (le) (rate(h_bucket[5m])))",
-]
-BUCKETS = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"]
+)
+STEPS = (15, 60)
+TARGET = 1.5
 
 
-def dataset(n_series: int, end_ms: int) -> list[tuple[Labels, np.ndarray, np.ndarray]]:
-    """Counters (half), gauges (40 %), histograms (10 %, 10 buckets each) over 2 h at 15 s."""
-    rng = np.random.default_rng(42)
-    n = HOURS * 3600_000 // STEP_MS
-    ts = end_ms - STEP_MS * np.arange(n, dtype=np.int64)[::-1]
-    out = []
-    n_m, n_g = n_series // 2, n_series * 2 // 5
-    for i in range(n_m):
-        vals = np.cumsum(rng.integers(0, 100, n)).astype(np.float64)
-        out.append((Labels({"__name__": "m", "job": f"job-{i % 10}", "instance": f"i-{i}"}), ts, vals))
-    for i in range(n_g):
-        vals = np.round(50 + np.cumsum(rng.normal(0, 1, n)), 3)
-        out.append((Labels({"__name__": "g", "job": f"job-{i % 10}", "instance": f"i-{i}"}), ts, vals))
-    for h in range((n_series - n_m - n_g) // len(BUCKETS)):
-        obs = rng.integers(0, 20, (n, len(BUCKETS)))
-        cum = np.cumsum(np.cumsum(obs, axis=1), axis=0).astype(np.float64)
-        for b, le in enumerate(BUCKETS):
-            out.append((Labels({"__name__": "h_bucket", "job": f"job-{h % 10}", "instance": f"i-{h}", "le": le}),
-                        ts, cum[:, b]))
+@dataclass(frozen=True)
+class Timing:
+    """One query at one step on both servers: median milliseconds and result series."""
+
+    query: str
+    step: int
+    sotp_ms: float
+    prom_ms: float
+    sotp_series: int
+    prom_series: int
+
+    @property
+    def ratio(self) -> float:
+        return self.sotp_ms / self.prom_ms
+
+
+def timed_query(base: str, query: str, data: Dataset, step: int) -> tuple[float, int]:
+    """Seconds for one ``query_range`` over the dataset's last hour, and the number of series returned."""
+    end = data.end_ms / 1000
+    params = {"query": query, "start": f"{end - 3600:.3f}", "end": f"{end:.3f}", "step": str(step)}
+    started = time.perf_counter()
+    result = loadgen.api_get(base, "/api/v1/query_range", params)
+    took = time.perf_counter() - started
+    assert isinstance(result, dict)
+    return took, len(result["result"])
+
+
+def median_ms(base: str, query: str, data: Dataset, step: int, repeat: int) -> tuple[float, int]:
+    timed_query(base, query, data, step)  # warm-up: caches, connections
+    runs = [timed_query(base, query, data, step) for _ in range(repeat)]
+    return statistics.median(t for t, _ in runs) * 1000, runs[0][1]
+
+
+def query_set(sotp: Server, prom: Server, data: Dataset, repeat: int, label: str) -> list[Timing]:
+    """The dashboard set on both servers, each query SOTP then Prometheus; prints one line per row."""
+    print(f"\n{label} (load average {servers.load_average()})")
+    print(f"{'query':60} {'step':>4} {'series':>6} {'SOTP ms':>9} {'Prom ms':>8} {'ratio':>6}", flush=True)
+    out: list[Timing] = []
+    for query in QUERIES:
+        for step in STEPS:
+            s_ms, s_n = median_ms(sotp.base, query, data, step, repeat)
+            p_ms, p_n = median_ms(prom.base, query, data, step, repeat)
+            t = Timing(query, step, s_ms, p_ms, s_n, p_n)
+            flag = "" if t.ratio <= TARGET else f"  > {TARGET}×"
+            flag += "" if s_n == p_n else f"  SERIES DIFFER (Prometheus {p_n})"
+            print(f"{query:60} {step:>3}s {s_n:>6} {s_ms:>9.1f} {p_ms:>8.1f} {t.ratio:>5.2f}×{flag}", flush=True)
+            out.append(t)
+    ratios = [t.ratio for t in out]
+    print(f"worst {max(ratios):.2f}×, median {statistics.median(ratios):.2f}× (target ≤ {TARGET}×)", flush=True)
     return out
 
 
-async def load_sotp(url: str, data: list[tuple[Labels, np.ndarray, np.ndarray]]) -> float:
+def force_compaction(storage_url: str, data: Dataset) -> str:
+    """Run the store's compaction in this process (``sotp serve`` must be stopped); says what it did."""
+    return asyncio.run(_force_compaction(storage_url, data.end_ms))
+
+
+async def _force_compaction(storage_url: str, end_ms: int) -> str:
     from sotp.storage import open_storage
 
-    store = open_storage(url)
+    store = open_storage(storage_url)
     await store.open()
-    t0 = time.perf_counter()
     try:
-        for start in range(0, len(data), 500):
-            app = store.appender()
-            for lb, ts, vs in data[start:start + 500]:
-                app.append_series(lb, ts.tolist(), vs.tolist())
-            await app.commit()
+        done = [await _flush_head(store, end_ms)]
+        compact = getattr(store, "compact", None)
+        if compact is None:
+            return f"NO COMPACTION HOOK: {type(store).__name__} has no compact(now_ms); " + "; ".join(done)
+        # Every window counts as closed when "now" is past the data by the store's block and waiting time.
+        now_ms = end_ms + 2 * getattr(store, "block_ms", 7_200_000) + getattr(store, "compact_after_ms", 0)
+        started = time.perf_counter()
+        removed = await compact(now_ms)
+        done.append(f"{type(store).__name__}.compact(now = data end + {(now_ms - end_ms) / 3_600_000:.1f} h) "
+                    f"removed {removed:,} rows in {time.perf_counter() - started:.1f} s")
+        return "; ".join(done)
     finally:
         await store.close()
-    return time.perf_counter() - t0
 
 
-def load_prometheus(url: str, data: list[tuple[Labels, np.ndarray, np.ndarray]]) -> float:
-    t0 = time.perf_counter()
-    n = len(data[0][1])
-    for start in range(0, n, 8):
-        body = encode_write_request(
-            (lb, list(zip(ts[start:start + 8].tolist(), vs[start:start + 8].tolist(), strict=True)))
-            for lb, ts, vs in data
-        )
-        req = urllib.request.Request(f"{url}/api/v1/write", data=body, method="POST", headers={
-            "Content-Encoding": "snappy", "Content-Type": "application/x-protobuf",
-            "X-Prometheus-Remote-Write-Version": "0.1.0"})
-        with urllib.request.urlopen(req, timeout=120) as r:
-            assert r.status in (200, 204)
-    return time.perf_counter() - t0
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{url}: process exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer within {timeout}s")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def timed_query(base: str, q: str, start: float, end: float, step: int) -> tuple[float, int]:
-    params = urllib.parse.urlencode({"query": q, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": str(step)})
-    t0 = time.perf_counter()
-    with urllib.request.urlopen(f"{base}/api/v1/query_range?{params}", timeout=300) as r:
-        body = json.load(r)
-    took = time.perf_counter() - t0
-    if body.get("status") != "success":
-        raise SystemExit(f"{base}: {q}: {body}")
-    return took, len(body["data"]["result"])
-
-
-async def breakdown(url: str, start_ms: int, end_ms: int) -> dict[tuple[str, int], tuple[float, float]]:
-    """In-process split of SOTP's time per query: storage fetch vs evaluation (medians of 3)."""
-    from query.engine import Engine, Evaluator
-    from query.parse import parse
-    from sotp.storage import open_storage
-
-    store = open_storage(url)
-    await store.open()
-    out = {}
+async def _flush_head(store: object, end_ms: int) -> str:
+    """Move everything a head holds into blocks (``flush(now, before=…)``), if the store has a head."""
+    flush = getattr(store, "flush", None)
+    if flush is None:
+        return "no head to flush"
+    started = time.perf_counter()
     try:
-        engine = Engine(store)
-        for q in QUERIES:
-            for step in (15, 60):
-                fetch, evals = [], []
-                for _ in range(3):
-                    steps = np.arange(start_ms, end_ms + 1, step * 1000, dtype=np.int64)
-                    ev = Evaluator(engine, start_ms, end_ms, time.monotonic() + 300)
-                    expr = parse(q)
-                    t0 = time.perf_counter()
-                    ev.plan(expr, steps)
-                    await ev.fetch([])
-                    t1 = time.perf_counter()
-                    ev.evaluate(expr, steps)
-                    fetch.append(t1 - t0)
-                    evals.append(time.perf_counter() - t1)
-                out[(q, step)] = (statistics.median(fetch) * 1000, statistics.median(evals) * 1000)
-    finally:
-        await store.close()
-    return out
+        moved = await flush(end_ms + 1, before=end_ms + 1)
+    except TypeError as err:
+        return f"HEAD NOT FLUSHED: flush() no longer takes (now_ms, before=): {err}"
+    return f"head flush moved {moved:,} samples into blocks in {time.perf_counter() - started:.1f} s"
 
 
-def serve(storage_url: str, port: int) -> None:
-    """``--serve``: the query API alone on ``port`` (no receivers), as ``sotp serve`` would run it."""
-    from aiohttp import web
-
-    from query.api import setup
-    from sotp.config import Config
-    from sotp.storage import open_storage
-    from sotp.web import CTX, ServerContext
-
-    config = Config()
-    ctx = ServerContext(config=config, storage=open_storage(storage_url))
-    app = web.Application()
-    app[CTX] = ctx
-    setup(app, ctx)
-
-    async def storage_ctx(app: web.Application):  # type: ignore[no-untyped-def]
-        await ctx.storage.open()
-        yield
-        await ctx.storage.close()
-
-    app.cleanup_ctx.append(storage_ctx)
-    app.router.add_get("/-/ready", lambda r: web.Response(text="ok"))  # type: ignore[arg-type,return-value]
-    web.run_app(app, host="127.0.0.1", port=port, print=None)
+@dataclass
+class BackendRun:
+    name: str
+    shape: str
+    rss_mib: float
+    live: list[Timing]
+    compacted: list[Timing] | None
 
 
-async def drop_schema(url: str) -> None:
-    import psycopg
+def run_backend(name: str, prom: Server, data: Dataset, load: Load, args: argparse.Namespace,
+                tmp: Path) -> BackendRun:
+    """Load a fresh store through ``sotp serve``, time the set, and (``--compact``) again after compaction."""
+    with servers.fresh_backend(name, args, tmp) as backend:
+        start = lambda: servers.start_sotp(backend.url, tmp, f"sotp-{name}", args.serve_args)  # noqa: E731
+        with servers.serving(start) as sotp:
+            load_into(sotp, load, data, args.verify)
+            rss = sotp.rss_mib()
+            print(f"sotp serve ({name}) RSS after load: {rss:.0f} MiB", flush=True)
+            live = query_set(sotp, prom, data, args.repeat, f"{name}, {args.shape} shape, as loaded")
+        if not args.compact:
+            return BackendRun(name, args.shape, rss, live, None)
+        print(force_compaction(backend.url, data), flush=True)
+        started = time.perf_counter()
+        with servers.serving(start) as sotp:
+            print(f"sotp serve ({name}) ready again after {time.perf_counter() - started:.1f} s, "
+                  f"RSS {sotp.rss_mib():.0f} MiB", flush=True)
+            compacted = query_set(sotp, prom, data, args.repeat, f"{name}, after forced compaction")
+        return BackendRun(name, args.shape, rss, live, compacted)
 
-    dsn, _, schema = url.partition("?schema=")
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+def load_into(server: Server, load: Load, data: Dataset, verify: bool) -> None:
+    sent = loadgen.send(server.write_url, load)
+    print(f"{server.name} load: {sent.describe()}", flush=True)
+    if verify:
+        print(f"{server.name} check: {loadgen.verify(server.base, data).describe()}", flush=True)
+
+
+def print_table(runs: list[BackendRun], prom_rss: float) -> None:
+    print(f"\nPrometheus 2.42 RSS after load: {prom_rss:.0f} MiB; "
+          + ", ".join(f"sotp serve ({r.name}): {r.rss_mib:.0f} MiB" for r in runs))
+    print("\n| backend | data | query | step | Prometheus ms | SOTP ms | ratio |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    for r in runs:
+        for label, timings in ((f"{r.shape} shape, as loaded", r.live), ("after compaction", r.compacted or [])):
+            for t in timings:
+                print(f"| {r.name} | {label} | `{t.query}` | {t.step} s | {t.prom_ms:,.1f} | {t.sotp_ms:,.1f} | "
+                      f"{t.ratio:.2f}× |")
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shape", choices=("live", "10"), default="live",
+                   help="live: 1 sample/series/request; 10: 10 samples/series/request")
+    p.add_argument("--compact", action="store_true", help="also measure after forcing the store's compaction")
+    p.add_argument("--series", type=int, default=10_000)
+    p.add_argument("--minutes", type=int, default=60, help="time span of the data (queries cover the last hour)")
+    p.add_argument("--step", type=int, default=15, help="seconds between samples")
+    p.add_argument("--senders", type=int, default=4)
+    p.add_argument("--series-per-request", type=int, default=2_000)
+    p.add_argument("--repeat", type=int, default=5, help="timed runs per query (median), after one warm-up")
+    p.add_argument("--no-verify", dest="verify", action="store_false", help="skip the count_over_time check")
+    servers.add_backend_args(p)
+    return p.parse_args()
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--storage", help="SOTP storage URL (default: a fresh schema in SOTP_TEST_PG_DSN)")
-    ap.add_argument("--series", type=int, default=10_000)
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--serve", nargs=2, metavar=("STORAGE", "PORT"), help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.serve:
-        serve(args.serve[0], int(args.serve[1]))
-        return 0
-    pg_schema = None
-    url = args.storage
-    if url is None:
-        dsn = os.environ.get("SOTP_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-        pg_schema = f"sotp_bench_{uuid.uuid4().hex[:8]}"
-        url = f"{dsn}?schema={pg_schema}"
-    prom_bin = shutil.which("prometheus") or "/usr/bin/prometheus"
-    end_ms = (int(time.time() * 1000) // 60_000) * 60_000
-    data = dataset(args.series, end_ms)
-    print(f"dataset: {len(data)} series x {len(data[0][1])} samples = {sum(len(d[1]) for d in data):,} samples")
+    args = parse_args()
+    data = loadgen.make_dataset(args.series, args.minutes * 60, args.step)
+    shape = loadgen.Shape(1 if args.shape == "live" else 10, args.series_per_request, args.senders)
+    load = loadgen.encode(data, shape)
+    print(f"dataset: {data.describe()}; {shape.describe()}; {load.describe()}", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="sotp-bench-query-"))
-    procs: list[subprocess.Popen[bytes]] = []
+    runs: list[BackendRun] = []
     try:
-        took = asyncio.run(load_sotp(url, data))
-        print(f"SOTP load ({url.split('@')[-1]}): {took:.1f}s")
-        pport, sport = free_port(), free_port()
-        (tmp / "prometheus.yml").write_text("global:\n  evaluation_interval: 1m\n")
-        log = open(tmp / "prometheus.log", "wb")  # noqa: SIM115
-        procs.append(subprocess.Popen([prom_bin, f"--config.file={tmp / 'prometheus.yml'}",
-                                       f"--storage.tsdb.path={tmp / 'tsdb'}", f"--web.listen-address=127.0.0.1:{pport}",
-                                       "--web.enable-remote-write-receiver"], stdout=log, stderr=log, cwd=tmp))
-        prom = f"http://127.0.0.1:{pport}"
-        wait_http(f"{prom}/-/ready", procs[-1])
-        print(f"Prometheus load (remote write): {load_prometheus(prom, data):.1f}s")
-        slog = open(tmp / "sotp.log", "wb")  # noqa: SIM115
-        procs.append(subprocess.Popen([sys.executable, __file__, "--serve", url, str(sport)], stdout=slog,
-                                      stderr=slog, cwd=REPO))
-        sotp = f"http://127.0.0.1:{sport}"
-        wait_http(f"{sotp}/-/ready", procs[-1])
-        end = end_ms / 1000
-        start = end - 3600
-        split = asyncio.run(breakdown(url, end_ms - 3600_000, end_ms))
-        print(f"\n{'query':60} {'step':>4} {'series':>6} {'SOTP ms':>8} {'Prom ms':>8} {'ratio':>6}"
-              f" | SOTP in-process: {'fetch':>6} {'eval':>6}")
-        ratios = []
-        for q in QUERIES:
-            for step in (15, 60):
-                res = {}
-                for name, base in (("sotp", sotp), ("prom", prom)):
-                    timed_query(base, q, start, end, step)  # warm-up (caches, connection)
-                    runs = [timed_query(base, q, start, end, step) for _ in range(args.repeat)]
-                    res[name] = (statistics.median(t for t, _ in runs) * 1000, runs[0][1])
-                ratio = res["sotp"][0] / res["prom"][0]
-                ratios.append(ratio)
-                flag = "" if ratio <= 3 else "  > 3x"
-                f_ms, e_ms = split[(q, step)]
-                print(f"{q:60} {step:>3}s {res['sotp'][1]:>6} {res['sotp'][0]:>8.1f} {res['prom'][0]:>8.1f} "
-                      f"{ratio:>5.2f}x |                  {f_ms:>6.0f} {e_ms:>6.0f}{flag}")
-        print(f"\nworst ratio {max(ratios):.2f}x, median ratio {statistics.median(ratios):.2f}x (target <= 3x)")
+        with servers.serving(lambda: servers.start_prometheus(tmp)) as prom:
+            load_into(prom, load, data, args.verify)
+            prom_rss = prom.rss_mib()
+            for name in servers.chosen_backends(args):
+                try:
+                    runs.append(run_backend(name, prom, data, load, args, tmp))
+                except servers.BackendUnavailable as err:
+                    print(f"\n{name}: skipped, database unreachable: {err}", flush=True)
+                except RuntimeError as err:
+                    print(f"\n{name}: FAILED: {err}", flush=True)
     finally:
-        for p in procs:
-            p.terminate()
-            p.wait(10)
         shutil.rmtree(tmp, ignore_errors=True)
-        if pg_schema:
-            asyncio.run(drop_schema(url))
+    print_table(runs, prom_rss)
     return 0
 
 

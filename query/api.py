@@ -7,6 +7,7 @@ the single error → ``errorType`` → HTTP status table (Prometheus's ``getDefa
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -16,12 +17,14 @@ from typing import Any
 from aiohttp import web
 
 from query.engine import Engine
-from query.errors import BadData, ExecutionError, QueryCanceled, QueryTimeout, Unsupported
+from query.errors import BadData, ExecutionError, ParseError, QueryCanceled, QueryTimeout, Unsupported
+from query.lex import QueryLimits
 from query.params import MAX_TIME_MS, MIN_TIME_MS, Params, parse_duration_ms, time_param
 from query.parse import parse_selector, prettify
 from query.render import render_data
 from sotp.config import parse_duration
 from sotp.errors import AuthError, StorageError
+from sotp.metadata import metadata_store
 from sotp.model import LABEL_NAME_RE, Labels, Matcher, MatchOp
 from sotp.web import CTX, ServerContext, authorize
 
@@ -69,9 +72,12 @@ def api_error(err: BaseException) -> web.Response:
         return error_response("unauthorized" if err.status == 401 else "forbidden", str(err), err.status)
     for cls, kind, status in ERROR_TABLE:
         if isinstance(err, cls):
+            if kind == "internal":  # a store failure's text names files, hosts and users: log it only
+                log.warning("query API: storage failed: %s", err)
+                return error_response(kind, "internal error: the store failed (see the server log)", status)
             return error_response(kind, str(err), status)
     log.exception("internal error in query API", exc_info=err)
-    return error_response("internal", f"internal error: {err}", 500)
+    return error_response("internal", "internal error (see the server log)", 500)
 
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
@@ -111,13 +117,13 @@ def _engine(request: web.Request, p: Params) -> Engine:
     if t:
         secs = parse_duration_ms(t, "timeout") / 1000.0
         if secs < engine.timeout_s:
-            return Engine(engine.storage, secs, engine.max_samples)
+            return dataclasses.replace(engine, timeout_s=secs)
     return engine
 
 
 def _with_query_context(err: BadData) -> BadData:
     msg = str(err)
-    if msg.startswith("parse error") or msg.startswith("invalid expression"):
+    if isinstance(err, ParseError) or msg.startswith("invalid expression"):
         return type(err)(f'invalid parameter "query": {msg}')
     return err
 
@@ -164,16 +170,17 @@ async def query_range(request: web.Request, principal: Any) -> web.Response:
     return success(render_data(res))
 
 
-def _matchers(p: Params, required: bool) -> list[list[Matcher]] | None:
+async def _matchers(request: web.Request, p: Params, required: bool) -> list[list[Matcher]] | None:
     raw = p.all("match[]")
     if not raw:
         if required:
             raise BadData("no match[] parameter provided")
         return None
+    engine = request.app[ENGINE]
     out = []
     for text in raw:
         try:
-            out.append(parse_selector(text))
+            out.append(await engine.off_loop(parse_selector, text, engine.limits))
         except BadData as err:
             raise BadData(f'invalid parameter "match[]": {err}') from None
     return out
@@ -198,7 +205,7 @@ def _window(p: Params) -> tuple[int, int]:
 
 async def series(request: web.Request, principal: Any) -> web.Response:
     p = await Params.read(request)
-    sets = _matchers(p, required=True)
+    sets = await _matchers(request, p, required=True)
     assert sets is not None
     mint, maxt = _window(p)
     extra = tenant_matchers(principal)
@@ -220,7 +227,7 @@ async def series(request: web.Request, principal: Any) -> web.Response:
 
 async def _discover(request: web.Request, principal: Any, name: str | None) -> web.Response:
     p = await Params.read(request)
-    sets = _matchers(p, required=False)
+    sets = await _matchers(request, p, required=False)
     mint, maxt = _window(p)
     extra = tenant_matchers(principal)
     querier = request.app[CTX].storage.querier(mint, maxt)
@@ -254,25 +261,10 @@ async def label_values(request: web.Request, principal: Any) -> web.Response:
 
 async def metadata(request: web.Request, principal: Any) -> web.Response:
     p = await Params.read(request)
-    store: dict[str, list[dict[str, str]]] = request.app[CTX].extras.get("metadata") or {}
-    metric = p.get("metric")
-    limit = _limit(p)
-    visible: set[str] | None = None
-    extra = tenant_matchers(principal)
-    if extra:  # a tenant only learns about metric names it has series for
-        querier = request.app[CTX].storage.querier(MIN_TIME_MS, MAX_TIME_MS)
-        try:
-            visible = set(await querier.label_values("__name__", extra))
-        finally:
-            await querier.close()
-    out: dict[str, list[dict[str, str]]] = {}
-    for name in sorted(store):
-        if (metric and name != metric) or (visible is not None and name not in visible):
-            continue
-        if limit is not None and len(out) >= limit:
-            break
-        out[name] = [{"type": m.get("type", ""), "help": m.get("help", ""), "unit": m.get("unit", "")}
-                     for m in store[name]]
+    ctx = request.app[CTX]
+    tenant = getattr(principal, "tenant", None)
+    # Kept per tenant (sotp.metadata): a tenant sees what its own writes announced; others see every tenant's.
+    out = metadata_store(ctx.extras, ctx.config.limits).view(tenant, tenant is None, p.get("metric"), _limit(p))
     return success(json.dumps(out, separators=(",", ":"), ensure_ascii=False))
 
 
@@ -286,21 +278,19 @@ async def query_exemplars(request: web.Request, principal: Any) -> web.Response:
     if q:
         from query.parse import parse
 
+        engine = request.app[ENGINE]
         try:
-            parse(q)
+            await engine.off_loop(parse, q, engine.limits)
         except BadData as err:
             raise _with_query_context(err) from None
     return success("[]")  # SOTP stores no exemplars
 
 
-async def rules(request: web.Request, principal: Any) -> web.Response:
-    return success('{"groups":[]}')  # SOTP has no rule evaluation
-
-
 async def format_query(request: web.Request, principal: Any) -> web.Response:
     p = await Params.read(request)
     try:
-        text = prettify(_query_text(p))
+        engine = request.app[ENGINE]
+        text = await engine.off_loop(prettify, _query_text(p), engine.limits)
     except BadData as err:
         raise _with_query_context(err) from None
     return success(json.dumps(text))
@@ -313,6 +303,8 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
         ctx.storage,
         timeout_s=parse_duration(server.query_timeout, "server.query_timeout"),
         max_samples=server.query_max_samples,
+        limits=QueryLimits(server.query_max_length, server.query_max_depth),
+        concurrency=server.query_concurrency,
     )
     r = app.router
     for path, fn in (
@@ -328,4 +320,3 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
     r.add_get("/api/v1/label/{name}/values", _guard(label_values))
     r.add_get("/api/v1/metadata", _guard(metadata))
     r.add_get("/api/v1/status/buildinfo", _guard(buildinfo))
-    r.add_get("/api/v1/rules", _guard(rules))

@@ -14,6 +14,7 @@ import numpy as np
 
 from query import ast
 from query.errors import ExecutionError
+from query.gomath import go_pow
 from query.values import F64, B, Scalar, Vector, drop_name, normalize
 from sotp.model import METRIC_NAME, Labels
 
@@ -23,7 +24,7 @@ ARITH: dict[str, Callable[[F64, F64], F64]] = {
     "*": np.multiply,
     "/": np.divide,
     "%": np.fmod,  # Go's math.Mod: the sign of the dividend
-    "^": np.power,
+    "^": go_pow,  # Go's math.Pow, not C's pow (they differ in the last bit)
     "atan2": np.arctan2,
 }
 #: Operators after which the metric name is dropped; 2.42 keeps it for ``atan2`` (``shouldDropMetricName``).
@@ -129,7 +130,11 @@ def _result_labels(node: ast.Binary, many: Labels, one: Labels) -> Labels:
     return Labels(items)
 
 
-def vector_vector(node: ast.Binary, lhs: Vector, rhs: Vector) -> Vector:
+SizeCheck = Callable[[int, int], None]
+
+
+def vector_vector(node: ast.Binary, lhs: Vector, rhs: Vector, check_size: SizeCheck | None = None) -> Vector:
+    """``lhs op rhs``; ``check_size(rows, steps)`` refuses the matched pairs before they are allocated."""
     if node.op in ast.SET_OPS:
         return set_op(node, lhs, rhs)
     n = lhs.values.shape[1]
@@ -164,6 +169,8 @@ def vector_vector(node: ast.Binary, lhs: Vector, rhs: Vector) -> Vector:
                 oi.append(r)
     if not mi:
         return Vector.empty(n)
+    if check_size is not None:
+        check_size(len(mi), n)
     ma, oa = np.asarray(mi, dtype=np.intp), np.asarray(oi, dtype=np.intp)
     mask = many.present[ma] & one.present[oa]
     vl, vr = many.values[ma], one.values[oa]

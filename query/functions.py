@@ -15,6 +15,7 @@ import numpy as np
 from query.errors import ExecutionError
 from query.values import F64, Vector, drop_name, normalize
 from sotp.model import LABEL_NAME_RE, METRIC_NAME, Labels
+from sotp.regex import PromRegex, compile_prom
 
 #: Go's math.Exp on amd64 (Debian's build) returns +Inf from here on, below the true float64 limit
 #: (709.78); measured against Prometheus 2.42: exp(709.4361393031039) is finite, the next double is not.
@@ -110,8 +111,13 @@ DATE_FUNCTIONS = frozenset(
 _TEMPLATE = re.compile(r"\$(?:\$|\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
 
 
-def expand_template(template: str, m: re.Match[str]) -> str:
-    """Go's ``Regexp.ExpandString``: ``$1``, ``${1}``, ``$name``; unknown groups expand to ''."""
+def expand_template(template: str, rx: PromRegex, value: str, spans: list[tuple[int, int]]) -> str:
+    """Go's ``Regexp.ExpandString``: ``$1``, ``${1}``, ``$name``; unknown or unset groups expand to ''."""
+    names = rx.groupindex
+
+    def group(i: int) -> str:
+        a, b = spans[i]
+        return value[a:b] if a >= 0 else ""
 
     def sub(t: re.Match[str]) -> str:
         if t.group(0) == "$$":
@@ -119,31 +125,28 @@ def expand_template(template: str, m: re.Match[str]) -> str:
         name = t.group(1) or t.group(2)
         if name.isdigit():
             i = int(name)
-            return (m.group(i) or "") if i <= (m.re.groups or 0) else ""
-        return m.groupdict().get(name) or ""
+            return group(i) if i <= rx.groups else ""
+        return group(names[name]) if name in names else ""
 
     return _TEMPLATE.sub(sub, template)
 
 
-def compile_go_regex(regex: str, func: str) -> re.Pattern[str]:
-    try:
-        return re.compile(f"^(?:{regex})\\Z")
-    except re.error:
-        raise ExecutionError(f"invalid regular expression in {func}(): {regex}") from None
-
-
 def label_replace(vec: Vector, dst: str, repl: str, src: str, regex: str) -> Vector:
-    rx = compile_go_regex(regex, "label_replace")
+    try:
+        rx = compile_prom(regex)  # RE2, anchored: linear time whatever the pattern
+    except ValueError:
+        raise ExecutionError(f"invalid regular expression in label_replace(): {regex}") from None
     if not LABEL_NAME_RE.match(dst):
         raise ExecutionError(f"invalid destination label name in label_replace(): {dst}")
     out: list[Labels] = []
     for lb in vec.labels:
-        m = rx.match(lb.get(src) or "")
-        if m is None:
+        value = lb.get(src) or ""
+        spans = rx.spans(value)
+        if spans is None:
             out.append(lb)
             continue
         items = dict(lb.items_tuple())
-        res = expand_template(repl, m)
+        res = expand_template(repl, rx, value, spans)
         items.pop(dst, None)
         if res:
             items[dst] = res
@@ -179,37 +182,54 @@ def _parse_le(v: str | None) -> float | None:
 
 
 def _bucket_quantile(q: F64, ub: F64, counts: F64) -> F64:
-    """Prometheus's ``bucketQuantile`` for one histogram over ``m`` steps: ``counts`` is ``(b, m)``."""
+    """Prometheus's ``bucketQuantile`` for one histogram over ``m`` steps: ``counts`` is ``(b, m)``.
+
+    Replays 2.42's steps exactly (``promql/quantile.go``): NaN/out-of-range ``q`` first, then sort,
+    coalesce equal bounds, ``ensureMonotonic`` (a running maximum seeded by the first bucket, so a NaN
+    first count disables it), a binary search (``sort.Search``) for the rank, and interpolation.
+    """
     m = counts.shape[1]
     out = np.full(m, np.nan)
     order = np.argsort(ub, kind="stable")
     ub, counts = ub[order], counts[order]
-    uniq, inv = np.unique(ub, return_inverse=True)
-    if len(uniq) != len(ub):  # coalesce buckets with the same bound ("1" and "1.0")
-        merged = np.zeros((len(uniq), m))
-        np.add.at(merged, inv, counts)
-        ub, counts = uniq, merged
-    b = len(ub)
-    if np.isposinf(ub[-1]) and b >= 2:
-        # ensureMonotonic: a running maximum that leaves NaN counts alone
-        runmax = np.fmax.accumulate(counts, axis=0)
-        counts = np.where(np.isnan(counts), counts, runmax)
-        obs = counts[-1]
-        rank = q * obs
-        cond = counts[:-1] >= rank[None, :]
-        idx = np.where(cond.any(axis=0), np.argmax(cond, axis=0), b - 1)
-        prev = np.maximum(idx - 1, 0)
-        cols = np.arange(m)
-        start = np.where(idx > 0, ub[prev], 0.0)
-        end = ub[np.minimum(idx, b - 1)]
-        prev_count = np.where(idx > 0, counts[prev, cols], 0.0)
-        count = counts[np.minimum(idx, b - 1), cols] - prev_count
-        val = start + (end - start) * ((rank - prev_count) / count)
-        val = np.where((idx == 0) & (ub[0] <= 0), ub[0], val)
-        val = np.where(idx == b - 1, ub[b - 2], val)
-        out = np.where(obs == 0, np.nan, val)
+    if np.isposinf(ub[-1]):
+        uniq, inv = np.unique(ub, return_inverse=True)
+        if len(uniq) != len(ub):  # coalesce buckets with the same bound ("1" and "1.0"), in bound order
+            merged = np.zeros((len(uniq), m))
+            for i, g in enumerate(inv):
+                merged[g] = counts[i] if i == 0 or inv[i - 1] != g else merged[g] + counts[i]
+            ub, counts = uniq, merged
+        else:
+            counts = counts.copy()
+        b = len(ub)
+        if b >= 2:
+            running = counts[0].copy()
+            for i in range(1, b):
+                c = counts[i]
+                running = np.where(c > running, c, running)
+                counts[i] = np.where(c < running, running, c)
+            obs = counts[-1]
+            rank = q * obs
+            lo, hi = np.zeros(m, dtype=np.intp), np.full(m, b - 1, dtype=np.intp)
+            cols = np.arange(m)
+            while (lo < hi).any():  # Go's sort.Search over the first b-1 buckets: counts >= rank
+                mid = (lo + hi) // 2
+                ge = counts[np.minimum(mid, b - 1), cols] >= rank
+                active = lo < hi
+                lo = np.where(active & ~ge, mid + 1, lo)
+                hi = np.where(active & ge, mid, hi)
+            idx = lo
+            prev = np.maximum(idx - 1, 0)
+            start = np.where(idx > 0, ub[prev], 0.0)
+            end = ub[np.minimum(idx, b - 1)]
+            prev_count = np.where(idx > 0, counts[prev, cols], 0.0)
+            count = counts[np.minimum(idx, b - 1), cols] - prev_count
+            val = start + (end - start) * ((rank - prev_count) / count)
+            val = np.where((idx == 0) & (ub[0] <= 0), ub[0], val)
+            val = np.where(idx == b - 1, ub[b - 2], val)
+            out = np.where(obs == 0, np.nan, val)
     out = np.where(q < 0, -np.inf, np.where(q > 1, np.inf, out))
-    return np.asarray(out)
+    return np.asarray(np.where(np.isnan(q), np.nan, out))
 
 
 def histogram_quantile(q: F64, vec: Vector) -> Vector:

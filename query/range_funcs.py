@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from query.errors import ExecutionError
+from query.gomath import go_seconds
 from query.values import F64, I64, B, Range, window_reduce
 
 
@@ -88,10 +89,13 @@ def extrapolated_rate(w: Window, counter: bool, is_rate: bool) -> Result:
     interval = sampled + np.where(dur_start < threshold, dur_start, avg / 2) + np.where(
         dur_end < threshold, dur_end, avg / 2
     )
-    result = result * (interval / sampled)
+    # Prometheus's operation order: factor = interval / sampled; factor /= range; result *= factor.
+    # ``result * (interval / sampled) / range`` differs in the last bit, which flips histogram buckets.
+    factor = interval / sampled
     if is_rate:
-        result = result / (w.range_ms / 1000.0)
-    return result, ok
+        factor = factor / go_seconds(w.range_ms)
+    return result * factor, ok
+
 
 
 def _sequential_resets(vs: F64, lo: I64, hi: I64, start: F64) -> F64:
@@ -185,7 +189,7 @@ def stddev_over_time(w: Window) -> Result:
 
 def quantile_of(q: float, values: F64) -> float:
     """Prometheus's ``quantile``: linear interpolation over the sorted values (NaN sorts first)."""
-    if len(values) == 0:
+    if len(values) == 0 or np.isnan(q):
         return float("nan")
     if q < 0:
         return float("-inf")

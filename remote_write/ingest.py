@@ -29,13 +29,15 @@ import math
 import time
 from collections.abc import Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any, Final
 
 from aiohttp import web
 
+from remote_write.admission import admitted
 from remote_write.body import read_body
 from remote_write.limits import check_labels
-from remote_write.pipeline import WRITE_METRICS, SeriesBatch, error_response, setup_pipeline, write_batch
+from remote_write.pipeline import WRITE_METRICS, SeriesBatch, error_response, off_loop, setup_pipeline, write_batch
 from sotp.config import Limits
 from sotp.errors import DecodeError, LimitExceeded
 from sotp.model import METRIC_NAME, Labels
@@ -214,9 +216,10 @@ async def handle_ingest(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     try:
         principal = await authorize(request, "write")
-        body = await read_body(request, ctx.config.limits)
-        batches = decode_ingest(body, ctx.config.limits)
-        written = await write_batch(request, PROTOCOL, batches, principal) if batches else 0
+        with admitted(request):  # the slot before the body: slow senders cannot queue up reads
+            body = await read_body(request, ctx.config.limits)
+            batches = await off_loop(len(body), partial(decode_ingest, body, ctx.config.limits))
+            written = await write_batch(request, PROTOCOL, batches, principal) if batches else 0
     except Exception as err:
         return error_response(request, PROTOCOL, err)
     request.app[WRITE_METRICS].requests.labels(PROTOCOL, "200").inc()

@@ -1,8 +1,10 @@
 """The write path every receiver shares: limits, tenant label, one atomic commit, self-metrics, errors.
 
 Status table (REFERENCE.md §1.2): 204/200 only after commit; 400 for input that can never succeed;
-401/403 auth; 413 size; 415 unsupported encoding; 503 + Retry-After when the queue is full or the store
-is down, so senders retry (Prometheus 2.x drops 429s by default); 500 only for bugs.
+401/403 auth; 408 body not received within ``limits.body_timeout_seconds``; 413 size; 415 unsupported
+encoding; 503 + Retry-After when the queue or the in-flight byte budget is full or the store is down, so
+senders retry (Prometheus 2.x drops 429s by default); 500 only for bugs. Admission (slots and bytes):
+:mod:`remote_write.admission`.
 """
 
 from __future__ import annotations
@@ -12,21 +14,35 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from remote_write.admission import ADMISSION, Admission, QueueFull, admitted
 from sotp.codec.remote_write import Columns
 from sotp.errors import AuthError, IngestError, LimitExceeded, SampleRejected, StorageError, UnsupportedMediaType
-from sotp.model import Labels
+from sotp.model import Labels, Matcher, MatchOp
 from sotp.storage import Appender
 from sotp.web import CTX, ServerContext, text_error
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = "5"
+#: Bodies from this size on are decoded in a worker thread, so the event loop keeps answering health
+#: checks and small requests (a 100k-series body takes ~1 s to decode).
+OFF_LOOP_MIN_BYTES = 64 << 10
+
+T = TypeVar("T")
+
+
+async def off_loop(size: int, decode: Callable[[], T]) -> T:
+    """``decode()`` in the default executor when ``size`` (the body's bytes) is large, else inline (a thread
+    hop costs more than decoding a small body). The decoder must not touch the event loop's state."""
+    if size >= OFF_LOOP_MIN_BYTES:
+        return await asyncio.to_thread(decode)
+    return decode()
 
 
 @dataclass(slots=True)
@@ -59,36 +75,16 @@ class WriteMetrics:
             registry=registry,
         )
         self.queue_depth = Gauge(
-            "sotp_write_queue_depth", "Write requests waiting for or holding a commit slot.", registry=registry
+            "sotp_write_queue_depth", "Write requests in flight (reading, decoding or committing).", registry=registry,
+            multiprocess_mode="livesum",  # summed over `sotp serve --workers` processes
+        )
+        self.inflight_bytes = Gauge(
+            "sotp_write_inflight_body_bytes", "Body bytes held by write requests in flight.", registry=registry,
+            multiprocess_mode="livesum",
         )
 
 
-class WriteQueue:
-    """Bounds the number of requests in flight; beyond it the server answers 503 so senders back off."""
-
-    def __init__(self, depth: int, metrics: WriteMetrics) -> None:
-        self._depth = depth
-        self._inflight = 0
-        self._metrics = metrics
-
-    def __enter__(self) -> WriteQueue:
-        if self._inflight >= self._depth:
-            raise QueueFull(f"write queue full ({self._depth} requests in flight; server.write_queue_depth)")
-        self._inflight += 1
-        self._metrics.queue_depth.set(self._inflight)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._inflight -= 1
-        self._metrics.queue_depth.set(self._inflight)
-
-
-class QueueFull(Exception):
-    """Too many writes in flight."""
-
-
 WRITE_METRICS = web.AppKey("sotp_write_metrics", WriteMetrics)
-WRITE_QUEUE = web.AppKey("sotp_write_queue", WriteQueue)
 
 
 def setup_pipeline(app: web.Application, ctx: ServerContext) -> None:
@@ -96,7 +92,10 @@ def setup_pipeline(app: web.Application, ctx: ServerContext) -> None:
     if WRITE_METRICS not in app:
         metrics = WriteMetrics(ctx.registry)
         app[WRITE_METRICS] = metrics
-        app[WRITE_QUEUE] = WriteQueue(ctx.config.server.write_queue_depth, metrics)
+        app[ADMISSION] = Admission(
+            ctx.config.server.write_queue_depth, ctx.config.limits.max_inflight_body_bytes,
+            metrics.queue_depth, metrics.inflight_bytes,
+        )
 
 
 def apply_tenant(principal: Any, batches: Iterable[SeriesBatch]) -> list[SeriesBatch]:
@@ -119,6 +118,37 @@ def check_times(batches: Sequence[SeriesBatch], max_future_s: float) -> None:
             )
 
 
+async def check_store_series_limits(request: web.Request, labels: Sequence[Labels], principal: Any) -> None:
+    """Refuse a write that would grow the store past ``limits.max_series``, or the writer's tenant past
+    ``limits.max_series_per_tenant`` (400, nothing written). ``labels``: the series as they will be stored
+    (tenant label applied). Concurrent requests are checked one by one, so the bound may be overshot by
+    what the requests in flight create together."""
+    limits = request.app[CTX].config.limits
+    tenant: tuple[str, str] | None = getattr(principal, "tenant", None)
+    per_tenant = limits.max_series_per_tenant if tenant is not None else 0
+    if not (limits.max_series or per_tenant):
+        return
+    storage = request.app[CTX].storage
+    new = await storage.count_new_series(labels)
+    if not new:
+        return
+    if limits.max_series:
+        held = await storage.series_count()
+        if held + new > limits.max_series:
+            raise LimitExceeded(
+                f"series limit reached: the store holds {held} series and this request would add {new} "
+                f"(limit {limits.max_series}, limits.max_series); series whose samples expired are collected "
+                "by retention"
+            )
+    if per_tenant and tenant is not None:
+        held = await storage.series_count([Matcher(tenant[0], MatchOp.EQ, tenant[1])])
+        if held + new > per_tenant:
+            raise LimitExceeded(
+                f"series limit reached for tenant {tenant[0]}={tenant[1]}: it holds {held} series and this "
+                f"request would add {new} (limit {per_tenant}, limits.max_series_per_tenant)"
+            )
+
+
 def check_series_limit(n: int, limit: int) -> None:
     if n > limit:
         raise LimitExceeded(f"request has {n} series, limit {limit} (limits.max_series_per_request)")
@@ -130,11 +160,12 @@ def future_limit_ms(max_future_s: float) -> int:
 
 
 async def _commit(request: web.Request, protocol: str, stage: Callable[[Appender], None], samples: int) -> int:
-    """Stage through ``stage`` and commit atomically inside the write queue, with latency and sample metrics."""
+    """Stage through ``stage`` and commit atomically inside the request's write slot (taken here when the
+    handler did not take it before reading the body), with latency and sample metrics."""
     ctx = request.app[CTX]
     metrics = request.app[WRITE_METRICS]
     started = time.perf_counter()
-    with request.app[WRITE_QUEUE]:
+    with admitted(request):
         app_ = ctx.storage.appender()
         try:
             stage(app_)
@@ -156,6 +187,7 @@ async def write_batch(request: web.Request, protocol: str, batches: Sequence[Ser
     check_series_limit(len(batches), limits.max_series_per_request)
     batches = apply_tenant(principal, batches)
     check_times(batches, limits.max_future_seconds)
+    await check_store_series_limits(request, [b.labels for b in batches], principal)
 
     def stage(app_: Appender) -> None:
         for b in batches:
@@ -179,6 +211,7 @@ async def write_columns(request: web.Request, protocol: str, cols: Columns, prin
             f"sample for series {owner} is more than {limits.max_future_seconds:g}s in the future "
             "(limits.max_future_seconds)"
         )
+    await check_store_series_limits(request, cols.labels, principal)
 
     def stage(app_: Appender) -> None:
         append_columns = getattr(app_, "append_columns", None)
@@ -225,4 +258,21 @@ def error_response(request: web.Request, protocol: str, err: Exception, samples:
             metrics.rejected.labels(protocol, _reason(err)).inc(samples)
     if status >= 500:
         log.warning("%s write answered %d: %s", protocol, status, err)
-    return text_error(status, str(err) if status != 500 else "internal error; see the server log", headers)
+    response = text_error(status, _public_message(err, status), headers)
+    if status in (408, 413):
+        response.force_close()  # the rest of the body was not read: the connection cannot carry another request
+    return response
+
+
+def _public_message(err: Exception, status: int) -> str:
+    """What a client may read: a 5xx never carries the exception's text, which can name files, hosts,
+    users and schemas of the store (the log has it)."""
+    if status < 500:
+        return str(err)
+    if isinstance(err, QueueFull):
+        return str(err)  # names only the setting
+    if isinstance(err, StorageError):
+        return "storage unavailable: retry later (the server log has the cause)"
+    if isinstance(err, asyncio.TimeoutError):
+        return "timed out: retry later"
+    return "internal error; see the server log"

@@ -20,17 +20,20 @@ import contextlib
 import dataclasses
 import logging
 import time
+from functools import partial
 from typing import Any, Final
 from urllib.parse import unquote
 
 from aiohttp import web
 from prometheus_client import Counter, Gauge
 
+from remote_write.admission import admitted
 from remote_write.body import read_body
-from remote_write.pipeline import WRITE_METRICS, error_response, setup_pipeline, write_batch
+from remote_write.pipeline import WRITE_METRICS, error_response, off_loop, setup_pipeline, write_batch
 from remote_write.pushgroups import Groups, Plan, PushRejected, SeriesCache, prepare
 from sotp.config import from_dict, parse_duration
 from sotp.errors import ConfigError, DecodeError, SotpError, UnsupportedMediaType
+from sotp.metadata import metadata_store
 from sotp.model import InvalidLabels, Labels, validate_label_name
 from sotp.web import CTX, ServerContext, authorize
 
@@ -51,6 +54,8 @@ class PushgatewayConfig:
     ttl: str = "1h"
     #: Re-write each live group's last values this often ("0" disables: samples only at push time).
     refresh_interval: str = "60s"
+    #: Groups each tenant (and the untenanted writers together) may hold; a push creating one more is a 400.
+    max_groups: int = 10_000
 
     def validate(self, path: str) -> None:
         prefix = f"{path}." if path else ""
@@ -58,6 +63,8 @@ class PushgatewayConfig:
         refresh = parse_duration(self.refresh_interval, f"{prefix}refresh_interval")
         if ttl <= 0:
             raise ConfigError(f"{prefix}ttl: must be positive (e.g. 1h)")
+        if self.max_groups < 1:
+            raise ConfigError(f"{prefix}max_groups: must be at least 1 (default 10000)")
         if refresh < 0 or refresh >= LOOKBACK_S:
             raise ConfigError(
                 f"{prefix}refresh_interval: {self.refresh_interval!r} must be 0 (off) or below the 5m query lookback"
@@ -78,26 +85,52 @@ class Gateway:
     def __init__(self, ctx: ServerContext, config: PushgatewayConfig) -> None:
         self.ctx = ctx
         self.config = config
-        self.groups = Groups()
+        self.groups = Groups(config.max_groups)
+        #: Serialises every change to the groups; the maintenance sweep takes it per chunk of groups.
         self.lock = asyncio.Lock()
         self.task: asyncio.Task[None] | None = None
         self.cache: SeriesCache = {}
-        self.group_count = Gauge("sotp_pushgateway_groups", "Push groups alive.", registry=ctx.registry)
+        self.group_count = Gauge("sotp_pushgateway_groups", "Push groups alive.", registry=ctx.registry,
+                                 multiprocess_mode="livesum")
         self.expired = Counter(
             "sotp_pushgateway_expired_groups", "Push groups ended by pushgateway.ttl.", registry=ctx.registry
         )
 
-    async def commit(self, plan: Plan) -> None:
-        """Write a maintenance plan straight to storage (no request to account it to), then apply it."""
+    async def commit(self, plans: list[Plan]) -> None:
+        """Write maintenance plans straight to storage in one transaction (no request to account them to),
+        then apply them."""
         app_ = self.ctx.storage.appender()
         try:
-            for b in plan.batches:
-                app_.append_series(b.labels, b.timestamps, b.values)
+            for plan in plans:
+                for b in plan.batches:
+                    app_.append_series(b.labels, b.timestamps, b.values)
             await app_.commit()
         except BaseException:
             await app_.rollback()
             raise
-        plan.apply()
+        for plan in plans:
+            plan.apply()
+
+    async def sweep(self) -> None:
+        """One pass: end expired groups, refresh live ones, :data:`SWEEP_CHUNK` groups per transaction with
+        the lock released in between, so pushes are served while thousands of groups are rewritten."""
+        ttl, refresh = self.config.ttl_s, self.config.refresh_s
+        while True:
+            async with self.lock:
+                before = len(self.groups.groups)
+                plans = self.groups.plan_maintenance(time.time(), ttl, refresh, limit=SWEEP_CHUNK)
+                if plans:
+                    try:
+                        await self.commit(plans)
+                    except SotpError as err:
+                        log.warning("push gateway maintenance write failed (will retry): %s", err)
+                        plans = []
+                if before > len(self.groups.groups):
+                    self.expired.inc(before - len(self.groups.groups))
+                self.group_count.set(len(self.groups.groups))
+            if len(plans) < SWEEP_CHUNK:
+                break
+            await asyncio.sleep(0)  # let waiting pushes take the lock
 
     async def maintain(self) -> None:
         """Forever: end expired groups, refresh live ones."""
@@ -105,18 +138,11 @@ class Gateway:
         tick = min(max(min(ttl, refresh or ttl) / 4, 0.05), 5.0)
         while True:
             await asyncio.sleep(tick)
-            async with self.lock:
-                before = len(self.groups.groups)
-                for plan in self.groups.plan_maintenance(time.time(), ttl, refresh):
-                    try:
-                        await self.commit(plan)
-                    except SotpError as err:
-                        log.warning("push gateway maintenance write failed (will retry): %s", err)
-                ended = before - len(self.groups.groups)
-                if ended > 0:
-                    self.expired.inc(ended)
-                self.group_count.set(len(self.groups.groups))
+            await self.sweep()
 
+
+#: Groups planned and committed per maintenance transaction.
+SWEEP_CHUNK: Final = 200
 
 GATEWAY = web.AppKey("sotp_pushgateway", Gateway)
 
@@ -189,17 +215,19 @@ async def handle_push(request: web.Request) -> web.Response:
         principal = await authorize(request, "write")
         key = grouping_key(request, principal)
         _check_content_type(request)
-        body = await read_body(request, ctx.config.limits)
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise DecodeError(f"push body is not UTF-8 at byte {err.start}") from None
-        async with gw.lock:
-            prepared = prepare(key, text, ctx.config.limits, gw.cache)
-            plan = gw.groups.plan_push(key, prepared, replace_all=request.method == "PUT", now=time.time())
-            await _write(request, principal, plan)
-            gw.group_count.set(len(gw.groups.groups))
-        _remember_types(ctx, prepared.families)
+        with admitted(request):  # the slot before the body: slow senders cannot queue up reads
+            body = await read_body(request, ctx.config.limits)
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DecodeError(f"push body is not UTF-8 at byte {err.start}") from None
+            async with gw.lock:
+                prepared = await off_loop(len(body), partial(prepare, key, text, ctx.config.limits, gw.cache))
+                plan = gw.groups.plan_push(key, prepared, replace_all=request.method == "PUT", now=time.time(),
+                                           tenant=getattr(principal, "tenant", None))
+                await _write(request, principal, plan)
+                gw.group_count.set(len(gw.groups.groups))
+        _remember_types(ctx, principal, prepared.families)
     except Exception as err:
         if key is not None and isinstance(err, PushRejected):
             await _record_failure(request, principal, key)
@@ -213,7 +241,8 @@ async def _record_failure(request: web.Request, principal: Any, key: Labels) -> 
     gw = request.app[GATEWAY]
     try:
         async with gw.lock:
-            await _write(request, principal, gw.groups.plan_failure(key, time.time()))
+            plan = gw.groups.plan_failure(key, time.time(), getattr(principal, "tenant", None))
+            await _write(request, principal, plan)
             gw.group_count.set(len(gw.groups.groups))
     except Exception as err:  # the client gets the original error; this one is only logged
         log.warning("cannot record push failure for group %s: %s", key, err)
@@ -236,12 +265,12 @@ async def handle_delete(request: web.Request) -> web.Response:
     return web.Response(status=202)
 
 
-def _remember_types(ctx: ServerContext, families: dict[str, str]) -> None:
-    """Feed ``/api/v1/metadata`` (same store as the remote-write receiver's metadata)."""
-    store: dict[str, list[dict[str, str]]] = ctx.extras.setdefault("metadata", {})
+def _remember_types(ctx: ServerContext, principal: Any, families: dict[str, str]) -> None:
+    """Feed ``/api/v1/metadata`` under the pusher's tenant (same store as remote write's metadata)."""
+    store = metadata_store(ctx.extras, ctx.config.limits)
+    tenant = getattr(principal, "tenant", None)
     for fam, typ in families.items():
-        if fam not in store:
-            store[fam] = [{"type": "unknown" if typ == "untyped" else typ, "help": "", "unit": ""}]
+        store.put(tenant, fam, "unknown" if typ == "untyped" else typ, keep_existing=True)
 
 
 def setup(app: web.Application, ctx: ServerContext) -> None:

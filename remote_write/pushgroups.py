@@ -12,7 +12,10 @@ Rules (Pushgateway 1.5.1, checked against the real binary in tests/remote_write/
   removes the group. An empty PUT empties the group but still records the push.
 * Path labels override same-named labels in the body.
 * Samples with timestamps are refused, as is a series pushed twice in one body, a series that another
-  group already holds, and a family whose type differs from the same family in another group.
+  group already holds, and a family whose type differs from the same family in another group **of the
+  same tenant** (tenants' type indexes are separate: one tenant's counter never blocks another's gauge).
+* Each tenant (and the untenanted writers together) holds at most ``pushgateway.max_groups`` groups; a
+  push that would create one more is refused (400, :class:`LimitExceeded`, no failure recorded).
 * A push refused for its content (:class:`PushRejected`: timestamps, a series twice, a conflict with
   another group) records ``push_failure_time_seconds``; a group that did not exist is created empty with
   ``push_time_seconds`` 0. Syntax errors, bad paths and size limits record nothing. Both as Pushgateway.
@@ -31,6 +34,8 @@ from sotp.codec.textparse import iter_samples, parse, parse_series
 from sotp.config import Limits
 from sotp.errors import DecodeError, LimitExceeded
 from sotp.model import METRIC_NAME, STALE_NAN, Labels
+
+Tenant = tuple[str, str] | None
 
 PUSH_TIME: Final = "push_time_seconds"
 PUSH_FAILURE_TIME: Final = "push_failure_time_seconds"
@@ -77,6 +82,8 @@ class Group:
     last_t_ms: int = 0
     #: Wall-clock second of the last write (push or refresh).
     last_write: float = 0.0
+    #: The pushing token's tenant ``(label, value)``: scopes the type index and the group count.
+    tenant: Tenant = None
 
     def meta_series(self) -> tuple[Labels, Labels]:
         return self.key.with_(__name__=PUSH_TIME), self.key.with_(__name__=PUSH_FAILURE_TIME)
@@ -151,12 +158,16 @@ def prepare(key: Labels, text: str, limits: Limits, cache: SeriesCache | None = 
 class Groups:
     """Every group of one gateway, with the cross-group indexes the consistency checks need."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_groups: int = 0) -> None:
         self.groups: dict[Labels, Group] = {}
-        #: Series → the group that holds it.
+        #: Groups one tenant may hold (0: no limit).
+        self.max_groups = max_groups
+        #: Series → the group that holds it (series carry their tenant label, so this never crosses tenants).
         self._owner: dict[Labels, Labels] = {}
-        #: Family → how many groups define it with each type.
-        self._types: dict[str, Counter[str]] = {}
+        #: (tenant, family) → how many of the tenant's groups define it with each type.
+        self._types: dict[tuple[Tenant, str], Counter[str]] = {}
+        #: Tenant → how many groups it holds.
+        self._count: Counter[Tenant] = Counter()
         #: Newest timestamp written by any committed plan.
         self._last_t = 0
 
@@ -179,8 +190,18 @@ class Groups:
         pt, ft = group.meta_series()
         return [SeriesBatch(pt, [t], [push_time]), SeriesBatch(ft, [t], [failure_time])]
 
-    def plan_push(self, key: Labels, body: Prepared, replace_all: bool, now: float) -> Plan:
-        """PUT (``replace_all``) or POST of a prepared body; raises :class:`PushRejected` on conflicts."""
+    def _check_room(self, key: Labels, tenant: Tenant) -> None:
+        if key not in self.groups and self.max_groups and self._count[tenant] >= self.max_groups:
+            who = f"tenant {'='.join(tenant)}" if tenant else "the push gateway"
+            raise LimitExceeded(
+                f"{who} already holds {self._count[tenant]} push groups (pushgateway.max_groups): "
+                "DELETE groups no longer pushed, or raise the limit"
+            )
+
+    def plan_push(self, key: Labels, body: Prepared, replace_all: bool, now: float, tenant: Tenant = None) -> Plan:
+        """PUT (``replace_all``) or POST of a prepared body; raises :class:`PushRejected` on conflicts and
+        :class:`LimitExceeded` when the tenant already holds ``max_groups`` groups."""
+        self._check_room(key, tenant)
         old = self.groups.get(key)
         if replace_all or old is None:
             kept: dict[Labels, float] = {}
@@ -192,7 +213,7 @@ class Groups:
             if owner is not None and owner != key:
                 raise PushRejected(f"series {s} is already pushed by group {owner}: push it to one group only")
         for fam, typ in body.families.items():
-            others = Counter(self._types.get(fam, Counter()))
+            others = Counter(self._types.get((tenant, fam), Counter()))
             if old is not None and fam in old.families:
                 others[old.families[fam]] -= 1
             clash = sorted(t for t, n in others.items() if n > 0 and t != typ)
@@ -205,7 +226,7 @@ class Groups:
         if old is not None:
             batches += [SeriesBatch(s, [t], [STALE_NAN]) for s in old.series if s not in new_series]
         failure = old.failure_time if old is not None else 0.0
-        group = Group(key, failure_time=failure)
+        group = Group(key, failure_time=failure, tenant=tenant)
         group.series = new_series
         for s in new_series:
             fam = body.family[s] if s in body.series else old.family[s]  # type: ignore[union-attr]
@@ -218,10 +239,12 @@ class Groups:
         batches += self._meta(group, now, failure, t)
         return self._plan(batches, lambda: self._install(key, group), t)
 
-    def plan_failure(self, key: Labels, now: float) -> Plan:
-        """Record a refused push: ``push_failure_time_seconds`` = now (creating an empty group if needed)."""
+    def plan_failure(self, key: Labels, now: float, tenant: Tenant = None) -> Plan:
+        """Record a refused push: ``push_failure_time_seconds`` = now (creating an empty group if needed,
+        within ``max_groups``)."""
+        self._check_room(key, tenant)
         old = self.groups.get(key)
-        group = Group(key) if old is None else _copy(old)
+        group = Group(key, tenant=tenant) if old is None else _copy(old)
         group.failure_time = now
         group.last_activity = now
         t = self._next_t(old, now)
@@ -243,12 +266,15 @@ class Groups:
         batches = [SeriesBatch(s, [t], [STALE_NAN]) for s in [*old.series, *old.meta_series()]]
         return self._plan(batches, lambda: self._remove(old.key), t)
 
-    def plan_maintenance(self, now: float, ttl: float, refresh: float) -> list[Plan]:
+    def plan_maintenance(self, now: float, ttl: float, refresh: float, limit: int | None = None) -> list[Plan]:
         """Groups silent for ``ttl`` seconds end (staleness markers); live groups not written for
         ``refresh`` seconds (``0``: never) get their last values written again, so a job that pushes
-        less often than the query lookback (5 min) stays visible until its TTL."""
-        plans = []
+        less often than the query lookback (5 min) stays visible until its TTL. At most ``limit`` plans:
+        once applied, those groups are no longer due, so calling again gives the next ones."""
+        plans: list[Plan] = []
         for group in list(self.groups.values()):
+            if limit is not None and len(plans) >= limit:
+                break
             if now - group.last_activity >= ttl:
                 plans.append(self._plan_end(group, now))
             elif refresh > 0 and now - group.last_write >= refresh:
@@ -263,30 +289,34 @@ class Groups:
     def _install(self, key: Labels, group: Group) -> None:
         self._remove(key)
         self.groups[key] = group
+        self._count[group.tenant] += 1
         for s in group.series:
             self._owner[s] = key
         for fam, typ in group.families.items():
-            self._types.setdefault(fam, Counter())[typ] += 1
+            self._types.setdefault((group.tenant, fam), Counter())[typ] += 1
 
     def _remove(self, key: Labels) -> None:
         old = self.groups.pop(key, None)
         if old is None:
             return
+        self._count[old.tenant] -= 1
+        if self._count[old.tenant] <= 0:
+            del self._count[old.tenant]
         for s in old.series:
             if self._owner.get(s) == key:
                 del self._owner[s]
         for fam, typ in old.families.items():
-            counts = self._types[fam]
+            counts = self._types[(old.tenant, fam)]
             counts[typ] -= 1
             if counts[typ] <= 0:
                 del counts[typ]
             if not counts:
-                del self._types[fam]
+                del self._types[(old.tenant, fam)]
 
 
 def _copy(g: Group) -> Group:
     return Group(g.key, dict(g.series), dict(g.families), dict(g.family), g.push_time, g.failure_time,
-                 g.last_activity, g.last_t_ms, g.last_write)
+                 g.last_activity, g.last_t_ms, g.last_write, g.tenant)
 
 
 def _touch(group: Group, t: int, now: float) -> Callable[[], None]:

@@ -5,25 +5,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from aiohttp import web
 
+from remote_write.admission import admitted
 from remote_write.body import read_raw
 from remote_write.pipeline import (
     WRITE_METRICS,
     SeriesBatch,
     error_response,
+    off_loop,
     setup_pipeline,
     write_batch,
     write_columns,
 )
-from sotp.codec.remote_write import PROTO_V1, PROTO_V2, decode_write_request
+from sotp.codec.remote_write import PROTO_V1, PROTO_V2, Metadata, announced_length, decode_write_request
 from sotp.errors import UnsupportedMediaType
+from sotp.metadata import metadata_store
 from sotp.web import CTX, ServerContext, authorize
 
 PROTOCOL = "remote_write"
-METADATA_KEY = "metadata"
 
 
 def check_content_headers(request: web.Request) -> None:
@@ -42,6 +46,12 @@ def check_content_headers(request: web.Request) -> None:
         raise UnsupportedMediaType(f"unsupported content encoding {encoding!r}: remote write needs snappy")
 
 
+def remember_metadata(ctx: ServerContext, principal: Any, metadata: Sequence[Metadata]) -> None:
+    """Keep the request's metadata under the writer's tenant (bounded: :mod:`sotp.metadata`)."""
+    store = metadata_store(ctx.extras, ctx.config.limits)
+    store.put_many(getattr(principal, "tenant", None), ((m.metric, m.type, m.help, m.unit) for m in metadata))
+
+
 async def handle_write(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     limits = ctx.config.limits
@@ -49,27 +59,32 @@ async def handle_write(request: web.Request) -> web.Response:
     try:
         principal: Any = await authorize(request, "write")
         check_content_headers(request)
-        body = await read_raw(request, limits.max_body_bytes)
-        decoded = decode_write_request(
-            body,
-            max_decompressed=limits.max_decompressed_bytes,
-            max_series=limits.max_series_per_request,
-            max_labels_per_series=limits.max_labels_per_series,
-            max_label_name_length=limits.max_label_name_length,
-            max_label_value_length=limits.max_label_value_length,
-        )
-        samples = decoded.sample_count
-        if decoded.metadata:
-            store: dict[str, list[dict[str, str]]] = ctx.extras.setdefault(METADATA_KEY, {})
-            for m in decoded.metadata:
-                store[m.metric] = [{"type": m.type, "help": m.help, "unit": m.unit}]
-        if decoded.columns is not None:
-            if len(decoded.columns.timestamps):
-                await write_columns(request, PROTOCOL, decoded.columns, principal)
-        else:
-            batches = [SeriesBatch(s.labels, s.timestamps, s.values) for s in decoded.series]
-            if batches:
-                await write_batch(request, PROTOCOL, batches, principal)
+        with admitted(request) as ticket:  # the slot before the body: slow senders cannot queue up reads
+            body = await read_raw(request, limits)
+            decompressed = min(announced_length(body), limits.max_decompressed_bytes)
+            ticket.grow_to(len(body) + decompressed)
+            decoded = await off_loop(
+                decompressed,
+                partial(
+                    decode_write_request,
+                    body,
+                    max_decompressed=limits.max_decompressed_bytes,
+                    max_series=limits.max_series_per_request,
+                    max_labels_per_series=limits.max_labels_per_series,
+                    max_label_name_length=limits.max_label_name_length,
+                    max_label_value_length=limits.max_label_value_length,
+                ),
+            )
+            samples = decoded.sample_count
+            if decoded.metadata:
+                remember_metadata(ctx, principal, decoded.metadata)
+            if decoded.columns is not None:
+                if len(decoded.columns.timestamps):
+                    await write_columns(request, PROTOCOL, decoded.columns, principal)
+            else:
+                batches = [SeriesBatch(s.labels, s.timestamps, s.values) for s in decoded.series]
+                if batches:
+                    await write_batch(request, PROTOCOL, batches, principal)
     except UnsupportedMediaType as err:
         return _count(request, web.Response(status=415, text=f"{err}\n", content_type="text/plain"))
     except Exception as err:

@@ -6,19 +6,27 @@ bytes in URL-safe base64. Only the SHA-256 of the whole token is stored (``auth.
 stored or logged. A request is checked by finding the record by ``id`` and comparing hashes with
 :func:`hmac.compare_digest`, so the comparison time does not depend on how much of the secret matched.
 
-Scopes are ``read`` (query and discovery API), ``write`` (remote write, push gateway, JSON ingest) and
-``admin`` (everything, including admin endpoints). A token may be bound to a tenant label
+Scopes are ``read`` (query and discovery API), ``write`` (remote write, push gateway, JSON ingest),
+``configs`` (device configuration backups, which ``read`` does not grant: they hold a network's design)
+and ``admin`` (everything, including admin endpoints). A token may be bound to a tenant label
 (``--tenant team=a``): writers force that label onto every written series and the query API adds it to
 every selector, so one tenant can neither write as nor read another.
 
 Credentials are taken from ``Authorization: Bearer <token>`` or, for Grafana's basic-auth data source
 setting, ``Authorization: Basic`` with the token as the password (the user name is ignored).
 
-Auth is on by default whenever ``server.listen`` is not a loopback address; ``auth.enabled`` forces it
-either way. :func:`setup` (first in ``sotp serve``'s component list) sets ``ctx.authenticate`` and adds a
-middleware that (1) requires a valid token on every path except ``auth.public_paths`` (default-deny, so
-an endpoint that forgets :func:`sotp.web.authorize` is still not open) and (2) turns :class:`AuthError`
-raised by any handler into 401/403 with a ``WWW-Authenticate`` challenge.
+When tokens are required (:func:`auth_required`, the one rule): ``auth.enabled`` when set; otherwise
+whenever ``server.listen`` is not a loopback address **or the tokens file holds an active token** (a token
+someone created is never silently ignored). The rule is evaluated per request against the tokens file, so
+``sotp token create`` on a loopback server turns authentication on at its next request.
+
+:func:`setup` (first in ``sotp serve``'s component list) sets ``ctx.authenticate`` and adds a middleware
+that (1) requires a valid token on every path except ``auth.public_paths`` while auth is on (default-deny,
+so an endpoint that forgets :func:`sotp.web.authorize` is still not open), (2) while auth is off, applies
+the browser guards of :mod:`sotp.browser` (``Host`` allow-list against DNS rebinding, no cross-site or
+simple-content-type writes from browsers), and (3) turns :class:`AuthError` raised by any handler into
+401/403 with a ``WWW-Authenticate`` challenge. :func:`guard_app` installs the same on another aiohttp
+application (the worker's status port).
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from sotp.browser import allowed_host_names, check_host, check_write_origin
 from sotp.config import Config, from_dict
 from sotp.errors import AuthError, ConfigError
 from sotp.model import InvalidLabels, validate_label_name
@@ -50,7 +59,7 @@ from sotp.web import Handler, ServerContext, json_response, text_error
 
 log = logging.getLogger("sotp.auth")
 
-SCOPES: Final = ("read", "write", "admin")
+SCOPES: Final = ("read", "write", "configs", "admin")
 DEFAULT_TOKENS_FILE: Final = "./data/tokens.json"
 TOKEN_PREFIX: Final = "sotp_"
 _TOKEN_RE: Final = re.compile(r"^sotp_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
@@ -69,6 +78,9 @@ class AuthConfig:
     #: Prometheus scrape the self-metrics.
     public_paths: list[str] = dataclasses.field(default_factory=lambda: ["/-/healthy", "/-/ready"])
     realm: str = "sotp"
+    #: Host names accepted in the ``Host`` header while auth is off, besides IP literals, ``localhost``
+    #: and the listen host (DNS rebinding protection). ``"*"`` accepts any.
+    allowed_hosts: list[str] = dataclasses.field(default_factory=list)
 
     def validate(self, path: str) -> None:
         prefix = f"{path}." if path else ""
@@ -97,10 +109,27 @@ def is_loopback_listen(listen: str) -> bool:
         return False  # a host name or an empty host (all interfaces): not provably local
 
 
+def auth_required(cfg: AuthConfig, listen: str, store: TokenStore) -> tuple[bool, str]:
+    """Whether a server listening on ``listen`` requires tokens now, and why (for its log).
+
+    ``auth.enabled`` wins when set; otherwise tokens are required on a non-loopback address and, on
+    loopback, as soon as ``store`` holds an active token. Cheap: the store re-reads its file only when it
+    changed (one ``stat``).
+    """
+    if cfg.enabled is not None:
+        return cfg.enabled, f"auth.enabled is {str(cfg.enabled).lower()}"
+    if not is_loopback_listen(listen):
+        return True, f"{listen} is not a loopback address"
+    active = store.active_count()
+    if active:
+        return True, f"{store.path} holds {active} active token(s)"
+    return False, f"{listen} is a loopback address and {store.path} holds no active token"
+
+
 def auth_enabled(config: Config) -> bool:
-    """Whether ``sotp serve`` with this config requires tokens."""
-    enabled = auth_config(config).enabled
-    return not is_loopback_listen(config.server.listen) if enabled is None else enabled
+    """Whether ``sotp serve`` with this config requires tokens right now (see :func:`auth_required`)."""
+    cfg = auth_config(config)
+    return auth_required(cfg, config.server.listen, TokenStore(cfg.tokens_file))[0]
 
 
 # --------------------------------------------------------------------------------------------- tokens
@@ -201,6 +230,11 @@ class TokenStore:
             return
         self._by_id = {r.id: r for r in self._load_file()}
         self._stamp = stamp
+
+    def active_count(self) -> int:
+        """How many tokens are not revoked (reloading the file if it changed)."""
+        self._refresh()
+        return sum(1 for r in self._by_id.values() if r.revoked is None)
 
     def lookup(self, token: str) -> TokenRecord | None:
         """The active record for ``token``, or ``None`` (unknown, wrong or revoked)."""
@@ -343,6 +377,8 @@ def describe(rec: TokenRecord) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------- aiohttp side
 
 PRINCIPAL = web.RequestKey("sotp_principal", Principal)
+#: Whether the gate required tokens for this request (set by the middleware before any handler runs).
+AUTH_ON = web.RequestKey("sotp_auth_on", bool)
 
 
 def challenge_response(request: web.Request, err: AuthError, realm: str) -> web.Response:
@@ -356,38 +392,58 @@ def challenge_response(request: web.Request, err: AuthError, realm: str) -> web.
     return text_error(err.status, str(err), headers)
 
 
-def setup(app: web.Application, ctx: ServerContext) -> None:
-    """Install authentication on ``sotp serve`` (must run before every other component)."""
-    cfg = auth_config(ctx.config)
-    listen = ctx.config.server.listen
-    if not auth_enabled(ctx.config):
-        why = f"{listen} is a loopback address" if cfg.enabled is None else "auth.enabled is false"
-        log.warning(
-            "authentication is OFF (%s): every request is accepted; set auth.enabled: true to require tokens",
-            why,
-        )
-        if not is_loopback_listen(listen):
-            log.warning("authentication is OFF while listening on non-loopback %s: anyone who can reach it can "
-                        "read and write", listen)
-        return
-    store = TokenStore(cfg.tokens_file)
-    active = [r for r in store.records() if r.revoked is None]
-    if active:
-        log.info("authentication is on: %d active token(s) in %s", len(active), store.path)
-    else:
-        log.warning(
-            "authentication is on but %s holds no active token: every request is refused (401); "
-            "create one with: sotp token create --name <name> --scope write",
-            store.path,
-        )
-    public = frozenset(cfg.public_paths)
+class Gate:
+    """The per-request decision of one listening server: tokens required or not, and the browser guards.
 
-    async def authenticate(request: web.Request, scope: str) -> Principal:
+    ``required()`` re-evaluates :func:`auth_required` (one ``stat`` of the tokens file) and logs each
+    change of mode once, so the log says when a created or revoked token switched authentication.
+    """
+
+    def __init__(self, cfg: AuthConfig, listen: str, what: str = "sotp serve") -> None:
+        self.cfg = cfg
+        self.listen = listen
+        self.what = what
+        self.store = TokenStore(cfg.tokens_file)
+        self.public = frozenset(cfg.public_paths)
+        host = listen.rpartition(":")[0] if ":" in listen else listen
+        self.allowed_hosts = allowed_host_names(host, cfg.allowed_hosts)
+        self._mode: bool | None = None
+
+    def required(self) -> bool:
+        on, why = auth_required(self.cfg, self.listen, self.store)
+        if on != self._mode:
+            self._mode = on
+            self._log_mode(on, why)
+        return on
+
+    def _log_mode(self, on: bool, why: str) -> None:
+        if not on:
+            log.warning("%s: authentication is OFF (%s): every request is accepted; requests naming another "
+                        "host and browser writes are refused; create a token (sotp token create) or set "
+                        "auth.enabled: true to require tokens", self.what, why)
+            if not is_loopback_listen(self.listen):
+                log.warning("%s: authentication is OFF while listening on non-loopback %s: anyone who can reach "
+                            "it can read and write", self.what, self.listen)
+            return
+        active = self.store.active_count()
+        if active:
+            log.info("%s: authentication is on (%s): %d active token(s) in %s", self.what, why, active,
+                     self.store.path)
+        else:
+            log.warning(
+                "%s: authentication is on (%s) but %s holds no active token: every request is refused (401); "
+                "create one with: sotp token create --name <name> --scope write",
+                self.what, why, self.store.path,
+            )
+
+    def principal(self, request: web.Request, scope: str | None) -> Principal:
+        """The request's principal for ``scope`` (cached on the request); raises :class:`AuthError`."""
         principal = request.get(PRINCIPAL)
         if principal is None:
-            principal = check(store, request.headers.get("Authorization"), scope)
+            principal = check(self.store, request.headers.get("Authorization"), scope)
             request[PRINCIPAL] = principal
         elif not principal.allows(scope):
+            assert scope is not None
             raise ScopeError(
                 f"token {principal.name!r} has scope(s) {', '.join(sorted(principal.scopes))}; "
                 f"this endpoint needs {scope!r} (or admin)",
@@ -395,35 +451,65 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
             )
         return principal
 
+    async def authenticate(self, request: web.Request, scope: str) -> Principal | None:
+        """:data:`sotp.web.ServerContext.authenticate`: the principal, or ``None`` while auth is off."""
+        if not request.get(AUTH_ON, True):
+            return None
+        return self.principal(request, scope)
+
     @web.middleware
-    async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            if request.path not in public:
-                # Default-deny: any valid token is needed before a handler runs; the handler then
-                # checks its own scope through sotp.web.authorize.
-                request[PRINCIPAL] = check(store, request.headers.get("Authorization"), None)
+            on = self.required()
+            request[AUTH_ON] = on
+            if not on:
+                check_host(request.headers.get("Host"), self.allowed_hosts)
+                check_write_origin(request.method, request.headers, simple_types_too=True)
+            else:
+                authz = request.headers.get("Authorization", "")
+                if authz[:6].lower() == "basic ":  # a browser may replay cached basic credentials
+                    check_write_origin(request.method, request.headers, simple_types_too=False)
+                if request.path not in self.public:
+                    # Default-deny: any valid token is needed before a handler runs; the handler then
+                    # checks its own scope through sotp.web.authorize.
+                    request[PRINCIPAL] = check(self.store, request.headers.get("Authorization"), None)
             return await handler(request)
         except AuthError as err:
             log.debug("refused %s %s: %s", request.method, request.path, err)
-            return challenge_response(request, err, cfg.realm)
+            return challenge_response(request, err, self.cfg.realm)
 
-    ctx.authenticate = authenticate
-    app.middlewares.append(auth_middleware)
+
+def guard_app(app: web.Application, cfg: AuthConfig, listen: str, what: str) -> Gate:
+    """Install the gate's middleware on ``app`` (first); returns the gate (its ``authenticate`` for handlers)."""
+    gate = Gate(cfg, listen, what)
+    gate.required()  # log the starting mode now, not at the first request
+    app.middlewares.insert(0, gate.middleware)
+    return gate
+
+
+def setup(app: web.Application, ctx: ServerContext) -> None:
+    """Install authentication on ``sotp serve`` (must run before every other component)."""
+    gate = guard_app(app, auth_config(ctx.config), ctx.config.server.listen, "sotp serve")
+    ctx.authenticate = gate.authenticate
 
 
 __all__ = [
+    "AUTH_ON",
     "SCOPES",
     "AuthConfig",
+    "Gate",
     "Principal",
     "ScopeError",
     "TokenRecord",
     "TokenStore",
     "auth_config",
     "auth_enabled",
+    "auth_required",
     "challenge_headers",
     "challenge_response",
     "check",
     "extract_token",
+    "guard_app",
     "hash_token",
     "is_loopback_listen",
     "parse_tenant",

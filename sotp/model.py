@@ -9,10 +9,13 @@ from __future__ import annotations
 import math
 import re
 import struct
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Final
+
+from sotp.regex import PromRegex, compile_prom
 
 if TYPE_CHECKING:
     # numpy is imported lazily (in stale_mask) because it costs ~15 MB of RSS, and the agent, which
@@ -65,7 +68,7 @@ class Labels(Mapping[str, str]):
     not validate names; call :meth:`validate` on untrusted input.
     """
 
-    __slots__ = ("_hash", "_items")
+    __slots__ = ("__weakref__", "_hash", "_items")
 
     def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
         pairs = items.items() if isinstance(items, Mapping) else items
@@ -165,6 +168,20 @@ class Labels(Mapping[str, str]):
         return f"Labels({dict(self._items)!r})"
 
 
+_INTERNED: weakref.WeakValueDictionary[Labels, Labels] = weakref.WeakValueDictionary()
+
+
+def intern_labels(labels: Labels) -> Labels:
+    """The one live object equal to ``labels``.
+
+    Write paths look up thousands of label sets per request in dicts keyed by :class:`Labels`; CPython
+    compares a found key by identity before calling ``__eq__`` (a Python call here), so when the decoder's
+    cache and the series index hold the same objects, every lookup skips it. Label sets are interned where
+    they are first built (a decoder cache miss, a series index load), not per request.
+    """
+    return _INTERNED.setdefault(labels, labels)
+
+
 class MatchOp(Enum):
     """Label matcher operators, spelled as in PromQL."""
 
@@ -176,7 +193,7 @@ class MatchOp(Enum):
 
 @dataclass(frozen=True)
 class Matcher:
-    """One label matcher. Regexes are fully anchored, as in Prometheus (``^(?:re)$``).
+    """One label matcher. Regexes are RE2, fully anchored, as in Prometheus (``^(?:re)$``, :mod:`sotp.regex`).
 
     A missing label matches as the empty string, so ``job=""`` selects series without ``job``.
     """
@@ -184,18 +201,18 @@ class Matcher:
     name: str
     op: MatchOp
     value: str
-    _re: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False, hash=False)
+    _re: PromRegex | None = field(default=None, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.op in (MatchOp.RE, MatchOp.NRE):
             try:
-                object.__setattr__(self, "_re", re.compile(f"^(?:{self.value})$", re.DOTALL))
-            except re.error as err:
+                object.__setattr__(self, "_re", compile_prom(self.value))
+            except ValueError as err:
                 raise ValueError(f"invalid regular expression in matcher {self}: {err}") from err
 
     @property
-    def regex(self) -> re.Pattern[str]:
-        """The compiled anchored regex (only for ``=~`` and ``!~``)."""
+    def regex(self) -> PromRegex:
+        """The compiled anchored regex, RE2 semantics (only for ``=~`` and ``!~``)."""
         if self._re is None:
             raise TypeError(f"matcher {self} is not a regex matcher")
         return self._re
@@ -206,7 +223,7 @@ class Matcher:
             return value == self.value
         if self.op is MatchOp.NEQ:
             return value != self.value
-        hit = self.regex.match(value) is not None
+        hit = self.regex.matches(value)
         return hit if self.op is MatchOp.RE else not hit
 
     def matches_labels(self, labels: Labels) -> bool:

@@ -3,9 +3,12 @@
 ``sotp worker --config sotp.yml --storage URL [--shard i/n] [--listen 127.0.0.1:9202] [--check]``
 
 The ``--listen`` address serves ``/metrics`` (self-metrics), ``/-/healthy``, ``/-/ready``, ``POST|PUT
-/-/reload`` and ``/-/targets`` (JSON: each target's URL, labels, health and last error). SIGHUP and
-``/-/reload`` re-read the config file; a bad file is rejected with its reason (logged, and the reload
-answer is 500 with it) and the running config stays.
+/-/reload`` and ``/-/targets`` (JSON: each target's URL, labels, health and last error), behind the same
+token check as ``sotp serve`` (:func:`sotp.auth.guard_app`, tokens from the config's ``auth:``):
+``/-/targets`` needs ``read``, ``/-/reload`` needs ``admin``. As Prometheus's ``--web.enable-lifecycle``,
+``/-/reload`` answers 403 unless ``--enable-lifecycle`` is given. SIGHUP and ``/-/reload`` re-read the
+config file; a bad file is rejected with its reason (logged, and the reload answer is 500 with it) and
+the running config stays.
 
 Backup hook: when the config has a non-empty ``backup:`` section and the module
 :data:`BACKUP_MODULE` exists, the worker runs ``await worker.backup.scheduler.run(config, storage, stop)``
@@ -30,6 +33,7 @@ from typing import Any, Final
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from sotp.auth import Gate, auth_config, guard_app
 from sotp.cli.serve import split_listen
 from sotp.config import Config, load_config
 from sotp.errors import SotpError, StorageError
@@ -62,6 +66,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--listen", default=DEFAULT_LISTEN, help=f"host:port for /metrics, /-/reload, /-/healthy ({DEFAULT_LISTEN}; "
         "'' disables)"
     )
+    parser.add_argument(
+        "--enable-lifecycle", action="store_true",
+        help="allow POST /-/reload over HTTP (admin token when auth is on), like Prometheus's --web.enable-lifecycle",
+    )
 
 
 def find_backup_runner() -> BackupRun | None:
@@ -78,8 +86,12 @@ def find_backup_runner() -> BackupRun | None:
 class Worker:
     """Config (re)loading, the scrape manager, the backup task and the status HTTP app."""
 
-    def __init__(self, config_path: str | None, storage: Storage, manager: ScrapeManager, metrics: WorkerMetrics):
+    def __init__(self, config_path: str | None, storage: Storage, manager: ScrapeManager, metrics: WorkerMetrics,
+                 lifecycle: bool = False):
         self.config_path = config_path
+        #: Whether ``/-/reload`` may be called over HTTP (``--enable-lifecycle``).
+        self.lifecycle = lifecycle
+        self._gate: Gate | None = None
         self.storage = storage
         self.manager = manager
         self.metrics = metrics
@@ -150,8 +162,10 @@ class Worker:
 
     # -- HTTP --------------------------------------------------------------------------------------
 
-    def app(self) -> web.Application:
-        app = web.Application()
+    def app(self, config: Config, listen: str) -> web.Application:
+        """The status app on ``listen``, guarded like ``sotp serve`` (tokens from ``config``'s ``auth:``)."""
+        app = web.Application(client_max_size=64 << 10)  # no endpoint takes a body
+        self._gate = guard_app(app, auth_config(config), listen, "sotp worker")
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/-/healthy", self._healthy)
         app.router.add_get("/-/ready", self._ready)
@@ -170,16 +184,26 @@ class Worker:
         try:
             await self.storage.ping()
         except StorageError as err:
-            return web.Response(status=503, text=f"SOTP worker is not ready: {err}\n")
+            log.warning("not ready: %s", err)
+            return web.Response(status=503, text="SOTP worker is not ready: the store does not answer (see its log).\n")
         return web.Response(text="SOTP worker is Ready.\n")
 
+    async def _authorize(self, request: web.Request, scope: str) -> None:
+        if self._gate is not None:
+            await self._gate.authenticate(request, scope)  # AuthError → 401/403 by the gate's middleware
+
     async def _reload(self, request: web.Request) -> web.Response:
+        if not self.lifecycle:
+            return web.Response(status=403, text="Lifecycle API is not enabled (start the worker with "
+                                "--enable-lifecycle, or send SIGHUP).\n")
+        await self._authorize(request, "admin")
         error = await self.reload()
         if error is not None:
             return web.Response(status=500, text=f"failed to reload config: {error}\n")
         return web.Response(text="config reloaded\n")
 
     async def _targets(self, request: web.Request) -> web.Response:
+        await self._authorize(request, "read")
         out: list[dict[str, Any]] = []
         for lp in self.manager.loops():
             r = lp.last_result
@@ -211,7 +235,8 @@ async def serve(args: argparse.Namespace) -> int:
         log.error("cannot open storage %s: %s", url.split("@")[-1], err)
         return 1
     metrics = WorkerMetrics()
-    worker = Worker(args.config, storage, ScrapeManager(storage, metrics, shard), metrics)
+    worker = Worker(args.config, storage, ScrapeManager(storage, metrics, shard), metrics,
+                    lifecycle=getattr(args, "enable_lifecycle", False))
     runner: web.AppRunner | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -228,7 +253,7 @@ async def serve(args: argparse.Namespace) -> int:
     try:
         if listen is not None:
             host, port = listen
-            runner = web.AppRunner(worker.app(), access_log=None)
+            runner = web.AppRunner(worker.app(config, args.listen), access_log=None)
             await runner.setup()
             try:
                 await web.TCPSite(runner, host, port, reuse_address=True).start()

@@ -18,6 +18,8 @@ import sys
 from types import ModuleType
 from typing import NamedTuple
 
+from sotp.errors import ConfigError, SotpError
+
 
 class Command(NamedTuple):
     module: str
@@ -34,6 +36,8 @@ COMMANDS: dict[str, Command] = {
     "snmp": Command("exporters.snmp.tool_cli", "snmp", "generate snmp.yml from MIBs, walk with MIB names, check"),
     "dashboard": Command("dashboards.cli", "dashboards", "the Streamlit dashboard app"),
     "backup": Command("worker.backup.cli", "backup", "SSH configuration backups: run now, show diffs"),
+    "ruler": Command("rules.ruler", "server", "evaluate recording and alerting rules; notify Alertmanager"),
+    "rules": Command("rules.cli", "server", "check rule files and run rule unit tests (as promtool)"),
     "token": Command("sotp.cli.token", "server", "create, list and revoke API tokens"),
     "db": Command("sotp.cli.db", "server", "database maintenance: migrate"),
 }
@@ -45,13 +49,16 @@ EXPORTERS: dict[str, Command] = {
 }
 
 
+FIRST_PARTY = frozenset({"sotp", "exporters", "remote_write", "query", "worker", "agent", "dashboards", "rules"})
+
+
 def load_command(cmd: Command) -> ModuleType:
     """Import a command module, or exit with the ``pip install`` hint when its extra is missing."""
     try:
         return importlib.import_module(cmd.module)
     except ModuleNotFoundError as err:
         missing = err.name or "?"
-        if missing.split(".")[0] in {"sotp", "exporters", "remote_write", "query", "worker", "agent", "dashboards"}:
+        if missing.split(".")[0] in FIRST_PARTY:
             raise
         sys.stderr.write(
             f"sotp: this command needs the Python package {missing!r}: pip install 'sotp[{cmd.extra}]'\n"
@@ -96,7 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"sotp {name}", description=cmd.help)
     module.configure_parser(parser)
     args = parser.parse_args(argv[i + 1 :])
-    rc: int = module.run(args)
+    args.command_argv = argv  # the whole command line, for commands that start copies of themselves
+    try:
+        rc: int = module.run(args)
+    except SotpError as err:
+        # A refusal (bad configuration, unusable store) is one line naming the fix, not a traceback.
+        logging.getLogger("sotp").error("sotp %s: %s", name, err)
+        return 2 if isinstance(err, ConfigError) else 1
     return rc
 
 

@@ -24,7 +24,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     create.add_argument("--name", required=True, help="who uses it, e.g. web01 or grafana")
     create.add_argument(
         "--scope", action="append", choices=SCOPES, required=True,
-        help="write (remote write, push, ingest), read (query API) or admin (all); repeatable",
+        help="write (remote write, push, ingest), read (query API), configs (device backups) or admin (all); "
+        "repeatable",
     )
     create.add_argument("--tenant", help="bind to a tenant label, e.g. team=a (forced on writes and reads)")
     lst = sub.add_parser("list", help="list tokens (never the tokens themselves)")

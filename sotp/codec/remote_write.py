@@ -21,9 +21,9 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError as ProtoDecodeError
 
 from sotp.codec.remote_write_encoder import serialize_write_request
-from sotp.codec.remote_write_samples import decode_samples, split_series
+from sotp.codec.remote_write_samples import decode_samples, split_series, trailing_sample_counts
 from sotp.errors import DecodeError, LimitExceeded
-from sotp.model import LABEL_NAME_RE, METRIC_NAME, METRIC_NAME_RE, Labels
+from sotp.model import LABEL_NAME_RE, METRIC_NAME, METRIC_NAME_RE, Labels, intern_labels
 
 CONTENT_TYPE_V1 = "application/x-protobuf"
 PROTO_V1 = "prometheus.WriteRequest"
@@ -98,7 +98,13 @@ def _build_schema() -> dict[str, Any]:
             ("metadata", 3, _F.TYPE_MESSAGE, rep, ".prometheus.MetricMetadata"),
         ],
     )
-    msg("SeriesBytesRequest", [("timeseries", 1, _F.TYPE_BYTES, rep, None)])
+    msg(
+        "SeriesBytesRequest",
+        [
+            ("timeseries", 1, _F.TYPE_BYTES, rep, None),
+            ("metadata", 3, _F.TYPE_MESSAGE, rep, ".prometheus.MetricMetadata"),
+        ],
+    )
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fdp)
     return {
@@ -199,6 +205,11 @@ class DecodedRequest:
         return sum(len(s.timestamps) for s in self.series)
 
 
+def announced_length(body: bytes) -> int:
+    """The decompressed size a snappy block announces in its header (0 for an empty body)."""
+    return _varint_prefix(body) if body else 0
+
+
 def _varint_prefix(data: bytes) -> int:
     result = 0
     shift = 0
@@ -250,49 +261,45 @@ def decode_write_request(
     present and valid.
     """
     raw = snappy_decompress(body, max_decompressed)
-    req = _RawWriteRequest()
+    whole = _SeriesBytesRequest()
     try:
-        req.ParseFromString(raw)
+        whole.ParseFromString(raw)
     except ProtoDecodeError as err:
         raise DecodeError(f"cannot parse remote-write body (protobuf): {err}") from err
-    if len(req.timeseries) > max_series:
+    if len(whole.timeseries) > max_series:
         raise LimitExceeded(
-            f"write request has {len(req.timeseries)} series, limit {max_series} (limits.max_series_per_request)"
+            f"write request has {len(whole.timeseries)} series, limit {max_series} (limits.max_series_per_request)"
         )
     limits = (max_labels_per_series, max_label_name_length, max_label_value_length)
     cache = _LABELS_CACHE.get(limits)
     if cache is None or len(cache) > _LABELS_CACHE_MAX:
         cache = _LABELS_CACHE[limits] = {}
-    columns = _decode_canonical(raw, req, cache, limits)
-    out = _decode_general(req, cache, limits) if columns is None else None
+    columns = _decode_canonical(list(whole.timeseries), cache, limits)
+    out: list[DecodedSeries] | None = None
+    if columns is None:
+        req = _RawWriteRequest()
+        try:
+            req.ParseFromString(raw)
+        except ProtoDecodeError as err:
+            raise DecodeError(f"cannot parse remote-write body (protobuf): {err}") from err
+        out = _decode_general(req, cache, limits)
     meta = [
         Metadata(m.metric_family_name, METADATA_TYPES.get(m.type, "unknown"), m.help, m.unit)
-        for m in req.metadata
+        for m in whole.metadata
     ]
     return DecodedRequest(out, meta, columns)
 
 
-def _check_histograms(req: Any) -> None:
-    for ts in req.timeseries:
-        if len(ts.histograms):
-            labels = _label_pairs(tuple(ts.labels))
-            raise DecodeError(
-                f"series {Labels.from_sorted(labels)}: native histograms are not supported; send classic histograms"
-            )
+def _decode_canonical(series: list[bytes], cache: dict[Any, Labels], limits: tuple[int, int, int]) -> Columns | None:
+    """The fast path for the layout every known sender writes (labels, then canonical samples): the
+    samples at the end of each series are counted, split off and decoded for the whole request with numpy.
+    ``None``: another layout somewhere (histograms, samples among labels, ...); the general path decodes it.
 
-
-def _decode_canonical(
-    raw: bytes, req: Any, cache: dict[Any, Labels], limits: tuple[int, int, int]
-) -> Columns | None:
-    """The fast path for the layout every known sender writes (labels, then canonical samples): sample
-    decoding and the labels/samples split are done for the whole request with numpy. ``None``: another
-    layout somewhere; the general path decodes it."""
-    series = req.timeseries
-    counts = np.fromiter((len(ts.samples) for ts in series), dtype=np.int64, count=len(series))
-    _check_histograms(req)
-    whole = _SeriesBytesRequest()
-    whole.ParseFromString(raw)
-    split = split_series(list(whole.timeseries), counts)
+    A series' label bytes are parsed once per distinct byte string (then cached); that parse also proves the
+    split: a prefix that is not exactly whole label fields fails it, and the general path takes over.
+    """
+    counts = trailing_sample_counts(series)
+    split = split_series(series, counts)
     if split is None:
         return None
     prefixes, ts_arr, vs_arr = split
@@ -302,10 +309,10 @@ def _decode_canonical(
             key = prefixes[i]
             try:
                 head = _RawTimeSeries.FromString(key)
-            except ProtoDecodeError as err:
-                raise DecodeError(f"cannot parse remote-write body (protobuf): {err}") from err
+            except ProtoDecodeError:
+                return None
             if len(head.samples) or len(head.histograms):
-                return None  # samples among the labels: not the canonical layout
+                return None  # samples among the labels, or native histograms: not the canonical layout
             found[i] = cache[key] = _validate_pairs(_label_pairs(tuple(head.labels)), i, *limits)
     labels_list: list[Labels] = found  # type: ignore[assignment]  # every entry is set now
     if not bool(counts.all()):
@@ -403,7 +410,7 @@ def _validate_pairs(
             raise DecodeError(f"series {index}: invalid label name {name!r}")
     if not has_name:
         raise DecodeError(f"series {index}: missing metric name (__name__)")
-    return Labels.from_sorted(pairs)
+    return intern_labels(Labels.from_sorted(pairs))
 
 
 def encode_write_request(

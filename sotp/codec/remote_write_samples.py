@@ -72,12 +72,41 @@ def _decode_rows(
 _SAMPLE_FIELD = 18
 
 
+def trailing_sample_counts(series: Sequence[bytes]) -> npt.NDArray[np.int64]:
+    """How many canonical 18-byte ``Sample`` fields (tag 0x12, length 16) end each serialized ``TimeSeries``.
+
+    Scanned from the end of all series at once, one vector step per sample position, so the live shape
+    (one sample per series) costs two steps. A count can only be too high where label bytes imitate a
+    sample field at an 18-byte boundary; the caller's parse of the remaining label bytes then fails and
+    the request takes the general path.
+    """
+    n = len(series)
+    counts = np.zeros(n, dtype=np.int64)
+    if n == 0:
+        return counts
+    lens = np.fromiter(map(len, series), dtype=np.int64, count=n)
+    buf = np.frombuffer(b"".join(series), dtype=np.uint8)
+    ends = np.cumsum(lens)
+    starts = ends - lens
+    pos = ends - _SAMPLE_FIELD  # start of the next candidate field, per series
+    live = np.flatnonzero(pos >= starts)
+    while len(live):
+        p = pos[live]
+        ok = (buf[p] == 0x12) & (buf[p + 1] == 16)
+        live = live[ok]
+        counts[live] += 1
+        pos[live] -= _SAMPLE_FIELD
+        live = live[pos[live] >= starts[live]]
+    return counts
+
+
 def split_series(
     series: Sequence[bytes], counts: npt.NDArray[np.int64]
 ) -> tuple[list[bytes], npt.NDArray[np.int64], npt.NDArray[np.float64]] | None:
     """Split serialized ``TimeSeries`` messages into their label bytes and their samples, for all at once.
 
-    ``counts[i]`` is the number of samples of ``series[i]`` (from a parse). Senders write labels first
+    ``counts[i]`` is the number of samples of ``series[i]`` (:func:`trailing_sample_counts`). Senders write
+    labels first
     and samples last, so when the last ``18 * counts[i]`` bytes of every series are canonical sample fields,
     the bytes before them are exactly the series' labels (a protobuf parse from the start reaches that
     boundary; the caller checks, once per distinct prefix, that it holds labels only). Returns

@@ -2,14 +2,19 @@
 
 A version is stored only when the config's digest (computed by the caller over the config with volatile
 lines removed) differs from the device's newest version, so fetching an unchanged config twice keeps one
-version. Content is stored as fetched, so a diff shows the device's real text.
+version. Content is stored as the caller hands it over: the backup runner masks secrets first
+(:mod:`worker.backup.masking`). Each device also has a :class:`DeviceInfo` row: its labels (the tenant the
+API checks) and the platform whose masking rules its content went through (``None``: stored unmasked on
+purpose), so readers can re-mask versions stored before masking existed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sotp.errors import StorageError, StorageUnavailable
@@ -27,6 +32,26 @@ class ConfigVersion:
     size: int
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """What the store knows about a device besides its versions."""
+
+    #: The device's labels from ``backup.devices[].labels`` (a tenant-bound token sees the device only
+    #: when they carry its tenant label).
+    labels: Mapping[str, str] = field(default_factory=dict)
+    #: The device_type whose masking rules were applied before storing; ``None``: stored unmasked
+    #: (``mask_secrets: false``).
+    masked_as: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({"labels": dict(self.labels), "masked_as": self.masked_as}, sort_keys=True)
+
+    @staticmethod
+    def from_json(text: str) -> DeviceInfo:
+        data = json.loads(text)
+        return DeviceInfo(dict(data.get("labels") or {}), data.get("masked_as"))
+
+
 class ConfigStore(Protocol):
     """Store of config versions. ``save`` is atomic; versions count up from 1 per device."""
 
@@ -34,8 +59,17 @@ class ConfigStore(Protocol):
 
     async def close(self) -> None: ...
 
-    async def save(self, device: str, content: str, fetched_ms: int, digest: str) -> ConfigVersion | None:
-        """Store ``content`` as a new version unless ``digest`` equals the newest one's (then ``None``)."""
+    async def save(
+        self, device: str, content: str, fetched_ms: int, digest: str, info: DeviceInfo | None = None
+    ) -> ConfigVersion | None:
+        """Store ``content`` as a new version unless ``digest`` equals the newest one's (then ``None``).
+
+        ``info`` (when given) replaces the device's :class:`DeviceInfo` either way, in the same transaction.
+        """
+        ...
+
+    async def infos(self) -> dict[str, DeviceInfo]:
+        """Every device's info (devices stored before infos existed have none)."""
         ...
 
     async def latest(self) -> list[tuple[ConfigVersion, int]]:
@@ -61,6 +95,11 @@ _SQL_LATEST = (
     " JOIN (SELECT device, max(version) AS mv, count(*) AS n FROM sotp_config_version GROUP BY device) c"
     " ON c.device = v.device AND c.mv = v.version ORDER BY v.device"
 )
+_SQL_CREATE_DEVICE = "CREATE TABLE IF NOT EXISTS sotp_config_device (device TEXT PRIMARY KEY, info TEXT NOT NULL)"
+_SQL_UPSERT_DEVICE = (
+    "INSERT INTO sotp_config_device (device, info) VALUES (?, ?)"
+    " ON CONFLICT (device) DO UPDATE SET info = excluded.info"
+)
 _COLS = "device, version, fetched_ms, digest, size"
 
 
@@ -73,6 +112,7 @@ class MemoryConfigStore:
 
     def __init__(self) -> None:
         self._v: dict[str, list[tuple[ConfigVersion, str]]] = {}
+        self._info: dict[str, DeviceInfo] = {}
 
     async def open(self) -> None:
         return None
@@ -80,7 +120,14 @@ class MemoryConfigStore:
     async def close(self) -> None:
         return None
 
-    async def save(self, device: str, content: str, fetched_ms: int, digest: str) -> ConfigVersion | None:
+    async def infos(self) -> dict[str, DeviceInfo]:
+        return dict(self._info)
+
+    async def save(
+        self, device: str, content: str, fetched_ms: int, digest: str, info: DeviceInfo | None = None
+    ) -> ConfigVersion | None:
+        if info is not None:
+            self._info[device] = info
         versions = self._v.setdefault(device, [])
         if versions and versions[-1][0].digest == digest:
             return None
@@ -115,6 +162,7 @@ class SQLiteConfigStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute(_SQL_CREATE)
+            conn.execute(_SQL_CREATE_DEVICE)
             return conn
 
         try:
@@ -136,16 +184,24 @@ class SQLiteConfigStore:
             except sqlite3.Error as err:
                 raise StorageError(f"config store {self._path}: {err}") from err
 
-    async def save(self, device: str, content: str, fetched_ms: int, digest: str) -> ConfigVersion | None:
+    async def infos(self) -> dict[str, DeviceInfo]:
+        rows = await self._run(lambda c: c.execute("SELECT device, info FROM sotp_config_device").fetchall())
+        return {str(d): DeviceInfo.from_json(str(i)) for d, i in rows}
+
+    async def save(
+        self, device: str, content: str, fetched_ms: int, digest: str, info: DeviceInfo | None = None
+    ) -> ConfigVersion | None:
         def _save(conn: sqlite3.Connection) -> ConfigVersion | None:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                if info is not None:
+                    conn.execute(_SQL_UPSERT_DEVICE, (device, info.to_json()))
                 row = conn.execute(
                     "SELECT version, digest FROM sotp_config_version WHERE device = ? ORDER BY version DESC LIMIT 1",
                     (device,),
                 ).fetchone()
                 if row is not None and row[1] == digest:
-                    conn.execute("ROLLBACK")
+                    conn.execute("COMMIT")
                     return None
                 v = ConfigVersion(device, (row[0] if row else 0) + 1, fetched_ms, digest, len(content.encode()))
                 conn.execute(
@@ -185,58 +241,51 @@ class SQLiteConfigStore:
 
 
 class PostgresConfigStore:
-    """A table in the storage schema; one short connection per call (backups and their API are rare)."""
+    """Tables in the storage's schema, reached through the storage's connection pool (``pool_max``)."""
 
-    def __init__(self, conninfo: str, schema: str) -> None:
-        self._conninfo = conninfo
-        self._schema = schema
-
-    async def _conn(self) -> Any:
-        import psycopg
-
-        try:
-            conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=False)
-        except psycopg.OperationalError as err:
-            raise StorageUnavailable(f"cannot reach PostgreSQL for the config store: {err}") from err
-        await conn.execute(f'SET search_path TO "{self._schema}"')
-        return conn
+    def __init__(self, storage: Any) -> None:
+        #: A :class:`sotp.storage.postgres.PostgresStorage`: its ``connection()`` hands out pooled
+        #: autocommit connections with the schema on the search path.
+        self._storage = storage
 
     async def open(self) -> None:
-        conn = await self._conn()
-        async with conn:
-            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
+        async with self._storage.connection() as conn, conn.transaction():
             await conn.execute(_SQL_CREATE)
-            await conn.commit()
+            await conn.execute(_SQL_CREATE_DEVICE)
 
     async def close(self) -> None:
-        return None
+        return None  # the pool belongs to the storage
 
     async def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        conn = await self._conn()
-        async with conn:
+        async with self._storage.connection() as conn:
             cur = await conn.execute(sql.replace("?", "%s"), params)
             rows: list[tuple[Any, ...]] = await cur.fetchall()
             return rows
 
-    async def save(self, device: str, content: str, fetched_ms: int, digest: str) -> ConfigVersion | None:
-        conn = await self._conn()
-        async with conn:
+    async def infos(self) -> dict[str, DeviceInfo]:
+        return {str(d): DeviceInfo.from_json(str(i)) for d, i in await self._fetch(
+            "SELECT device, info FROM sotp_config_device")}
+
+    async def save(
+        self, device: str, content: str, fetched_ms: int, digest: str, info: DeviceInfo | None = None
+    ) -> ConfigVersion | None:
+        async with self._storage.connection() as conn, conn.transaction():
             # One writer per device at a time: the advisory lock makes "read newest, insert next" atomic.
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("sotp_config:" + device,))
+            if info is not None:
+                await conn.execute(_SQL_UPSERT_DEVICE.replace("?", "%s"), (device, info.to_json()))
             cur = await conn.execute(
                 "SELECT version, digest FROM sotp_config_version WHERE device = %s ORDER BY version DESC LIMIT 1",
                 (device,),
             )
             row = await cur.fetchone()
             if row is not None and row[1] == digest:
-                await conn.rollback()
                 return None
             v = ConfigVersion(device, (row[0] if row else 0) + 1, fetched_ms, digest, len(content.encode()))
             await conn.execute(
                 f"INSERT INTO sotp_config_version ({_COLS}, content) VALUES (%s, %s, %s, %s, %s, %s)",
                 (v.device, v.version, v.fetched_ms, v.digest, v.size, content),
             )
-            await conn.commit()
             return v
 
     async def latest(self) -> list[tuple[ConfigVersion, int]]:
@@ -268,7 +317,6 @@ def config_store_for(storage: Storage) -> ConfigStore:
         return store
     if isinstance(storage, SQLiteStorage):
         return SQLiteConfigStore(str(storage.path))
-    options = getattr(storage, "options", None)
-    if options is not None and hasattr(options, "conninfo"):
-        return PostgresConfigStore(options.conninfo, options.schema)
+    if hasattr(storage, "connection") and hasattr(getattr(storage, "options", None), "schema"):
+        return PostgresConfigStore(storage)
     raise StorageError(f"no config store for storage backend {type(storage).__name__}")

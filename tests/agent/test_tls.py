@@ -7,7 +7,7 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -48,17 +48,20 @@ def tls_receiver(tmp_path: Path) -> Iterator[tuple[int, Path, list[int]]]:
     server.server_close()
 
 
-def run_agent(tmp_path: Path, port: int, *extra: str) -> str:
+def run_agent(tmp_path: Path, port: int, done: Callable[[str], bool], *extra: str) -> str:
+    """Run the agent until ``done(log so far)`` holds (deadline 60 s: a loaded machine starts it slowly)."""
     agent = Proc(sotp_cmd("agent", "--url", f"https://127.0.0.1:{port}/api/v1/write", "--interval", "200ms",
                           "--buffer-dir", str(tmp_path / "buf"), *extra), tmp_path / "agent.log")
-    time.sleep(1.5)
+    deadline = time.monotonic() + 60
+    while not done(agent.output()) and time.monotonic() < deadline and agent.popen.poll() is None:
+        time.sleep(0.1)
     agent.stop(signal.SIGTERM)
     return agent.log.read_text()
 
 
 def test_https_with_ca_file(tmp_path: Path, tls_receiver: tuple[int, Path, list[int]]) -> None:
     port, cert, counts = tls_receiver
-    log = run_agent(tmp_path, port, "--ca-file", str(cert))
+    log = run_agent(tmp_path, port, lambda _: sum(1 for n in counts if n > 100) >= 3, "--ca-file", str(cert))
     assert "0 rejected" in log and "cannot send" not in log, log
     assert sum(1 for n in counts if n > 100) >= 3  # several collections of host series arrived
 
@@ -67,7 +70,8 @@ def test_https_untrusted_certificate_is_retried_not_dropped(
     tmp_path: Path, tls_receiver: tuple[int, Path, list[int]]
 ) -> None:
     port, _, counts = tls_receiver
-    log = run_agent(tmp_path, port)  # system trust store: the self-signed certificate fails verification
+    # System trust store: the self-signed certificate fails verification; wait until the agent has buffered.
+    log = run_agent(tmp_path, port, lambda out: "buffering in" in out and any((tmp_path / "buf").glob("*.rw")))
     assert "CERTIFICATE_VERIFY_FAILED" in log and "buffering in" in log, log
     assert counts == []
     assert list((tmp_path / "buf").glob("*.rw"))  # kept for when the certificate is fixed

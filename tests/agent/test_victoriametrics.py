@@ -34,16 +34,16 @@ def test_push_to_victoriametrics(tmp_path: Path) -> None:
         wait_for_port(port)
         agent = Proc(sotp_cmd("agent", "--url", f"http://127.0.0.1:{port}/api/v1/write", "--interval", "250ms",
                               "--buffer-dir", str(tmp_path / "buf"), "--instance", "vm-host"), tmp_path / "agent.log")
-        time.sleep(2.5)
+        # Wait until VictoriaMetrics holds five collections (1.25 s on a quiet machine); it makes samples
+        # searchable after a short delay, so flush it on every look.
+        deadline = time.monotonic() + 60
+        rows: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and not (rows and len(rows[0]["values"]) >= 5):
+            time.sleep(0.25)
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/internal/force_flush", timeout=10).read()
+            rows = export(port, 'sotp_agent_collections_total{instance="vm-host"}')
         agent.stop(signal.SIGTERM)
         assert "0 rejected" in agent.log.read_text()
-        # VictoriaMetrics makes samples searchable after a short delay: flush it explicitly
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/internal/force_flush", timeout=10).read()
-        deadline = time.monotonic() + 10
-        rows: list[dict[str, Any]] = []
-        while time.monotonic() < deadline and not rows:
-            rows = export(port, 'sotp_agent_collections_total{instance="vm-host"}')
-            time.sleep(0.2)
         assert len(rows) == 1 and rows[0]["metric"]["job"] == "node"
         values = rows[0]["values"]
         assert values == [float(i) for i in range(1, len(values) + 1)] and len(values) >= 5

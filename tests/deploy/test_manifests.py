@@ -60,14 +60,18 @@ def test_traefik_objects_have_known_shape(rendered: list[dict[str, Any]]) -> Non
         assert obj["apiVersion"] == "traefik.io/v1alpha1"
         assert obj["kind"] == "Middleware"
         assert obj["metadata"]["name"] and obj["metadata"]["namespace"] == "sotp"
-        assert set(obj["spec"]) <= {"buffering", "headers", "stripPrefix", "redirectScheme", "ipAllowList"}
-        assert set(obj["spec"]["buffering"]) <= {
+        assert set(obj["spec"]) <= {"buffering", "headers", "stripPrefix", "redirectScheme", "ipAllowList",
+                                    "basicAuth"}
+        assert set(obj["spec"].get("buffering", {})) <= {
             "maxRequestBodyBytes",
             "memRequestBodyBytes",
             "maxResponseBodyBytes",
             "memResponseBodyBytes",
             "retryExpression",
         }
+        if "basicAuth" in obj["spec"]:
+            assert set(obj["spec"]["basicAuth"]) <= {"secret", "realm", "removeHeader", "headerField"}
+            assert obj["spec"]["basicAuth"]["secret"]
 
 
 def containers(objs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
@@ -157,12 +161,63 @@ def test_probe_paths_exist_in_component_sources(rendered: list[dict[str, Any]]) 
                 assert f'"{path}"' in sources[argv[0]], f"{name}: {path} not found in {argv[0]} code"
 
 
-def test_shipped_sotp_yml_is_a_valid_config() -> None:
+def test_shipped_sotp_yml_is_a_valid_config(tmp_path: Path) -> None:
     config = load_config(K8S / "base" / "sotp.yml")
     assert config.server.listen == "0.0.0.0:9201"
     from worker.scrape.config import worker_config
 
+    # The worker reads the scrape token file at load: stand in for the mounted Secret.
+    (tmp_path / "scrape-token").write_text("sotp_000000000000_" + "x" * 43)
+    for job in config.scrape_configs:
+        if "authorization" in job:
+            job["authorization"]["credentials_file"] = str(tmp_path / "scrape-token")
     assert [job.cfg.job_name for job in worker_config(config).jobs] == ["sotp", "snmp"]
+
+
+def _mounts(objs: list[dict[str, Any]], component: str, secret: str) -> list[str]:
+    """Mount paths at which ``component``'s containers see the Secret ``secret``."""
+    out = []
+    for obj in objs:
+        spec = obj.get("spec", {}).get("template", {}).get("spec")
+        if not spec or obj["metadata"]["name"] != f"sotp-{component}":
+            continue
+        volumes = {v["name"] for v in spec.get("volumes", []) if v.get("secret", {}).get("secretName") == secret}
+        for c in spec["containers"]:
+            out += [m["mountPath"] for m in c.get("volumeMounts", []) if m["name"] in volumes]
+    return out
+
+
+def _under(path: str, mounts: list[str]) -> bool:
+    return any(path.startswith(m.rstrip("/") + "/") for m in mounts)
+
+
+def test_issue17_k3s_tokens_are_wired_to_every_component(rendered: list[dict[str, Any]]) -> None:
+    """The manifests failed closed: tokens were mounted but never configured, and the sotp job sent none."""
+    config = load_config(K8S / "base" / "sotp.yml")
+    tokens_file = config.auth["tokens_file"]
+    for component in ("serve", "worker"):
+        assert _under(tokens_file, _mounts(rendered, component, "sotp-tokens")), component
+    (job,) = [j for j in config.scrape_configs if j["job_name"] == "sotp"]
+    assert _under(job["authorization"]["credentials_file"], _mounts(rendered, "worker", "sotp-tokens"))
+    for name, c in containers(rendered):
+        argv = sotp_argv(c)
+        if argv and argv[0] == "dashboard":
+            token_file = parse_with_sotp(argv).token_file
+            assert token_file and _under(token_file, _mounts(rendered, "dashboard", "sotp-tokens")), name
+
+
+def test_issue17_k3s_dashboard_is_behind_basic_auth() -> None:
+    objs = render(K8S / "overlays" / "k3s")
+    basic = {o["metadata"]["name"] for o in objs if is_crd(o) and "basicAuth" in o["spec"]}
+    dashboards = [o for o in objs if o["kind"] == "Ingress" and any(
+        p["backend"]["service"]["name"] == "sotp-dashboard"
+        for rule in o["spec"]["rules"] for p in rule["http"]["paths"])]
+    assert dashboards
+    for ing in dashboards:
+        refs = ing["metadata"].get("annotations", {}).get("traefik.ingress.kubernetes.io/router.middlewares", "")
+        # Traefik names a CRD middleware <namespace>-<name>@kubernetescrd.
+        names = {r.split("@")[0].removeprefix(ing["metadata"]["namespace"] + "-") for r in refs.split(",") if r}
+        assert names & basic, (ing["metadata"]["name"], refs)
 
 
 def test_yamllint_clean() -> None:

@@ -121,7 +121,9 @@ async def test_scopes_are_enforced_everywhere(env: Env) -> None:
             assert (read, write) != (403, 403), (method, path)
         elif path in WRITE_PATHS:
             assert read == 403 and write not in (401, 403), (method, path, read, write)
-        else:  # everything else reads: query API, discovery, metadata, configs
+        elif path.startswith("/api/v1/configs"):  # device configurations: their own scope, not read's
+            assert read == 403 and write == 403, (method, path, read, write)
+        else:  # everything else reads: query API, discovery, metadata
             assert write == 403 and read not in (401, 403), (method, path, read, write)
 
 
@@ -231,7 +233,7 @@ async def test_loopback_runs_open_and_says_so(tmp_path: Path, caplog: pytest.Log
     config.auth = {"tokens_file": str(tmp_path / "none.json")}
     with caplog.at_level(logging.WARNING, logger="sotp.auth"):
         app = build_app(config)
-    assert "authentication is OFF (127.0.0.1:9201 is a loopback address)" in caplog.text
+    assert "authentication is OFF (127.0.0.1:9201 is a loopback address" in caplog.text
     async with TestClient(TestServer(app)) as client:
         assert (await client.get("/api/v1/labels")).status == 200
     # Forcing it on with no tokens refuses everything and says how to create one.
@@ -288,5 +290,5 @@ def test_real_sotp_serve_process_with_cli_tokens(tmp_path: Path, spawn: Any) -> 
     token("revoke", "g")
     assert get(q, reader) == 401
     log = proc.output()
-    assert "authentication is on: 2 active token(s)" in log
+    assert "authentication is on (auth.enabled is true): 2 active token(s)" in log
     assert writer not in log and reader not in log

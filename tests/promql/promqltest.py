@@ -24,13 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from query import ast
 from query.engine import Engine, MatrixValue, QueryResult
 from query.errors import BadData, ExecutionError
 from query.params import parse_duration_ms
-from query.parse import parse
+from query.seriesdesc import NUMBER, SERIES_LINE, SeriesDescError, expand_values, parse_number, parse_series
 from query.values import Scalar, String, Vector
-from sotp.model import STALE_NAN, Labels, MatchOp
+from sotp.model import Labels
 from sotp.storage import Storage
 
 EPSILON = 1e-6
@@ -72,48 +71,9 @@ class Eval:
 
 Command = Load | Clear | Eval
 
-_SERIES_LINE = re.compile(r"^\s*((?:[a-zA-Z_:][a-zA-Z0-9_:]*)?(?:\{.*\})?)\s+(.*)$")
-_NUMBER = r"[-+]?(?:Inf|NaN|inf|nan|\d*\.?\d+(?:[eE][-+]?\d+)?|0x[0-9a-fA-F]+)"
-_ITEM = re.compile(rf"^(?:(_)|(stale)|({_NUMBER}))(?:([-+]{_NUMBER}))?(?:x(\d+))?$")
-
-
-def _number(text: str) -> float:
-    t = text.replace("Inf", "inf").replace("NaN", "nan")
-    return float(int(t, 16)) if t.lower().lstrip("+-").startswith("0x") else float(t)
-
-
-def expand_values(text: str) -> list[float | None]:
-    """Expand ``0+10x3 _ stale 5`` into values (None = no sample)."""
-    out: list[float | None] = []
-    for tok in text.split():
-        m = _ITEM.match(tok)
-        if not m:
-            raise ScriptError(f"invalid value {tok!r}")
-        blank, stale, num, delta, times = m.groups()
-        if blank:
-            if delta:
-                raise ScriptError(f"invalid value {tok!r}")
-            out.extend([None] * (int(times) if times else 1))
-            continue
-        base = STALE_NAN if stale else _number(num)
-        if times is None:
-            if delta:
-                raise ScriptError(f"invalid value {tok!r}: a delta needs xN")
-            out.append(base)
-            continue
-        step = _number(delta) if delta else 0.0
-        out.extend(base + i * step for i in range(int(times) + 1))
-    return out
-
-
-def parse_series(text: str) -> Labels:
-    """``metric{a="b"}`` → labels (equality matchers only); ``{}`` is the empty label set."""
-    if text.strip() in ("{}", ""):
-        return Labels()
-    e = parse(text)
-    if not isinstance(e, ast.VectorSelector) or any(m.op is not MatchOp.EQ for m in e.matchers):
-        raise ScriptError(f"invalid series description {text!r}")
-    return Labels({m.name: m.value for m in e.matchers})
+_SERIES_LINE = SERIES_LINE
+_NUMBER = NUMBER
+_number = parse_number
 
 
 def _time(text: str) -> int:
@@ -148,13 +108,14 @@ def parse_script(text: str, name: str = "<script>") -> list[Command]:
             if s.startswith("load "):
                 interval = _time(s.split(None, 1)[1].strip())
                 rows, i = body(i + 1)
-                series = []
+                defs: dict[Labels, list[float | None]] = {}
                 for _, row in rows:
                     m = _SERIES_LINE.match(row)
                     if not m:
                         raise ScriptError(f"invalid load line {row.strip()!r}")
-                    series.append((parse_series(m.group(1)), expand_values(m.group(2))))
-                cmds.append(Load(lineno, interval, series))
+                    # a series defined twice in one load keeps its last definition, as in promqltest
+                    defs[parse_series(m.group(1))] = expand_values(m.group(2))
+                cmds.append(Load(lineno, interval, list(defs.items())))
                 continue
             if s == "clear":
                 cmds.append(Clear(lineno))
@@ -181,7 +142,7 @@ def parse_script(text: str, name: str = "<script>") -> list[Command]:
                     raise ScriptError(f"invalid expected line {r!r}")
                 ev.expected.append((parse_series(m2.group(1)), expand_values(m2.group(2))))
             cmds.append(ev)
-        except (ScriptError, BadData) as err:
+        except (ScriptError, SeriesDescError, BadData) as err:
             raise ScriptError(f"{name}:{lineno}: {err}") from None
     return cmds
 

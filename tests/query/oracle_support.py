@@ -10,11 +10,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sotp.codec.remote_write import encode_write_request
 from sotp.model import STALE_NAN, Labels
 from tests.conftest import Proc, free_port, require_binary
+
+if TYPE_CHECKING:
+    from sotp.storage import Storage
 
 #: Start of the dataset (ms), a whole minute; the data covers one hour at a 15 s interval.
 T0 = 1_699_999_200_000
@@ -200,3 +203,58 @@ def diff(expected: dict[str, Any], got: dict[str, Any], ordered: bool = False) -
             if pe[0] != pg[0] or not _close(pe[1], pg[1]):
                 return f"{k}: want {pe}, got {pg}"
     return None
+
+
+# ---- SOTP over HTTP on any backend ---------------------------------------------------------------------
+#: Backends the oracles run on; PostgreSQL needs SOTP_TEST_PG_DSN's server, TimescaleDB
+#: SOTP_TEST_TIMESCALE_DSN's (skip locally, fail in CI).
+ORACLE_BACKENDS = ["memory", "sqlite", "postgres", "timescaledb"]
+
+Case = tuple[str, dict[str, str]]  # (API path, parameters)
+
+
+def require_backend(backend: str) -> None:
+    """Skip (locally) or fail (CI) when a backend's server is missing."""
+    from tests.conftest import backend_dsn
+
+    if backend in ("postgres", "timescaledb"):
+        backend_dsn(backend)
+
+
+async def sotp_answers(backend: str, tmp: Path, data: Dataset, cases: list[Case]) -> list[dict[str, Any]]:
+    """Load ``data`` into a fresh SOTP store of ``backend`` and answer every case over HTTP."""
+    from sotp.storage import open_storage
+    from tests.conftest import storage_location
+
+    with storage_location(backend, tmp) as url:
+        return await _answers(open_storage(url), data, cases)
+
+
+async def _answers(storage: Storage, data: Dataset, cases: list[Case]) -> list[dict[str, Any]]:
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from query.api import setup
+    from sotp.config import Config
+    from sotp.web import CTX, ServerContext
+
+    await storage.open()
+    try:
+        app_ = storage.appender()
+        for lb, pts in data:
+            app_.append_series(lb, [t for t, _ in pts], [v for _, v in pts])
+        await app_.commit()
+        ctx = ServerContext(config=Config(), storage=storage)
+        app = web.Application()
+        app[CTX] = ctx
+        setup(app, ctx)
+        out = []
+        async with TestClient(TestServer(app)) as client:
+            for path, params in cases:
+                r = await client.get(path, params=params)
+                body = json.loads(await r.text())
+                body["_http"] = r.status
+                out.append(body)
+        return out
+    finally:
+        await storage.close()

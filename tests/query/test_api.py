@@ -3,55 +3,23 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
-from query.api import setup
 from sotp.config import Config
 from sotp.errors import AuthError
-from sotp.model import STALE_NAN, Labels
-from sotp.storage.memory import MemoryStorage
-from sotp.web import CTX, ServerContext
-
-Client = TestClient[web.Request, web.Application]
+from sotp.metadata import metadata_store
+from sotp.web import CTX
+from tests.query.api_support import Client, _client
 
 
 @dataclass
 class Principal:
     tenant: tuple[str, str] | None
-
-
-async def _load(storage: MemoryStorage) -> None:
-    app = storage.appender()
-    ts = [i * 15_000 for i in range(9)]
-    app.append_series(Labels({"__name__": "up", "job": "api", "instance": "a:1", "team": "red"}), ts, [1.0] * 9)
-    app.append_series(Labels({"__name__": "up", "job": "db", "instance": "b:1", "team": "blue"}), ts, [1.0] * 9)
-    app.append_series(Labels({"__name__": "c_total", "job": "api", "team": "red"}), ts,
-                      [0, 10, 20, 30, 40, 5, 15, 25, 35])
-    app.append_series(Labels({"__name__": "c_total", "job": "db", "team": "blue"}), ts,
-                      [0, 1, 2, 3, 4, 5, 6, 7, 8])
-    app.append_series(Labels({"__name__": "weird", "job": "x"}), [0, 15_000, 30_000], [float("inf"), STALE_NAN, 1.5])
-    await app.commit()
-
-
-async def _client(config: Config | None = None,
-                  authenticate: Callable[[web.Request, str], Awaitable[Any]] | None = None) -> Client:
-    storage = MemoryStorage()
-    await _load(storage)
-    ctx = ServerContext(config=config or Config(), storage=storage, authenticate=authenticate)
-    ctx.extras["metadata"] = {"up": [{"type": "gauge", "help": "target is up", "unit": ""}],
-                              "c_total": [{"type": "counter", "help": "requests", "unit": ""}]}
-    app = web.Application()
-    app[CTX] = ctx
-    setup(app, ctx)
-    client: Client = TestClient(TestServer(app))
-    await client.start_server()
-    return client
 
 
 @pytest.fixture
@@ -242,8 +210,8 @@ async def test_tenant_isolation() -> None:
         assert [s["job"] for s in (await _json(r))["data"]] == ["api"]
         r = await c.get("/api/v1/metadata", headers=red)
         assert set((await _json(r))["data"]) == {"up", "c_total"}
-        ctx_meta = {"weird": [{"type": "gauge", "help": "only series without a team", "unit": ""}]}
-        c.server.app[CTX].extras["metadata"].update(ctx_meta)
+        ctx = c.server.app[CTX]
+        metadata_store(ctx.extras, ctx.config.limits).put(None, "weird", "gauge", "only series without a team")
         r = await c.get("/api/v1/metadata", headers=red)
         assert "weird" not in (await _json(r))["data"]
         r = await c.get("/api/v1/metadata", headers={"Authorization": "Bearer admin"})

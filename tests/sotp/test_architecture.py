@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import REPO
 
-COMPONENTS = {"exporters", "remote_write", "query", "worker", "agent", "dashboards"}
+COMPONENTS = {"exporters", "remote_write", "query", "worker", "agent", "dashboards", "rules"}
 
 
 def imported_top_levels(path: Path) -> set[str]:

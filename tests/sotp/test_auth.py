@@ -17,6 +17,7 @@ from sotp.auth import (
     ScopeError,
     TokenStore,
     auth_enabled,
+    auth_required,
     challenge_headers,
     check,
     extract_token,
@@ -118,7 +119,7 @@ def test_create_validation(tmp_path: Path) -> None:
     store.create("a", ["read"])
     with pytest.raises(ConfigError, match="active token named 'a'"):
         store.create("a", ["read"])
-    with pytest.raises(ConfigError, match="choose from read, write, admin"):
+    with pytest.raises(ConfigError, match="choose from read, write, configs, admin"):
         store.create("b", ["root"])
     with pytest.raises(ConfigError, match="token name"):
         store.create("has space", ["read"])
@@ -143,15 +144,31 @@ def test_parse_tenant(text: str, want: tuple[str, str] | None) -> None:
      ("0.0.0.0:9201", False), (":9201", False), ("[::]:9201", False), ("10.0.0.5:9201", False),
      ("myhost:9201", False)],
 )
-def test_auth_on_by_default_unless_loopback(listen: str, loopback: bool) -> None:
+def test_auth_on_by_default_unless_loopback(listen: str, loopback: bool, tmp_path: Path) -> None:
     assert is_loopback_listen(listen) is loopback
     config = Config()
     config.server.listen = listen
+    config.auth = {"tokens_file": str(tmp_path / "none.json")}
     assert auth_enabled(config) is (not loopback)
-    config.auth = {"enabled": True}
+    config.auth = {"enabled": True, "tokens_file": str(tmp_path / "none.json")}
     assert auth_enabled(config)
-    config.auth = {"enabled": False}
+    config.auth = {"enabled": False, "tokens_file": str(tmp_path / "none.json")}
     assert not auth_enabled(config)
+
+
+def test_issue17_7_an_active_token_turns_auth_on_even_on_loopback(tmp_path: Path) -> None:
+    """Finding 7: on loopback, tokens made with `sotp token create` were silently ignored."""
+    store = TokenStore(tmp_path / "tokens.json")
+    cfg = AuthConfig(tokens_file=str(store.path))
+    assert auth_required(cfg, "127.0.0.1:9201", store)[0] is False
+    store.create("agent", ["write"])
+    on, why = auth_required(cfg, "127.0.0.1:9201", store)
+    assert on and "1 active token" in why
+    store.revoke("agent")
+    assert auth_required(cfg, "127.0.0.1:9201", store)[0] is False  # only active tokens count
+    store.create("agent2", ["write"])
+    # An explicit setting still wins (the documented opt-out).
+    assert auth_required(AuthConfig(enabled=False, tokens_file=str(store.path)), "127.0.0.1:1", store)[0] is False
 
 
 def test_auth_config_errors() -> None:

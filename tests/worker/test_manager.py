@@ -210,9 +210,11 @@ async def test_reload_keeps_old_config_on_error_and_serves_status(tmp_path: Path
             "scrape_configs": [{"job_name": "one", "static_configs": [{"targets": [stub.address]}]}]}
     cfg.write_text(yaml.safe_dump(good))
     metrics = WorkerMetrics()
-    worker = Worker(str(cfg), storage, ScrapeManager(storage, metrics), metrics)
-    await worker.start(*Worker.load(str(cfg)))
-    client = TestClient(TestServer(worker.app()))
+    worker = Worker(str(cfg), storage, ScrapeManager(storage, metrics), metrics, lifecycle=True)
+    config, wc = Worker.load(str(cfg))
+    config.auth = {"tokens_file": str(tmp_path / "no-tokens.json")}
+    await worker.start(config, wc)
+    client = TestClient(TestServer(worker.app(config, "127.0.0.1:9202")))
     await client.start_server()
     try:
         cfg.write_text("scrape_configs: [{job_name: two, static_configs: [{targets: oops}]}]\n")
@@ -313,3 +315,43 @@ def test_file_sd_format(name: str, text: str, want: list[tuple[list[str], dict[s
     assert [([t["__address__"] for t in g.targets], {k: v for k, v in g.labels.items() if k != "__meta_filepath"})
             for g in groups] == want
     assert all(g.labels["__meta_filepath"] == f"/sd/{name}" for g in groups)
+
+
+async def test_issue17_10_worker_lifecycle_and_targets_need_enabling_and_tokens(tmp_path: Path, stub: Stub,
+                                                                               storage: Storage) -> None:
+    """Finding 10: the worker's /-/reload and /-/targets had no auth (compose binds it to 0.0.0.0)."""
+    from sotp.auth import TokenStore
+
+    stub.set("/metrics", "a 1\n")
+    cfg = tmp_path / "sotp.yml"
+    cfg.write_text(yaml.safe_dump({"global": {"scrape_interval": "1s", "scrape_timeout": "1s"}, "scrape_configs": [
+        {"job_name": "one", "static_configs": [{"targets": [stub.address]}]}]}))
+    tokens = TokenStore(tmp_path / "tokens.json")
+    reader, _ = tokens.create("reader", ["read"])
+    admin, _ = tokens.create("admin", ["admin"])
+    for lifecycle in (False, True):
+        metrics = WorkerMetrics()
+        worker = Worker(str(cfg), storage, ScrapeManager(storage, metrics), metrics, lifecycle=lifecycle)
+        config, wc = Worker.load(str(cfg))
+        config.auth = {"tokens_file": str(tokens.path)}
+        await worker.start(config, wc)
+        client = TestClient(TestServer(worker.app(config, "0.0.0.0:9202")))
+        await client.start_server()
+        try:
+            def bearer(token: str) -> dict[str, str]:
+                return {"Authorization": f"Bearer {token}"}
+
+            assert (await client.get("/-/targets")).status == 401
+            assert (await client.get("/metrics")).status == 401
+            assert (await client.get("/-/targets", headers=bearer(reader))).status == 200
+            assert (await client.get("/-/healthy")).status == 200  # public, as on sotp serve
+            assert (await client.post("/-/reload")).status == 401
+            r = await client.post("/-/reload", headers=bearer(admin))
+            if not lifecycle:
+                assert r.status == 403 and "--enable-lifecycle" in await r.text()
+            else:
+                assert r.status == 200
+                assert (await client.post("/-/reload", headers=bearer(reader))).status == 403
+        finally:
+            await client.close()
+            await worker.close()

@@ -1,4 +1,11 @@
-"""``/api/v1/configs``: stored device configurations, their versions and diffs (read scope)."""
+"""``/api/v1/configs``: stored device configurations, their versions and diffs (``configs`` scope).
+
+Device configurations describe the network (addresses, peers, ACLs), so ``read`` does not grant them:
+a token needs the ``configs`` scope (or ``admin``). A tenant-bound token sees only devices whose
+``backup.devices[].labels`` carry its tenant label; other devices answer 404 as if absent. Content is
+shown through :func:`worker.backup.masking.readable`, so versions stored before secret masking existed
+never show a secret either, in a version or in a diff.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +14,13 @@ from typing import Any
 from aiohttp import web
 
 from sotp.errors import AuthError
-from sotp.storage.configs import ConfigStore, ConfigVersion, config_store_for
+from sotp.storage.configs import ConfigStore, ConfigVersion, DeviceInfo, config_store_for
 from sotp.web import CTX, ServerContext, authorize, json_response
+from worker.backup.masking import readable
 from worker.backup.scheduler import unified_diff
 
 STORE = web.AppKey("sotp_config_store", ConfigStore)
+SCOPE = "configs"
 
 
 def _version_json(v: ConfigVersion) -> dict[str, Any]:
@@ -23,14 +32,36 @@ def _error(status: int, kind: str, message: str) -> web.Response:
     return json_response({"status": "error", "errorType": kind, "error": message}, status)
 
 
-async def _guard(request: web.Request) -> web.Response | None:
+class _View:
+    """What one request may see: the devices visible to its principal and their stored infos."""
+
+    def __init__(self, principal: Any, infos: dict[str, DeviceInfo]) -> None:
+        self.tenant: tuple[str, str] | None = getattr(principal, "tenant", None)
+        self.infos = infos
+
+    def visible(self, device: str) -> bool:
+        if self.tenant is None:
+            return True
+        info = self.infos.get(device)
+        return info is not None and info.labels.get(self.tenant[0]) == self.tenant[1]
+
+    def content(self, device: str, content: str) -> str:
+        info = self.infos.get(device)
+        return readable(content, info.masked_as if info else None, info is not None)
+
+
+async def _view(request: web.Request) -> _View | web.Response:
     try:
-        await authorize(request, "read")
+        principal = await authorize(request, SCOPE)
     except AuthError as err:
         kind = "unauthorized" if err.status == 401 else "forbidden"
         headers = {"WWW-Authenticate": 'Bearer realm="sotp"'} if err.status == 401 else None
         return json_response({"status": "error", "errorType": kind, "error": str(err)}, err.status, headers)
-    return None
+    return _View(principal, await request.app[STORE].infos())
+
+
+def _not_found(device: str) -> web.Response:
+    return _error(404, "not_found", f"no configuration stored for device {device!r}")
 
 
 def _int_param(request: web.Request, value: str | None, name: str) -> int | None:
@@ -46,51 +77,56 @@ def _int_param(request: web.Request, value: str | None, name: str) -> int | None
 
 
 async def list_devices(request: web.Request) -> web.Response:
-    if (denied := await _guard(request)) is not None:
-        return denied
+    view = await _view(request)
+    if isinstance(view, web.Response):
+        return view
     latest = await request.app[STORE].latest()
-    data = [{**_version_json(v), "versions": n} for v, n in latest]
+    data = [{**_version_json(v), "versions": n} for v, n in latest if view.visible(v.device)]
     return json_response({"status": "success", "data": data})
 
 
 async def list_versions(request: web.Request) -> web.Response:
-    if (denied := await _guard(request)) is not None:
-        return denied
+    view = await _view(request)
+    if isinstance(view, web.Response):
+        return view
     device = request.match_info["device"]
-    versions = await request.app[STORE].versions(device)
+    versions = await request.app[STORE].versions(device) if view.visible(device) else []
     if not versions:
-        return _error(404, "not_found", f"no configuration stored for device {device!r}")
+        return _not_found(device)
     return json_response({"status": "success", "data": [_version_json(v) for v in versions]})
 
 
 async def get_version(request: web.Request) -> web.Response:
-    if (denied := await _guard(request)) is not None:
-        return denied
+    view = await _view(request)
+    if isinstance(view, web.Response):
+        return view
     device = request.match_info["device"]
     version = _int_param(request, request.match_info["version"], "version")
     assert version is not None
-    found = await request.app[STORE].get(device, version)
+    found = await request.app[STORE].get(device, version) if view.visible(device) else None
     if found is None:
         return _error(404, "not_found", f"device {device!r} has no version {version}")
+    content = view.content(device, found[1])
     if request.query.get("format") == "text":
-        return web.Response(text=found[1], content_type="text/plain")
-    return json_response({"status": "success", "data": {**_version_json(found[0]), "content": found[1]}})
+        return web.Response(text=content, content_type="text/plain")
+    return json_response({"status": "success", "data": {**_version_json(found[0]), "content": content}})
 
 
 async def diff(request: web.Request) -> web.Response:
-    if (denied := await _guard(request)) is not None:
-        return denied
+    view = await _view(request)
+    if isinstance(view, web.Response):
+        return view
     device = request.match_info["device"]
     store = request.app[STORE]
-    versions = [v.version for v in await store.versions(device)]
+    versions = [v.version for v in await store.versions(device)] if view.visible(device) else []
     if not versions:
-        return _error(404, "not_found", f"no configuration stored for device {device!r}")
+        return _not_found(device)
     to = _int_param(request, request.query.get("to"), "to") or versions[-1]
     frm = _int_param(request, request.query.get("from"), "from") or max(versions[0], to - 1)
     old, new = await store.get(device, frm), await store.get(device, to)
     if old is None or new is None:
         return _error(404, "not_found", f"device {device!r} has versions {versions[0]}..{versions[-1]}")
-    text = unified_diff(device, old, new)
+    text = unified_diff(device, (old[0], view.content(device, old[1])), (new[0], view.content(device, new[1])))
     if request.query.get("format") == "text":
         return web.Response(text=text, content_type="text/plain")
     return json_response({"status": "success", "data": {"device": device, "from": frm, "to": to, "diff": text}})
@@ -113,4 +149,4 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
     app.cleanup_ctx.append(store_ctx)
 
 
-__all__ = ["CTX", "setup"]
+__all__ = ["CTX", "SCOPE", "setup"]

@@ -11,6 +11,7 @@ from sotp.errors import SotpError
 from sotp.storage import open_storage
 from sotp.storage.configs import config_store_for
 from worker.backup.config import backup_config
+from worker.backup.masking import readable
 from worker.backup.scheduler import BackupRunner, unified_diff
 
 
@@ -58,6 +59,8 @@ async def _main(args: argparse.Namespace) -> int:
         if old is None or new is None:
             print(f"sotp backup diff: {args.device} has versions {versions[0]}..{versions[-1]}", file=sys.stderr)
             return 1
+        info = (await store.infos()).get(args.device)
+        old, new = ((v, readable(text, info.masked_as if info else None, info is not None)) for v, text in (old, new))
         sys.stdout.write(unified_diff(args.device, old, new) or f"{args.device}: v{frm} and v{to} are identical\n")
         return 0
     finally:

@@ -6,10 +6,12 @@ a literal password in the file is refused so it cannot leak through the config o
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from sotp.config import Config, from_dict, parse_duration
 from sotp.errors import ConfigError
+from sotp.model import InvalidLabels, validate_label_name
 from worker.backup.platforms import PLATFORMS
 
 
@@ -31,6 +33,11 @@ class Device:
     secret: str = ""  # the enable password
     key_file: str = ""
     command: str = ""  # overrides the platform's command
+    #: Labels of the device: put on its backup metrics and stored with its versions; a tenant-bound token
+    #: reads the device's configuration only when these carry its tenant label (e.g. ``{team: a}``).
+    labels: dict[str, str] = field(default_factory=dict)
+    #: Overrides ``backup.mask_secrets`` for this device.
+    mask_secrets: bool | None = None
 
     def validate(self, path: str) -> None:
         if self.device_type not in PLATFORMS and not self.command:
@@ -42,6 +49,16 @@ class Device:
         _secret_ref(self.secret, f"{path}.secret")
         if not (self.password or self.key_file):
             raise ConfigError(f"{path}: set password (env:/file:) or key_file")
+        for name in self.labels:
+            try:
+                validate_label_name(name)
+            except InvalidLabels as err:
+                raise ConfigError(f"{path}.labels: {err}") from None
+            if name.startswith("__") or name in ("device", "job"):
+                raise ConfigError(f"{path}.labels: {name!r} is reserved (set by the backup metrics)")
+
+
+HOST_KEY_CHECKING = ("strict", "accept-new")
 
 
 @dataclass
@@ -51,6 +68,16 @@ class BackupConfig:
     interval: str = "1h"
     timeout: str = "30s"
     concurrency: int = 8
+    #: OpenSSH known_hosts file holding the devices' host keys (``[host]:port`` entries for ports other
+    #: than 22). Connections to a device whose key is missing or different are refused.
+    known_hosts: str = "~/.ssh/known_hosts"
+    #: ``strict`` (default): only keys already in ``known_hosts``. ``accept-new`` (OpenSSH's
+    #: ``StrictHostKeyChecking=accept-new``, trust on first use): a device never seen before has its key
+    #: added to ``known_hosts`` on first contact; a *changed* key is still refused.
+    host_key_checking: str = "strict"
+    #: Replace passwords, keys, hashes and SNMP communities before storing (worker/backup/masking.py).
+    #: ``false`` stores configurations as fetched, secrets included: an explicit opt-out.
+    mask_secrets: bool = True
     devices: list[Device] = field(default_factory=list)
 
     def validate(self, path: str) -> None:
@@ -58,6 +85,12 @@ class BackupConfig:
         parse_duration(self.timeout, f"{path}.timeout")
         if self.concurrency < 1:
             raise ConfigError(f"{path}.concurrency: must be at least 1")
+        if self.host_key_checking not in HOST_KEY_CHECKING:
+            raise ConfigError(
+                f"{path}.host_key_checking: {self.host_key_checking!r} is not one of {', '.join(HOST_KEY_CHECKING)}"
+            )
+        if not self.known_hosts:
+            raise ConfigError(f"{path}.known_hosts: must not be empty (default ~/.ssh/known_hosts)")
         names = [d.name for d in self.devices]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -70,6 +103,10 @@ class BackupConfig:
     @property
     def timeout_s(self) -> float:
         return parse_duration(self.timeout)
+
+    @property
+    def known_hosts_path(self) -> str:
+        return os.path.expanduser(self.known_hosts)
 
 
 def backup_config(config: Config) -> BackupConfig:

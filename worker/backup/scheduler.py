@@ -20,9 +20,10 @@ from sotp.config import Config
 from sotp.errors import ConfigError, SotpError
 from sotp.model import Labels
 from sotp.storage import Storage
-from sotp.storage.configs import ConfigStore, ConfigVersion, config_store_for
+from sotp.storage.configs import ConfigStore, ConfigVersion, DeviceInfo, config_store_for
 from worker.backup.config import BackupConfig, Device, backup_config
 from worker.backup.fetch import BackupFailed, Fetcher, NetmikoFetcher
+from worker.backup.masking import mask_secrets
 from worker.backup.platforms import PLATFORMS, Platform, digest
 
 log = logging.getLogger("sotp.backup")
@@ -46,14 +47,27 @@ def _platform(device: Device) -> Platform:
     return PLATFORMS.get(device.device_type) or Platform(device.command)
 
 
+def device_info(device: Device, cfg: BackupConfig) -> DeviceInfo:
+    """What the store keeps beside the device's versions: its labels and how its content was masked."""
+    mask = cfg.mask_secrets if device.mask_secrets is None else device.mask_secrets
+    return DeviceInfo(dict(device.labels), device.device_type if mask else None)
+
+
 async def backup_device(device: Device, cfg: BackupConfig, fetcher: Fetcher, store: ConfigStore) -> BackupResult:
-    """Fetch one device and store a version if its configuration changed. Never raises for device faults."""
+    """Fetch one device and store a version if its configuration changed. Never raises for device faults.
+
+    Secrets are masked before hashing and storing (unless the device opted out), so neither a stored
+    version nor a diff holds one, and a device that re-salts its hashes on every display keeps one version.
+    """
     started = time.monotonic()
+    info = device_info(device, cfg)
     try:
         text = await fetcher.fetch(device, cfg.timeout_s)
         if not text.strip():
             raise BackupFailed(f"cannot back up {device.name}: the device returned an empty configuration", "empty")
-        saved = await store.save(device.name, text, int(time.time() * 1000), digest(text, _platform(device)))
+        if info.masked_as is not None:
+            text = mask_secrets(text, info.masked_as)
+        saved = await store.save(device.name, text, int(time.time() * 1000), digest(text, _platform(device)), info)
         count = len(await store.versions(device.name))
     except BackupFailed as err:
         log.warning("%s", err)
@@ -73,7 +87,7 @@ class BackupRunner:
         self.cfg = cfg
         self.storage = storage
         self.store = store
-        self.fetcher = fetcher or NetmikoFetcher()
+        self.fetcher = fetcher or NetmikoFetcher(cfg.known_hosts_path, cfg.host_key_checking == "accept-new")
         self._last_success: dict[str, float] = {}
         self._primed = False
 
@@ -103,13 +117,15 @@ class BackupRunner:
         now = time.time()
         t_ms = int(now * 1000)
         app = self.storage.appender()
+        labels_of = {d.name: d.labels for d in self.cfg.devices}
         for r in results:
             if r.ok:
                 self._last_success[r.device] = now
             versions = r.versions if r.ok else len(await self.store.versions(r.device))
+            base = {**labels_of.get(r.device, {}), "device": r.device, "job": JOB}
 
-            def put(name: str, value: float, device: str = r.device) -> None:
-                app.append(Labels({"__name__": name, "device": device, "job": JOB}), t_ms, value)
+            def put(name: str, value: float, base: dict[str, str] = base) -> None:
+                app.append(Labels({**base, "__name__": name}), t_ms, value)
 
             put("sotp_config_backup_success", 1.0 if r.ok else 0.0)
             put("sotp_config_backup_duration_seconds", r.duration_s)

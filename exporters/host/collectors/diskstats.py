@@ -1,14 +1,13 @@
 """``diskstats``: block device I/O counters from /proc/diskstats (partitions and loop devices excluded
-by node_exporter's default ``device-exclude``), plus ``node_disk_info`` from sysfs/udev."""
+by node_exporter's default ``device-exclude``), plus ``node_disk_info`` and, where udev knows them, the
+filesystem, device-mapper and ATA properties of each device."""
 
 from __future__ import annotations
 
-import re
-
+from exporters.host.options import DeviceFilter, Options
 from exporters.host.sources import Sources
 from sotp.codec.exposition import MetricFamily
 
-DEVICE_EXCLUDE = re.compile(r"^(ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$")
 MS = 0.001
 SECTOR = 512.0  # /proc/diskstats counts 512-byte sectors whatever the device's block size
 
@@ -52,15 +51,26 @@ def _udev(src: Sources, major: str, minor: str) -> dict[str, str]:
     return props
 
 
-def collect(src: Sources) -> list[MetricFamily]:
+_ATA = [  # udev property -> (metric suffix, help)
+    ("ID_ATA_ROTATION_RATE_RPM", "ata_rotation_rate_rpm", "ATA disk rotation rate in RPMs (0 for SSDs)."),
+    ("ID_ATA_WRITE_CACHE", "ata_write_cache", "ATA disk has a write cache."),
+    ("ID_ATA_WRITE_CACHE_ENABLED", "ata_write_cache_enabled", "ATA disk has its write cache enabled."),
+]
+
+
+def collect(src: Sources, opts: Options) -> list[MetricFamily]:
     fams = [(i, MetricFamily(f"node_disk_{suffix}", typ, help_), scale) for i, suffix, typ, help_, scale in _FIELDS]
     info = MetricFamily("node_disk_info", "gauge", "Info of /sys/block/<block_device>.")
+    fs_info = MetricFamily("node_disk_filesystem_info", "gauge", "Info about disk filesystem.")
+    dm_info = MetricFamily("node_disk_device_mapper_info", "gauge", "Info about disk device mapper.")
+    ata = {key: MetricFamily(f"node_disk_{suffix}", "gauge", help_) for key, suffix, help_ in _ATA}
+    devices = DeviceFilter(opts.diskstats_device_exclude, opts.diskstats_device_include)
     for line in src.read(src.proc, "diskstats").splitlines():
         parts = line.split()
         if len(parts) < 14:
             continue
         major, minor, device, stats = parts[0], parts[1], parts[2], parts[3:]
-        if DEVICE_EXCLUDE.search(device):
+        if devices.ignored(device):
             continue
         labels = {"device": device}
         udev = _udev(src, major, minor)
@@ -71,6 +81,20 @@ def collect(src: Sources) -> list[MetricFamily]:
         )
         for i, fam, scale in fams:
             if i < len(stats):  # older kernels lack the discard (4.18) and flush (5.5) fields
-                # ms counters are divided (not multiplied by 0.001) so 27966 ms prints as 27.966, as Go's does
-                fam.add(labels, float(stats[i]) / 1000.0 if scale == MS else float(stats[i]) * scale)
-    return [info, *(fam for _, fam, _ in fams)]
+                # float(ms) * 0.001, as node_exporter computes it (so 9653880 ms reads 9653.880000000001 there too)
+                fam.add(labels, float(stats[i]) * scale)
+        if udev.get("ID_FS_TYPE"):
+            fs_info.add({"device": device, "type": udev["ID_FS_TYPE"], "usage": udev.get("ID_FS_USAGE", ""),
+                         "uuid": udev.get("ID_FS_UUID", ""), "version": udev.get("ID_FS_VERSION", "")}, 1.0)
+        if udev.get("DM_NAME"):
+            dm_info.add({"device": device, "lv_layer": udev.get("DM_LV_LAYER", ""),
+                         "lv_name": udev.get("DM_LV_NAME", ""), "name": udev["DM_NAME"],
+                         "uuid": udev.get("DM_UUID", ""), "vg_name": udev.get("DM_VG_NAME", "")}, 1.0)
+        if udev.get("ID_ATA"):
+            for key, fam in ata.items():
+                if key in udev:
+                    try:
+                        fam.add(labels, float(udev[key]))
+                    except ValueError:
+                        continue  # node_exporter logs and skips an unparsable value
+    return [info, fs_info, dm_info, *ata.values(), *(fam for _, fam, _ in fams)]

@@ -11,19 +11,11 @@ import re
 import threading
 from typing import NamedTuple
 
+from exporters.host.options import Options
 from exporters.host.sources import FsStat, Sources
 from sotp.codec.exposition import MetricFamily
 
 log = logging.getLogger("exporters.host")
-
-MOUNT_POINTS_EXCLUDE = re.compile(
-    r"^/(dev|proc|run|sys|mnt|media|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)"
-)
-FS_TYPES_EXCLUDE = re.compile(
-    r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue"
-    r"|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs)$"
-)
-_OCTAL = re.compile(r"\\([0-7]{3})")
 
 
 class Mount(NamedTuple):
@@ -33,24 +25,24 @@ class Mount(NamedTuple):
     options: str
 
 
-def _unescape(field: str) -> str:
-    """/proc/mounts escapes space, tab, newline and backslash as ``\\ooo``."""
-    return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), field)
-
-
 def mounts(src: Sources) -> list[Mount]:
+    """Mount points from ``/proc/1/mounts`` (``/proc/mounts`` when hidepid hides pid 1). As node_exporter
+    1.5, only ``\\040`` (space) and ``\\011`` (tab) are unescaped, and in the mount point only; with a
+    rootfs the prefix is stripped so mount points read as the host sees them."""
     try:
         text = src.read(src.proc, "1", "mounts")
-    except OSError:
+    except FileNotFoundError:
         text = src.read(src.proc, "mounts")
     out = []
     for line in text.splitlines():
         parts = line.split()
         if len(parts) < 4:
-            continue
-        out.append(Mount(_unescape(parts[0]), _unescape(parts[1]), parts[2], parts[3]))
+            raise ValueError(f"malformed mount point information: {line!r}")
+        mountpoint = parts[1].replace("\\040", " ").replace("\\011", "\t")
+        if src.rootfs:
+            mountpoint = mountpoint.removeprefix(src.rootfs) or "/"
+        out.append(Mount(parts[0], mountpoint, parts[2], parts[3]))
     return out
-
 
 # Mount points whose statfs has not returned yet (a hung NFS server): skipped until it does, as
 # node_exporter's stuckMounts. Guarded by _lock; shared by every Sources, keyed by path.
@@ -58,7 +50,7 @@ _stuck: set[str] = set()
 _lock = threading.Lock()
 
 
-def bounded_statvfs(src: Sources, path: str) -> FsStat | None:
+def bounded_statvfs(src: Sources, path: str, timeout: float) -> FsStat | None:
     """``statvfs`` in a helper thread, so one dead network mount cannot stall the whole collection.
 
     Returns None while the mount point is unresponsive (timed out now or in an earlier collection and
@@ -82,19 +74,19 @@ def bounded_statvfs(src: Sources, path: str) -> FsStat | None:
                 done.set()
 
     threading.Thread(target=work, name=f"statfs {path}", daemon=True).start()
-    if not done.wait(src.statfs_timeout):
+    if not done.wait(timeout):
         with _lock:
             if not done.is_set():
                 _stuck.add(path)
                 log.warning("statfs(%s) did not return within %.1fs; reporting device_error until it does",
-                            path, src.statfs_timeout)
+                            path, timeout)
                 return None
     if error:
         raise error[0]
     return result[0]
 
 
-def collect(src: Sources) -> list[MetricFamily]:
+def collect(src: Sources, opts: Options) -> list[MetricFamily]:
     specs = [
         ("size_bytes", "Filesystem size in bytes."),
         ("free_bytes", "Filesystem free space in bytes."),
@@ -105,29 +97,30 @@ def collect(src: Sources) -> list[MetricFamily]:
         ("device_error", "Whether an error occurred while getting statistics for the given device."),
     ]
     fams = {k: MetricFamily(f"node_filesystem_{k}", "gauge", h) for k, h in specs}
+    exclude_mounts = re.compile(opts.filesystem_mount_points_exclude)
+    exclude_types = re.compile(opts.filesystem_fs_types_exclude)
     seen: set[tuple[str, str, str]] = set()
     for m in mounts(src):
-        if MOUNT_POINTS_EXCLUDE.search(m.mountpoint) or FS_TYPES_EXCLUDE.search(m.fstype):
+        if exclude_mounts.search(m.mountpoint) or exclude_types.search(m.fstype):
             continue
         key = (m.device, m.mountpoint, m.fstype)
         if key in seen:  # the same mount listed twice (bind mounts, namespaces) is reported once
             continue
         seen.add(key)
         labels = {"device": m.device, "fstype": m.fstype, "mountpoint": m.mountpoint}
-        ro = 1.0 if "ro" in m.options.split(",") else 0.0
         try:
-            st = bounded_statvfs(src, src.rootfs + m.mountpoint)
+            st = bounded_statvfs(src, src.rootfs + m.mountpoint, opts.filesystem_mount_timeout)
         except OSError:
             st = None
-        if st is None:
+        if st is None:  # node_exporter 1.5 reports only device_error for such a mount
             fams["device_error"].add(labels, 1.0)
-            fams["readonly"].add(labels, ro)
             continue
-        fams["size_bytes"].add(labels, float(st.blocks * st.bsize))
-        fams["free_bytes"].add(labels, float(st.bfree * st.bsize))
-        fams["avail_bytes"].add(labels, float(st.bavail * st.bsize))
+        bsize = float(st.bsize)  # float products, as Go computes them
+        fams["size_bytes"].add(labels, float(st.blocks) * bsize)
+        fams["free_bytes"].add(labels, float(st.bfree) * bsize)
+        fams["avail_bytes"].add(labels, float(st.bavail) * bsize)
         fams["files"].add(labels, float(st.files))
         fams["files_free"].add(labels, float(st.ffree))
-        fams["readonly"].add(labels, ro)
+        fams["readonly"].add(labels, 1.0 if "ro" in m.options.split(",") else 0.0)
         fams["device_error"].add(labels, 0.0)
     return list(fams.values())

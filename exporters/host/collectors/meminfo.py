@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 
+from exporters.host.options import Options
 from exporters.host.sources import Sources
 from sotp.codec.exposition import MetricFamily
 
 _PAREN = re.compile(r"\((.*)\)")
 
 
-def collect(src: Sources) -> list[MetricFamily]:
+def collect(src: Sources, opts: Options) -> list[MetricFamily]:
     out: list[MetricFamily] = []
     for line in src.read(src.proc, "meminfo").splitlines():
         parts = line.split()

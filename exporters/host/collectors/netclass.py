@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 
+from exporters.host.collectors import NoData
+from exporters.host.options import Options
 from exporters.host.sources import Sources
+from exporters.host.sysfs import go_int
 from sotp.codec.exposition import MetricFamily
 
 # sysfs file -> (metric suffix, type); help text is node_exporter's "Network device property: <suffix>".
@@ -40,11 +44,7 @@ def _read(path: str) -> str | None:
         return None
 
 
-def _number(text: str) -> float:
-    return float(int(text, 16)) if text.startswith("0x") else float(text)
-
-
-def collect(src: Sources) -> list[MetricFamily]:
+def collect(src: Sources, opts: Options) -> list[MetricFamily]:
     fams = {
         suffix: MetricFamily(f"node_network_{suffix}", typ, f"Network device property: {suffix}")
         for _, suffix, typ in _PROPS
@@ -54,19 +54,31 @@ def collect(src: Sources) -> list[MetricFamily]:
     )
     up = MetricFamily("node_network_up", "gauge", "Value is 1 if operstate is 'up', 0 otherwise.")
     base = os.path.join(src.sys, "class", "net")
-    for device in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+    ignored = re.compile(opts.netclass_ignored_devices)
+    try:
+        entries = sorted(os.scandir(base), key=lambda e: e.name)
+    except (FileNotFoundError, PermissionError) as err:
+        raise NoData(f"cannot read {base}: {err.strerror}") from err
+    for entry in entries:
+        # regular files such as bonding_masters are not devices; devices are directories or symlinks
+        if entry.is_file(follow_symlinks=False) or ignored.search(entry.name):
+            continue
+        device = entry.name
         iface = os.path.join(base, device) + "/"
         labels = {"device": device}
         for attr, suffix, _ in _PROPS:
             text = _read(iface + attr)
-            if not text:
+            if text is None:
                 continue
             try:
-                value = _number(text)
+                number = go_int(text)
             except ValueError:
-                continue
+                number = 0  # procfs hands node_exporter a zero for a value it cannot parse
             if suffix == "speed_bytes":
-                value *= 125000.0  # Mbit/s -> bytes/s; -1 (unknown) stays negative, as node_exporter
+                if number < 0 and opts.netclass_ignore_invalid_speed:
+                    continue
+                number = number * 1000 * 1000 // 8  # Mbit/s -> bytes/s; -1 (unknown) stays negative
+            value = float(number)
             fams[suffix].add(labels, value)
         values = {k: _read(iface + k) or "" for k in _INFO}
         info.add(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from exporters.host.options import Options
 from exporters.host.sources import Sources
 from sotp.codec.exposition import MetricFamily
 
 
-def collect(src: Sources) -> list[MetricFamily]:
+def collect(src: Sources, opts: Options) -> list[MetricFamily]:
     u = src.uname()
     fam = MetricFamily(
         "node_uname_info", "gauge", "Labeled system information as provided by the uname system call."

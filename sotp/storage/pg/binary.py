@@ -23,8 +23,6 @@ COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00
 COPY_TRAILER = b"\xff\xff"
 INT8_OID = 20
 FLOAT8_OID = 701
-#: PostgreSQL's timestamp epoch (2000-01-01 UTC) in Unix milliseconds.
-PG_EPOCH_MS = 946_684_800_000
 _ARRAY_HEADER = 20
 _STRIDE = 12
 
@@ -52,15 +50,15 @@ def _row_dtype(n: int) -> np.dtype[np.void]:
 def copy_rows(sids: I64, ts: I64, vs: F64) -> bytes:
     """COPY rows (no header) for ``k`` blocks of ``n`` samples each: ``sids`` (k,), ``ts``/``vs`` (k, n).
 
-    ``t_min``/``t_max`` are the first/last timestamp of each row, as ``timestamptz`` microseconds.
+    ``t_min``/``t_max`` are the first/last timestamp of each row (Unix ms, like ``ts``).
     """
     k, n = ts.shape
     rows = np.zeros(k, dtype=_row_dtype(n))
     rows["nfields"] = 5
     rows["sid_len"] = rows["tmin_len"] = rows["tmax_len"] = 8
     rows["sid"] = sids
-    rows["tmin"] = (ts[:, 0] - PG_EPOCH_MS) * 1000
-    rows["tmax"] = (ts[:, -1] - PG_EPOCH_MS) * 1000
+    rows["tmin"] = ts[:, 0]
+    rows["tmax"] = ts[:, -1]
     arr_len = _ARRAY_HEADER + _STRIDE * n
     rows["ts_len"] = rows["vs_len"] = arr_len
     rows["ts_hdr"] = (1, 0, INT8_OID, n, 1)
@@ -116,21 +114,6 @@ def float8_array(buf: bytes | memoryview) -> F64:
     n = _array_len(buf, "float8")
     view: np.ndarray = np.ndarray((n,), dtype=">u8", buffer=buf, offset=_ARRAY_HEADER + 4, strides=(_STRIDE,))
     return view.astype(np.uint64).view(np.float64)
-
-
-def merge_blocks(parts: list[tuple[I64, F64]]) -> tuple[I64, F64]:
-    """Concatenate one series' blocks, sort by time and keep the first of equal timestamps (a raced retry)."""
-    if len(parts) == 1:
-        ts, vs = parts[0]
-    else:
-        ts = np.concatenate([p[0] for p in parts])
-        vs = np.concatenate([p[1] for p in parts])
-    if len(ts) > 1 and not bool(np.all(ts[1:] > ts[:-1])):
-        order = np.argsort(ts, kind="stable")
-        ts, vs = ts[order], vs[order]
-        keep = np.concatenate(([True], ts[1:] != ts[:-1]))
-        ts, vs = ts[keep], vs[keep]
-    return ts, vs
 
 
 def concat_elements(blob: bytes | memoryview, counts: I64, dtype: str) -> np.ndarray:

@@ -13,21 +13,24 @@ libpq sees them.
 * ``pool_timeout`` — how long a request waits for a connection before it fails as unavailable (503).
 * ``timescaledb`` — ``auto`` (use it when ``pg_available_extensions`` lists it), ``on`` or ``off``.
 * ``compress_after`` — TimescaleDB only: compress chunks older than this.
+* ``head_window``, ``head_grace``, ``head_max_samples`` — when the in-memory head is flushed into block
+  rows (:class:`sotp.storage.head.FlushPolicy`).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sotp.config import parse_duration
 from sotp.errors import ConfigError
+from sotp.storage.head import HEAD_KEYS, FlushPolicy, policy_from_params
 
 _IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _OWN_KEYS = {
     "schema", "partition", "block", "partitions_ahead", "pool_min", "pool_max", "pool_timeout", "timescaledb",
-    "compress_after",
+    "compress_after", *HEAD_KEYS,
 }
 
 
@@ -45,6 +48,7 @@ class PgOptions:
     pool_timeout_s: float = 10.0
     timescaledb: str = "auto"
     compress_after_ms: int = 7 * 86_400_000
+    policy: FlushPolicy = field(default_factory=FlushPolicy)
 
 
 def _ms(value: str, key: str) -> int:
@@ -105,4 +109,5 @@ def parse_url(url: str) -> PgOptions:
         pool_timeout_s=_ms(own.get("pool_timeout", "10s"), "pool_timeout") / 1000,
         timescaledb=mode,
         compress_after_ms=_ms(own.get("compress_after", "7d"), "compress_after"),
+        policy=policy_from_params(own, "PostgreSQL storage URL"),
     )

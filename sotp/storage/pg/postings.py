@@ -5,35 +5,25 @@ most of a one-series query. Series rows are never deleted and their ids never ch
 grows: each select first reads the rows added since the last refresh (one indexed ``id > low`` scan,
 empty in the steady state), then intersects postings like :mod:`sotp.storage.sqlite`'s index.
 
-Ids come from a sequence, and a writer's id can become visible *after* a larger one (another process
-committed first), so "everything above the largest id seen" would miss it for good. The refresh therefore
-re-reads from a watermark ``low`` that only passes an id range once every transaction that could still
-hold an id in it has ended. A refresh that sees a new largest id records it with the time; the first
-refresh at least a second later (a writer takes its id a moment before its transaction id, never a second)
-records its snapshot's ``xmax``, above the transaction id of every writer that took an id in the range;
-the range is settled once a snapshot's ``xmin`` (oldest running transaction) has reached that ``xmax``.
-Until then the recent rows are read again and ignored if known; a long-running transaction anywhere in
-the cluster only makes refreshes re-read more rows, never miss one.
+Series ids come from a sequence, so the refresh reads from a settled watermark
+(:mod:`sotp.storage.pg.watermark`) and skips rows it knows.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 from sotp.model import Labels, Matcher, MatchOp, matches_all
 from sotp.storage.pg.series import SeriesIndex
+from sotp.storage.pg.watermark import SNAPSHOT_COLUMNS, Watermark
 
-#: Seconds an id range stays unsettled at least (see the module docstring).
-SETTLE_S = 1.0
 #: The snapshot bounds, the ids above the settled watermark (only ids: in the steady state there are none,
 #: but for a second after a series is created they are read again) and the label sets (JSON text) of those
 #: above the largest id seen, both in id order. Parameters: the watermark, the largest id seen.
 REFRESH_SQL = (
-    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text, pg_snapshot_xmax(pg_current_snapshot())::text, "
+    f"SELECT {SNAPSHOT_COLUMNS}, "
     "(SELECT array_agg(id ORDER BY id) FROM sotp_series WHERE id > %s), "
     "(SELECT array_agg(labels::text ORDER BY id) FROM sotp_series WHERE id > %s)"
 )
@@ -45,10 +35,12 @@ class Postings:
         self._ids: set[int] = set()
         self._by_pair: dict[tuple[str, str], set[int]] = {}
         self._values: dict[str, set[str]] = {}
-        self._low = 0  # every series with id <= low is in the index
-        self._max = 0
-        #: [monotonic time, largest id seen then, xmax of a snapshot taken SETTLE_S later or None]
-        self._marks: deque[list[Any]] = deque()
+        self._mark = Watermark()  # every series with id <= low is in the index
+
+    @property
+    def labels(self) -> dict[int, Labels]:
+        """Series id -> label set of every indexed series."""
+        return self._index.by_id
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -56,8 +48,8 @@ class Postings:
     async def refresh(self, conn: Any) -> None:
         """Add the series rows created since the settled watermark (one round trip, two when a series
         committed late: its labels are read then)."""
-        top = self._max  # the labels column starts above this one (a concurrent refresh may move _max)
-        cur = await conn.execute(REFRESH_SQL, (self._low, top))
+        top = self._mark.top  # the labels column starts above this one (a concurrent refresh may move it)
+        cur = await conn.execute(REFRESH_SQL, (self._mark.low, top))
         xmin, xmax, got, labels = await cur.fetchone()
         ids: list[int] = got or []
         late = [sid for sid in ids if sid <= top and sid not in self._ids]
@@ -70,22 +62,11 @@ class Postings:
             for sid, text in await cur.fetchall():
                 if int(sid) not in self._ids:
                     self._add(int(sid), Labels(json.loads(text)))
-        self._settle(int(xmin), int(xmax))
-
-    def _settle(self, xmin: int, xmax: int) -> None:
-        now = time.monotonic()
-        for mark in self._marks:
-            if mark[2] is None and mark[0] <= now - SETTLE_S:
-                mark[2] = xmax  # every writer that took an id <= mark[1] has a transaction id below this
-        while self._marks and (witness := self._marks[0][2]) is not None and witness <= xmin:
-            self._low = max(self._low, int(self._marks.popleft()[1]))
-        top = self._marks[-1][1] if self._marks else self._low
-        if self._max > top:  # a range to settle later (an older mark for the same ids settles first)
-            self._marks.append([now, self._max, None])
+        self._mark.settle(int(xmin), int(xmax))
 
     def _add(self, sid: int, labels: Labels) -> None:
         self._ids.add(sid)
-        self._max = max(self._max, sid)
+        self._mark.saw(sid)
         self._index.by_id.setdefault(sid, labels)
         for name, value in labels.items_tuple():
             self._by_pair.setdefault((name, value), set()).add(sid)

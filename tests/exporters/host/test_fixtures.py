@@ -2,8 +2,9 @@
 
 Expected values are worked out by hand from the fixture files (ticks / USER_HZ, kB * 1024, sectors * 512,
 blocks * bsize, ...), so a wrong unit or field index fails here, not only in the live parity test.
-Each case folder holds ``proc/``, ``sys/``, optional ``run/udev/data``, and the two system calls a tree
-cannot carry: ``statfs.json`` (per mount point) and ``uname.json``; ``now.txt`` pins the clock.
+Each case folder holds ``proc/``, ``sys/``, ``etc/`` (read through ``--path.rootfs``), optional
+``run/udev/data``, and the system calls a tree cannot carry: ``statfs.json`` (per mount point),
+``uname.json`` and ``timex.json`` (adjtimex); ``now.txt`` pins the clock; the page size is 4096.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from exporters.host import Sources, collect
-from exporters.host.sources import FsStat, Uname
+from exporters.host.options import Options
+from exporters.host.sources import FsStat, Timex, Uname
 from sotp.codec.exposition import MetricFamily, format_families
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "host"
@@ -27,15 +29,22 @@ def fixture_sources(case: str) -> Sources:
     statfs = json.loads((root / "statfs.json").read_text())
     uname = json.loads((root / "uname.json").read_text())
     now = float((root / "now.txt").read_text())
+    timex = root / "timex.json"
 
     def statvfs(path: str) -> FsStat:
+        path = path.removeprefix(str(root)) or "/"  # the collector prefixes mount points with the rootfs
         if path not in statfs:
             raise OSError(5, "Input/output error", path)  # as a dead NFS mount answers
         return FsStat(**statfs[path])
 
+    def adjtimex() -> Timex:
+        if not timex.exists():
+            raise PermissionError(1, "Operation not permitted", "adjtimex")  # a seccomp filter says no
+        return Timex(**json.loads(timex.read_text()))
+
     return Sources(
-        proc=root / "proc", sys=root / "sys", udev=root / "run" / "udev" / "data",
-        statvfs=statvfs, uname=lambda: Uname(**uname), now=lambda: now,
+        proc=root / "proc", sys=root / "sys", rootfs=str(root), udev=root / "run" / "udev" / "data",
+        statvfs=statvfs, uname=lambda: Uname(**uname), now=lambda: now, adjtimex=adjtimex, page_size=4096,
     )
 
 
@@ -45,10 +54,10 @@ def by_name(families: list[MetricFamily]) -> dict[str, MetricFamily]:
     return out
 
 
-def value(fams: dict[str, MetricFamily], name: str, **labels: str) -> float:
-    fam = fams[name]
-    hits = [v for n, lbs, v in fam.samples if n == name and dict(lbs) == labels]
-    assert len(hits) == 1, f"{name}{labels}: {len(hits)} samples in {fam.samples[:5]}"
+def value(fams: dict[str, MetricFamily], family: str, /, **labels: str) -> float:
+    fam = fams[family]
+    hits = [v for n, lbs, v in fam.samples if n == family and dict(lbs) == labels]
+    assert len(hits) == 1, f"{family}{labels}: {len(hits)} samples in {fam.samples[:5]}"
     return hits[0]
 
 
@@ -114,6 +123,95 @@ TWO_CPU: list[tuple[str, dict[str, str], float]] = [
     ("node_time_clocksource_current_info", {"clocksource": "tsc", "device": "0"}, 1),
     ("node_time_clocksource_available_info", {"clocksource": "acpi_pm", "device": "0"}, 1),
     ("node_scrape_collector_success", {"collector": "meminfo"}, 1),
+    # receive_nohandler comes from sysfs (netlink's counter in node_exporter)
+    ("node_network_receive_nohandler_total", {"device": "eth0"}, 3),
+    # arp: data lines counted per device, the header skipped
+    ("node_arp_entries", {"device": "eth0"}, 2),
+    ("node_arp_entries", {"device": "eth1"}, 1),
+    # conntrack: per-CPU hex columns summed (found is column 2, invalid 4, insert 8, search_restart 16)
+    ("node_nf_conntrack_entries", {}, 5),
+    ("node_nf_conntrack_entries_limit", {}, 262144),
+    ("node_nf_conntrack_stat_found", {}, 0xA + 0x5),
+    ("node_nf_conntrack_stat_invalid", {}, 0x10 + 0x1),
+    ("node_nf_conntrack_stat_ignore", {}, 3 + 3),
+    ("node_nf_conntrack_stat_insert", {}, 7 + 1),
+    ("node_nf_conntrack_stat_insert_failed", {}, 1),
+    ("node_nf_conntrack_stat_drop", {}, 2 + 1),
+    ("node_nf_conntrack_stat_early_drop", {}, 4),
+    ("node_nf_conntrack_stat_search_restart", {}, 0x20 + 0x2),
+    ("node_entropy_available_bits", {}, 256),
+    ("node_entropy_pool_size_bits", {}, 256),
+    ("node_filefd_allocated", {}, 1184),
+    ("node_filefd_maximum", {}, 9223372036854775807),  # file-nr's third column
+    # netstat: name line + value line per protocol; snmp6 splits at the first "6"
+    ("node_netstat_TcpExt_ListenOverflows", {}, 3),
+    ("node_netstat_TcpExt_ListenDrops", {}, 4),
+    ("node_netstat_TcpExt_TCPTimeouts", {}, 17),
+    ("node_netstat_TcpExt_TCPSynRetrans", {}, 9),
+    ("node_netstat_TcpExt_SyncookiesSent", {}, 0),
+    ("node_netstat_IpExt_InOctets", {}, 123456789),
+    ("node_netstat_Ip_Forwarding", {}, 1),
+    ("node_netstat_Icmp_InErrors", {}, 1),
+    ("node_netstat_Icmp_OutMsgs", {}, 40),
+    ("node_netstat_Tcp_CurrEstab", {}, 7),
+    ("node_netstat_Tcp_RetransSegs", {}, 12),
+    ("node_netstat_Tcp_InErrs", {}, 3),
+    ("node_netstat_Tcp_OutRsts", {}, 6),
+    ("node_netstat_Udp_NoPorts", {}, 2),
+    ("node_netstat_Udp_SndbufErrors", {}, 0),
+    ("node_netstat_Ip6_InOctets", {}, 64000),
+    ("node_netstat_Ip6_OutOctets", {}, 32000),
+    ("node_netstat_Icmp6_InMsgs", {}, 8),
+    ("node_netstat_Udp6_InDatagrams", {}, 11),
+    ("node_netstat_UdpLite6_InErrors", {}, 0),
+    # sockstat: mem is in pages, mem_bytes = pages * 4096
+    ("node_sockstat_sockets_used", {}, 230),
+    ("node_sockstat_TCP_inuse", {}, 5),
+    ("node_sockstat_TCP_tw", {}, 4),
+    ("node_sockstat_TCP_alloc", {}, 9),
+    ("node_sockstat_TCP_mem", {}, 3),
+    ("node_sockstat_TCP_mem_bytes", {}, 3 * 4096),
+    ("node_sockstat_UDP_mem_bytes", {}, 4 * 4096),
+    ("node_sockstat_FRAG_memory", {}, 0),
+    ("node_sockstat_TCP6_inuse", {}, 3),
+    ("node_sockstat_RAW6_inuse", {}, 1),
+    # softnet: hex columns, the cpu label is the line number
+    ("node_softnet_processed_total", {"cpu": "0"}, 0x1E240),
+    ("node_softnet_dropped_total", {"cpu": "0"}, 2),
+    ("node_softnet_times_squeezed_total", {"cpu": "0"}, 10),
+    ("node_softnet_processed_total", {"cpu": "1"}, 255),
+    # pressure: totals are microseconds
+    ("node_pressure_cpu_waiting_seconds_total", {}, 1.234567),
+    ("node_pressure_io_waiting_seconds_total", {}, 2.5),
+    ("node_pressure_io_stalled_seconds_total", {}, 1.000001),
+    ("node_pressure_memory_waiting_seconds_total", {}, 42e-6),
+    ("node_pressure_memory_stalled_seconds_total", {}, 7e-6),
+    ("node_vmstat_pgpgin", {}, 2048),
+    ("node_vmstat_pswpout", {}, 3),
+    ("node_vmstat_pgmajfault", {}, 4),
+    ("node_vmstat_oom_kill", {}, 1),
+    # udp_queues: hex tx:rx queue column summed per file
+    ("node_udp_queues", {"ip": "v4", "queue": "tx"}, 0x20),
+    ("node_udp_queues", {"ip": "v4", "queue": "rx"}, 0x100),
+    ("node_udp_queues", {"ip": "v6", "queue": "tx"}, 0x10),
+    ("node_udp_queues", {"ip": "v6", "queue": "rx"}, 0),
+    ("node_os_info", {"build_id": "", "id": "debian", "id_like": "", "image_id": "", "image_version": "",
+                      "name": "Debian GNU/Linux", "pretty_name": "Debian GNU/Linux 12 (bookworm)", "variant": "",
+                      "variant_id": "", "version": "12 (bookworm)", "version_codename": "bookworm",
+                      "version_id": "12"}, 1),
+    ("node_os_version", {"id": "debian", "id_like": "", "name": "Debian GNU/Linux"}, 12),
+    ("node_selinux_enabled", {}, 0),
+    # timex: status 0x2001 has STA_NANO, so offset and jitter are nanoseconds; freq is ppm << 16
+    ("node_timex_sync_status", {}, 0),  # adjtimex returned TIME_ERROR (5)
+    ("node_timex_offset_seconds", {}, 250000e-9),
+    ("node_timex_pps_jitter_seconds", {}, 2000e-9),
+    ("node_timex_frequency_adjustment_ratio", {}, 1 + 655360 / 65536e6),
+    ("node_timex_maxerror_seconds", {}, 0.016),
+    ("node_timex_estimated_error_seconds", {}, 0.0005),
+    ("node_timex_tick_seconds", {}, 0.01),
+    ("node_timex_status", {}, 0x2001),
+    ("node_timex_loop_time_constant", {}, 7),
+    ("node_timex_tai_offset_seconds", {}, 37),
 ]
 
 
@@ -133,11 +231,23 @@ ABSENT = [
     ("node_network_receive_bytes_total", "device", {"lo"}),
     ("node_filesystem_size_bytes", "mountpoint", {"/proc", "/sys", "/dev/shm", "/sys/fs/cgroup",
                                                   "/var/lib/docker/overlay2/abc/merged"}),
-    # a dead mount reports only device_error and readonly, no sizes
+    # a dead mount reports only device_error (node_exporter 1.5), no sizes, no readonly
     ("node_filesystem_size_bytes", "mountpoint", {"/gone"}),
+    ("node_filesystem_readonly", "mountpoint", {"/gone"}),
     # lo has no speed attribute (EINVAL in sysfs): no sample rather than a made-up 0
     ("node_network_speed_bytes", "device", {"lo"}),
 ]
+
+
+@pytest.mark.parametrize("name", [
+    "node_netstat_TcpExt_DelayedACKs",  # not in --collector.netstat.fields
+    "node_netstat_Ip_DefaultTTL", "node_netstat_Ip_InHdrErrors", "node_netstat_Ip6_InReceives",
+    "node_vmstat_nr_free_pages", "node_vmstat_nr_dirty",  # not in --collector.vmstat.fields
+    "node_sockstat_UDP_orphan", "node_sockstat_TCP6_mem",  # the kernel does not print them
+    "node_selinux_current_mode",  # SELinux off
+])
+def test_two_cpu_vm_fields_not_published(two_cpu: dict[str, MetricFamily], name: str) -> None:
+    assert name not in two_cpu
 
 
 @pytest.mark.parametrize(("name", "label", "values"), ABSENT, ids=[f"{n}-{sorted(v)[0]}" for n, _, v in ABSENT])
@@ -190,9 +300,9 @@ def test_old_kernel_and_missing_meminfo() -> None:
     assert not fams["node_disk_discards_completed_total"].samples
     # /proc/1/mounts absent: /proc/mounts is used
     assert value(fams, "node_filesystem_avail_bytes", device="/dev/sda2", fstype="ext3", mountpoint="/") == 40 * 512
-    # no /sys/class/net at all: no netclass samples, no failure
-    assert value(fams, "node_scrape_collector_success", collector="netclass") == 1
-    assert not fams["node_network_up"].samples
+    # no /sys/class/net at all: no netclass samples, and no data (success 0, as node_exporter's ErrNoData)
+    assert value(fams, "node_scrape_collector_success", collector="netclass") == 0
+    assert "node_network_up" not in fams
     assert value(fams, "node_uname_info", domainname="example.org", machine="armv7l", nodename="old",
                  release="4.9.0", sysname="Linux", version="#1 SMP") == 1
     assert value(fams, "node_cpu_seconds_total", cpu="0", mode="steal") == 0  # 8-field cpu line
@@ -218,27 +328,41 @@ def test_hung_mount_does_not_stall_collection() -> None:
 
     def statvfs(path: str) -> FsStat:
         calls.append(path)
-        if path == "/srv/my data":
+        if path.endswith("/srv/my data"):
             release.wait(30)
         return base.statvfs(path)
 
-    src = dataclasses.replace(base, statvfs=statvfs, statfs_timeout=0.2)
+    src = dataclasses.replace(base, statvfs=statvfs)
+    opts = Options(filesystem_mount_timeout=0.2)
     hung = {"device": "/dev/vda1", "fstype": "xfs", "mountpoint": "/srv/my data"}
     root = {"device": "/dev/vda", "fstype": "ext4", "mountpoint": "/"}
     try:
         start = time.monotonic()
-        fams = by_name(collect(src, ["filesystem"]))
+        fams = by_name(collect(src, ["filesystem"], opts))
         assert time.monotonic() - start < 2
         assert value(fams, "node_filesystem_device_error", **hung) == 1
         assert value(fams, "node_filesystem_size_bytes", **root) == 66052044 * 4096  # others unaffected
-        fams = by_name(collect(src, ["filesystem"]))  # still hung: not called again, no new wait
-        assert calls.count("/srv/my data") == 1
+        fams = by_name(collect(src, ["filesystem"], opts))  # still hung: not called again, no new wait
+        assert sum(c.endswith("/srv/my data") for c in calls) == 1
         assert value(fams, "node_filesystem_device_error", **hung) == 1
     finally:
         release.set()
     deadline = time.monotonic() + 5
-    while "/srv/my data" in filesystem._stuck and time.monotonic() < deadline:
+    while any(p.endswith("/srv/my data") for p in filesystem._stuck) and time.monotonic() < deadline:
         time.sleep(0.01)
-    fams = by_name(collect(src, ["filesystem"]))
+    fams = by_name(collect(src, ["filesystem"], opts))
     assert value(fams, "node_filesystem_device_error", **hung) == 0
     assert value(fams, "node_filesystem_avail_bytes", **hung) == 500 * 1024
+
+
+@pytest.mark.parametrize(
+    ("collector", "prefix"),
+    [("conntrack", "node_nf_conntrack"), ("pressure", "node_pressure"), ("udp_queues", "node_udp_queues"),
+     ("timex", "node_timex"), ("os", "node_os"), ("arp", "node_arp")],
+)
+def test_old_kernel_without_the_files_reports_failure_not_zeros(collector: str, prefix: str) -> None:
+    """No conntrack module, no PSI, no /proc/net/udp, adjtimex refused, no os-release, no ARP table: the
+    collector reports success 0 and publishes nothing, rather than made-up zeros."""
+    fams = by_name(collect(fixture_sources("old-kernel-no-meminfo"), [collector]))
+    assert value(fams, "node_scrape_collector_success", collector=collector) == 0
+    assert not [n for n in fams if n.startswith(prefix)]

@@ -42,7 +42,10 @@ def test_prometheus_scrapes_the_exporter(tmp_path: Path) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and len(query(prom_port, 'up{job="host"} == 1')) == 0:
             time.sleep(0.2)
-        time.sleep(2.5)  # a few more scrapes over the kept-alive connection
+        # A few more scrapes over the kept-alive connection, until counters give a rate.
+        moving = 'rate(node_context_switches_total{job="host"}[10s]) > 0'
+        while time.monotonic() < deadline + 30 and not query(prom_port, moving):
+            time.sleep(0.2)
         assert query(prom_port, 'up{job="host"}')[0]["value"][1] == "1"
         assert float(query(prom_port, 'scrape_samples_scraped{job="host"}')[0]["value"][1]) > 200
         assert query(prom_port, 'node_memory_MemTotal_bytes{job="host"}')

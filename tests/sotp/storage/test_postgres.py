@@ -72,6 +72,11 @@ async def write(store, labels: Labels, ts: list[int], vs: list[float]) -> int:  
     return int(await app.commit())
 
 
+async def flush_all(store) -> None:  # type: ignore[no-untyped-def]
+    """Turn the whole head into block rows (these tests look at the rows themselves)."""
+    await store.flush(before=store.head.span()[1] + 1)
+
+
 async def partitions(schema: str) -> set[str]:
     rows = await sql(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
@@ -95,6 +100,7 @@ async def test_open_logs_mode_and_creates_partitions_ahead(open_pg, schema, capl
 async def test_old_block_goes_to_its_own_partition_created_on_demand(open_pg, schema) -> None:  # type: ignore[no-untyped-def]
     store = await open_pg()
     assert await write(store, A, [D0 + 1000, D0 + 2000], [1.0, 2.0]) == 2
+    await flush_all(store)
     rows = await sql(f'SELECT tableoid::regclass::text, cardinality(ts) FROM "{schema}".sotp_samples')
     assert rows == [(f"{schema}.sotp_samples_p20200101", 2)]
 
@@ -103,6 +109,7 @@ async def test_block_rows_never_span_two_block_windows(open_pg, schema) -> None:
     store = await open_pg("&block=1h&partition=1d")
     ts = [D0 + 10 * 60_000 * k for k in range(13)]  # 0:00 .. 2:00 every 10 min: 3 windows
     assert await write(store, A, ts, [float(k) for k in range(13)]) == 13
+    await flush_all(store)
     rows = await sql(f'SELECT ts FROM "{schema}".sotp_samples ORDER BY t_min')
     assert [len(r[0]) for r in rows] == [6, 6, 1]  # type: ignore[arg-type]
     got = await store.querier(D0, D0 + DAY).select([Matcher("i", MatchOp.EQ, "a")])
@@ -113,6 +120,7 @@ async def test_retention_drops_whole_partitions_and_trims_the_boundary(open_pg, 
     store = await open_pg("&block=1h")
     for day in range(3):
         await write(store, A, [D0 + day * DAY + 1000, D0 + day * DAY + 5 * HOUR], [float(day), float(day) + 0.5])
+    await flush_all(store)
     names = [partition_name(D0 + d * DAY, DAY) for d in range(3)]
     assert set(names) <= await partitions(schema)
     removed = await store.delete_before(D0 + 2 * DAY + 2 * HOUR)
@@ -125,12 +133,14 @@ async def test_retention_drops_whole_partitions_and_trims_the_boundary(open_pg, 
 
 async def test_compaction_merges_closed_windows_once_and_keeps_bits(open_pg, schema) -> None:  # type: ignore[no-untyped-def]
     store = await open_pg("&block=1h")
+    await store.flush(before=D0 + HOUR)  # samples of that hour go straight to block rows: one per write
     values = [STALE_NAN if k == 7 else float(k) for k in range(20)]
     for k in range(20):
         await write(store, A, [D0 + k * 60_000], [values[k]])
         await write(store, B, [D0 + k * 60_000], [float(-k)])
     now = int(time.time() * 1000)
     await write(store, A, [now - 1000], [99.0])  # in the open window: must stay as it is
+    await flush_all(store)
     before = await sql(f'SELECT count(*) FROM "{schema}".sotp_samples')
     assert before == [(41,)]
     removed = await store.compact(now)
@@ -146,6 +156,7 @@ async def test_compaction_merges_closed_windows_once_and_keeps_bits(open_pg, sch
 async def test_stale_nan_bits_stored_exactly(open_pg, schema) -> None:  # type: ignore[no-untyped-def]
     store = await open_pg()
     await write(store, A, [D0, D0 + 1], [STALE_NAN, float("nan")])
+    await flush_all(store)
     rows = await sql(f'SELECT float8send(vals[1]), float8send(vals[2]) FROM "{schema}".sotp_samples')
     stale, nan = (int.from_bytes(b, "big") for b in rows[0])  # type: ignore[arg-type]
     assert stale == STALE_NAN_BITS and nan != STALE_NAN_BITS
@@ -161,6 +172,7 @@ async def test_rejected_batch_writes_no_sample(open_pg, schema) -> None:  # type
     app.append_series(A, [D0 + 1500], [1.0])  # out of order: the whole batch goes
     with pytest.raises(SampleRejected, match="out-of-order"):
         await app.commit()
+    await flush_all(store)
     assert await sql(f'SELECT count(*), sum(cardinality(ts)) FROM "{schema}".sotp_samples') == [(1, 2)]
 
 
@@ -195,13 +207,15 @@ async def test_a_retry_through_another_process_reads_once(open_pg) -> None:  # t
 
 
 async def test_migrate_is_versioned_and_idempotent(schema) -> None:  # type: ignore[no-untyped-def]
+    from sotp.storage.pg.schema import MIGRATIONS
     from sotp.storage.postgres import migrate
 
+    versions = [m.version for m in MIGRATIONS]
     results = await asyncio.gather(migrate(url(schema)), migrate(url(schema)))
-    assert sorted(r[1] for r in results) == [[], [1]]
+    assert sorted(r[1] for r in results) == [[], versions]
     assert {r[0] for r in results} == {"partitions"}
     assert await migrate(url(schema)) == ("partitions", [])
-    assert [r[0] for r in await sql(f'SELECT version FROM "{schema}".sotp_migrations')] == [1]
+    assert [r[0] for r in await sql(f'SELECT version FROM "{schema}".sotp_migrations ORDER BY 1')] == versions
 
 
 async def test_unreachable_server_is_storage_unavailable() -> None:
@@ -232,7 +246,9 @@ async def test_killed_connections_are_replaced(open_pg, schema) -> None:  # type
 async def test_partition_dropped_by_another_process_is_recreated(open_pg, schema) -> None:  # type: ignore[no-untyped-def]
     first, second = await open_pg(), await open_pg()
     await write(first, A, [D0], [1.0])
-    await write(second, B, [D0], [1.0])  # `second` now believes the 2020-01-01 partition exists
+    await write(second, B, [D0], [1.0])
+    await first.flush(before=D0 + DAY)  # from now on, 2020-01-01 samples go straight to block rows
+    await write(second, B, [D0 + 1000], [1.5])  # `second` now believes the 2020-01-01 partition exists
     await first.delete_before(D0 + DAY)
     assert partition_name(D0, DAY) not in await partitions(schema)
     assert await write(second, B, [D0 + 5000], [2.0]) == 1
@@ -243,6 +259,7 @@ async def test_compaction_picks_up_late_rows_of_a_compacted_window(open_pg, sche
     store = await open_pg("&block=1h")
     now = int(time.time() * 1000)
     w = (now - 3 * HOUR) // HOUR * HOUR  # a closed window
+    await store.flush(before=w + HOUR)  # samples of the window go straight to block rows: one per write
     for k in range(3):
         await write(store, A, [w + k * 1000], [float(k)])
     assert await store.compact(now) == 2
@@ -394,11 +411,12 @@ async def test_large_selection_fetched_in_parts_is_exact(open_pg) -> None:  # ty
 async def test_series_committed_after_a_larger_id_is_still_found(open_pg, schema, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The querier's in-memory postings read new series by id; a writer whose id is smaller than one
     already seen (it committed later) must still show up once it commits."""
-    from sotp.storage.pg import postings
+    from sotp.storage.pg import watermark
 
-    monkeypatch.setattr(postings, "SETTLE_S", 0.0)  # settle as early as the snapshots allow
+    monkeypatch.setattr(watermark, "SETTLE_S", 0.0)  # settle as early as the snapshots allow
     reader, writer = await open_pg(), await open_pg()
     await write(writer, A, [D0], [1.0])
+    await flush_all(writer)  # creates the 2020-01-01 partition the hand-made row below goes to
     late = Matcher("__name__", MatchOp.EQ, "late")
     async with await psycopg.AsyncConnection.connect(PG_DSN) as slow:  # a transaction left open
         cur = await slow.execute(
@@ -407,7 +425,7 @@ async def test_series_committed_after_a_larger_id_is_still_found(open_pg, schema
         )
         late_id = int((await cur.fetchall())[0][0])
         await cur.execute(
-            f'INSERT INTO "{schema}".sotp_samples VALUES (%s, to_timestamp({D0 / 1000}), to_timestamp({D0 / 1000}), '
+            f'INSERT INTO "{schema}".sotp_samples VALUES (%s, {D0}, {D0}, '
             f"'{{{D0}}}', '{{5.0}}')",
             (late_id,),
         )
@@ -429,10 +447,11 @@ async def test_overlapping_blocks_of_one_series_among_others_are_merged(open_pg,
     C = Labels({"__name__": "m", "i": "c"})
     for lb in (A, B, C):
         await write(store, lb, [D0, D0 + 1000, D0 + 2000], [1.0, 2.0, 3.0])
+    await flush_all(store)
     sid_b = int((await sql(f'SELECT id FROM "{schema}".sotp_series WHERE labels->>\'i\' = \'b\''))[0][0])  # type: ignore[call-overload]
     await sql(
-        f'INSERT INTO "{schema}".sotp_samples VALUES (%s, to_timestamp({(D0 + 500) / 1000}), '
-        f"to_timestamp({(D0 + 3000) / 1000}), '{{{D0 + 500},{D0 + 1000},{D0 + 3000}}}', '{{9,8,7}}')",
+        f'INSERT INTO "{schema}".sotp_samples VALUES (%s, {D0 + 500}, {D0 + 3000}, '
+        f"'{{{D0 + 500},{D0 + 1000},{D0 + 3000}}}', '{{9,8,7}}')",
         sid_b,
     )
     got = await store.querier(D0 + 500, D0 + 2500).select([Matcher("__name__", MatchOp.EQ, "m")])
@@ -441,3 +460,20 @@ async def test_overlapping_blocks_of_one_series_among_others_are_merged(open_pg,
         (B, [D0 + 500, D0 + 1000, D0 + 2000], [9.0, 2.0, 3.0]),  # the first stored block wins a tie
         (C, [D0 + 1000, D0 + 2000], [2.0, 3.0]),
     ]
+
+
+async def test_issue17_9_a_replica_writing_a_collected_series_writes_it_again(open_pg) -> None:  # type: ignore[no-untyped-def]
+    """One replica collects a series the other still has in its caches: the other's next write must create
+    the series again (checked by the generation under the write's lock), never write under the deleted id."""
+    collector, writer = await open_pg(), await open_pg()
+    await write(writer, A, [D0], [1.0])
+    await flush_all(writer)
+    await collector.delete_before(D0 + 1000)
+    assert await collector.gc_series() == 1
+    assert await write(writer, A, [D0 + 5000], [2.0]) == 1  # writer's index still names the deleted id
+    for store in (collector, writer):
+        got = await store.querier(0, D0 + DAY).select([Matcher("i", MatchOp.EQ, "a")])
+        assert [(s.labels, s.timestamps.tolist()) for s in got] == [(A, [D0 + 5000])]
+    assert await collector.series_count() == 1
+    ids = await sql(f'SELECT count(*) FROM "{collector.options.schema}".sotp_series')
+    assert ids == [(1,)]
