@@ -6,7 +6,16 @@ Layout (one job per module)::
     pdu.py         the backend-neutral varbind (:class:`Pdu`) and SNMP error classes
     collector.py   pure functions: varbinds of one module -> metric families (snmp_exporter's rules)
     scraper.py     the small I/O seam (:class:`Session`: get / getnext / getbulk) and the walk logic
-    backend_pysnmp.py, backend_ezsnmp.py   the two Session implementations
+    backend_pysnmp.py, backend_ezsnmp.py, backend_native.py   the Session implementations
     server.py      aiohttp app: ``/snmp``, ``/metrics``, concurrency limits
     cli.py         ``sotp exporter snmp``
+    mib/           MIB files -> net-snmp's tree (pysmi parser), names for OIDs
+    generator/     ``sotp snmp generate``: snmp_exporter's generator.yml -> snmp.yml
+    tool_cli.py    ``sotp snmp generate|walk|check``
+    generator.yml, modules.yml   SOTP's default modules: the generator's input and its output (built-in)
 """
+
+#: Built-in modules ``sotp up`` scrapes each SNMP device with: a device answers the ones it implements
+#: (an absent subtree costs one request). UPS, printer, Arista forwarding and IP-MIB modules are opt-in.
+DEVICE_MODULES = ("system", "if_mib", "host_resources", "entity_sensor", "ucd_memory", "ucd_system_stats",
+                  "cisco_device", "juniper")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from exporters.snmp import DEVICE_MODULES
 from sotp.cli.serve import split_listen
 from sotp.config import load_config, parse_duration
 
@@ -58,7 +59,7 @@ def worker_config(serve: str, icmp: str, snmp: str | None, snmp_targets: list[st
             {
                 "job_name": "snmp",
                 "metrics_path": "/snmp",
-                "params": {"module": ["if_mib,system"], "auth": ["public_v2"]},
+                "params": {"module": [",".join(DEVICE_MODULES)], "auth": ["public_v2"]},
                 "static_configs": [{"targets": snmp_targets}],
                 "relabel_configs": [
                     {"source_labels": ["__address__"], "target_label": "__param_target"},
@@ -99,13 +100,14 @@ def plan(args: argparse.Namespace) -> list[Child]:
               "icmplib", f"http://{host}:{ports['icmp']}/metrics"),
     ]
     snmp_addr = None
-    snmp_targets: list[str] = []
-    if args.snmp_config:
+    snmp_targets = list(load_config(args.config).snmp.get("targets", [])) if args.config else []
+    if args.snmp_config or snmp_targets:
+        # Without --snmp-config the exporter serves its built-in modules (exporters/snmp/modules.yml).
         snmp_addr = f"{host}:{ports['snmp']}"
-        snmp_targets = list(load_config(args.config).snmp.get("targets", [])) if args.config else []
+        snmp_config = ["--config", args.snmp_config] if args.snmp_config else []
         children.append(
             Child("exporter-snmp",
-                  _sotp("exporter", "snmp", "--config", args.snmp_config, "--listen", snmp_addr),
+                  _sotp("exporter", "snmp", *snmp_config, "--listen", snmp_addr),
                   "pysnmp", f"http://{snmp_addr}/snmp?target=<device>&module=if_mib")
         )
     wcfg = data / "worker.yml"
@@ -145,7 +147,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dashboard-port", type=int, default=8501)
     parser.add_argument("--interval", default="15s", help="agent push and scrape interval")
     parser.add_argument(
-        "--snmp-config", help="snmp.yml: also run the SNMP exporter (targets from sotp.yml snmp.targets)"
+        "--snmp-config", help="snmp.yml with your own modules/auths for the SNMP exporter, which runs when "
+                              "sotp.yml has snmp.targets (with its built-in modules when this is not given)"
     )
     parser.add_argument("--no-dashboard", action="store_true", help="do not start the Streamlit app")
 
