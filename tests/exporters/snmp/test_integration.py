@@ -445,3 +445,48 @@ def test_bad_config_exits_2_with_the_key(workdir: Path) -> None:
     r = subprocess.run(sotp_cmd("exporter", "snmp", "--config", str(bad), "--dry-run"), capture_output=True,
                        text=True, cwd=Path(__file__).resolve().parents[3])
     assert r.returncode == 2 and "modules.m.walk[0]" in r.stderr and "numeric OID" in r.stderr
+
+
+# -- sotp snmp walk / check ---------------------------------------------------------------------------------
+NET_SNMP_MIBS = REPO / "tests" / "fixtures" / "mibs" / "net-snmp"
+
+
+@pytest.mark.parametrize("root", ["system", "IF-MIB::ifTable", "1.3.6.1.2.1.25.2"])
+def test_walk_names_objects_like_net_snmp(snmpd: str, root: str) -> None:
+    """``sotp snmp walk`` prints the same names (and OIDs) as net-snmp's snmpwalk loading the same MIBs."""
+    snmpwalk = require_binary("snmpwalk")
+    ours = subprocess.run(sotp_cmd("snmp", "walk", snmpd, root, "-m", str(NET_SNMP_MIBS)), capture_output=True,
+                          text=True, cwd=REPO, timeout=120)
+    assert ours.returncode == 0, ours.stderr
+    theirs = subprocess.run([snmpwalk, "-v2c", "-c", "public", "-M", str(NET_SNMP_MIBS), "-m", "ALL", snmpd, root],
+                            capture_output=True, text=True, timeout=120)
+    assert theirs.returncode == 0, theirs.stderr
+    names = [line.split(" = ", 1)[0] for line in ours.stdout.splitlines()]
+    reference = [line.split(" = ", 1)[0] for line in theirs.stdout.splitlines() if " = " in line]
+    assert names and names == reference
+    if root == "system":
+        assert any(line.startswith('SNMPv2-MIB::sysDescr.0 = STRING: "Linux') for line in ours.stdout.splitlines())
+    if root == "IF-MIB::ifTable":
+        assert "IF-MIB::ifOperStatus.1 = INTEGER: up(1)" in ours.stdout.splitlines()
+
+
+def test_walk_errors_are_clear(snmpd: str) -> None:
+    r = subprocess.run(sotp_cmd("snmp", "walk", snmpd, "noSuchThing", "-m", str(NET_SNMP_MIBS)),
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 2 and "unknown MIB object 'noSuchThing'" in r.stderr
+    r = subprocess.run(sotp_cmd("snmp", "walk", f"127.0.0.1:{free_port()}", "1.3.6.1.2.1.1", "--timeout", "0.2",
+                                "--retries", "0"), capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 1 and "no response from" in r.stderr
+
+
+def test_check_validates_and_warns(workdir: Path) -> None:
+    bad = workdir / "check-bad.yml"
+    bad.write_text("modules: {m: {walk: [1.3.6.1.2.1.2], metrics: [{name: x, oid: 1.3.6.1.2.1.2.1, type: gaug}]}}\n")
+    r = subprocess.run(sotp_cmd("snmp", "check", str(bad)), capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and "modules.m.metrics[0].type: unknown metric type 'gaug'" in r.stderr
+    uncovered = workdir / "check-warn.yml"
+    uncovered.write_text("modules: {m: {walk: [1.3.6.1.2.1.2], metrics: [{name: x, oid: 1.3.6.1.2.1.31.1.1.1.1, "
+                         "type: DisplayString}]}}\n")
+    r = subprocess.run(sotp_cmd("snmp", "check", str(uncovered)), capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0 and "1 warnings" in r.stdout
+    assert "metric x (1.3.6.1.2.1.31.1.1.1.1) is not under any walk or get" in r.stderr
