@@ -8,11 +8,20 @@ Needs root: it creates a network namespace with dummy links (veth pairs where th
 driver), runs snmpd and all exporters inside it on 127.0.0.1, and removes the namespace at the end.
 
     sudo .venv/bin/python bench/snmp.py [--scrapes 20] [--interfaces 52]
+
+``--limits`` (no root) times the failure and concurrency rules instead, which the tests check as
+behaviour only: a silent device (2 tries of 300 ms), three scrapes of one device with
+``max_concurrent_per_target: 1`` (one after the other), three devices at once, the whole exporter
+limited to one scrape, Prometheus' scrape-timeout header (1.5 s: 1 s budget) and SIGTERM with a scrape
+in flight; snmp_exporter 0.21 beside it where it has the same rule.
+
+    .venv/bin/python bench/snmp.py --limits
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import socket
@@ -25,7 +34,7 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_V021 = REPO.parent / "shared" / "exporters" / "snmp_exporter_v0.21.0_if_mib.yml"
+SHARED_V021 = REPO / "tests" / "fixtures" / "snmp_exporter" / "snmp_exporter_v0.21.0_if_mib.yml"
 
 
 def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -141,14 +150,99 @@ def inside(args: argparse.Namespace) -> int:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def timed_scrapes(url: str, queries: list[str], headers: dict[str, str] | None = None) -> float:
+    """Seconds until all ``queries`` (run at once) have answered."""
+    import threading
+
+    def one(q: str) -> None:
+        # snmp_exporter answers a failed scrape with 500; an exporter being stopped closes the socket.
+        with contextlib.suppress(OSError):
+            urllib.request.urlopen(urllib.request.Request(url + q, headers=headers or {}), timeout=60).read()
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=one, args=(q,)) for q in queries]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start
+
+
+def limits() -> int:
+    """Time the failure and concurrency rules (see the module docstring)."""
+    import yaml
+
+    work = Path(tempfile.mkdtemp(prefix="sotp-snmp-limits-"))
+    quick = {"get": ["1.3.6.1.2.1.1.5.0"], "timeout": "300ms", "retries": 1,
+             "metrics": [{"name": "sysName", "oid": "1.3.6.1.2.1.1.5", "type": "DisplayString"}]}
+    (work / "sotp.yml").write_text(yaml.safe_dump({
+        "modules": {"quick": quick, "slow": {**quick, "timeout": "5s", "retries": 3}},
+        "exporter": {"max_concurrent_per_target": 1}}))
+    (work / "oracle.yml").write_text(yaml.safe_dump({"quick": quick, "slow": {**quick, "timeout": "5s", "retries": 3}}))
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(argv: list[str]) -> str:
+        port = free_port()
+        procs.append(subprocess.Popen([*argv, f"127.0.0.1:{port}"], cwd=REPO, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO)}))
+        wait_http(f"http://127.0.0.1:{port}/metrics")
+        return f"http://127.0.0.1:{port}"
+
+    sotp = [sys.executable, "-m", "sotp", "exporter", "snmp", "--backend", "native", "--config"]
+    try:
+        ours = start([*sotp, str(work / "sotp.yml"), "--listen"])
+        single = start([*sotp, str(work / "sotp.yml"), "--max-concurrent-scrapes", "1", "--listen"])
+        oracle = start(["prometheus-snmp-exporter", f"--config.file={work / 'oracle.yml'}", "--web.listen-address"])
+        # Silent devices: bound UDP sockets that never answer (a closed port would refuse at once).
+        silent = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+        for s in silent:
+            s.bind(("127.0.0.1", 0))
+        dead = [f"/snmp?target=127.0.0.1:{s.getsockname()[1]}&module=quick" for s in silent]
+        header = {"X-Prometheus-Scrape-Timeout-Seconds": "1.5"}
+        rows = [
+            ("silent device, 2 tries of 300 ms", 0.6, timed_scrapes(ours, dead[:1]), timed_scrapes(oracle, dead[:1])),
+            ("3 scrapes of one device, per-target limit 1", 1.8, timed_scrapes(ours, [dead[0]] * 3),
+             timed_scrapes(oracle, [dead[0]] * 3)),
+            ("3 devices at once", 0.6, timed_scrapes(ours, dead), timed_scrapes(oracle, dead)),
+            ("3 devices, max_concurrent_scrapes 1", 1.8, timed_scrapes(single, dead), None),
+            ("module of 4 x 5 s, scrape timeout header 1.5 s", 1.0,
+             timed_scrapes(ours, [dead[0].replace("quick", "slow")], header), None),
+        ]
+        stopping = subprocess.Popen([*sotp, str(work / "sotp.yml"), "--listen", f"127.0.0.1:{(port := free_port())}"],
+                                    cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_http(f"http://127.0.0.1:{port}/metrics")
+        import threading
+
+        threading.Thread(target=lambda: timed_scrapes(f"http://127.0.0.1:{port}", [dead[0].replace("quick", "slow")]),
+                         daemon=True).start()
+        time.sleep(0.5)
+        begin = time.perf_counter()
+        stopping.terminate()
+        stopping.wait(30)
+        rows.append(("SIGTERM with a 20 s scrape in flight", 1.0, time.perf_counter() - begin, None))
+        print(f"load average {os.getloadavg()[0]:.1f}")
+        print(f"{'rule':<50}{'expected s':>11}{'SOTP s':>9}{'snmp_exporter s':>17}")
+        for name, expected, got, ref in rows:
+            print(f"{name:<50}{expected:>11.1f}{got:>9.2f}{'' if ref is None else f'{ref:.2f}':>17}")
+        return 0
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--limits", action="store_true", help="time the failure and concurrency rules (no root)")
     parser.add_argument("--scrapes", type=int, default=20)
     parser.add_argument("--interfaces", type=int, default=52, help="links besides lo (>= 50 for the target)")
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inside:
         return inside(args)
+    if args.limits:
+        return limits()
     for tool in ("ip", "snmpd", "prometheus-snmp-exporter"):
         if shutil.which(tool) is None:
             raise SystemExit(f"bench/snmp.py needs {tool!r} (apt-get install iproute2 snmpd prometheus-snmp-exporter)")

@@ -2,7 +2,9 @@
 
 Names follow the exporters SOTP mimics: snmp_exporter's ``if_mib`` module (``ifHCInOctets``,
 ``ifOperStatus``... with ``ifIndex``/``ifName``/``ifDescr``/``ifAlias`` labels, the device in
-``instance``), blackbox_exporter's ``probe_*`` (device in ``instance``), SOTP's continuous ping
+``instance``), the CPU, memory and temperature objects of SOTP's default SNMP modules (Cisco
+``cisco_device``, Juniper ``juniper``, ``host_resources``, net-snmp ``ucd_*``, ``entity_sensor``: the
+first a device answers is used), blackbox_exporter's ``probe_*`` (device in ``instance``), SOTP's continuous ping
 ``sotp_icmp_*{host, ip}`` (device in ``host``) and the config backups' ``sotp_config_*{device}``.
 
 A device is named by its ``device`` label when the series carry one (the worker sets it for every device
@@ -24,11 +26,15 @@ from dashboards.timerange import TimeRange, format_duration
 from sotp.config import parse_duration
 
 __all__ = [
+    "CPU_PCT",
+    "MEM_PCT",
+    "TEMP_C",
     "DeviceRow",
     "Interface",
     "Marker",
     "device_panels",
     "devices",
+    "health_panels",
     "interface_panels",
     "interfaces",
     "markers",
@@ -44,6 +50,39 @@ SOURCES: dict[str, tuple[str, str]] = {
 }
 #: How far back the table looks for the last backup run (backups may run daily).
 BACKUP_LOOKBACK = "7d"
+#: A device's CPU busy % from whichever module answers it: Cisco CISCO-PROCESS-MIB, Juniper
+#: jnxOperatingTable (busiest component), HOST-RESOURCES-MIB (mean of the processors), net-snmp UCD.
+#: ``SEL`` stands for the device's label matcher (see :func:`selected`); the result is by ``instance``.
+CPU_PCT = (
+    "max by (BY) (cpmCPUTotal1minRev{SEL}) or max by (BY) (jnxOperatingCPU{SEL})"
+    " or avg by (BY) (hrProcessorLoad{SEL}) or 100 - max by (BY) (ssCpuIdle{SEL})"
+)
+#: hrStorageType of main memory (HOST-RESOURCES-TYPES hrStorageRam), as the host_resources module labels it.
+HR_RAM = 'hrStorageType="1.3.6.1.2.1.25.2.1.2"'
+#: Memory used %: Cisco memory pools (CISCO-MEMORY-POOL-MIB, else CISCO-ENHANCED-MEMPOOL-MIB), Juniper's
+#: buffer use (busiest component), HOST-RESOURCES-MIB's RAM storage, net-snmp UCD (buffers and cache free).
+MEM_PCT = (
+    "100 * sum by (BY) (ciscoMemoryPoolUsed{SEL}) / (sum by (BY) (ciscoMemoryPoolUsed{SEL})"
+    " + sum by (BY) (ciscoMemoryPoolFree{SEL}))"
+    " or 100 * sum by (BY) (cempMemPoolUsed{SEL}) / (sum by (BY) (cempMemPoolUsed{SEL})"
+    " + sum by (BY) (cempMemPoolFree{SEL}))"
+    " or max by (BY) (jnxOperatingBuffer{SEL})"
+    " or 100 * max by (BY) (hrStorageUsed{" + HR_RAM + ",SEL})"
+    " / max by (BY) (hrStorageSize{" + HR_RAM + ",SEL})"
+    " or 100 * (1 - (max by (BY) (memAvailReal{SEL}) + max by (BY) (memBuffer{SEL})"
+    " + max by (BY) (memCached{SEL})) / max by (BY) (memTotalReal{SEL}))"
+)
+#: Temperature sensors in °C, one series per sensor (expression, legend): CISCO-ENTITY-SENSOR-MIB and
+#: ENTITY-SENSOR-MIB (sensor type 8 = celsius, in tenths when the precision is 1), Juniper's
+#: jnxOperatingTemp (0 where a component has no sensor).
+TEMPERATURES = (
+    ('entSensorValue{entSensorType="8",SEL}', "{{entPhysicalName}}"),
+    ('entPhySensorValue{entPhySensorType="8",entPhySensorPrecision="0",SEL}', "{{entPhysicalName}}"),
+    ('entPhySensorValue{entPhySensorType="8",entPhySensorPrecision="1",SEL} / 10', "{{entPhysicalName}}"),
+    ("jnxOperatingTemp{SEL} > 0", "{{jnxOperatingDescr}}"),
+)
+#: The hottest sensor of each device.
+TEMP_C = " or ".join(f"max by (BY) ({expr})" for expr, _ in TEMPERATURES)
 #: ifOperStatus values (IF-MIB), for the interface table.
 OPER_STATUS = {1: "up", 2: "down", 3: "testing", 4: "unknown", 5: "dormant", 6: "notPresent", 7: "lowerLayerDown"}
 
@@ -71,6 +110,9 @@ class DeviceRow:
     backup_ok: float = math.nan
     backup_age_s: float = math.nan
     changes: float = math.nan
+    cpu_pct: float = math.nan
+    mem_pct: float = math.nan
+    temp_c: float = math.nan
 
 
 @dataclass
@@ -167,6 +209,9 @@ def device_queries(rate: str, span: str, avg: str = "5m") -> dict[str, tuple[str
         "uptime_s": (f"max by ({inst}) (sysUpTime) / 100", "instance"),
         "if_up": (f"count by ({inst}) (ifOperStatus == 1)", "instance"),
         "if_total": (f"count by ({inst}) (ifOperStatus)", "instance"),
+        "cpu_pct": (selected(CPU_PCT, ""), "instance"),
+        "mem_pct": (selected(MEM_PCT, ""), "instance"),
+        "temp_c": (selected(TEMP_C, ""), "instance"),
         "in_bps": (f"8 * sum by ({inst}) (rate(ifHCInOctets[{rate}]))", "instance"),
         "out_bps": (f"8 * sum by ({inst}) (rate(ifHCOutOctets[{rate}]))", "instance"),
         # Backup metrics are written once per backup run, so look back far enough to see the last one.
@@ -203,7 +248,7 @@ def devices(client: PromClient, tr: TimeRange, now: float) -> tuple[list[DeviceR
         got[key] = {device_key(s.labels, label)[0]: s.value for s in result.samples}
     for name, row in rows.items():
         for key in ("loss_pct", "rtt_s", "uptime_s", "if_up", "if_total", "in_bps", "out_bps", "backup_ok",
-                    "backup_age_s", "changes"):
+                    "backup_age_s", "changes", "cpu_pct", "mem_pct", "temp_c"):
             if name in got.get(key, {}):
                 setattr(row, key, got[key][name])
         if math.isnan(row.loss_pct) and name in got.get("bb_loss", {}):
@@ -259,6 +304,25 @@ def interfaces(client: PromClient, device: str, rate: str, now: float,
 
 def _index_key(row: Interface) -> tuple[int, str]:
     return (int(row.if_index), "") if row.if_index.isdigit() else (1 << 62, row.if_index)
+
+
+def selected(template: str, device: str, keyed: bool = False) -> str:
+    """A health query grouped as the device table groups (``BY``: the device label and ``instance``), for
+    one device (``SEL``: its selector, see :func:`selector`) or, with ``device`` empty, for all."""
+    template = template.replace("BY", _by("instance"))
+    if not device:
+        return template.replace(",SEL", "").replace("{SEL}", "")
+    return template.replace("SEL", selector(device, keyed, "instance"))
+
+
+def health_panels(device: str, keyed: bool = False) -> list[Panel]:
+    """CPU, memory and temperatures of one SNMP device, from whichever default module it answers."""
+    return [
+        Panel("CPU", (Target(selected(CPU_PCT, device, keyed), "busy"),), unit="percent"),
+        Panel("Memory", (Target(selected(MEM_PCT, device, keyed), "used"),), unit="percent"),
+        Panel("Temperatures", tuple(Target(selected(expr, device, keyed), leg) for expr, leg in TEMPERATURES),
+              unit="°C"),
+    ]
 
 
 def device_panels(device: str, sources: list[str], keyed: bool = False) -> list[Panel]:

@@ -4,7 +4,7 @@ A device lists what to do with it — SNMP (through ``sotp exporter snmp``), ICM
 continuous ping) and SSH configuration backups — and the worker derives its scrape jobs and backup list
 from this, all carrying the label ``device="<name>"`` so one device is one row on the Network page::
 
-    snmp: {config_file: snmp.yml, module: "if_mib,system", auth: public_v2}
+    snmp: {config_file: snmp.yml, module: "if_mib,system", auth: public_v2}   # module: default DEVICE_MODULES
     devices:
       - name: edge1
         address: 192.0.2.1                  # the default for snmp.target, icmp.address and backup.host
@@ -35,6 +35,13 @@ DEFAULT_SNMP_EXPORTER: Final = "127.0.0.1:9116"
 DEFAULT_ICMP_EXPORTER: Final = "127.0.0.1:9115"
 
 
+#: The built-in SNMP modules every device is scraped with unless ``snmp.module`` says otherwise: a device
+#: answers the ones it implements (an absent subtree costs one request). UPS, printer, Arista forwarding
+#: and IP-MIB modules are opt-in. The SNMP exporter re-exports this tuple; its modules.yml holds them.
+DEVICE_MODULES = ("system", "if_mib", "host_resources", "entity_sensor", "ucd_memory", "ucd_system_stats",
+                  "cisco_device", "juniper")
+
+
 @dataclass
 class SnmpSection:
     """``snmp:`` — where the SNMP exporter is, what it loads, and the defaults of every device."""
@@ -43,7 +50,7 @@ class SnmpSection:
     config_file: str = ""
     #: host:port at which the worker reaches ``sotp exporter snmp`` (``sotp up`` sets its own).
     exporter: str = DEFAULT_SNMP_EXPORTER
-    module: str = "if_mib,system"
+    module: str = ",".join(DEVICE_MODULES)
     auth: str = "public_v2"
     #: Shorthand: devices known only by an SNMP address (each named by it).
     targets: list[str] = field(default_factory=list)

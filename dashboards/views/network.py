@@ -13,6 +13,7 @@ from dashboards.network import (
     DeviceRow,
     device_panels,
     devices,
+    health_panels,
     interface_panels,
     interfaces,
     markers,
@@ -44,6 +45,10 @@ def _backup(row: DeviceRow) -> str:
     return ui.status("ok", age) if row.backup_ok == 1 else ui.status("failed", f"(last good {age or 'never'})")
 
 
+def _pct(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.0f} %"
+
+
 def _table(rows: list[DeviceRow]) -> pd.DataFrame:
     return pd.DataFrame(
         {
@@ -52,6 +57,9 @@ def _table(rows: list[DeviceRow]) -> pd.DataFrame:
             "RTT": [fmt_ms(r.rtt_s) for r in rows],
             "Loss": ["" if math.isnan(r.loss_pct) else f"{r.loss_pct:.1f} %" for r in rows],
             "Uptime": [fmt_age(r.uptime_s) for r in rows],
+            "CPU": [_pct(r.cpu_pct) for r in rows],
+            "Memory": [_pct(r.mem_pct) for r in rows],
+            "Temp": ["" if math.isnan(r.temp_c) else f"{r.temp_c:.0f} °C" for r in rows],
             "Interfaces up": ["" if math.isnan(r.if_total) else f"{r.if_up:.0f} / {r.if_total:.0f}" for r in rows],
             "In": [fmt_bits(r.in_bps) if not math.isnan(r.in_bps) else "" for r in rows],
             "Out": [fmt_bits(r.out_bps) if not math.isnan(r.out_bps) else "" for r in rows],
@@ -87,6 +95,9 @@ def body(settings: ui.Settings) -> None:
         column_config={
             "Loss": st.column_config.TextColumn("Loss", help="share of echoes or probes lost in the last 5 minutes"),
             "Config changes": st.column_config.TextColumn("Config changes", help="changes in the picked time range"),
+            "CPU": st.column_config.TextColumn("CPU", help="CPU busy (Cisco, Juniper, HOST-RESOURCES, net-snmp)"),
+            "Memory": st.column_config.TextColumn("Memory", help="memory used, from the same MIBs"),
+            "Temp": st.column_config.TextColumn("Temp", help="hottest temperature sensor"),
         },
         key="network_table",
     )
@@ -112,6 +123,13 @@ def body(settings: ui.Settings) -> None:
     if "snmp" not in row.sources:
         st.caption("no SNMP data for this device: interface details need an SNMP target with the if_mib module")
         return
+    health = [p for p, v in zip(health_panels(device, row.keyed), (row.cpu_pct, row.mem_pct, row.temp_c), strict=True)
+              if not math.isnan(v)]
+    if health:
+        cols = st.columns(len(health))
+        for col, panel in zip(cols, health, strict=True):
+            with col:
+                ui.chart(fetch(client, panel, tr), tr)
     ifs, ierr = interfaces(client, device, tr.rate, now, row.keyed)
     ui.api_error(ierr)
     st.markdown("**Interfaces**")

@@ -163,18 +163,34 @@ INDEX_RENDERABLE = frozenset(
 
 
 def parse_date_and_time(raw: bytes) -> float:
-    """RFC 2579 DateAndTime (8 or 11 bytes) -> Unix seconds. Raises ValueError when malformed."""
+    """RFC 2579 DateAndTime (8 or 11 bytes) -> Unix seconds, as snmp_exporter computes it with Go's
+    ``time.Date``: out-of-range fields are normalised, not refused (an all-zero value, which agents
+    send for "never", is year 0 month 0 day 0: -62169984000). Raises ValueError for
+    a length other than 8/11 or a zone Go's ``time.Parse("-0700")`` refuses."""
     if len(raw) == 8:
-        tz = dt.UTC
+        offset = 0
     elif len(raw) == 11:
-        sign = {ord("+"): 1, ord("-"): -1}.get(raw[8])
-        if sign is None:
-            raise ValueError(f"invalid DateAndTime time zone direction {raw[8]!r}")
-        tz = dt.timezone(sign * dt.timedelta(hours=raw[9], minutes=raw[10]))
+        sign, hours, minutes = raw[8], raw[9], raw[10]
+        if sign not in b"+-" or hours > 24 or minutes > 60:
+            raise ValueError(f"invalid DateAndTime time zone {raw[8:]!r}")
+        offset = (hours * 60 + minutes) * 60 * (1 if sign == ord("+") else -1)
     else:
         raise ValueError(f"invalid DateAndTime length {len(raw)}")
-    when = dt.datetime(int.from_bytes(raw[0:2], "big"), raw[2], raw[3], raw[4], raw[5], raw[6], tzinfo=tz)
-    return float(int(when.timestamp()))
+    year, month = int.from_bytes(raw[0:2], "big"), raw[2] - 1
+    year, month = year + month // 12, month % 12 + 1
+    days = _days_from_civil(year, month) + raw[3] - 1
+    local_ns = (((days * 24 + raw[4]) * 60 + raw[5]) * 60 + raw[6]) * 10**9 + raw[7] * 10**8
+    return float(local_ns // 10**9 - offset)
+
+
+def _days_from_civil(year: int, month: int) -> int:
+    """Days from 1970-01-01 to the first of ``month`` in the proleptic Gregorian calendar, any year."""
+    y = year - (month <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
 
 
 def parse_ntp_timestamp(raw: bytes) -> float:

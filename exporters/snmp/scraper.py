@@ -5,7 +5,8 @@ walk loop, retries, packet counting and the stop rules live once, here, like gos
 ``BulkWalkAll`` under snmp_exporter:
 
 * GETBULK (GETNEXT for v1) from the subtree root until a varbind leaves the subtree or is
-  endOfMibView/noSuch*; an empty walk falls back to a GET of the root (walking a scalar);
+  endOfMibView/noSuch*; when the first varbind of the first answer is already past the subtree, the
+  root itself is fetched with a GET (walking a scalar), as gosnmp does;
 * OIDs must increase unless ``allow_nonincreasing_oids`` (a looping agent otherwise never ends);
 * GETs go in chunks of ``max_repetitions`` OIDs (one per request for v1, whose noSuchName is skipped);
 * dynamic ``filters`` walk their column first and turn the walks of their targets into GETs of the
@@ -182,6 +183,7 @@ async def _walk(session: Session, module: Module, root: str, send: Sender, targe
     cursor = root
     last: str | None = None
     reps = module.max_repetitions or 1
+    scalar = False
     while True:
         if session.version == 1:
             pdus = await send(lambda c=cursor: session.get_next([c]))  # type: ignore[misc]
@@ -190,8 +192,14 @@ async def _walk(session: Session, module: Module, root: str, send: Sender, targe
         if not pdus:
             break
         done = False
-        for p in pdus:
-            if p.type in EXCEPTION_TYPES or not p.oid.startswith(prefix):
+        for i, p in enumerate(pdus):
+            if p.type in EXCEPTION_TYPES:
+                done = True
+                break
+            if not p.oid.startswith(prefix):
+                # gosnmp's rule: only when the very first varbind is already past the subtree is the root
+                # itself fetched with a GET (walking a scalar); an endOfMibView first is just the end.
+                scalar = last is None and i == 0
                 done = True
                 break
             if last is not None and not module.allow_nonincreasing_oids and not _after(p.oid, last):
@@ -204,7 +212,7 @@ async def _walk(session: Session, module: Module, root: str, send: Sender, targe
             cursor = p.oid
         if done:
             break
-    if not out:
+    if scalar:
         # Walking a scalar or a single instance: the root itself may exist.
         try:
             pdus = await send(lambda: session.get([root]))

@@ -60,6 +60,17 @@ class Iface:
 
 
 @dataclass(frozen=True)
+class Component:
+    """A CPU/memory/temperature reading of a device part, written as its vendor's SNMP module names it."""
+
+    name: str
+    cpu_pct: float
+    mem_used: float  # bytes (Cisco pool) or percent (Juniper buffer)
+    mem_free: float
+    temp_c: float
+
+
+@dataclass(frozen=True)
 class Device:
     name: str
     ip: str
@@ -72,6 +83,8 @@ class Device:
     #: Named in sotp.yml's devices: every series carries device="<name>", while SNMP's instance is
     #: "<ip>:161" and the ping's host is the ip (one device, three sources: one row).
     inventory: bool = False
+    vendor: str = ""  # "cisco" (cisco_device module) or "juniper" (juniper module)
+    parts: tuple[Component, ...] = ()
 
     def source_labels(self, legacy: str, value: str) -> dict[str, str]:
         return {legacy: value, "device": self.name} if self.inventory else {legacy: self.name}
@@ -87,6 +100,7 @@ DEVICES = [
             Iface(4, "Gi0/4", "GigabitEthernet0/4", "printer", True, 2e5, 1e5),
         ],
         rtt_s=0.0012, loss=0.0, uptime_s=86400 * 41.5, backup_ok=True, change_ago_s=1500,
+        vendor="cisco", parts=(Component("CPU", 23.0, 60e6, 40e6, 41.0), Component("I/O", 0.0, 5e6, 15e6, 29.0)),
     ),
     Device(
         "edge-rtr1", "192.0.2.254",
@@ -95,6 +109,9 @@ DEVICES = [
             Iface(2, "ge-0/0/1", "ge-0/0/1", "to core-sw1", True, 310e6, 95e6),
         ],
         rtt_s=0.0085, loss=0.02, uptime_s=86400 * 3.2, backup_ok=False, change_ago_s=2400, inventory=True,
+        vendor="juniper", parts=(Component("Routing Engine 0", 12.0, 47.0, 0.0, 39.0),
+                                 Component("FPC: MPC 0", 31.0, 38.0, 0.0, 52.0),
+                                 Component("PEM 0", 0.0, 0.0, 0.0, 0.0)),
     ),
 ]
 #: Ping-only targets (continuous ping), and blackbox-probed ones.
@@ -227,6 +244,8 @@ def _devices(ds: Dataset) -> None:
                 ds.add({"__name__": "ifHighSpeed", **lab}, t, 1000.0)
                 ds.add({"__name__": "ifInErrors", **lab}, t, 7 + i.in_errors_ps * el)
                 ds.add({"__name__": "ifOutErrors", **lab}, t, 0.0)
+            for k, part in enumerate(d.parts, 1):
+                _health(ds, base, d.vendor, k, part, t)
         backups = [t for t in _times(ds) if int(t - t0) % BACKUP_EVERY_S == 0]
         fails_from = ds.now - 1200 if not d.backup_ok else math.inf
         last_ok = t0
@@ -238,6 +257,26 @@ def _devices(ds: Dataset) -> None:
             ds.add({"__name__": "sotp_config_backup_last_success_timestamp_seconds", **dl}, t, last_ok)
             changed = d.change_ago_s is not None and t >= ds.now - d.change_ago_s
             ds.add({"__name__": "sotp_config_changes_total", **dl}, t, 3.0 + (1.0 if changed else 0.0))
+
+
+def _health(ds: Dataset, base: dict[str, str], vendor: str, k: int, part: Component, t: float) -> None:
+    """CPU, memory and temperature series as the cisco_device and juniper modules name and label them."""
+    if vendor == "cisco":
+        ds.add({"__name__": "cpmCPUTotal1minRev", **base, "cpmCPUTotalIndex": str(k)}, t, part.cpu_pct)
+        pool = {**base, "ciscoMemoryPoolType": str(k), "ciscoMemoryPoolName": part.name}
+        ds.add({"__name__": "ciscoMemoryPoolUsed", **pool}, t, part.mem_used)
+        ds.add({"__name__": "ciscoMemoryPoolFree", **pool}, t, part.mem_free)
+        sensor = {**base, "entPhysicalIndex": str(1000 + k), "entPhysicalName": f"{part.name} temp",
+                  "entSensorScale": "9"}
+        ds.add({"__name__": "entSensorValue", **sensor, "entSensorType": "8"}, t, part.temp_c)
+        ds.add({"__name__": "entSensorValue", **sensor, "entPhysicalIndex": str(2000 + k),
+                "entPhysicalName": f"{part.name} volts", "entSensorType": "4"}, t, 90.0)  # volts, not a temperature
+    elif vendor == "juniper":
+        comp = {**base, "jnxOperatingContentsIndex": str(k), "jnxOperatingL1Index": "1", "jnxOperatingL2Index": "0",
+                "jnxOperatingL3Index": "0", "jnxOperatingDescr": part.name}
+        ds.add({"__name__": "jnxOperatingCPU", **comp}, t, part.cpu_pct)
+        ds.add({"__name__": "jnxOperatingBuffer", **comp}, t, part.mem_used)
+        ds.add({"__name__": "jnxOperatingTemp", **comp}, t, part.temp_c)
 
 
 def _pings(ds: Dataset) -> None:

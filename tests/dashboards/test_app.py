@@ -78,12 +78,17 @@ def test_network_page(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None
     row = devices[devices["Device"] == "edge-rtr1"].iloc[0]
     assert row["Last backup"].startswith("● failed")
     assert row["Interfaces up"] == "2 / 2"
-    # first device: RTT + loss, interface table, traffic (with backup/change rules) + errors
+    # Juniper: the busiest component's CPU and buffer, the hottest sensor
+    assert (row["CPU"], row["Memory"], row["Temp"]) == ("31 %", "47 %", "52 °C")
+    core = devices[devices["Device"] == "core-sw1"].iloc[0]
+    assert (core["CPU"], core["Memory"], core["Temp"]) == ("23 %", "54 %", "41 °C")  # 65 of 120 MB used
+    # first device: RTT + loss, CPU + memory + temperatures, interface table, traffic (with backup/change
+    # rules) + errors
     assert at.selectbox(key="network_device").value == "core-sw1"
     ifaces = at.dataframe[1].value
     assert list(ifaces["Name"]) == [i.name for i in ds.DEVICES[0].ifaces]
     charts = _charts(at)
-    assert len(charts) == 4
+    assert len(charts) == 7
     marked = [c for c in charts
               if any(layer.get("encoding", {}).get("stroke", {}).get("field") == "event" for layer in c["layer"])]
     assert len(marked) == 1, "the traffic chart carries the backup and config-change markers"
@@ -94,7 +99,7 @@ def test_network_page(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None
     at.selectbox(key="network_device").set_value("edge-rtr1").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert list(at.dataframe[1].value["Name"]) == [i.name for i in ds.DEVICES[1].ifaces]
-    assert len(_charts(at)) == 4
+    assert len(_charts(at)) == 7  # RTT, loss, its Juniper CPU/memory/temperatures, traffic, errors
     assert not any(str(d.ip) in list(devices["Device"]) for d in ds.DEVICES)
     # a ping-only device has no interface table
     at.selectbox(key="network_device").set_value("isp-gw").run()

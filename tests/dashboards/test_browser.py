@@ -128,7 +128,7 @@ def _no_errors(driver: object) -> None:
     ("page", "title", "charts", "texts"),
     [
         ("servers", "Servers", 8, ["Hosts up", "CPU busy by host", "CPU busy by mode", "Network traffic"]),
-        ("network", "Network devices", 4, ["Reachable", "Interfaces", "Round-trip time", "Traffic"]),
+        ("network", "Network devices", 7, ["Reachable", "Interfaces", "Round-trip time", "Traffic", "Temperatures"]),
         ("explorer", "Explorer", 1, ["PromQL", "Chart", "Table"]),
     ],
 )

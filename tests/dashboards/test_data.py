@@ -87,6 +87,13 @@ def test_devices(backend: Backend) -> None:
         assert row.uptime_s == pytest.approx(d.uptime_s + last - backend.data.start_ms / 1000 - ds.HISTORY_S)
         assert (row.if_up, row.if_total) == (sum(i.up for i in d.ifaces), len(d.ifaces))
         assert row.in_bps == pytest.approx(sum(i.in_bps for i in d.ifaces), rel=0.2)
+        assert row.cpu_pct == max(p.cpu_pct for p in d.parts)
+        if d.vendor == "cisco":  # pools: sum used / (sum used + sum free)
+            used, free = sum(p.mem_used for p in d.parts), sum(p.mem_free for p in d.parts)
+            assert row.mem_pct == pytest.approx(100 * used / (used + free))
+        else:  # Juniper: the fullest component's buffer %
+            assert row.mem_pct == max(p.mem_used for p in d.parts)
+        assert row.temp_c == max(p.temp_c for p in d.parts)  # volt sensors and 0 (no sensor) left out
         assert row.backup_ok == (1.0 if d.backup_ok else 0.0)
         assert row.changes == (1.0 if d.change_ago_s else 0.0)
         if d.backup_ok:
@@ -145,6 +152,20 @@ def test_every_panel_has_data(backend: Backend) -> None:
         assert got.frame["time"].min() >= pd.Timestamp(tr.start, unit="s", tz="UTC")
         assert got.frame["time"].max() <= pd.Timestamp(tr.end, unit="s", tz="UTC")
         assert len(set(got.frame["series"])) >= len(panel.targets), panel.title
+
+
+def test_health_panels(backend: Backend) -> None:
+    """CPU, memory and temperatures of a Cisco and a Juniper device: each answers its vendor's targets only."""
+    client = PromClient(backend.url)
+    tr = TimeRange.last(3600, time.time())
+    for d in ds.DEVICES:
+        cpu, mem, temps = (fetch(client, panel, tr) for panel in network.health_panels(d.name, d.inventory))
+        for got in (cpu, mem, temps):
+            assert got.error is None and not got.frame.empty
+        assert set(cpu.frame["value"]) == {max(p.cpu_pct for p in d.parts)}
+        # One series per temperature sensor, named by it (volt sensors and empty slots left out).
+        assert sorted(temps.frame["series"].unique()) == sorted(
+            (f"{p.name} temp" if d.vendor == "cisco" else p.name) for p in d.parts if p.temp_c > 0)
 
 
 def test_api_error_is_shown_as_given(backend: Backend) -> None:

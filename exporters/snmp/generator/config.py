@@ -155,14 +155,15 @@ class ModuleConfig:
         for i, oid in enumerate(self.walk):
             if oid.startswith("."):
                 raise ConfigError(f"{path}.walk[{i}]: invalid OID {oid}, prefix of '.' should be removed")
+        def given(value: object) -> bool:  # retries: 0 is a setting; None and false are "not given"
+            return value is not None and value is not False
+
         inline = from_dict(WalkParams, {k: getattr(self, k) for k in (
             "max_repetitions", "retries", "timeout", "use_unconnected_udp_socket", "allow_nonincreasing_oids")
-            if getattr(self, k) not in (None, False)}, path)
+            if given(getattr(self, k))}, path)
         if self.walk_params is not None:
             nested = dataclasses.asdict(self.walk_params)
-            for key, value in dataclasses.asdict(inline).items():
-                if value not in (None, False):
-                    nested[key] = value
+            nested.update({k: v for k, v in dataclasses.asdict(inline).items() if given(v)})
             self.walk_params = WalkParams(**nested)
         else:
             self.walk_params = inline

@@ -11,6 +11,9 @@ from exporters.snmp.config import builtin_modules, load_config, parse_config
 from sotp.errors import ConfigError
 from tests.exporters.snmp.fakes import UPSTREAM_V021
 
+#: snmp_exporter v0.30.1's generated snmp.yml (the oracle of the generator tests).
+UPSTREAM_V030 = Path(__file__).resolve().parents[2] / "fixtures" / "snmp_exporter" / "v0.30.1" / "snmp.yml"
+
 
 def test_loads_snmp_exporter_v021_if_mib_as_it_is() -> None:
     cfg = load_config(UPSTREAM_V021)
@@ -26,8 +29,9 @@ def test_loads_snmp_exporter_v021_if_mib_as_it_is() -> None:
 
 def test_builtin_modules_present_with_same_if_mib_shape_as_upstream() -> None:
     mods = builtin_modules()
-    assert set(mods) == {"if_mib", "system", "host_resources"}
-    upstream = load_config(UPSTREAM_V021).modules["if_mib"]
+    assert {"if_mib", "ip_mib", "system", "host_resources", "ucd_memory", "ucd_system_stats", "ucd_la_table",
+            "entity_sensor", "cisco_device", "juniper", "arista_sw", "ups_mib", "printer_mib"} == set(mods)
+    upstream = load_config(UPSTREAM_V030).modules["if_mib"]
     ours = mods["if_mib"]
     assert [(m.name, m.oid, m.type) for m in ours.metrics] == [(m.name, m.oid, m.type) for m in upstream.metrics]
     assert ours.walk == upstream.walk and ours.get == upstream.get

@@ -36,6 +36,7 @@ GATHERED = {
     "arista_sw": "prometheus-community/snmp", "dell_network": "prometheus-community/snmp",
     "eltex_mes": "prometheus-community/snmp", "kemp_loadmaster": "prometheus-community/snmp",
     "fieldserver": "prometheus-community/snmp", "ups_mib": "observium", "ubiquiti_airos": "observium",
+    "printer_mib": "observium + prometheus-community/snmp (IANA-PRINTER-MIB, IANA-CHARSET-MIB)",
 }
 #: Enumerations maintained by IANA that grow after the MIB revision in the fixtures.
 IANA_GROWTH = {("if_mib", "ifType")}

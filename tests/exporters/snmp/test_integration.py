@@ -39,6 +39,7 @@ from tests.conftest import (
     wait_snmp,
 )
 from tests.exporters.snmp.fakes import UPSTREAM_V021
+from tests.exporters.snmp.recording_agent import RecordingAgent, grouped
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +75,8 @@ def parse(text: str) -> tuple[dict[str, str], dict[str, float]]:
     """(family -> type, series line without value -> value)."""
     types: dict[str, str] = {}
     series: dict[str, float] = {}
-    for line in text.splitlines():
+    # Label values keep a raw CR (Go's exposition escapes only backslash, quote and LF): split on LF only.
+    for line in text.split("\n"):
         if line.startswith("# TYPE "):
             _, _, name, typ = line.split(" ")
             types[name] = typ
@@ -165,9 +167,9 @@ def v021_file(workdir: Path) -> Path:
     data["if_mib_edge"] = {**data["if_mib"], "auth": {"community": "edge"}}
     data["if_mib_juniper"] = {**data["if_mib"], "auth": {"community": "juniper-mx960"}}
     # SOTP's own modules, handed to the oracle too (v0.21 shape: the module bodies at top level).
+    builtin = yaml.safe_load((REPO / "exporters" / "snmp" / "modules.yml").read_text())["modules"]
     for name in ("if_mib", "system", "host_resources"):
-        text = (REPO / "exporters" / "snmp" / f"{name}.yml").read_text()
-        data[f"sotp_{name}"] = yaml.safe_load(text)["modules"][name]
+        data[f"sotp_{name}"] = builtin[name]
     path = workdir / "snmp_v021_plus.yml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -184,7 +186,12 @@ def sotp_file(workdir: Path) -> Path:
             "sotp_v3": {"version": 3, **V3},
             "bad_v3": {"version": 3, **V3, "password": "not-the-password"},
         },
-        "modules": {"quick": quick, "slow": {**quick, "timeout": "5s", "retries": 3}},
+        "modules": {
+            "quick": quick, "slow": {**quick, "timeout": "5s", "retries": 3},
+            # One per concurrent scrape of the limit tests, so the agent can tell the scrapes apart.
+            **{f"quick{i}": {**quick, "get": [f"1.3.6.1.2.1.1.{i}.0"]} for i in (1, 2, 3)},
+            "patient": {**quick, "timeout": "20s", "retries": 0},
+        },
         "exporter": {"max_concurrent_per_target": 1},
     }
     path = workdir / "snmp_sotp.yml"
@@ -334,56 +341,70 @@ def test_device_failures_are_scrape_error_metrics(
 ) -> None:
     target = {"closed": f"127.0.0.1:{free_port()}"}.get(device) or (
         request.getfixturevalue(device) if device == "snmpd" else device)
-    start = time.monotonic()
     status, text = fetch(f"{sotp2}/snmp?target={target}&module={module}&auth={auth}")
-    elapsed = time.monotonic() - start
     assert status == 200
     _, series = parse(text)
     assert series.get(f'snmp_scrape_error{{reason="{reason}"}}') == 1.0, text
     assert "snmp_scrape_duration_seconds" in series
-    assert elapsed < 3.0  # 2 tries of 300 ms, never a hung request
-    if reason == "timeout":
+    if reason == "timeout":  # the module's two tries, then the error (timing: bench/snmp.py --limits)
         assert (series["snmp_scrape_packets_sent"], series["snmp_scrape_packets_retried"]) == (2, 1)
 
 
 def test_scrape_timeout_header_bounds_the_request(sotp2: str) -> None:
-    # "slow" would try 4 x 5 s; Prometheus' 1.5 s scrape timeout leaves a 1 s budget.
-    start = time.monotonic()
+    # "slow" would try 4 x 5 s; Prometheus' 1.5 s scrape timeout leaves a 1 s budget: the answer is the
+    # deadline error, not the module's timeout (how long it took: bench/snmp.py --limits).
     status, text = fetch(f"{sotp2}/snmp?target=127.0.0.1:{free_port()}&module=slow",
                          headers={"X-Prometheus-Scrape-Timeout-Seconds": "1.5"})
     assert status == 200 and 'snmp_scrape_error{reason="deadline"} 1' in text
-    assert time.monotonic() - start < 2.5
+    assert 'snmp_scrape_error{reason="timeout"}' not in text
 
 
-def concurrent_scrapes(url: str, targets: list[str]) -> float:
-    """Seconds to scrape ``targets`` (module "quick") all at once."""
-    start = time.monotonic()
-    threads = [threading.Thread(target=fetch, args=(f"{url}/snmp?target={t}&module=quick",)) for t in targets]
+def concurrent_scrapes(url: str, requests: list[tuple[str, str]]) -> list[str]:
+    """Scrape (target, module) pairs all at once; the bodies, in request order."""
+    bodies = [""] * len(requests)
+
+    def one(i: int, target: str, module: str) -> None:
+        bodies[i] = fetch(f"{url}/snmp?target={target}&module={module}")[1]
+
+    threads = [threading.Thread(target=one, args=(i, *r)) for i, r in enumerate(requests)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return time.monotonic() - start
+    return bodies
 
 
 def test_per_target_limit_serialises_scrapes_of_one_target(sotp2: str) -> None:
-    # max_concurrent_per_target is 1: three failing 0.6 s scrapes of one target take >= 1.8 s,
-    # while three targets scraped at once take about 0.6 s.
-    one = f"127.0.0.1:{free_port()}"
-    assert concurrent_scrapes(sotp2, [one, one, one]) >= 1.7
-    assert concurrent_scrapes(sotp2, [f"127.0.0.1:{free_port()}" for _ in range(3)]) < 1.5
+    # max_concurrent_per_target is 1: three scrapes of one silent device (two tries each, told apart by the
+    # OID their module asks for) reach it one after the other, never interleaved.
+    with RecordingAgent(1) as agent:
+        target = f"127.0.0.1:{agent.ports[0]}"
+        concurrent_scrapes(sotp2, [(target, f"quick{i}") for i in (1, 2, 3)])
+    oids = [oid for _, oid in agent.arrivals]
+    assert len(oids) == 6 and len(set(oids)) == 3
+    assert grouped(oids), oids
     _, text = fetch(f"{sotp2}/metrics")
     types, series = parse(text)
     assert types["snmp_request_errors_total"] == "counter"
-    assert series['snmp_scrape_errors_total{reason="timeout"}'] >= 6
+    assert series['snmp_scrape_errors_total{reason="timeout"}'] >= 3
+
+
+def test_per_target_limit_lets_other_targets_run_at_once(sotp2: str) -> None:
+    # The device answers only once all three were asked: the scrapes succeed only if they run together.
+    with RecordingAgent(3, barrier=True) as agent:
+        bodies = concurrent_scrapes(sotp2, [(f"127.0.0.1:{p}", "patient") for p in agent.ports])
+    assert all("snmp_scrape_error" not in b and 'sysName{sysName="x"} 1' in b for b in bodies), bodies
 
 
 def test_global_limit_serialises_scrapes_of_all_targets(workdir: Path, sotp_file: Path) -> None:
     proc, url = start_exporter(workdir, sotp_file, "--backend", "native", "--max-concurrent-scrapes", "1")
     try:
-        assert concurrent_scrapes(url, [f"127.0.0.1:{free_port()}" for _ in range(3)]) >= 1.7
+        with RecordingAgent(3) as agent:
+            concurrent_scrapes(url, [(f"127.0.0.1:{p}", "quick") for p in agent.ports])
     finally:
         proc.stop()
+    ports = [str(port) for port, _ in agent.arrivals]
+    assert len(ports) == 6 and grouped(ports), ports
 
 
 def test_sigterm_exits_cleanly_even_with_a_scrape_in_flight(workdir: Path, sotp_file: Path) -> None:
@@ -398,10 +419,9 @@ def test_sigterm_exits_cleanly_even_with_a_scrape_in_flight(workdir: Path, sotp_
     hung = threading.Thread(target=scrape_dead_device)
     hung.start()
     time.sleep(0.5)
-    start = time.monotonic()
     proc.popen.send_signal(signal.SIGTERM)
-    assert proc.popen.wait(10) == 0
-    assert time.monotonic() - start < 4
+    # The scrape in flight would take 20 s: the exporter exits without waiting for it.
+    assert proc.popen.wait(15) == 0
     proc.stop()
     hung.join()
 
@@ -412,3 +432,48 @@ def test_bad_config_exits_2_with_the_key(workdir: Path) -> None:
     r = subprocess.run(sotp_cmd("exporter", "snmp", "--config", str(bad), "--dry-run"), capture_output=True,
                        text=True, cwd=Path(__file__).resolve().parents[3])
     assert r.returncode == 2 and "modules.m.walk[0]" in r.stderr and "numeric OID" in r.stderr
+
+
+# -- sotp snmp walk / check ---------------------------------------------------------------------------------
+NET_SNMP_MIBS = REPO / "tests" / "fixtures" / "mibs" / "net-snmp"
+
+
+@pytest.mark.parametrize("root", ["system", "IF-MIB::ifTable", "1.3.6.1.2.1.25.2"])
+def test_walk_names_objects_like_net_snmp(snmpd: str, root: str) -> None:
+    """``sotp snmp walk`` prints the same names (and OIDs) as net-snmp's snmpwalk loading the same MIBs."""
+    snmpwalk = require_binary("snmpwalk")
+    ours = subprocess.run(sotp_cmd("snmp", "walk", snmpd, root, "-m", str(NET_SNMP_MIBS)), capture_output=True,
+                          text=True, cwd=REPO, timeout=120)
+    assert ours.returncode == 0, ours.stderr
+    theirs = subprocess.run([snmpwalk, "-v2c", "-c", "public", "-M", str(NET_SNMP_MIBS), "-m", "ALL", snmpd, root],
+                            capture_output=True, text=True, timeout=120)
+    assert theirs.returncode == 0, theirs.stderr
+    names = [line.split(" = ", 1)[0] for line in ours.stdout.splitlines()]
+    reference = [line.split(" = ", 1)[0] for line in theirs.stdout.splitlines() if " = " in line]
+    assert names and names == reference
+    if root == "system":
+        assert any(line.startswith('SNMPv2-MIB::sysDescr.0 = STRING: "Linux') for line in ours.stdout.splitlines())
+    if root == "IF-MIB::ifTable":
+        assert "IF-MIB::ifOperStatus.1 = INTEGER: up(1)" in ours.stdout.splitlines()
+
+
+def test_walk_errors_are_clear(snmpd: str) -> None:
+    r = subprocess.run(sotp_cmd("snmp", "walk", snmpd, "noSuchThing", "-m", str(NET_SNMP_MIBS)),
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 2 and "unknown MIB object 'noSuchThing'" in r.stderr
+    r = subprocess.run(sotp_cmd("snmp", "walk", f"127.0.0.1:{free_port()}", "1.3.6.1.2.1.1", "--timeout", "0.2",
+                                "--retries", "0"), capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 1 and "no response from" in r.stderr
+
+
+def test_check_validates_and_warns(workdir: Path) -> None:
+    bad = workdir / "check-bad.yml"
+    bad.write_text("modules: {m: {walk: [1.3.6.1.2.1.2], metrics: [{name: x, oid: 1.3.6.1.2.1.2.1, type: gaug}]}}\n")
+    r = subprocess.run(sotp_cmd("snmp", "check", str(bad)), capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and "modules.m.metrics[0].type: unknown metric type 'gaug'" in r.stderr
+    uncovered = workdir / "check-warn.yml"
+    uncovered.write_text("modules: {m: {walk: [1.3.6.1.2.1.2], metrics: [{name: x, oid: 1.3.6.1.2.1.31.1.1.1.1, "
+                         "type: DisplayString}]}}\n")
+    r = subprocess.run(sotp_cmd("snmp", "check", str(uncovered)), capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0 and "1 warnings" in r.stdout
+    assert "metric x (1.3.6.1.2.1.31.1.1.1.1) is not under any walk or get" in r.stderr

@@ -78,6 +78,14 @@ async def test_walk_of_a_scalar_falls_back_to_get() -> None:
     assert [p.oid for p in r.pdus] == ["1.3.6.1.2.1.1.3.0"]
 
 
+async def test_walk_ending_in_end_of_mib_view_does_not_get_the_root() -> None:
+    # gosnmp (snmp_exporter) GETs the root only when the first varbind is past the subtree, not at the
+    # end of the MIB view: the same packets are sent.
+    s = FakeSession(TABLE)
+    r = await scrape(s, module(walk=["1.3.9"]), "t")
+    assert r.pdus == [] and [c[0] for c in s.calls] == ["getbulk"]
+
+
 async def test_retries_are_counted_and_then_succeed() -> None:
     r = await scrape(FakeSession(TABLE, timeouts=2), module(walk=["1.3.6.1.2.1.2.2.1.3"], retries=3), "t")
     assert (r.packets, r.retries, len(r.pdus)) == (3, 2, 1)
