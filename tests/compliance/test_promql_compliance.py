@@ -3,8 +3,9 @@
 ``tests/fixtures/promql-compliance/promql-test-queries.yml`` is the compliance tester's query set,
 verbatim; its templates expand to 539 cases as the tester expands them. A deterministic demo-service
 dataset (``demo_data.py``) is remote-written into Debian's Prometheus 2.42 and into ``sotp serve``
-processes (SQLite, PostgreSQL), then every case runs as the tester runs it: a range query over the 10
-minutes ending 12 minutes ago, 10 s resolution, compared with the tester's rules:
+processes (SQLite, PostgreSQL; TimescaleDB with SOTP_TEST_TIMESCALE_DSN), then every case runs as
+the tester runs it: a range query over the 10 minutes ending 12 minutes ago, 10 s resolution,
+compared with the tester's rules:
 
 * the reference must fail exactly when the case says ``should_fail`` (else the runner is broken);
 * SOTP must fail exactly when the reference fails (unexpected failure / unexpected success);
@@ -29,7 +30,7 @@ import pytest
 import yaml
 
 from tests.compliance import demo_data
-from tests.conftest import PG_DSN, REPO, Proc, free_port, sotp_cmd, wait_for_port
+from tests.conftest import REPO, Proc, free_port, sotp_cmd, wait_for_port
 from tests.query import oracle_support as osup
 
 pytestmark = pytest.mark.integration
@@ -56,7 +57,7 @@ VARIANTS = {
 }
 FRACTION = 0.00001
 RANGE_S, STEP_S = 600, 10
-BACKENDS = ["sqlite", "postgres"]
+BACKENDS = ["sqlite", *osup.PG_BACKENDS]
 
 
 def expand() -> list[tuple[str, bool, bool]]:
@@ -87,7 +88,7 @@ def _start_serve(tmp: Path, backend: str) -> tuple[Proc, str, str | None]:
         storage = f"sqlite:///{tmp / 'compliance.db'}"
     else:
         schema = f"sotp_compliance_{uuid.uuid4().hex[:12]}"
-        storage = f"{PG_DSN}{'&' if '?' in PG_DSN else '?'}schema={schema}"
+        storage = osup.storage_url(backend, schema)
     port = free_port()
     (tmp / "sotp.yml").write_text("limits:\n  max_body_bytes: 33554432\n")
     proc = Proc(sotp_cmd("serve", "--config", str(tmp / "sotp.yml"), "--listen", f"127.0.0.1:{port}",
@@ -127,7 +128,7 @@ def answers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, list
         finally:
             serve.stop()
             if schema is not None:
-                asyncio.run(osup._drop_schema(PG_DSN, schema))
+                asyncio.run(osup._drop_schema(osup.backend_dsn(backend), schema))
     yield out
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from sotp.config import Config
+from tests.query import oracle_support as osup
 from tests.query.api_support import Client, _client
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -158,7 +159,7 @@ async def test_finding_4_count_values_groups_are_counted(small_limit: Client) ->
     assert r.status == 200  # 301 x 301 fits
 
 
-@pytest.mark.parametrize("backend", ["memory", "sqlite", "postgres"])
+@pytest.mark.parametrize("backend", ["memory", "sqlite", *osup.PG_BACKENDS])
 async def test_finding_4_select_stops_at_the_budget(backend: str, tmp_path: Any) -> None:
     """The Querier contract: a select given ``max_samples`` raises TooManySamples once past it."""
     import uuid
@@ -170,10 +171,8 @@ async def test_finding_4_select_stops_at_the_budget(backend: str, tmp_path: Any)
 
     osup.require_backend(backend)
     schema = f"sotp_budget_{uuid.uuid4().hex[:12]}"
-    from tests.conftest import PG_DSN
-
-    url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 'b.db'}",
-           "postgres": f"{PG_DSN}{'&' if '?' in PG_DSN else '?'}schema={schema}"}[backend]
+    url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 'b.db'}"}.get(backend) or osup.storage_url(
+        backend, schema)
     store = open_storage(url)
     await store.open()
     try:
@@ -191,8 +190,8 @@ async def test_finding_4_select_stops_at_the_budget(backend: str, tmp_path: Any)
             await q.close()
     finally:
         await store.close()
-        if backend == "postgres":
-            await osup._drop_schema(PG_DSN, schema)
+        if backend in ("postgres", "timescale"):
+            await osup._drop_schema(osup.backend_dsn(backend), schema)
 
 
 # ---- finding 12: internals in errors ---------------------------------------------------------------------
