@@ -26,6 +26,7 @@ st.set_page_config(page_title="SOTP", page_icon=":material/monitoring:", layout=
 PAGES = [
     st.Page(_HERE / "views" / "servers.py", title="Servers", icon=":material/dns:", url_path="servers", default=True),
     st.Page(_HERE / "views" / "network.py", title="Network devices", icon=":material/lan:", url_path="network"),
+    st.Page(_HERE / "views" / "alerts.py", title="Alerts", icon=":material/notifications:", url_path="alerts"),
     st.Page(_HERE / "views" / "explorer.py", title="Explorer", icon=":material/query_stats:", url_path="explorer"),
 ]
 navigation = st.navigation(PAGES)

@@ -194,6 +194,18 @@ class PromClient:
         params = [("match[]", m) for m in matchers] + self._window(start, end)
         return sorted(str(x) for x in self._call("GET", f"/api/v1/label/{name}/values", params))
 
+    # -- rules and alerts --------------------------------------------------------------------------
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """``/api/v1/alerts``: pending and firing alerts (``labels``, ``annotations``, ``state``, ``activeAt``)."""
+        data = self._call("GET", "/api/v1/alerts", [])
+        return [dict(a) for a in data.get("alerts") or []]
+
+    def rule_groups(self, kind: str = "") -> list[dict[str, Any]]:
+        """``/api/v1/rules`` (``kind`` ``alert`` or ``record`` narrows it): the rule groups."""
+        data = self._call("GET", "/api/v1/rules", [("type", kind)] if kind else [])
+        return [dict(g) for g in data.get("groups") or []]
+
     def buildinfo(self) -> dict[str, Any]:
         """``/api/v1/status/buildinfo``; an empty dict when the server does not implement it."""
         try:

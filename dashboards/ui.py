@@ -162,7 +162,8 @@ def empty_state(title: str, how: str) -> None:
 #: Words that start a status cell, and their colour (the dot before them is plain text: no emoji font
 #: needed in the browser).
 STATUS_COLOURS = {"up": "#2e9e44", "reachable": "#2e9e44", "ok": "#2e9e44", "down": "#d62728",
-                  "unreachable": "#d62728", "failed": "#d62728", "no": "#8c8c8c"}
+                  "unreachable": "#d62728", "failed": "#d62728", "no": "#8c8c8c", "firing": "#d62728",
+                  "pending": "#e08a00", "err": "#d62728", "unknown": "#8c8c8c"}
 
 
 def status(word: str, detail: str = "") -> str:

@@ -70,6 +70,9 @@ class AlertmanagerConfig:
 
     def validate(self, path: str) -> None:
         parse_duration(self.timeout, f"{path}.timeout")
+        if self.tls_config:
+            raise ConfigError(f"{path}.tls_config: client TLS settings are not supported yet; use scheme: https "
+                              "with a certificate the system trusts, or remove tls_config")
         if self.basic_auth is not None and self.authorization is not None:
             raise ConfigError(f"{path}: at most one of basic_auth and authorization may be set")
         for i, sc in enumerate(self.static_configs):

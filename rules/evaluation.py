@@ -12,6 +12,7 @@ function. All times are int milliseconds.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import logging
 import time
@@ -27,8 +28,8 @@ from query.values import Scalar, Vector
 from rules.rulefile import GroupSpec, RuleSpec
 from rules.templating import expand_alert_text
 from sotp.errors import SampleRejected, StorageError
-from sotp.model import STALE_NAN, Labels, Matcher, MatchOp, is_stale
-from sotp.storage import Storage
+from sotp.model import STALE_NAN, Labels, Matcher, MatchOp, Series, is_stale
+from sotp.storage import Appender, SelectHints, Storage
 
 log = logging.getLogger("rules")
 
@@ -290,6 +291,129 @@ class AlertingRule:
 
 Rule = RecordingRule | AlertingRule
 
+#: A cached selection is fetched over at least this window, so rules over ``[1m]``…``[10m]`` share it.
+CACHE_MIN_WINDOW_MS = 15 * 60_000
+
+
+class _CachedSelects:
+    """Selections made during one group evaluation, shared by its rules (many rules read the same series
+    at the same timestamp). Emptied whenever the group commits output, so a rule never misses a sample an
+    earlier rule wrote."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.entries: dict[tuple[tuple[str, str, str], ...], tuple[int, int, list[Series]]] = {}
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+    # the Storage protocol, as far as the engine uses it
+    def querier(self, mint: int, maxt: int) -> _CachedQuerier:
+        return _CachedQuerier(self, mint, maxt)
+
+    def appender(self) -> Appender:
+        return self.storage.appender()
+
+
+class _CachedQuerier:
+    def __init__(self, cache: _CachedSelects, mint: int, maxt: int) -> None:
+        self.cache, self.mint, self.maxt = cache, mint, maxt
+
+    async def select(self, matchers: list[Matcher], hints: SelectHints | None = None) -> list[Series]:
+        key = tuple(sorted((m.name, m.op.value, m.value) for m in matchers))
+        hit = self.cache.entries.get(key)
+        if hit is None or hit[0] > self.mint or hit[1] < self.maxt:
+            lo = min(self.mint, self.maxt - CACHE_MIN_WINDOW_MS)
+            q = self.cache.storage.querier(lo, self.maxt)
+            try:
+                series = await q.select(matchers, None)
+            finally:
+                await q.close()
+            hit = (lo, self.maxt, series)
+            self.cache.entries[key] = hit
+        out = []
+        for s in hit[2]:
+            a = int(np.searchsorted(s.timestamps, self.mint, "left"))
+            b = int(np.searchsorted(s.timestamps, self.maxt, "right"))
+            if b > a:
+                out.append(s if (a == 0 and b == len(s.timestamps)) else Series(s.labels, s.timestamps[a:b],
+                                                                                    s.values[a:b]))
+        return out
+
+    async def label_names(self, matchers: list[Matcher] | None = None) -> list[str]:
+        q = self.cache.storage.querier(self.mint, self.maxt)
+        try:
+            return await q.label_names(matchers)
+        finally:
+            await q.close()
+
+    async def label_values(self, name: str, matchers: list[Matcher] | None = None) -> list[str]:
+        q = self.cache.storage.querier(self.mint, self.maxt)
+        try:
+            return await q.label_values(name, matchers)
+        finally:
+            await q.close()
+
+    async def close(self) -> None:
+        return None
+
+
+def selectors(expr: str) -> list[list[Matcher]] | None:
+    """The matchers of every selector in ``expr`` (None when it cannot be parsed: treat as reading all)."""
+    from query import ast
+    from query.errors import BadData
+    from query.parse import parse
+
+    try:
+        root = parse(expr)
+    except BadData:
+        return None
+    out: list[list[Matcher]] = []
+    stack: list[ast.Expr] = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.VectorSelector):
+            out.append(node.matchers)
+        elif isinstance(node, ast.MatrixSelector):
+            out.append(node.selector.matchers)
+        elif isinstance(node, ast.Subquery | ast.Unary | ast.Paren):
+            stack.append(node.expr)
+        elif isinstance(node, ast.Call):
+            stack.extend(node.args)
+        elif isinstance(node, ast.Aggregate):
+            stack.append(node.expr)
+            if node.param is not None:
+                stack.append(node.param)
+        elif isinstance(node, ast.Binary):
+            stack.extend((node.lhs, node.rhs))
+    return out
+
+
+@dataclass
+class _Pending:
+    """Rule output staged in a group evaluation, committed together (see :meth:`Group.eval`)."""
+
+    rows: list[tuple[Labels, int, float]] = field(default_factory=list)
+    names: set[str] = field(default_factory=set)
+    owners: dict[Labels, int] = field(default_factory=dict)
+    outputs: list[tuple[int, list[Labels]]] = field(default_factory=list)
+
+    def read_by(self, sels: list[list[Matcher]] | None) -> bool:
+        """Whether a rule with these selectors could read a staged series."""
+        if not self.rows:
+            return False
+        if sels is None:
+            return True
+        for matchers in sels:
+            name = next((m.value for m in matchers if m.name == "__name__" and m.op is MatchOp.EQ), None)
+            if name is not None:
+                if name in self.names:
+                    return True
+                continue
+            if any(all(m.matches_labels(lb) for m in matchers) for lb in self.owners):
+                return True
+        return False
+
 
 def _go_labels(pairs: Sequence[tuple[str, str]]) -> str:
     from rules.gofmt import go_quote
@@ -323,6 +447,7 @@ class Group:
     replicated: bool = False
     deduplicated: int = 0
     _written: set[Labels] = field(default_factory=set)
+    _selector_cache: dict[int, list[list[Matcher]] | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.series_in_previous_eval:
@@ -370,10 +495,26 @@ class Group:
         notify: NotifyFunc | None = None,
         resend_delay_ms: int = 60_000,
     ) -> int:
-        """Evaluate every rule at ``ts`` (ms); returns the number of samples produced."""
+        """Evaluate every rule at ``ts`` (ms); returns the number of samples produced.
+
+        Prometheus commits each rule's output before the next rule runs. The same visibility is kept with
+        fewer commits: output is staged and committed just before a rule whose selectors could read a
+        staged series, and at the end (one durable commit per group instead of one per rule).
+        """
         total = 0
         self._written = set()
+        pending = _Pending()
+        cache: _CachedSelects | None = None
+        if isinstance(query, EngineQuery):
+            cache = _CachedSelects(query.engine.storage)
+            engine = dataclasses.replace(query.engine, storage=cache)  # type: ignore[arg-type]
+            query = EngineQuery(engine, query.extra)
         for i, rule in enumerate(self.rules):
+            if pending.read_by(self._selectors(i)):
+                await self._flush(pending, ts, storage)
+                pending = _Pending()
+                if cache is not None:
+                    cache.clear()
             start = time.perf_counter()
             try:
                 vector = await rule.eval(ts, query, self.limit)
@@ -389,34 +530,50 @@ class Group:
                 sent = rule.alerts_to_send(ts, resend_delay_ms, self.interval_ms)
                 if sent:
                     notify(rule.expr, sent)
-            await self._write(i, rule, ts, vector, storage)
+            self._stage(i, vector, ts, pending)
             _timing(rule, start)
+        await self._flush(pending, ts, storage)
         await self.cleanup_stale_series(ts, storage)
         self.last_eval_ts = ts
         return total
 
-    async def _write(self, i: int, rule: Rule, ts: int, vector: list[Sample], storage: Storage) -> None:
+    def _selectors(self, i: int) -> list[list[Matcher]] | None:
+        cache = self._selector_cache
+        if i not in cache:
+            cache[i] = selectors(self.rules[i].expr)
+        return cache[i]
+
+    def _stage(self, i: int, vector: list[Sample], ts: int, pending: _Pending) -> None:
         if self.tenant is not None:  # a tenant's rules write only into the tenant's label space
             name, value = self.tenant
             vector = [(lb.with_(**{name: value}), v) for lb, v in vector]
-        returned: dict[Labels, None] = {}
-        current = {lb for lb, _ in vector}
-        stale = [lb for lb in self.series_in_previous_eval[i] if lb not in current]
-        rows = [(lb, ts, v) for lb, v in vector] + [(lb, ts, STALE_NAN) for lb in stale]
-        failed = await append_rows(storage, rows)
+        current = [lb for lb, _ in vector]
+        current_set = set(current)
+        stale = [lb for lb in self.series_in_previous_eval[i] if lb not in current_set]
+        for lb, v in vector:
+            pending.rows.append((lb, ts, v))
+            pending.owners[lb] = i
+            if lb.name:
+                pending.names.add(lb.name)
+        pending.rows.extend((lb, ts, STALE_NAN) for lb in stale)
+        pending.outputs.append((i, current))
+
+    async def _flush(self, pending: _Pending, ts: int, storage: Storage) -> None:
+        failed = await append_rows(storage, pending.rows)
         for lb, msg in failed.items():
+            i = pending.owners.get(lb)
+            if i is None:
+                continue
             if self.replicated and msg == DUPLICATE and lb not in self._written:
                 # another replica evaluating the same group already recorded this series at this
                 # timestamp (with a value computed a moment earlier): first writer wins
                 self.deduplicated += 1
                 continue
-            rule.status.health = Health.BAD
-            rule.status.last_error = msg
-        for lb, _ in vector:
-            if lb not in failed:
-                returned[lb] = None
-            self._written.add(lb)
-        self.series_in_previous_eval[i] = returned
+            self.rules[i].status.health = Health.BAD
+            self.rules[i].status.last_error = msg
+        for i, current in pending.outputs:
+            self.series_in_previous_eval[i] = {lb: None for lb in current if lb not in failed}
+            self._written.update(current)
 
     async def cleanup_stale_series(self, ts: int, storage: Storage) -> None:
         if not self.stale_series:
@@ -506,9 +663,9 @@ async def append_rows(storage: Storage, rows: list[tuple[Labels, int, float]]) -
     if not rows:
         return {}
     app = storage.appender()
-    for lb, t, v in rows:
-        app.append(lb, t, v)
     try:
+        for lb, t, v in rows:
+            app.append(lb, t, v)
         await app.commit()
         return {}
     except SampleRejected:

@@ -228,6 +228,9 @@ class ManagerCollector:
                                          labels=["rule_group"]),
             "failures": CounterMetricFamily("sotp_rule_evaluation_failures",
                                             "The number of rule evaluation failures.", labels=["rule_group"]),
+            "dedup": CounterMetricFamily("sotp_rule_group_samples_deduplicated",
+                                         "Samples another replica had already written at the same timestamp.",
+                                         labels=["rule_group"]),
         }
         for key, g in m.groups.items():
             st = m.stats.get(key, GroupStats())
@@ -240,6 +243,7 @@ class ManagerCollector:
             fams["missed"].add_metric([key], st.missed)
             fams["evals"].add_metric([key], st.evaluations)
             fams["failures"].add_metric([key], st.failures)
+            fams["dedup"].add_metric([key], g.deduplicated)
         yield from fams.values()
         if m.notifier is not None:
             sent = CounterMetricFamily("sotp_notifications_sent", "Alerts sent to Alertmanager.",

@@ -13,7 +13,6 @@ them inside expanded annotations and SOTP's test runner must print the same.
 
 from __future__ import annotations
 
-import html as html_mod
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -109,7 +108,9 @@ def _lt(a: Any, b: Any) -> bool:
 
 
 def _len(v: Any) -> int:
-    if isinstance(v, str | Mapping | list | tuple):
+    if isinstance(v, str):
+        return len(v.encode())  # Go strings are bytes
+    if isinstance(v, Mapping | list | tuple):
         return len(v)
     raise FuncError(f"len of type {type_name(v)}")
 
@@ -169,7 +170,8 @@ def _js(*args: Any) -> str:
 
 def _html(*args: Any) -> str:
     s = sprint(args) if not (len(args) == 1 and isinstance(args[0], str)) else args[0]
-    return html_mod.escape(s, quote=True).replace("&#x27;", "&#39;").replace("\x00", "\ufffd")
+    return (s.replace("&", "&amp;").replace("'", "&#39;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace('"', "&#34;").replace("\x00", "\ufffd"))  # Go's template.HTMLEscapeString
 
 
 def _urlquery(*args: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -114,6 +115,130 @@ def spawn(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
 
 
 PG_DSN = os.environ.get("SOTP_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+#: A PostgreSQL with the timescaledb extension available and preloaded (`.ci/run` starts it with the
+#: project's timescaledb-up tool and exports the DSN; locally the same tool's default port is tried).
+TIMESCALE_DSN = os.environ.get("SOTP_TEST_TIMESCALE_DSN", "postgresql://postgres@127.0.0.1:5433/test")
+#: A PostgreSQL with the extension installed but NOT in shared_preload_libraries (`--no-preload`).
+TIMESCALE_NOPRELOAD_DSN = os.environ.get(
+    "SOTP_TEST_TIMESCALE_NOPRELOAD_DSN", "postgresql://postgres@127.0.0.1:5434/test"
+)
+
+#: Every storage backend a backend-parametrised test runs on (see :func:`storage_location`).
+STORAGE_BACKENDS = ["memory", "sqlite", "postgres", "timescaledb"]
+
+
+def _dsn_address(dsn: str) -> tuple[str, int]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(dsn)
+    return parts.hostname or "127.0.0.1", parts.port or 5432
+
+
+def require_postgres() -> str:
+    """The plain PostgreSQL DSN (``SOTP_TEST_PG_DSN``), else :func:`missing`."""
+    host, port = _dsn_address(PG_DSN)
+    require_tcp(host, port, "PostgreSQL (SOTP_TEST_PG_DSN)")
+    return PG_DSN
+
+
+_timescale_checked: dict[str, str] = {}
+
+
+def _timescale_state(dsn: str) -> str:
+    """``preloaded``, ``not-preloaded`` or ``absent``: what the server at ``dsn`` offers (cached)."""
+    if dsn not in _timescale_checked:
+        import psycopg
+
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+            row = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'), "
+                "current_setting('shared_preload_libraries') ~ '(^|[,/ ])timescaledb($|[, ])'"
+            ).fetchone()
+        assert row is not None
+        _timescale_checked[dsn] = "absent" if not row[0] else "preloaded" if row[1] else "not-preloaded"
+    return _timescale_checked[dsn]
+
+
+def require_timescaledb() -> str:
+    """The DSN of a PostgreSQL with TimescaleDB usable (``SOTP_TEST_TIMESCALE_DSN``), else :func:`missing`."""
+    host, port = _dsn_address(TIMESCALE_DSN)
+    require_tcp(host, port, "TimescaleDB (SOTP_TEST_TIMESCALE_DSN; start it with timescaledb-up)")
+    state = _timescale_state(TIMESCALE_DSN)
+    if state != "preloaded":
+        missing(f"SOTP_TEST_TIMESCALE_DSN={TIMESCALE_DSN} has timescaledb {state}, not preloaded")
+    return TIMESCALE_DSN
+
+
+def require_timescaledb_not_preloaded() -> str:
+    """The DSN of a PostgreSQL with the extension installed but not preloaded, else :func:`missing`."""
+    host, port = _dsn_address(TIMESCALE_NOPRELOAD_DSN)
+    require_tcp(host, port, "TimescaleDB without preload (SOTP_TEST_TIMESCALE_NOPRELOAD_DSN; "
+                "start it with timescaledb-up --port 5434 --no-preload)")
+    state = _timescale_state(TIMESCALE_NOPRELOAD_DSN)
+    if state != "not-preloaded":
+        missing(f"SOTP_TEST_TIMESCALE_NOPRELOAD_DSN={TIMESCALE_NOPRELOAD_DSN} has timescaledb {state}")
+    return TIMESCALE_NOPRELOAD_DSN
+
+
+def with_schema(dsn: str, schema: str, options: str = "") -> str:
+    """``dsn`` with SOTP's ``schema=`` (and further ``a=b&c=d`` URL options) appended."""
+    sep = "&" if "?" in dsn else "?"
+    return f"{dsn}{sep}schema={schema}" + (f"&{options}" if options else "")
+
+
+def new_schema(prefix: str = "sotp_test") -> str:
+    """A schema name no other test (or developer) uses."""
+    import uuid
+
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+def drop_schema(dsn: str, schema: str) -> None:
+    """Drop a test's schema and everything in it (hypertables, their chunks and policies included)."""
+    import psycopg
+
+    with psycopg.connect(dsn.split("?")[0], autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')  # type: ignore[arg-type]
+
+
+def backend_dsn(backend: str) -> str:
+    """The server DSN of a PostgreSQL-family backend (``postgres``/``timescaledb``), required present."""
+    return require_timescaledb() if backend == "timescaledb" else require_postgres()
+
+
+def backend_url(backend: str, dsn: str, schema: str, options: str = "") -> str:
+    """The storage URL of a fresh schema on ``backend``; TimescaleDB is asked for with ``timescaledb=on``
+    so a server that lost the extension fails the test instead of silently testing plain partitions."""
+    extra = "timescaledb=on" if backend == "timescaledb" else ""
+    return with_schema(dsn, schema, "&".join(o for o in (extra, options) if o))
+
+
+@contextlib.contextmanager
+def storage_location(backend: str, tmp_path: Path, options: str = "") -> Iterator[str]:
+    """A storage URL on ``backend`` (one of :data:`STORAGE_BACKENDS`) for one test: a file under
+    ``tmp_path`` for SQLite, a fresh schema for PostgreSQL/TimescaleDB (dropped afterwards). ``options``
+    are extra PostgreSQL URL options. A missing server skips locally and fails under CI=true."""
+    if backend == "memory":
+        yield "memory://"
+        return
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path}/sotp-{new_schema('db')}.db"
+        return
+    if backend not in ("postgres", "timescaledb"):
+        raise ValueError(f"unknown storage backend {backend!r}; expected one of {STORAGE_BACKENDS}")
+    dsn = backend_dsn(backend)
+    schema = new_schema(f"sotp_{backend[:2]}")
+    try:
+        yield backend_url(backend, dsn, schema, options)
+    finally:
+        drop_schema(dsn, schema)
+
+
+@pytest.fixture
+def timescale_url(tmp_path: Path) -> Iterator[str]:
+    """A TimescaleDB storage URL on a fresh schema (``timescaledb=on``), dropped at teardown."""
+    with storage_location("timescaledb", tmp_path) as url:
+        yield url
 
 
 def port_is_free(port: int) -> bool:
@@ -133,7 +258,7 @@ def sotp_up_ports() -> tuple[int, int, int]:
     for _ in range(100):
         base = random.randrange(20_000, 60_000, 10)
         serve, dash = base + 201, base + 501
-        if all(port_is_free(p) for p in (serve, serve + 1, dash, base + 100, base + 115, base + 116)):
+        if all(port_is_free(p) for p in (serve, serve + 1, serve + 3, dash, base + 100, base + 115, base + 116)):
             return serve, base, dash
     raise RuntimeError("no free port range for sotp up")
 

@@ -18,6 +18,8 @@ import sys
 from types import ModuleType
 from typing import NamedTuple
 
+from sotp.errors import ConfigError, SotpError
+
 
 class Command(NamedTuple):
     module: str
@@ -101,7 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"sotp {name}", description=cmd.help)
     module.configure_parser(parser)
     args = parser.parse_args(argv[i + 1 :])
-    rc: int = module.run(args)
+    args.command_argv = argv  # the whole command line, for commands that start copies of themselves
+    try:
+        rc: int = module.run(args)
+    except SotpError as err:
+        # A refusal (bad configuration, unusable store) is one line naming the fix, not a traceback.
+        logging.getLogger("sotp").error("sotp %s: %s", name, err)
+        return 2 if isinstance(err, ConfigError) else 1
     return rc
 
 

@@ -16,17 +16,19 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", help="storage URL (overrides server.storage)")
 
 
-async def _migrate(url: str) -> None:
+async def _migrate(url: str) -> str:
     # Opening a backend applies its versioned migrations (SQLite: CREATE IF NOT EXISTS; PostgreSQL:
-    # numbered migrations under an advisory lock).
+    # numbered migrations under an advisory lock). Returns the PostgreSQL mode, if any.
     storage = open_storage(url)
     await storage.open()
     await storage.close()
+    return str(getattr(storage, "mode", ""))
 
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     url = args.storage or config.server.storage
-    asyncio.run(_migrate(url))
-    print(f"sotp db migrate: schema of {url.split('@')[-1]} is up to date")
+    mode = asyncio.run(_migrate(url))
+    shown = {"timescaledb": " (TimescaleDB hypertable)", "partitions": " (native partitions)"}.get(mode, "")
+    print(f"sotp db migrate: schema of {url.split('@')[-1]} is up to date{shown}")
     return 0

@@ -70,6 +70,12 @@ def worker_config(serve: str, icmp: str, snmp: str | None, snmp_targets: list[st
     return {"global": {"scrape_interval": interval, "scrape_timeout": timeout}, "scrape_configs": jobs}
 
 
+def shipped_rule_files() -> list[Path]:
+    """The alerting rules SOTP ships (``deploy/rules/*.rules.yml`` of the checkout this runs from)."""
+    root = Path(__file__).resolve().parents[2] / "deploy" / "rules"
+    return sorted(root.glob("*.rules.yml"))
+
+
 def plan(args: argparse.Namespace) -> list[Child]:
     """The children to run, with their command lines."""
     data = Path(args.data_dir).resolve()
@@ -78,10 +84,15 @@ def plan(args: argparse.Namespace) -> list[Child]:
     host = args.host
     serve = f"{host}:{args.port}"
     ports = {"host": args.port_base + 100, "icmp": args.port_base + 115, "snmp": args.port_base + 116,
-             "worker": args.port + 1}
+             "worker": args.port + 1, "ruler": args.port + 3}
+    ruler = f"{host}:{ports['ruler']}"
+    config_arg = ["--config", args.config] if args.config else []
     children = [
-        Child("serve", _sotp("serve", "--listen", serve, "--storage", storage)
-              + (["--config", args.config] if args.config else []), "aiohttp", f"http://{serve}"),
+        Child("serve", _sotp("serve", "--listen", serve, "--storage", storage, "--ruler-url", f"http://{ruler}")
+              + config_arg, "aiohttp", f"http://{serve}"),
+        Child("ruler", _sotp("ruler", "--listen", ruler, "--storage", storage, "--external-url", f"http://{serve}",
+                             *[a for f in shipped_rule_files() for a in ("--rule-file", str(f))]) + config_arg,
+              "aiohttp", f"http://{ruler}/api/v1/alerts"),
         Child("exporter-host", _sotp("exporter", "host", "--listen", f"{host}:{ports['host']}"),
               "exporters.host", f"http://{host}:{ports['host']}/metrics"),
         Child("exporter-icmp", _sotp("exporter", "icmp", "--listen", f"{host}:{ports['icmp']}"),

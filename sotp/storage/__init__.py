@@ -131,6 +131,23 @@ class Storage(Protocol):
         """Retention: remove samples older than ``t_ms``; returns how many rows or blocks went."""
         ...
 
+    async def series_count(self, matchers: Sequence[Matcher] = ()) -> int:
+        """How many stored series match every matcher (all series for none), samples in any window.
+        Counts what the series index holds: series whose samples all expired count until
+        :meth:`gc_series` removes them. Cheap: answered from memory."""
+        ...
+
+    async def count_new_series(self, labels: Sequence[Labels]) -> int:
+        """How many of the distinct label sets in ``labels`` the store does not hold yet (what a write of
+        them would create); for series limits, checked before a commit."""
+        ...
+
+    async def gc_series(self) -> int:
+        """Remove the series that have no sample left (after retention) from the store and its indexes;
+        returns how many went. Run by the retention job. A backend that cannot do it safely returns 0
+        (and says so in its docstring)."""
+        ...
+
 
 def open_storage(url: str) -> Storage:
     """Build (not open) a backend from a storage URL.

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import struct
 import time
@@ -48,21 +49,21 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from sotp.errors import ConfigError, SampleRejected, StorageError, StorageUnavailable
-from sotp.model import Labels
+from sotp.model import Labels, Matcher
 from sotp.storage import Appender, Querier
 from sotp.storage import wal as walrec
 from sotp.storage.assemble import blocks_for
 from sotp.storage.head import Chunk, Head, Runs
 from sotp.storage.newest import EMPTY, NewestSamples, classify, verify_older
-from sotp.storage.pg import schema
+from sotp.storage.pg import schema, timescale
 from sotp.storage.pg.binary import COPY_HEADER, COPY_TRAILER, copy_blocks
 from sotp.storage.pg.options import PgOptions, parse_url
 from sotp.storage.pg.postings import Postings
 from sotp.storage.pg.query import MAX_MS, MIN_MS, PgQuerier
-from sotp.storage.pg.schema import MODE_TIMESCALE, ms_to_dt
+from sotp.storage.pg.schema import MODE_TIMESCALE
 from sotp.storage.pg.series import SeriesIndex
-from sotp.storage.pg.tail import HEAD_MIN_KEY, LogTail
-from sotp.storage.staging import Staging
+from sotp.storage.pg.tail import HEAD_MIN_KEY, SERIES_GC_KEY, LogTail
+from sotp.storage.staging import Batch, Staging
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,8 @@ class PostgresStorage:
         self.block_ms = self.options.block_ms
         self.partition_ms = self.options.partition_ms
         self.mode = ""
+        #: The schema holding the timescaledb extension (TimescaleDB mode only).
+        self.ext_schema = ""
         self.index = SeriesIndex()
         self.postings = Postings(self.index)  # the querier's candidate selection
         self.head = Head()
@@ -134,6 +137,8 @@ class PostgresStorage:
         self._flusher: asyncio.Task[None] | None = None
         self._pool: AsyncConnectionPool[Any] | None = None
         self._returned_at: dict[int, float] = {}  # id(connection) -> when it was last returned healthy
+        #: The series-collection generation this process's series ids belong to (sotp_meta).
+        self._series_gen = 0
         self._partitions: set[int] = set()
         self._partition_lock = asyncio.Lock()
         self._locks = _SeriesLocks()
@@ -144,7 +149,8 @@ class PostgresStorage:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def _configure(self, conn: _Conn) -> None:
-        await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.options.schema)))
+        # SOTP's schema, then TimescaleDB's when the extension lives in another one (pg/timescale.py).
+        await timescale.set_search_path(conn, self.options.schema)
         await conn.execute("SET synchronous_commit TO on")  # a returned commit must be durable
         # The querier concatenates arrays with several aggregates over one scan; they stay aligned only
         # when one process feeds them (and on 2 cores parallel plans gain little for these queries).
@@ -191,6 +197,13 @@ class PostgresStorage:
                 await self._load_meta(conn)
                 if self.mode != MODE_TIMESCALE:
                     self._partitions = set(await schema.list_partitions(conn, opts.schema))
+                else:
+                    found = await timescale.probe(conn)
+                    assert found.schema is not None  # the migration created it or refused to start
+                    self.ext_schema = found.schema
+            if self.mode == MODE_TIMESCALE:
+                # Connections opened before the extension existed lack its schema on their search path.
+                await pool.drain()
             await self.ensure_partitions_ahead()
             await self.tail()  # replay the log into the head
         except BaseException:
@@ -201,8 +214,8 @@ class PostgresStorage:
             log.info("storage: PostgreSQL at %s, TimescaleDB hypertable mode (chunks of %d ms)",
                      self._where, self.partition_ms)
         else:
-            log.info("storage: PostgreSQL at %s, native partition mode (TimescaleDB not available; "
-                     "partitions of %d ms, retention drops partitions)", self._where, self.partition_ms)
+            log.info("storage: PostgreSQL at %s, native partition mode (partitions of %d ms, retention drops "
+                     "partitions)", self._where, self.partition_ms)
 
     async def _load_meta(self, conn: _Conn) -> None:
         cur = await conn.execute("SELECT key, value FROM sotp_meta WHERE key IN ('partition_ms', 'block_ms')")
@@ -281,10 +294,21 @@ class PostgresStorage:
                 got = await self._log.read(conn)
             if got.head_min is not None and got.head_min > self.head.min_t:
                 self.head.drop_before(got.head_min)
+            if got.series_gen != self._series_gen:
+                self._forget_series(got.series_gen)
             if got.seqs:
                 self.head.append(got.sid, got.ts, got.vs)
                 self.newest.advance(got.sid, got.ts, got.vs)
                 self._log.applied_now(got.seqs)
+
+    def _forget_series(self, generation: int) -> None:
+        """A series collection ran (here or in another replica): drop every cached series id; they are read
+        again from ``sotp_series`` (the collected ones are gone from it, the others keep their ids)."""
+        hits, misses = self.index.hits, self.index.misses
+        self.index = SeriesIndex()
+        self.index.hits, self.index.misses = hits, misses
+        self.postings = Postings(self.index)
+        self._series_gen = generation
 
     async def _load_newest(self, sids: I64) -> None:
         """The newest stored sample of each unknown series in ``sids``: its newest block, then the head."""
@@ -350,6 +374,15 @@ class PostgresStorage:
         if not len(batch):
             return 0
         _check_range(batch.ts)
+        for _ in range(3):
+            try:
+                return await self._commit_batch(batch)
+            except _SeriesCollected:
+                await self.tail()  # follows the new generation: ids are resolved again
+        raise StorageError(f"cannot write to PostgreSQL store {self._where}: series collections kept "
+                           "running under the write; retry")
+
+    async def _commit_batch(self, batch: Batch) -> int:
         got, missing = self.index.lookup(batch.labels)
         if missing:
             first = batch.ts[batch.starts]
@@ -427,29 +460,31 @@ class PostgresStorage:
         The shared advisory lock comes first (a flush holds it exclusively), then statements that read the
         boundary: in READ COMMITTED each takes its snapshot after the lock was granted, so a flush that
         finished while this write waited is seen. The log row is inserted only if the boundary is still
-        ``boundary``; without block rows (the usual case) the whole transaction is one pipelined round trip.
+        ``boundary``; without block rows (the usual case) the whole transaction is one statement
+        (``sotp_wal_append``, migration 2), one round trip.
         """
         seq: int | None = None
         async with self.connection() as conn:
             if not block_rows:
                 runs = Runs.from_samples(sid, ts, vs)
                 rec = walrec.encode(runs.sids, runs.counts, ts, vs)
-                async with conn.pipeline():
-                    async with conn.transaction():
-                        await conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext(%s))", (self._flush_key,))
-                        cur = await conn.execute(
-                            "INSERT INTO sotp_wal (t_min, t_max, n, sids, counts, ts, vals) "
-                            "SELECT %s, %s, %s, %b, %b, %b, %b WHERE coalesce((SELECT value::bigint FROM sotp_meta "
-                            f"WHERE key = '{HEAD_MIN_KEY}'), %s) <= %s RETURNING seq",
-                            (rec.t_min, rec.t_max, rec.n, rec.sids, rec.counts, rec.ts, rec.vals, _NO_TIME, boundary),
-                        )
-                    got = await cur.fetchone()
-                if got is not None:
+                cur = await conn.execute(
+                    "SELECT sotp_wal_append(%s, %s, %s, %s, %s, %s, %b, %b, %b, %b)",
+                    (self._flush_key, boundary, self._series_gen, rec.t_min, rec.t_max, rec.n, rec.sids,
+                     rec.counts, rec.ts, rec.vals),
+                )
+                got = await cur.fetchone()
+                if got is not None and got[0] is not None:
                     return int(got[0]), None
-                return None, await self._head_min(conn)
+                now_min, gen = await self._head_state(conn)
+                if gen != self._series_gen:
+                    raise _SeriesCollected
+                return None, now_min
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext(%s))", (self._flush_key,))
-                now_min = await self._head_min(conn)
+                now_min, gen = await self._head_state(conn)
+                if gen != self._series_gen:
+                    raise _SeriesCollected
                 if now_min > boundary:
                     return None, now_min
                 if not late.all():
@@ -466,10 +501,15 @@ class PostgresStorage:
                 await self._copy_rows(conn, block_rows)
         return seq, None
 
-    async def _head_min(self, conn: _Conn) -> int:
-        cur = await conn.execute(f"SELECT value FROM sotp_meta WHERE key = '{HEAD_MIN_KEY}'")
+    async def _head_state(self, conn: _Conn) -> tuple[int, int]:
+        """The head boundary and the series-collection generation, as the store has them now."""
+        cur = await conn.execute(
+            f"SELECT (SELECT value FROM sotp_meta WHERE key = '{HEAD_MIN_KEY}'), "
+            f"(SELECT value FROM sotp_meta WHERE key = '{SERIES_GC_KEY}')"
+        )
         row = await cur.fetchone()
-        return int(row[0]) if row else _NO_TIME
+        head_min = int(row[0]) if row and row[0] is not None else _NO_TIME
+        return head_min, int(row[1]) if row and row[1] is not None else 0
 
     async def _copy_rows(self, conn: _Conn, rows: dict[int, list[bytes]]) -> None:
         """One binary COPY per partition (straight into it: skips row routing), inside the caller's
@@ -537,6 +577,62 @@ class PostgresStorage:
 
     # -- maintenance -----------------------------------------------------------------------------
 
+    # -- series counts ------------------------------------------------------------------------------
+
+    async def series_count(self, matchers: Sequence[Matcher] = ()) -> int:
+        """From the in-process postings (refreshed with the rows other replicas created)."""
+        async with self.connection() as conn:
+            await self.postings.refresh(conn)
+        return len(self.postings.candidates(matchers)) if matchers else len(self.postings)
+
+    async def count_new_series(self, labels: Sequence[Labels]) -> int:
+        """Cached ids first; the rest with one query on the unique ``label_ids`` key (a label pair missing
+        from ``sotp_label`` makes a shorter id array, which no series has: the series is new)."""
+        distinct = list(dict.fromkeys(labels))
+        _, missing = self.index.lookup(distinct, count=False)
+        if not missing:
+            return 0
+        async with self.connection() as conn:
+            cur = await conn.execute(
+                "SELECT count(*) FROM unnest(%s::text[]) AS u(j) WHERE NOT EXISTS ("
+                " SELECT 1 FROM sotp_series s WHERE s.label_ids = (SELECT array_agg(l.id ORDER BY l.id)"
+                "  FROM jsonb_each_text(u.j::jsonb) AS p(name, value)"
+                "  JOIN sotp_label l ON l.name = p.name AND l.value = p.value))",
+                ([json.dumps(dict(lb.items_tuple()), ensure_ascii=False) for lb in missing],),
+            )
+            row = await cur.fetchone()
+        return int(row[0]) if row else len(missing)
+
+    async def gc_series(self) -> int:
+        """Delete the series rows left without samples (no block row, nothing in the log or the head), so
+        they stop holding index memory and counting against the series limits. Runs under the exclusive
+        advisory lock (no write is in flight), after reading every log row; bumps the generation that writes
+        check, so a replica that cached a collected id resolves its series again instead of writing to it.
+        Returns how many series went."""
+        async with self._flush_lock:
+            async with self.connection() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._flush_key,))
+                await self.tail(conn)
+                cur = await conn.execute(
+                    "SELECT id FROM sotp_series s WHERE NOT EXISTS (SELECT 1 FROM sotp_samples WHERE series_id = s.id)"
+                )
+                empty = np.array([int(r[0]) for r in await cur.fetchall()], np.int64)
+                in_head = set(self.head.present(empty, _NO_TIME + 2, _MAX_TIME).tolist())
+                dead = [sid for sid in empty.tolist() if sid not in in_head]
+                if not dead:
+                    return 0
+                await conn.execute("DELETE FROM sotp_series WHERE id = ANY(%s)", (dead,))
+                generation = self._series_gen + 1
+                await conn.execute(
+                    "INSERT INTO sotp_meta (key, value) VALUES (%s, %s) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (SERIES_GC_KEY, str(generation)),
+                )
+            async with self._tail_lock:
+                self._forget_series(generation)
+            log.info("storage: collected %d series without samples in %s", len(dead), self._where)
+            return len(dead)
+
     async def delete_before(self, t_ms: int) -> int:
         """Retention: drop every partition that ends at or before ``t_ms`` whole, then delete the blocks
         of the partition holding ``t_ms`` that end before it. Returns how many blocks went."""
@@ -544,7 +640,9 @@ class PostgresStorage:
         removed = 0
         async with self.connection() as conn:
             if self.mode == MODE_TIMESCALE:
-                await conn.execute(schema.timescale_drop_statement(t_ms))  # type: ignore[arg-type]
+                # The policy keeps dropping chunks while no SOTP maintenance runs; this call drops exactly.
+                await timescale.set_retention(conn, self.ext_schema, self.options.schema, _now_ms() - t_ms)
+                await conn.execute(timescale.drop_statement(self.ext_schema, t_ms))
             else:
                 parts = await schema.list_partitions(conn, self.options.schema)
                 for start, name in sorted(parts.items()):
@@ -559,7 +657,7 @@ class PostgresStorage:
                     log.info("storage: retention dropped partition %s", name)
             cur = await conn.execute(
                 "DELETE FROM sotp_samples WHERE t_max < %s AND t_min >= %s",
-                (ms_to_dt(t_ms), ms_to_dt((t_ms - self.partition_ms) // self.block_ms * self.block_ms)),
+                (t_ms, (t_ms - self.partition_ms) // self.block_ms * self.block_ms),
             )
             removed += max(cur.rowcount, 0)
             await conn.execute("DELETE FROM sotp_wal WHERE t_max < %s", (t_ms,))
@@ -584,9 +682,10 @@ class PostgresStorage:
             row = await cur.fetchone()
             since = int(row[0]) - self.partition_ms if row else -(2**62)
             cur = await conn.execute(
-                "SELECT DISTINCT (extract(epoch FROM t_min) * 1000)::bigint / %s * %s FROM sotp_samples "
-                "WHERE t_max < %s AND t_min >= %s GROUP BY series_id, 1 HAVING count(*) > 1",
-                (self.block_ms, self.block_ms, ms_to_dt(horizon), ms_to_dt(max(since, -62_135_596_800_000))),
+                # The window start, floored as Python's // (PostgreSQL's / truncates towards zero).
+                "SELECT DISTINCT t_min - mod(mod(t_min, %(block)s) + %(block)s, %(block)s) FROM sotp_samples "
+                "WHERE t_max < %(horizon)s AND t_min >= %(since)s GROUP BY series_id, 1 HAVING count(*) > 1",
+                {"block": self.block_ms, "horizon": horizon, "since": max(since, MIN_MS)},
             )
             windows = sorted(int(r[0]) for r in await cur.fetchall())
             for w in windows:
@@ -601,12 +700,10 @@ class PostgresStorage:
                     "  FROM parts p CROSS JOIN LATERAL unnest(p.ts, p.vals) AS u(t, v) ORDER BY p.series_id, u.t),"
                     " merged AS ("
                     "  INSERT INTO sotp_samples (series_id, t_min, t_max, ts, vals)"
-                    "  SELECT series_id, %(epoch)s + min(t) * interval '1 millisecond',"
-                    "    %(epoch)s + max(t) * interval '1 millisecond',"
-                    "    array_agg(t ORDER BY t), array_agg(v ORDER BY t)"
+                    "  SELECT series_id, min(t), max(t), array_agg(t ORDER BY t), array_agg(v ORDER BY t)"
                     "  FROM points GROUP BY series_id RETURNING 1)"
                     " SELECT (SELECT count(*) FROM parts) - (SELECT count(*) FROM merged)",
-                    {"lo": ms_to_dt(w), "hi": ms_to_dt(w + self.block_ms), "epoch": ms_to_dt(0)},
+                    {"lo": w, "hi": w + self.block_ms},
                 )
                 row = await cur.fetchone()
                 removed += int(row[0]) if row else 0
@@ -618,6 +715,10 @@ class PostgresStorage:
                 (str(min(horizon, _now_ms() - self.block_ms)),),
             )
         return removed
+
+
+class _SeriesCollected(Exception):
+    """A series collection ran since this process resolved its series ids: resolve them again."""
 
 
 def _check_range(ts: I64) -> None:

@@ -1,9 +1,9 @@
 """Backends for the dashboard tests: a real Prometheus 2.42 and ``sotp serve``, both holding :mod:`dataset`.
 
-``backend`` is parametrized over both, so every test runs its queries against the reference and
-against SOTP. Prometheus missing skips locally (fails under CI=true); so does a ``sotp serve`` whose
-PromQL engine cannot yet answer the functions the dashboards use (``rate``, ``topk``,
-``histogram_quantile``...): the probe's error is the skip reason.
+``backend`` is parametrized over both (SOTP on SQLite and on TimescaleDB), so every test runs its
+queries against the reference and against SOTP. Prometheus missing skips locally (fails under CI=true);
+so does a ``sotp serve`` whose PromQL engine cannot yet answer the functions the dashboards use
+(``rate``, ``topk``, ``histogram_quantile``...): the probe's error is the skip reason.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Proc, free_port, missing, require_binary, sotp_cmd, wait_for_port
+from tests.conftest import Proc, free_port, missing, require_binary, sotp_cmd, storage_location, wait_for_port
 from tests.dashboards import dataset
 
 #: Expressions whose failure means "the engine is not there yet", not "the dashboards are wrong".
@@ -86,12 +86,9 @@ def _start_prometheus(tmp: Path) -> tuple[Proc, str]:
     return proc, url
 
 
-def _start_sotp(tmp: Path) -> tuple[Proc, str]:
+def _start_sotp(tmp: Path, storage: str) -> tuple[Proc, str]:
     port = free_port()
-    proc = Proc(
-        sotp_cmd("serve", "--listen", f"127.0.0.1:{port}", "--storage", f"sqlite:///{tmp / 'sotp.db'}"),
-        tmp / "sotp-serve.log",
-    )
+    proc = Proc(sotp_cmd("serve", "--listen", f"127.0.0.1:{port}", "--storage", storage), tmp / "sotp-serve.log")
     wait_for_port(port, timeout=30)
     url = f"http://127.0.0.1:{port}"
     _wait_ready(f"{url}/-/ready", proc)
@@ -106,8 +103,8 @@ def _engine_gap(b: Backend) -> str | None:
     return None
 
 
-def _start(name: str, tmp: Path) -> Backend:
-    proc, url = _start_prometheus(tmp) if name == "prometheus" else _start_sotp(tmp)
+def _start(name: str, tmp: Path, storage: str) -> Backend:
+    proc, url = _start_prometheus(tmp) if name == "prometheus" else _start_sotp(tmp, storage)
     data = dataset.build(time.time())
     try:
         dataset.push(f"{url}/api/v1/write", data)
@@ -117,15 +114,18 @@ def _start(name: str, tmp: Path) -> Backend:
     return Backend(name, url, data, proc)
 
 
-@pytest.fixture(scope="module", params=["prometheus", "sotp"])
+@pytest.fixture(scope="module", params=["prometheus", "sotp", "sotp-timescaledb"])
 def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     """A backend holding the dataset, once per test module and backend."""
-    b = _start(request.param, tmp_path_factory.mktemp(f"dash-{request.param}"))
-    try:
-        if b.name == "sotp":
-            gap = _engine_gap(b)
-            if gap:
-                missing(f"sotp serve cannot run the dashboards' PromQL yet: {gap}")
-        yield b
-    finally:
-        b.proc.stop()
+    tmp = tmp_path_factory.mktemp(f"dash-{request.param}")
+    store = "timescaledb" if request.param == "sotp-timescaledb" else "sqlite"
+    with storage_location(store, tmp) as storage:
+        b = _start(request.param, tmp, storage)
+        try:
+            if b.name != "prometheus":
+                gap = _engine_gap(b)
+                if gap:
+                    missing(f"sotp serve cannot run the dashboards' PromQL yet: {gap}")
+            yield b
+        finally:
+            b.proc.stop()

@@ -21,7 +21,12 @@ from tests.conftest import REPO, Proc, free_port, require_binary, sotp_cmd
 from tests.dashboards import dataset as ds
 from tests.dashboards.conftest import Backend
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # The browser renders what the API returns; the API itself is checked on every store (TimescaleDB
+    # included) by test_data/test_app/test_grafana, so two backends are enough for the slow browser runs.
+    pytest.mark.parametrize("backend", ["prometheus", "sotp"], indirect=True, scope="module"),
+]
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

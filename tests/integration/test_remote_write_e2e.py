@@ -8,23 +8,25 @@ import textwrap
 import time
 import urllib.parse
 import urllib.request
-import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from sotp.codec.remote_write import encode_write_request
 from sotp.model import Labels
-from tests.conftest import PG_DSN, free_port, require_binary, require_tcp, sotp_cmd, wait_for_port
+from tests.conftest import free_port, require_binary, sotp_cmd, storage_location, wait_for_port
 
 pytestmark = pytest.mark.integration
 
 
-def storage_for(kind: str, tmp_path: Path) -> str:
-    if kind == "sqlite":
-        return f"sqlite:///{tmp_path}/sotp.db"
-    require_tcp("127.0.0.1", 5432, "PostgreSQL")
-    return f"{PG_DSN}?schema=sotp_e2e_{uuid.uuid4().hex[:10]}"
+KINDS = ["sqlite", "postgres", "timescaledb"]
+
+
+@pytest.fixture(params=KINDS)
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with storage_location(request.param, tmp_path) as url:
+        yield url
 
 
 def get_json(url: str) -> dict:  # type: ignore[type-arg]
@@ -42,9 +44,7 @@ def post_write(port: int, body: bytes) -> int:
         return r.status
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
-def test_acknowledged_samples_survive_kill_9(kind: str, tmp_path: Path, spawn) -> None:  # type: ignore[no-untyped-def]
-    storage = storage_for(kind, tmp_path)
+def test_acknowledged_samples_survive_kill_9(storage: str, spawn) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
     argv = sotp_cmd("serve", "--listen", f"127.0.0.1:{port}", "--storage", storage)
     server = spawn(argv, name="serve")
@@ -84,10 +84,8 @@ def test_acknowledged_samples_survive_kill_9(kind: str, tmp_path: Path, spawn) -
     assert asyncio.run(count()) == acked
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
-def test_real_prometheus_remote_writes_into_sotp(kind: str, tmp_path: Path, spawn) -> None:  # type: ignore[no-untyped-def]
+def test_real_prometheus_remote_writes_into_sotp(storage: str, tmp_path: Path, spawn) -> None:  # type: ignore[no-untyped-def]
     prometheus = require_binary("prometheus")
-    storage = storage_for(kind, tmp_path)
     sotp_port, prom_port = free_port(), free_port()
     spawn(sotp_cmd("serve", "--listen", f"127.0.0.1:{sotp_port}", "--storage", storage), name="serve")
     wait_for_port(sotp_port, timeout=30)

@@ -12,15 +12,13 @@ import json
 import time
 import urllib.parse
 import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
 
 from sotp.codec.remote_write import encode_write_request
 from sotp.model import Labels
-from tests.conftest import PG_DSN, free_port, require_tcp, sotp_cmd, wait_for_port
-from tests.sotp.storage.conftest import drop_pg_schema
+from tests.conftest import free_port, sotp_cmd, storage_location, wait_for_port
 
 pytestmark = pytest.mark.integration
 HEADERS = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"}
@@ -44,20 +42,19 @@ def query(base: str, expr: str, at: float) -> list[dict[str, object]]:
     return result
 
 
-@pytest.fixture
-async def replicas(spawn, tmp_path: Path):  # type: ignore[no-untyped-def]
-    require_tcp("127.0.0.1", 5432, "PostgreSQL")
-    schema = f"sotp_rep_{uuid.uuid4().hex[:10]}"
-    sep = "&" if "?" in PG_DSN else "?"
-    url = f"{PG_DSN}{sep}schema={schema}"
-    bases = []
-    for name in ("a", "b"):
-        port = free_port()
-        spawn(sotp_cmd("serve", "--listen", f"127.0.0.1:{port}", "--storage", url), name=f"serve-{name}")
-        wait_for_port(port, timeout=60)
-        bases.append(f"http://127.0.0.1:{port}")
-    yield bases
-    await drop_pg_schema(schema)
+@pytest.fixture(params=["postgres", "timescaledb"])
+def replicas(request: pytest.FixtureRequest, spawn, tmp_path: Path):  # type: ignore[no-untyped-def]
+    with storage_location(request.param, tmp_path) as url:
+        bases, procs = [], []
+        for name in ("a", "b"):
+            port = free_port()
+            procs.append(spawn(sotp_cmd("serve", "--listen", f"127.0.0.1:{port}", "--storage", url),
+                               name=f"serve-{name}"))
+            wait_for_port(port, timeout=60)
+            bases.append(f"http://127.0.0.1:{port}")
+        yield bases
+        for proc in procs:  # the schema goes only after the servers stopped using it
+            proc.stop()
 
 
 async def test_acknowledged_on_one_replica_is_served_by_the_other_at_once(replicas: list[str]) -> None:

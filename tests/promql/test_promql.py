@@ -1,25 +1,24 @@
 """Runs every ``tests/promql/*.test`` script on every storage backend: one test per ``eval`` line.
 
 Each (script, backend) pair runs once, in order, and is cached; the per-line tests then report their
-own outcome, so a failure names ``file.test:line``. PostgreSQL gets a fresh schema per script (and per
-``clear``); a missing PostgreSQL skips locally and fails under CI=true.
+own outcome, so a failure names ``file.test:line``. PostgreSQL and TimescaleDB get a fresh schema per
+script (and per ``clear``); a missing server skips locally and fails under CI=true.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from pathlib import Path
 
 import pytest
 
 from sotp.storage import Storage, open_storage
-from tests.conftest import IN_CI, PG_DSN, require_tcp
+from tests.conftest import IN_CI, STORAGE_BACKENDS, backend_dsn, backend_url, drop_schema, new_schema
 from tests.promql.promqltest import Eval, load_file, run_script
 
 HERE = Path(__file__).parent
 SCRIPTS = sorted(HERE.glob("*.test"))
-BACKENDS = ["memory", "sqlite", "postgres"]
+BACKENDS = STORAGE_BACKENDS
 
 _cache: dict[tuple[str, str], dict[int, str | None]] = {}
 
@@ -36,19 +35,6 @@ def _cases() -> list[tuple[Path, Eval]]:
 CASES = _cases()
 
 
-def _pg_url(schema: str) -> str:
-    sep = "&" if "?" in PG_DSN else "?"
-    return f"{PG_DSN}{sep}schema={schema}"
-
-
-async def _drop_schemas(schemas: list[str]) -> None:
-    import psycopg
-
-    async with await psycopg.AsyncConnection.connect(PG_DSN, autocommit=True) as conn:
-        for s in schemas:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{s}" CASCADE')
-
-
 def _run(path: Path, backend: str, tmp: Path) -> dict[int, str | None]:
     key = (path.name, backend)
     if key in _cache:
@@ -63,8 +49,8 @@ def _run(path: Path, backend: str, tmp: Path) -> dict[int, str | None]:
         elif backend == "sqlite":
             url = f"sqlite:///{tmp / f'{path.stem}-{counter[0]}.db'}"
         else:
-            schemas.append(f"sotp_promql_{uuid.uuid4().hex[:12]}")
-            url = _pg_url(schemas[-1])
+            schemas.append(new_schema("sotp_promql"))
+            url = backend_url(backend, backend_dsn(backend), schemas[-1])
         s = open_storage(url)
         await s.open()
         return s
@@ -73,8 +59,8 @@ def _run(path: Path, backend: str, tmp: Path) -> dict[int, str | None]:
         try:
             return await run_script(load_file(path), factory)
         finally:
-            if schemas:
-                await _drop_schemas(schemas)
+            for schema in schemas:
+                drop_schema(backend_dsn(backend), schema)
 
     _cache[key] = asyncio.run(main())
     return _cache[key]
@@ -83,8 +69,8 @@ def _run(path: Path, backend: str, tmp: Path) -> dict[int, str | None]:
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(("path", "ev"), CASES, ids=[f"{p.name}:{e.line}" for p, e in CASES])
 def test_eval(path: Path, ev: Eval, backend: str, tmp_path_factory: pytest.TempPathFactory) -> None:
-    if backend == "postgres":
-        require_tcp("127.0.0.1", 5432, "PostgreSQL")
+    if backend in ("postgres", "timescaledb"):
+        backend_dsn(backend)  # skips (fails under CI) before the script runs when the server is missing
     results = _run(path, backend, tmp_path_factory.getbasetemp())
     problem = results[ev.line]
     assert problem is None, f"{path.name}:{ev.line} {ev.title}: {problem}"

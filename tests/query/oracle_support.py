@@ -10,11 +10,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sotp.codec.remote_write import encode_write_request
 from sotp.model import STALE_NAN, Labels
 from tests.conftest import Proc, free_port, require_binary
+
+if TYPE_CHECKING:
+    from sotp.storage import Storage
 
 #: Start of the dataset (ms), a whole minute; the data covers one hour at a 15 s interval.
 T0 = 1_699_999_200_000
@@ -203,72 +206,38 @@ def diff(expected: dict[str, Any], got: dict[str, Any], ordered: bool = False) -
 
 
 # ---- SOTP over HTTP on any backend ---------------------------------------------------------------------
-#: Backends the oracles run on; PostgreSQL needs SOTP_TEST_PG_DSN's server (skip locally, fail in CI).
-#: TimescaleDB joins when SOTP_TEST_TIMESCALE_DSN is set: SOTP's hypertable path does not run on the
-#: shared TimescaleDB 2.28 yet (create_hypertable is not found from a per-test schema); the fixture and
-#: that fix come with the TimescaleDB work (branch i16), after which the backend is always on.
-TIMESCALE_DSN = __import__("os").environ.get("SOTP_TEST_TIMESCALE_DSN", "")
-ORACLE_BACKENDS = ["memory", "sqlite", "postgres", *(["timescale"] if TIMESCALE_DSN else [])]
-PG_BACKENDS = ["postgres", *(["timescale"] if TIMESCALE_DSN else [])]
-
-
-def backend_dsn(backend: str) -> str:
-    """The server DSN of a PostgreSQL-family backend."""
-    from tests.conftest import PG_DSN
-
-    return TIMESCALE_DSN if backend == "timescale" else PG_DSN
-
-
-def storage_url(backend: str, schema: str) -> str:
-    """A ``sotp serve --storage`` URL for a fresh schema of a PostgreSQL-family backend."""
-    dsn = backend_dsn(backend)
-    extra = "&timescaledb=on" if backend == "timescale" else "&timescaledb=off"
-    return f"{dsn}{'&' if '?' in dsn else '?'}schema={schema}{extra}"
+#: Backends the oracles run on; PostgreSQL needs SOTP_TEST_PG_DSN's server, TimescaleDB
+#: SOTP_TEST_TIMESCALE_DSN's (skip locally, fail in CI).
+ORACLE_BACKENDS = ["memory", "sqlite", "postgres", "timescaledb"]
 
 Case = tuple[str, dict[str, str]]  # (API path, parameters)
 
 
 def require_backend(backend: str) -> None:
     """Skip (locally) or fail (CI) when a backend's server is missing."""
-    from tests.conftest import require_tcp
+    from tests.conftest import backend_dsn
 
-    if backend in ("postgres", "timescale"):
-        dsn = backend_dsn(backend)
-        host, _, port = dsn.split("@")[1].split("/")[0].partition(":")
-        what = "TimescaleDB (SOTP_TEST_TIMESCALE_DSN)" if backend == "timescale" else "PostgreSQL (SOTP_TEST_PG_DSN)"
-        require_tcp(host, int(port or 5432), what)
-
-
-async def _drop_schema(dsn: str, schema: str) -> None:
-    import psycopg
-
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    if backend in ("postgres", "timescaledb"):
+        backend_dsn(backend)
 
 
 async def sotp_answers(backend: str, tmp: Path, data: Dataset, cases: list[Case]) -> list[dict[str, Any]]:
     """Load ``data`` into a fresh SOTP store of ``backend`` and answer every case over HTTP."""
-    import uuid
+    from sotp.storage import open_storage
+    from tests.conftest import storage_location
 
+    with storage_location(backend, tmp) as url:
+        return await _answers(open_storage(url), data, cases)
+
+
+async def _answers(storage: Storage, data: Dataset, cases: list[Case]) -> list[dict[str, Any]]:
     from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
 
     from query.api import setup
     from sotp.config import Config
-    from sotp.storage import open_storage
     from sotp.web import CTX, ServerContext
 
-    schema = None
-    if backend == "memory":
-        url = "memory://"
-    elif backend == "sqlite":
-        url = f"sqlite:///{tmp / f'sotp-{uuid.uuid4().hex[:8]}.db'}"
-    elif backend in ("postgres", "timescale"):
-        schema = f"sotp_oracle_{uuid.uuid4().hex[:12]}"
-        url = storage_url(backend, schema)
-    else:
-        raise ValueError(f"unknown backend {backend!r}")
-    storage = open_storage(url)
     await storage.open()
     try:
         app_ = storage.appender()
@@ -289,5 +258,3 @@ async def sotp_answers(backend: str, tmp: Path, data: Dataset, cases: list[Case]
         return out
     finally:
         await storage.close()
-        if schema is not None:
-            await _drop_schema(backend_dsn(backend), schema)

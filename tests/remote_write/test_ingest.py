@@ -18,20 +18,21 @@ from sotp.cli.serve import build_app
 from sotp.config import Config, Limits
 from sotp.errors import DecodeError, LimitExceeded
 from sotp.model import Labels
+from tests.conftest import STORAGE_BACKENDS, storage_location
 
 NOW_S = int(time.time()) - 60
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=STORAGE_BACKENDS)
 async def client(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TestClient]:
     config = Config()
-    config.server.storage = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/db.sqlite"
     config.limits.max_body_bytes = 16 * 1024
     config.limits.max_decompressed_bytes = 64 * 1024
     config.limits.max_series_per_request = 50
     config.limits.max_labels_per_series = 6
-    async with TestClient(TestServer(build_app(config))) as c:
-        yield c
+    with storage_location(request.param, tmp_path) as config.server.storage:
+        async with TestClient(TestServer(build_app(config))) as c:
+            yield c
 
 
 async def all_series(client: TestClient) -> list[dict[str, str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import math
 import time
@@ -24,6 +25,7 @@ from sotp.config import Config, from_dict
 from sotp.errors import ConfigError, DecodeError
 from sotp.model import Labels, Matcher, MatchOp, Series, is_stale
 from sotp.web import CTX
+from tests.conftest import STORAGE_BACKENDS, storage_location
 
 Factory = Callable[..., Any]
 
@@ -31,10 +33,11 @@ Factory = Callable[..., Any]
 @pytest.fixture
 async def make_client(tmp_path: Path) -> AsyncIterator[Factory]:
     clients: list[TestClient] = []
+    locations = contextlib.ExitStack()
 
     async def make(storage: str = "memory", **pushgateway: str) -> TestClient:
         config = Config()
-        config.server.storage = "memory://" if storage == "memory" else f"sqlite:///{tmp_path}/db.sqlite"
+        config.server.storage = locations.enter_context(storage_location(storage, tmp_path))
         config.pushgateway = {"refresh_interval": "0", **pushgateway}
         config.limits.max_body_bytes = 32 * 1024
         config.limits.max_decompressed_bytes = 64 * 1024
@@ -43,12 +46,13 @@ async def make_client(tmp_path: Path) -> AsyncIterator[Factory]:
         clients.append(c)
         return c
 
-    yield make
-    for c in clients:
-        await c.close()
+    with locations:
+        yield make
+        for c in clients:
+            await c.close()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=STORAGE_BACKENDS)
 async def client(request: pytest.FixtureRequest, make_client: Factory) -> TestClient:
     c: TestClient = await make_client(request.param)
     return c

@@ -14,6 +14,7 @@ from sotp.cli.serve import build_app
 from sotp.codec.remote_write import WriteRequest, encode_write_request, snappy_compress
 from sotp.config import Config
 from sotp.model import Labels
+from tests.conftest import STORAGE_BACKENDS, storage_location
 from tests.conftest import raw_write_request as raw
 
 HEADERS = {
@@ -27,14 +28,14 @@ NOW = int(time.time() * 1000)
 GOOD = [("__name__", "good"), ("job", "a")]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=STORAGE_BACKENDS)
 async def client(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TestClient]:
     config = Config()
-    config.server.storage = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/db.sqlite"
     config.limits.max_body_bytes = 64 * 1024
     config.limits.max_decompressed_bytes = 256 * 1024
-    async with TestClient(TestServer(build_app(config))) as c:
-        yield c
+    with storage_location(request.param, tmp_path) as config.server.storage:
+        async with TestClient(TestServer(build_app(config))) as c:
+            yield c
 
 
 async def series_count(client: TestClient) -> int:

@@ -13,7 +13,7 @@ import asyncio
 import signal
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import yaml
 
 from sotp.model import METRIC_NAME, Labels, Matcher, MatchOp, is_stale
 from sotp.storage import open_storage
-from tests.conftest import free_port, sotp_cmd, wait_for_port
+from tests.conftest import free_port, sotp_cmd, storage_location, wait_for_port
 from tests.worker.conftest import Prometheus, Stub
 
 pytestmark = pytest.mark.integration
@@ -89,12 +89,13 @@ def _config(stub: Stub, down_port: int) -> dict[str, Any]:
     }
 
 
-async def _sotp_series(url: str) -> dict[Labels, tuple[int, float]]:
-    """Every stored series with its newest sample (any time)."""
+async def _sotp_series(url: str, until_ms: int | None = None) -> dict[Labels, tuple[int, float]]:
+    """Every stored series with its newest sample at or before ``until_ms`` (default: any time). The
+    worker keeps writing while this reads, so an instant comparison must bound the read to its instant."""
     st = open_storage(url)
     await st.open()
     try:
-        q = st.querier(0, int(time.time() * 1000) + 60_000)
+        q = st.querier(0, until_ms if until_ms is not None else int(time.time() * 1000) + 60_000)
         found = await q.select([Matcher(METRIC_NAME, MatchOp.RE, ".+")])
         await q.close()
     finally:
@@ -119,8 +120,15 @@ async def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> None
         await asyncio.sleep(0.25)
 
 
+@pytest.fixture(params=["sqlite", "postgres", "timescaledb"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The store the worker process writes into."""
+    with storage_location(request.param, tmp_path) as url:
+        yield url
+
+
 async def test_same_series_and_up_as_prometheus(
-    stub: Stub, prometheus: Callable[[dict[str, Any]], Prometheus], spawn: Any, tmp_path: Path
+    stub: Stub, prometheus: Callable[[dict[str, Any]], Prometheus], spawn: Any, tmp_path: Path, db: str
 ) -> None:
     stub.set("/metrics", TEXT)
     stub.set("/probe", "probe_success 1\nprobe_duration_seconds 0.002\n")
@@ -128,7 +136,6 @@ async def test_same_series_and_up_as_prometheus(
     config = _config(stub, free_port())
     cfg_file = tmp_path / "sotp.yml"
     cfg_file.write_text(yaml.safe_dump(config, sort_keys=False))
-    db = f"sqlite:///{tmp_path / 'sotp.db'}"
     listen = free_port()
     worker = spawn(sotp_cmd("worker", "--config", str(cfg_file), "--storage", db, "--listen", f"127.0.0.1:{listen}",
                             "--enable-lifecycle"),
@@ -148,7 +155,7 @@ async def test_same_series_and_up_as_prometheus(
     await asyncio.sleep(1.2)  # one more round, so both have seen every series at least once more
 
     now_ms = int(time.time() * 1000)
-    ours = _present(await _sotp_series(db), now_ms)
+    ours = _present(await _sotp_series(db, now_ms), now_ms)
     theirs = await asyncio.to_thread(_prom_present, prom)
     assert sorted(map(str, ours)) == sorted(map(str, theirs))
     up_ours = {str(lb): v for lb, v in ours.items() if lb.name == "up"}
@@ -165,7 +172,7 @@ async def test_same_series_and_up_as_prometheus(
 
     async def vanished() -> bool:
         now = int(time.time() * 1000)
-        gone_ours = not any(lb.name == "vanish_me" for lb in _present(await _sotp_series(db), now))
+        gone_ours = not any(lb.name == "vanish_me" for lb in _present(await _sotp_series(db, now), now))
         gone_theirs = not await asyncio.to_thread(_prom_present, prom, "vanish_me")
         return gone_ours and gone_theirs
 
@@ -184,7 +191,7 @@ async def test_same_series_and_up_as_prometheus(
 
     async def router_gone() -> tuple[bool, bool]:
         now = int(time.time() * 1000)
-        ours_now = _present(await _sotp_series(db), now)
+        ours_now = _present(await _sotp_series(db, now), now)
         theirs_now = await asyncio.to_thread(_prom_present, prom, '{instance="router.example"}')
         return not any(lb.get("instance") == "router.example" for lb in ours_now), not theirs_now
 
@@ -195,7 +202,7 @@ async def test_same_series_and_up_as_prometheus(
                 f"{await router_gone()}")
     # Everything else is still there, identical.
     now_ms = int(time.time() * 1000)
-    ours = _present(await _sotp_series(db), now_ms)
+    ours = _present(await _sotp_series(db, now_ms), now_ms)
     theirs = await asyncio.to_thread(_prom_present, prom)
     assert sorted(map(str, ours)) == sorted(map(str, theirs))
 
@@ -214,4 +221,4 @@ async def test_same_series_and_up_as_prometheus(
     assert status == 500 and "scrape_configs[0].scrape_intervl: unknown key" in body
     await asyncio.sleep(1.5)
     now_ms = int(time.time() * 1000)
-    assert any(lb.get("job") == "app" for lb in _present(await _sotp_series(db), now_ms))
+    assert any(lb.get("job") == "app" for lb in _present(await _sotp_series(db, now_ms), now_ms))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,30 +10,20 @@ import pytest
 
 from sotp.model import METRIC_NAME, Labels, Matcher, MatchOp, is_stale
 from sotp.storage import Storage, open_storage
-from tests.conftest import PG_DSN, require_tcp
+from tests.conftest import storage_location
 from tests.worker.conftest import Stub
 from tests.worker.test_scrape_loop import make_loop
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgres", "timescaledb"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    if request.param == "sqlite":
-        st = open_storage(f"sqlite:///{tmp_path / 'w.db'}")
+    with storage_location(request.param, tmp_path) as url:
+        st = open_storage(url)
         await st.open()
-        yield st
-        await st.close()
-        return
-    host, _, port = PG_DSN.split("@")[1].split("/")[0].partition(":")
-    require_tcp(host, int(port or 5432), "PostgreSQL (SOTP_TEST_PG_DSN)")
-    schema = f"sotp_worker_{uuid.uuid4().hex[:10]}"
-    st = open_storage(f"{PG_DSN}{'&' if '?' in PG_DSN else '?'}schema={schema}")
-    await st.open()
-    yield st
-    await st.close()
-    import psycopg
-
-    with psycopg.connect(PG_DSN.split("?")[0], autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        try:
+            yield st
+        finally:
+            await st.close()
 
 
 async def test_scrapes_round_trip_with_staleness(stub: Stub, store: Storage) -> None:

@@ -23,8 +23,6 @@ COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00
 COPY_TRAILER = b"\xff\xff"
 INT8_OID = 20
 FLOAT8_OID = 701
-#: PostgreSQL's timestamp epoch (2000-01-01 UTC) in Unix milliseconds.
-PG_EPOCH_MS = 946_684_800_000
 _ARRAY_HEADER = 20
 _STRIDE = 12
 
@@ -52,15 +50,15 @@ def _row_dtype(n: int) -> np.dtype[np.void]:
 def copy_rows(sids: I64, ts: I64, vs: F64) -> bytes:
     """COPY rows (no header) for ``k`` blocks of ``n`` samples each: ``sids`` (k,), ``ts``/``vs`` (k, n).
 
-    ``t_min``/``t_max`` are the first/last timestamp of each row, as ``timestamptz`` microseconds.
+    ``t_min``/``t_max`` are the first/last timestamp of each row (Unix ms, like ``ts``).
     """
     k, n = ts.shape
     rows = np.zeros(k, dtype=_row_dtype(n))
     rows["nfields"] = 5
     rows["sid_len"] = rows["tmin_len"] = rows["tmax_len"] = 8
     rows["sid"] = sids
-    rows["tmin"] = (ts[:, 0] - PG_EPOCH_MS) * 1000
-    rows["tmax"] = (ts[:, -1] - PG_EPOCH_MS) * 1000
+    rows["tmin"] = ts[:, 0]
+    rows["tmax"] = ts[:, -1]
     arr_len = _ARRAY_HEADER + _STRIDE * n
     rows["ts_len"] = rows["vs_len"] = arr_len
     rows["ts_hdr"] = (1, 0, INT8_OID, n, 1)

@@ -1,6 +1,6 @@
 """The live-stream path of the persistent backends: write-ahead log, in-memory head, flush into blocks.
 
-Every test runs on SQLite and PostgreSQL (memory keeps plain lists: it has no head). Data is written the
+Every test runs on SQLite, PostgreSQL and TimescaleDB (memory keeps plain lists: it has no head). Data is written the
 way real senders deliver it — about one sample per series per request — and read back through the
 Querier, whose answer must not change when the head is flushed, compacted, replayed or shared.
 """
@@ -12,13 +12,12 @@ import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from sotp.errors import SampleRejected
 from sotp.model import STALE_NAN, Labels, Matcher, MatchOp
-from sotp.storage import Storage, open_storage
-from tests.sotp.storage.conftest import drop_pg_schema, storage_url
+from sotp.storage import Storage, open_storage, wal
+from tests.conftest import storage_location
 
 Opener = Callable[[str], Awaitable[Storage]]
 T0 = 1_700_000_000_000  # 2023-11-14, ms
@@ -30,24 +29,24 @@ def series(i: int) -> Labels:
     return Labels({"__name__": "live", "instance": f"h{i:03d}", "job": "j"})
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "timescaledb"])
 async def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
     """``await open_store(params)`` opens a store at one location (every call: another process's view)."""
-    base = storage_url(request.param, tmp_path)
     opened: list[Storage] = []
+    with storage_location(request.param, tmp_path) as base:
 
-    async def _open(params: str = "") -> Storage:
-        sep = "&" if "?" in base else "?"
-        store = open_storage(base + (sep + params if params else ""))
-        await store.open()
-        opened.append(store)
-        return store
+        async def _open(params: str = "") -> Storage:
+            sep = "&" if "?" in base else "?"
+            store = open_storage(base + (sep + params if params else ""))
+            await store.open()
+            opened.append(store)
+            return store
 
-    yield _open
-    for s in opened:
-        await s.close()
-    if request.param == "postgres":
-        await drop_pg_schema(base.rsplit("schema=", 1)[1])
+        try:
+            yield _open
+        finally:
+            for s in opened:
+                await s.close()
 
 
 async def send_rounds(store: Storage, n_series: int, rounds: range, value: Callable[[int, int], float]) -> None:
@@ -212,5 +211,6 @@ def test_live_shape_rows_per_commit_do_not_grow_with_series(tmp_path: Path) -> N
     conn = sqlite3.connect(tmp_path / "rows.db")
     assert conn.execute("SELECT count(*), sum(n) FROM sotp_wal").fetchone() == (3, 1500)
     assert conn.execute("SELECT count(*) FROM sotp_samples").fetchone() == (0,)
-    sids = np.frombuffer(conn.execute("SELECT sids FROM sotp_wal LIMIT 1").fetchone()[0], "<i8")
-    assert len(set(sids.tolist())) == 500
+    sid, ts, _ = wal.decode([conn.execute("SELECT sids, counts, ts, vals FROM sotp_wal LIMIT 1").fetchone()])
+    assert sorted(set(sid.tolist())) == sorted(sid.tolist()) and len(sid) == 500  # each series once
+    assert set(ts.tolist()) == {T0}

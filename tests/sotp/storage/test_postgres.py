@@ -207,13 +207,15 @@ async def test_a_retry_through_another_process_reads_once(open_pg) -> None:  # t
 
 
 async def test_migrate_is_versioned_and_idempotent(schema) -> None:  # type: ignore[no-untyped-def]
+    from sotp.storage.pg.schema import MIGRATIONS
     from sotp.storage.postgres import migrate
 
+    versions = [m.version for m in MIGRATIONS]
     results = await asyncio.gather(migrate(url(schema)), migrate(url(schema)))
-    assert sorted(r[1] for r in results) == [[], [1, 2]]
+    assert sorted(r[1] for r in results) == [[], versions]
     assert {r[0] for r in results} == {"partitions"}
     assert await migrate(url(schema)) == ("partitions", [])
-    assert sorted(r[0] for r in await sql(f'SELECT version FROM "{schema}".sotp_migrations')) == [1, 2]
+    assert [r[0] for r in await sql(f'SELECT version FROM "{schema}".sotp_migrations ORDER BY 1')] == versions
 
 
 async def test_unreachable_server_is_storage_unavailable() -> None:
@@ -423,7 +425,7 @@ async def test_series_committed_after_a_larger_id_is_still_found(open_pg, schema
         )
         late_id = int((await cur.fetchall())[0][0])
         await cur.execute(
-            f'INSERT INTO "{schema}".sotp_samples VALUES (%s, to_timestamp({D0 / 1000}), to_timestamp({D0 / 1000}), '
+            f'INSERT INTO "{schema}".sotp_samples VALUES (%s, {D0}, {D0}, '
             f"'{{{D0}}}', '{{5.0}}')",
             (late_id,),
         )
@@ -448,8 +450,8 @@ async def test_overlapping_blocks_of_one_series_among_others_are_merged(open_pg,
     await flush_all(store)
     sid_b = int((await sql(f'SELECT id FROM "{schema}".sotp_series WHERE labels->>\'i\' = \'b\''))[0][0])  # type: ignore[call-overload]
     await sql(
-        f'INSERT INTO "{schema}".sotp_samples VALUES (%s, to_timestamp({(D0 + 500) / 1000}), '
-        f"to_timestamp({(D0 + 3000) / 1000}), '{{{D0 + 500},{D0 + 1000},{D0 + 3000}}}', '{{9,8,7}}')",
+        f'INSERT INTO "{schema}".sotp_samples VALUES (%s, {D0 + 500}, {D0 + 3000}, '
+        f"'{{{D0 + 500},{D0 + 1000},{D0 + 3000}}}', '{{9,8,7}}')",
         sid_b,
     )
     got = await store.querier(D0 + 500, D0 + 2500).select([Matcher("__name__", MatchOp.EQ, "m")])
@@ -458,3 +460,20 @@ async def test_overlapping_blocks_of_one_series_among_others_are_merged(open_pg,
         (B, [D0 + 500, D0 + 1000, D0 + 2000], [9.0, 2.0, 3.0]),  # the first stored block wins a tie
         (C, [D0 + 1000, D0 + 2000], [2.0, 3.0]),
     ]
+
+
+async def test_issue17_9_a_replica_writing_a_collected_series_writes_it_again(open_pg) -> None:  # type: ignore[no-untyped-def]
+    """One replica collects a series the other still has in its caches: the other's next write must create
+    the series again (checked by the generation under the write's lock), never write under the deleted id."""
+    collector, writer = await open_pg(), await open_pg()
+    await write(writer, A, [D0], [1.0])
+    await flush_all(writer)
+    await collector.delete_before(D0 + 1000)
+    assert await collector.gc_series() == 1
+    assert await write(writer, A, [D0 + 5000], [2.0]) == 1  # writer's index still names the deleted id
+    for store in (collector, writer):
+        got = await store.querier(0, D0 + DAY).select([Matcher("i", MatchOp.EQ, "a")])
+        assert [(s.labels, s.timestamps.tolist()) for s in got] == [(A, [D0 + 5000])]
+    assert await collector.series_count() == 1
+    ids = await sql(f'SELECT count(*) FROM "{collector.options.schema}".sotp_series')
+    assert ids == [(1,)]

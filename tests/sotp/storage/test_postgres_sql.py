@@ -1,7 +1,7 @@
-"""Unit tests of the PostgreSQL backend's pure parts: URL options, TimescaleDB SQL, binary formats.
+"""Unit tests of the PostgreSQL backend's pure parts: URL options, migration SQL, binary formats.
 
-The TimescaleDB branch cannot run here (the extension is in no reachable package), so its SQL is checked
-as text; the binary COPY/array code is checked against PostgreSQL in test_postgres.py as well."""
+The TimescaleDB branch runs against a real TimescaleDB in test_timescaledb.py; the binary COPY/array code
+is checked against PostgreSQL in test_postgres.py as well."""
 
 from __future__ import annotations
 
@@ -18,9 +18,8 @@ from sotp.storage.pg.schema import (
     MODE_PARTITIONS,
     MODE_TIMESCALE,
     partition_name,
-    timescale_drop_statement,
-    timescale_statements,
 )
+from sotp.storage.pg.timescale import hypertable_statements
 
 
 def test_url_options_are_removed_before_libpq() -> None:
@@ -46,29 +45,19 @@ def test_bad_url_options_name_the_parameter(query: str, message: str) -> None:
         parse_url(f"postgresql://u@h/db?{query}")
 
 
-def test_timescale_statements() -> None:
-    stmts = timescale_statements(chunk_ms=86_400_000, compress_after_ms=604_800_000)
-    assert stmts[0] == "CREATE EXTENSION IF NOT EXISTS timescaledb"
-    assert "create_hypertable('sotp_samples', 't_min', " in stmts[1]
-    assert "chunk_time_interval => interval '86400000 milliseconds'" in stmts[1]
-    assert "timescaledb.compress_segmentby = 'series_id'" in stmts[2]
-    assert "add_compression_policy('sotp_samples', interval '604800000 milliseconds')" in stmts[3]
-    assert timescale_drop_statement(1_000_000) == (
-        "SELECT drop_chunks('sotp_samples', older_than => to_timestamp(1000000 / 1000.0))"
-    )
-
-
-def test_migration_one_differs_only_in_partitioning() -> None:
+def test_migrations_differ_only_in_partitioning() -> None:
     opts = parse_url("postgresql://u@h/db")
-    native = MIGRATIONS[0].statements(MODE_PARTITIONS, opts)
-    tsdb = MIGRATIONS[0].statements(MODE_TIMESCALE, opts)
-    create = next(s for s in native if s.startswith("CREATE TABLE sotp_samples"))
-    assert create.endswith("PARTITION BY RANGE (t_min)")
-    assert not any("PARTITION BY" in s for s in tsdb)
-    added = [s for s in tsdb if s not in native]
-    assert added[0] == create.removesuffix(" PARTITION BY RANGE (t_min)")
-    assert added[1:5] == timescale_statements(opts.partition_ms, opts.compress_after_ms)
-    assert "INSERT INTO sotp_meta (key, value) VALUES ('mode', 'timescaledb')" in tsdb
+    hypertable = hypertable_statements(opts.partition_ms, opts.compress_after_ms)
+    for m in MIGRATIONS:
+        native = [s.removesuffix(" PARTITION BY RANGE (t_min)") for s in m.statements(MODE_PARTITIONS, opts)]
+        tsdb = m.statements(MODE_TIMESCALE, opts)
+        assert not any("PARTITION" in s for s in tsdb), m.version
+        # The native side copies its partitions in a DO block; TimescaleDB creates its hypertable instead.
+        assert [s for s in tsdb if s not in hypertable] == [
+            s.replace("'partitions'", "'timescaledb'") for s in native if "PARTITION OF" not in s
+        ], m.version
+    v3 = next(m for m in MIGRATIONS if m.version == 3).statements(MODE_TIMESCALE, opts)
+    assert [s for s in v3 if s in hypertable] == hypertable
 
 
 def test_partition_names() -> None:
@@ -82,7 +71,7 @@ def test_copy_rows_layout_and_array_decoding_round_trip() -> None:
     raw = binary.copy_rows(np.array([7, 8], dtype=np.int64), ts, vs)
     row = np.frombuffer(raw, dtype=binary._row_dtype(2))
     assert row["nfields"].tolist() == [5, 5] and row["sid"].tolist() == [7, 8]
-    assert row["tmin"].tolist() == [(1000 - binary.PG_EPOCH_MS) * 1000, (5 - binary.PG_EPOCH_MS) * 1000]
+    assert row["tmin"].tolist() == [1000, 5]
     # An array value as array_send produces it is the same bytes as the COPY field after its length.
     arr = row["vs"][0].tobytes()
     header = row["vs_hdr"][0].astype(">i4").tobytes()

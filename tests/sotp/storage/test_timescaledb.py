@@ -1,0 +1,488 @@
+"""TimescaleDB on a real server: mode selection (auto/on/off on a preloaded and a not-preloaded cluster),
+the hypertable and its policies, compressed chunks read back bit for bit, late samples into compressed
+chunks, retention, schemas, and the integer-time migration. (The shared contract runs on TimescaleDB in
+test_conformance.py.)"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+
+from sotp.errors import ConfigError, SampleRejected
+from sotp.model import STALE_NAN, Labels, Matcher, MatchOp
+from sotp.storage.pg import timescale
+from sotp.storage.postgres import PostgresStorage
+from tests.conftest import (
+    backend_dsn,
+    drop_schema,
+    new_schema,
+    require_postgres,
+    require_timescaledb,
+    require_timescaledb_not_preloaded,
+    sotp_cmd,
+    with_schema,
+)
+from tests.sotp.storage.test_postgres import flush_all
+
+pytestmark = pytest.mark.integration
+
+DAY = 86_400_000
+HOUR = 3_600_000
+STEP = 15_000
+CPU = Matcher("__name__", MatchOp.EQ, "cpu")
+
+
+def sql(dsn: str, query: str, *params: object) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        cur = conn.execute(query, params or None)  # type: ignore[arg-type]
+        return cur.fetchall() if cur.description else []
+
+
+Opener = Callable[..., Awaitable[PostgresStorage]]
+
+
+@pytest.fixture
+def schemas() -> Iterator[list[tuple[str, str]]]:
+    """(dsn, schema) pairs a test created; dropped at teardown."""
+    made: list[tuple[str, str]] = []
+    yield made
+    for dsn, schema in made:
+        drop_schema(dsn, schema)
+
+
+@pytest.fixture
+async def open_store(schemas: list[tuple[str, str]]) -> AsyncIterator[Opener]:
+    """``await open_store(dsn, options="", schema=None)``: a PostgresStorage on a fresh (or given) schema."""
+    opened: list[PostgresStorage] = []
+
+    async def _open(dsn: str, options: str = "", schema: str | None = None) -> PostgresStorage:
+        if schema is None:
+            schema = new_schema("sotp_ts")
+            schemas.append((dsn, schema))
+        store = PostgresStorage(with_schema(dsn, schema, options))
+        await store.open()
+        opened.append(store)
+        return store
+
+    yield _open
+    for s in opened:
+        await s.close()
+
+
+async def write(store: PostgresStorage, series: dict[Labels, tuple[np.ndarray, np.ndarray]]) -> int:
+    app = store.appender()
+    for labels, (ts, vs) in series.items():
+        app.append_series(labels, ts.tolist(), vs.tolist())
+    return await app.commit()
+
+
+def dataset(start: int, end: int, n_series: int = 4) -> dict[Labels, tuple[np.ndarray, np.ndarray]]:
+    """Every 15 s from ``start`` to ``end`` for a few series: counters, gauges with -0.0, inf, NaN and a
+    staleness marker, so a lossy or reordering decode shows."""
+    ts = np.arange(start, end, STEP, dtype=np.int64)
+    out = {}
+    for k in range(n_series):
+        vs = np.cumsum(np.full(len(ts), 1.5 + k)) if k % 2 == 0 else np.sin(np.arange(len(ts)) / 7.0) * 100
+        vs[3], vs[5], vs[7], vs[11] = -0.0, np.inf, np.nan, STALE_NAN
+        out[Labels({"__name__": "cpu", "i": str(k)})] = (ts, vs.astype(np.float64))
+    return out
+
+
+async def read(store: PostgresStorage, mint: int, maxt: int) -> dict[Labels, tuple[list[int], list[int]]]:
+    got = await store.querier(mint, maxt).select([CPU])
+    return {s.labels: (s.timestamps.tolist(), s.values.view(np.uint64).tolist()) for s in got}
+
+
+def expected(data: dict[Labels, tuple[np.ndarray, np.ndarray]], mint: int, maxt: int) -> dict[Labels, Any]:
+    out = {}
+    for labels, (ts, vs) in data.items():
+        keep = (ts >= mint) & (ts <= maxt)
+        if keep.any():
+            out[labels] = (ts[keep].tolist(), vs[keep].view(np.uint64).tolist())
+    return out
+
+
+def chunks(dsn: str, schema: str) -> list[tuple[int, int, bool]]:
+    """(range start ms, range end ms, compressed) of the hypertable's chunks, oldest first."""
+    rows = sql(
+        dsn,
+        "SELECT range_start_integer, range_end_integer, is_compressed FROM timescaledb_information.chunks "
+        "WHERE hypertable_schema = %s AND hypertable_name = 'sotp_samples' ORDER BY 1",
+        schema,
+    )
+    return [(int(a), int(b), bool(c)) for a, b, c in rows]
+
+
+def run_job(dsn: str, schema: str, kind: str) -> None:
+    """Run the hypertable's compression or retention policy now, as TimescaleDB's scheduler would."""
+    ids = [r[0] for r in sql(
+        dsn,
+        "SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_schema = %s "
+        "AND hypertable_name = 'sotp_samples' AND proc_name = %s",
+        schema, f"policy_{kind}",
+    )]
+    assert len(ids) == 1, f"expected one {kind} policy on {schema}.sotp_samples, found {ids}"
+    sql(dsn, "CALL run_job(%s)", ids[0])
+
+
+def today() -> int:
+    return int(time.time() * 1000) // DAY * DAY
+
+
+# -- mode selection ------------------------------------------------------------------------------------
+
+
+async def test_auto_on_preloaded_server_makes_a_compressed_integer_hypertable(open_store: Opener) -> None:
+    dsn = require_timescaledb()
+    store = await open_store(dsn, "partition=12h&compress_after=2d")
+    assert store.mode == "timescaledb"
+    schema = store.options.schema
+    dims = sql(
+        dsn,
+        "SELECT column_name, column_type::text, integer_interval, integer_now_func "
+        "FROM timescaledb_information.dimensions WHERE hypertable_schema = %s AND hypertable_name = 'sotp_samples'",
+        schema,
+    )
+    assert dims == [("t_min", "bigint", 12 * HOUR, "sotp_now_ms")]
+    settings = sql(
+        dsn,
+        "SELECT segmentby, orderby FROM timescaledb_information.hypertable_compression_settings "
+        "WHERE hypertable = %s::regclass",
+        f"{schema}.sotp_samples",
+    )
+    assert settings == [("", "series_id,t_min")]  # no segmentby: see timescale.hypertable_statements
+    jobs = sql(
+        dsn,
+        "SELECT proc_name, config->>'compress_after' FROM timescaledb_information.jobs "
+        "WHERE hypertable_schema = %s AND hypertable_name = 'sotp_samples'",
+        schema,
+    )
+    assert jobs == [("policy_compression", str(2 * DAY))]
+    # The hypertable's idea of now is the wall clock in ms (what the policies compare chunk ends with).
+    now_ms = sql(dsn, f'SELECT "{schema}".sotp_now_ms()')[0][0]
+    assert abs(now_ms - time.time() * 1000) < 60_000
+
+
+async def test_auto_on_a_server_without_preload_falls_back_with_one_warning(
+    open_store: Opener, caplog: pytest.LogCaptureFixture
+) -> None:
+    dsn = require_timescaledb_not_preloaded()
+    with caplog.at_level(logging.WARNING):
+        store = await open_store(dsn)
+    assert store.mode == "partitions"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "shared_preload_libraries = 'timescaledb'" in warnings[0] and "restart PostgreSQL" in warnings[0]
+    # The fallback works: a round trip through native partitions.
+    data = dataset(today() - DAY, today() - DAY + HOUR, 1)
+    await write(store, data)
+    assert await read(store, 0, today()) == expected(data, 0, today())
+    # Nothing tried to create the extension (doing so without preload kills the session).
+    assert sql(dsn, "SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'") == [(0,)]
+
+
+@pytest.mark.parametrize("server", ["not-preloaded", "absent"])
+async def test_on_refuses_to_start_without_a_usable_extension(server: str, open_store: Opener) -> None:
+    dsn = require_timescaledb_not_preloaded() if server == "not-preloaded" else require_postgres()
+    fix = "add shared_preload_libraries = 'timescaledb'" if server == "not-preloaded" else "install the TimescaleDB"
+    schema = new_schema("sotp_ts")
+    with pytest.raises(ConfigError, match="timescaledb=on") as err:
+        await open_store(dsn, "timescaledb=on", schema=schema)
+    assert fix in str(err.value)
+    # The refused migration left nothing behind.
+    assert sql(dsn, "SELECT count(*) FROM pg_namespace WHERE nspname = %s", schema) == [(0,)]
+
+
+async def test_sotp_refuses_on_with_the_fix_and_db_migrate_reports_the_mode(
+    spawn: Any, schemas: list[tuple[str, str]]
+) -> None:
+    nopre = require_timescaledb_not_preloaded()
+    dsn = require_timescaledb()
+    refused = spawn(sotp_cmd("db", "migrate", "--storage", with_schema(nopre, new_schema(), "timescaledb=on")))
+    assert refused.popen.wait(60) == 2
+    assert "add shared_preload_libraries = 'timescaledb'" in refused.output()
+    assert "Traceback" not in refused.output()
+    schema = new_schema("sotp_ts")
+    schemas.append((dsn, schema))
+    for _ in range(2):  # idempotent
+        done = spawn(sotp_cmd("db", "migrate", "--storage", with_schema(dsn, schema)))
+        assert done.popen.wait(60) == 0, done.output()
+        assert "(TimescaleDB hypertable)" in done.output()
+    assert sql(dsn, "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_schema = %s",
+               schema) == [(1,)]
+
+
+async def test_off_on_a_preloaded_server_uses_native_partitions(open_store: Opener) -> None:
+    dsn = require_timescaledb()
+    store = await open_store(dsn, "timescaledb=off")
+    assert store.mode == "partitions"
+    schema = store.options.schema
+    assert sql(dsn, "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_schema = %s",
+               schema) == [(0,)]
+    assert sql(dsn, "SELECT relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+               "WHERE n.nspname = %s AND c.relname = 'sotp_samples'", schema) == [("p",)]
+
+
+async def test_a_schema_keeps_its_mode_and_refuses_a_contrary_url(open_store: Opener) -> None:
+    dsn = require_timescaledb()
+    native = await open_store(dsn, "timescaledb=off")
+    await native.close()
+    # auto on a usable server does not convert a native schema behind the user's back...
+    again = await open_store(dsn, "", schema=native.options.schema)
+    assert again.mode == "partitions"
+    await again.close()
+    # ...and on refuses, saying why.
+    with pytest.raises(ConfigError, match="initialised with native partitions"):
+        await open_store(dsn, "timescaledb=on", schema=native.options.schema)
+    hyper = await open_store(dsn)
+    await hyper.close()
+    with pytest.raises(ConfigError, match=r"holds a TimescaleDB hypertable.*timescaledb=off"):
+        await open_store(dsn, "timescaledb=off", schema=hyper.options.schema)
+    assert (await open_store(dsn, "timescaledb=on", schema=hyper.options.schema)).mode == "timescaledb"
+
+
+# -- compression, late samples, retention ----------------------------------------------------------------
+
+
+async def test_compressed_chunks_read_back_every_sample_identically(open_store: Opener) -> None:
+    dsn = require_timescaledb()
+    store = await open_store(dsn, "compress_after=1d")
+    schema = store.options.schema
+    start, end = today() - 3 * DAY, today() - DAY  # two whole chunks, both older than compress_after
+    data = dataset(start, end)
+    assert await write(store, data) == sum(len(ts) for ts, _ in data.values())
+    await flush_all(store)  # the head's samples into block rows, as the service does minutes after arrival
+    await store.compact(int(time.time() * 1000))  # merge block rows as the service does before compression
+    want = expected(data, start, end)
+    assert await read(store, start, end) == want
+    run_job(dsn, schema, "compression")
+    assert [c[2] for c in chunks(dsn, schema)] == [True, True]
+    assert await read(store, start, end) == want
+    # Windows inside a chunk and across the chunk edge select through the compressed batches' t_min range.
+    for mint, maxt in ((start + 5 * HOUR + 1, start + 7 * HOUR), (start + DAY - HOUR, start + DAY + HOUR - 1)):
+        assert await read(store, mint, maxt) == expected(data, mint, maxt)
+    # A store opened afterwards (another process) reads the same.
+    other = await open_store(dsn, "", schema=schema)
+    assert await read(other, start, end) == want
+
+
+async def test_late_samples_into_a_compressed_chunk(open_store: Opener) -> None:
+    dsn = require_timescaledb()
+    store = await open_store(dsn, "compress_after=1d")
+    schema = store.options.schema
+    start = today() - 3 * DAY
+    data = dataset(start, start + 6 * HOUR, 2)
+    await write(store, data)
+    await flush_all(store)
+    run_job(dsn, schema, "compression")
+    assert [c[2] for c in chunks(dsn, schema)] == [True]
+    first = next(iter(data))
+    ts0, vs0 = data[first]
+    # A new series whose first sample lands in the compressed chunk is stored (inside the accepted window).
+    late = Labels({"__name__": "cpu", "i": "late"})
+    late_data = {late: (np.array([start + HOUR, start + HOUR + STEP]), np.array([1.0, 2.0]))}
+    assert await write(store, late_data) == 2
+    # A sender's retry of samples already compressed is accepted silently and stored once.
+    assert await write(store, {first: (ts0[10:20], vs0[10:20])}) == 0
+    # An out-of-order sample is the usual 400-class rejection, whatever the chunk's state.
+    with pytest.raises(SampleRejected):
+        await write(store, {first: (np.array([start + 30]), np.array([5.0]))})
+    want = expected({**data, **late_data}, start, start + DAY)
+    assert await read(store, start, start + DAY) == want
+    # Compression runs again over the now partly compressed chunk; nothing changes for readers.
+    run_job(dsn, schema, "compression")
+    assert await read(store, start, start + DAY) == want
+    await store.compact(int(time.time() * 1000))
+    assert await read(store, start, start + DAY) == want
+
+
+async def test_retention_policy_drops_whole_chunks(open_store: Opener) -> None:
+    dsn = require_timescaledb()
+    store = await open_store(dsn, "compress_after=1d")
+    schema = store.options.schema
+    days = [today() - k * DAY for k in (10, 5, 1)]
+    data = {}
+    for k, d in enumerate(days):
+        data |= {Labels({**lb, "day": str(k)}): v for lb, v in dataset(d, d + 2 * HOUR, 2).items()}
+    await write(store, data)
+    await flush_all(store)
+    assert [c[0] for c in chunks(dsn, schema)] == days
+    async with store.connection() as conn:
+        await timescale.set_retention(conn, store.ext_schema, schema, 3 * DAY)
+    run_job(dsn, schema, "retention")
+    # Whole chunks older than 3 days went; the recent one is untouched.
+    assert [c[0] for c in chunks(dsn, schema)] == [days[2]]
+    assert await read(store, 0, days[2] - 1) == {}
+    assert await read(store, 0, today()) == expected({k: v for k, v in data.items() if k["day"] == "2"}, 0, today())
+
+
+async def test_delete_before_keeps_a_matching_retention_policy(open_store: Opener) -> None:
+    dsn = require_timescaledb()
+    store = await open_store(dsn)
+    schema = store.options.schema
+    now = int(time.time() * 1000)
+    for keep in (15 * DAY, 15 * DAY, 30 * DAY):
+        await store.delete_before(now - keep)
+        rows = sql(
+            dsn,
+            "SELECT (config->>'drop_after')::bigint FROM timescaledb_information.jobs "
+            "WHERE hypertable_schema = %s AND proc_name = 'policy_retention'",
+            schema,
+        )
+        assert len(rows) == 1
+        # Rounded up to a minute: the policy never drops more than SOTP's own retention would.
+        assert keep <= rows[0][0] < keep + 2 * timescale.RETENTION_STEP_MS
+
+
+# -- schemas -------------------------------------------------------------------------------------------
+
+
+async def test_two_deployments_in_two_schemas_are_independent(open_store: Opener) -> None:
+    dsn = require_timescaledb()
+    a = await open_store(dsn)
+    b = await open_store(dsn)
+    assert (a.mode, b.mode) == ("timescaledb", "timescaledb")
+    start = today() - 2 * DAY
+    data_a = dataset(start, start + HOUR, 2)
+    data_b = dataset(start + DAY, start + DAY + 2 * HOUR, 3)
+    await write(a, data_a)
+    await write(b, data_b)
+    await flush_all(a)  # into each deployment's hypertable, not only its head
+    await flush_all(b)
+    assert await read(a, 0, today()) == expected(data_a, 0, today())
+    assert await read(b, 0, today()) == expected(data_b, 0, today())
+    # Retention in one leaves the other alone.
+    await a.delete_before(today())
+    assert await read(a, 0, today()) == {}
+    assert await read(b, 0, today()) == expected(data_b, 0, today())
+    # Dropping one deployment's schema leaves the extension, and the other deployment, working.
+    await a.close()
+    drop_schema(dsn, a.options.schema)
+    await write(b, {lb: (ts + 2 * HOUR, vs) for lb, (ts, vs) in data_b.items()})
+    reopened = await open_store(dsn, "", schema=b.options.schema)
+    assert len((await reopened.querier(0, today()).select([CPU]))[0].timestamps) == 2 * len(
+        next(iter(data_b.values()))[0]
+    )
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    """A fresh database on the TimescaleDB server (dropped afterwards): its DSN."""
+    dsn = require_timescaledb()
+    name = f"sotp_db_{uuid.uuid4().hex[:10]}"
+    sql(dsn, f'CREATE DATABASE "{name}"')
+    try:
+        yield dsn.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        sql(dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_extension_created_beforehand_in_another_schema(database: str, open_store: Opener) -> None:
+    """The report of issue 16: the extension exists (here in schema tsdb), SOTP's tables go elsewhere."""
+    sql(database, "CREATE SCHEMA tsdb")
+    sql(database, "CREATE EXTENSION timescaledb SCHEMA tsdb")
+    store = await open_store(database, "", schema="bars")
+    assert (store.mode, store.ext_schema) == ("timescaledb", "tsdb")
+    async with store.connection() as conn:
+        cur = await conn.execute("SHOW search_path")
+        assert (await cur.fetchone()) == ("bars, tsdb",)
+    data = dataset(today() - 2 * DAY, today() - 2 * DAY + HOUR, 1)
+    await write(store, data)
+    assert await read(store, 0, today()) == expected(data, 0, today())
+    await store.delete_before(today() - DAY)  # drop_chunks and the retention policy named through tsdb
+    assert await read(store, 0, today()) == {}
+
+
+async def test_extension_is_created_in_public_not_in_sotp_schema(database: str, open_store: Opener) -> None:
+    store = await open_store(database, "", schema="first")
+    assert store.ext_schema == "public"
+    # Dropping SOTP's schema must not take the extension (and every other deployment's tables) with it.
+    await store.close()
+    sql(database, "DROP SCHEMA first CASCADE")
+    assert sql(database, "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+               "WHERE e.extname = 'timescaledb'") == [("public",)]
+    second = await open_store(database, "", schema="second")
+    assert second.mode == "timescaledb"
+
+
+# -- migration 3: block times as integer milliseconds ---------------------------------------------------
+
+
+V1_HYPERTABLE = [
+    "CREATE EXTENSION IF NOT EXISTS timescaledb",
+    "SELECT create_hypertable('sotp_samples', 't_min', chunk_time_interval => interval '1 day', "
+    "migrate_data => true)",
+    "ALTER TABLE sotp_samples SET (timescaledb.compress, timescaledb.compress_segmentby = 'series_id', "
+    "timescaledb.compress_orderby = 't_min')",
+    "SELECT add_compression_policy('sotp_samples', interval '1 day')",
+]
+
+
+@pytest.mark.parametrize("backend", ["postgres", "timescaledb"])
+async def test_migration_3_converts_a_version_1_schema(backend: str, open_store: Opener,
+                                                       schemas: list[tuple[str, str]]) -> None:
+    """A schema as version 1 left it (timestamptz block times; a compressed hypertable with TimescaleDB)
+    opens with every block intact, now in integer milliseconds."""
+    from sotp.storage.pg.options import parse_url
+    from sotp.storage.pg.schema import MIGRATIONS, partition_name
+
+    dsn = backend_dsn(backend)
+    schema = new_schema("sotp_v1")
+    schemas.append((dsn, schema))
+    mode = "timescaledb" if backend == "timescaledb" else "partitions"
+    v1 = [s for s in MIGRATIONS[0].statements(mode, parse_url(with_schema(dsn, schema)))]
+    day = today() - 2 * DAY
+    with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
+        conn.execute(f'CREATE SCHEMA "{schema}"')  # type: ignore[arg-type]
+        conn.execute(f'SET LOCAL search_path TO "{schema}", public')  # type: ignore[arg-type]
+        conn.execute("CREATE TABLE sotp_migrations (version int PRIMARY KEY, description text NOT NULL, "
+                     "applied_at timestamptz NOT NULL DEFAULT now())")
+        for stmt in v1:
+            conn.execute(stmt)  # type: ignore[arg-type]
+        if mode == "timescaledb":
+            for stmt in V1_HYPERTABLE:
+                conn.execute(stmt)  # type: ignore[arg-type]
+        else:
+            for k in (0, 1):
+                conn.execute(
+                    f"CREATE TABLE {partition_name(day + k * DAY, DAY)} PARTITION OF sotp_samples FOR VALUES FROM "
+                    f"(to_timestamp({(day + k * DAY) / 1000})) TO (to_timestamp({(day + (k + 1) * DAY) / 1000}))"
+                )  # type: ignore[arg-type]
+        conn.execute("INSERT INTO sotp_migrations (version, description) VALUES (1, 'v1')")
+        conn.execute("INSERT INTO sotp_label (name, value) VALUES ('__name__', 'cpu'), ('i', '0')")
+        conn.execute("INSERT INTO sotp_series (metric, label_ids, labels, first_ms) VALUES "
+                     "('cpu', '{1,2}', '{\"__name__\": \"cpu\", \"i\": \"0\"}', 0)")
+        rows = [(day + 10 * STEP * j, [day + 10 * STEP * j + STEP * i for i in range(10)]) for j in range(3)]
+        rows.append((day + DAY, [day + DAY, day + DAY + STEP]))
+        for t0, ts in rows:
+            conn.execute(
+                "INSERT INTO sotp_samples VALUES (1, to_timestamp(%s / 1000.0), to_timestamp(%s / 1000.0), %s, %s)",
+                (t0, ts[-1], ts, [float(t) for t in ts]),
+            )
+    if mode == "timescaledb":
+        sql(dsn, f"SELECT compress_chunk(c) FROM show_chunks('\"{schema}\".sotp_samples') c")
+    store = await open_store(dsn, "", schema=schema)
+    assert store.mode == mode
+    assert [r[0] for r in sql(dsn, f'SELECT version FROM "{schema}".sotp_migrations ORDER BY 1')] == [
+        m.version for m in MIGRATIONS
+    ]
+    got = await store.querier(0, today()).select([CPU])
+    all_ts = [t for _, ts in rows for t in ts]
+    assert got[0].timestamps.tolist() == all_ts and got[0].values.tolist() == [float(t) for t in all_ts]
+    assert sql(dsn, f'SELECT min(t_min), max(t_max) FROM "{schema}".sotp_samples') == [(rows[0][0], all_ts[-1])]
+    if mode == "partitions":
+        assert {r[0] for r in sql(dsn, "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                                  "JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON "
+                                  "n.oid = p.relnamespace WHERE n.nspname = %s AND p.relname = 'sotp_samples'",
+                                  schema)} >= {partition_name(day, DAY), partition_name(day + DAY, DAY)}
+    else:
+        assert [c[0] for c in chunks(dsn, schema)] == [day, day + DAY]
+    # Writes continue after the last migrated sample.
+    await write(store, {Labels({"__name__": "cpu", "i": "0"}): (np.array([all_ts[-1] + STEP]), np.array([1.0]))})
