@@ -3,8 +3,9 @@
 ``tests/fixtures/promql-compliance/promql-test-queries.yml`` is the compliance tester's query set,
 verbatim; its templates expand to 539 cases as the tester expands them. A deterministic demo-service
 dataset (``demo_data.py``) is remote-written into Debian's Prometheus 2.42 and into ``sotp serve``
-processes (SQLite, PostgreSQL), then every case runs as the tester runs it: a range query over the 10
-minutes ending 12 minutes ago, 10 s resolution, compared with the tester's rules:
+processes (SQLite, PostgreSQL, TimescaleDB), then every case runs as
+the tester runs it: a range query over the 10 minutes ending 12 minutes ago, 10 s resolution,
+compared with the tester's rules:
 
 * the reference must fail exactly when the case says ``should_fail`` (else the runner is broken);
 * SOTP must fail exactly when the reference fails (unexpected failure / unexpected success);
@@ -20,7 +21,6 @@ import itertools
 import math
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from tests.compliance import demo_data
-from tests.conftest import PG_DSN, REPO, Proc, drop_schema, free_port, sotp_cmd, wait_for_port
+from tests.conftest import REPO, Proc, free_port, sotp_cmd, storage_location, wait_for_port
 from tests.query import oracle_support as osup
 
 pytestmark = pytest.mark.integration
@@ -56,7 +56,7 @@ VARIANTS = {
 }
 FRACTION = 0.00001
 RANGE_S, STEP_S = 600, 10
-BACKENDS = ["sqlite", "postgres"]
+BACKENDS = ["sqlite", "postgres", "timescaledb"]
 
 
 def expand() -> list[tuple[str, bool, bool]]:
@@ -81,19 +81,13 @@ def _run_all(url: str, end_s: float) -> list[dict[str, Any]]:
     return [osup.http_query(url, "/api/v1/query_range", {"query": q, **params}) for q, _, _ in CASES]
 
 
-def _start_serve(tmp: Path, backend: str) -> tuple[Proc, str, str | None]:
-    schema = None
-    if backend == "sqlite":
-        storage = f"sqlite:///{tmp / 'compliance.db'}"
-    else:
-        schema = f"sotp_compliance_{uuid.uuid4().hex[:12]}"
-        storage = f"{PG_DSN}{'&' if '?' in PG_DSN else '?'}schema={schema}"
+def _start_serve(tmp: Path, storage: str, backend: str) -> tuple[Proc, str]:
     port = free_port()
     (tmp / "sotp.yml").write_text("limits:\n  max_body_bytes: 33554432\n")
     proc = Proc(sotp_cmd("serve", "--config", str(tmp / "sotp.yml"), "--listen", f"127.0.0.1:{port}",
                          "--storage", storage), tmp / f"serve-{backend}.log")
     wait_for_port(port, timeout=60)
-    return proc, f"http://127.0.0.1:{port}", schema
+    return proc, f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")
@@ -111,21 +105,19 @@ def answers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, list
     finally:
         proc.stop()
     for backend in BACKENDS:
-        try:
-            osup.require_backend(backend)
-        except pytest.skip.Exception:
-            continue
         d = tmp / backend
         d.mkdir()
-        serve, surl, schema = _start_serve(d, backend)
         try:
-            for body in bodies:
-                osup.remote_write(surl, body)
-            out[backend] = _run_all(surl, end_s)
-        finally:
-            serve.stop()
-            if schema is not None:
-                drop_schema(PG_DSN, schema)
+            with storage_location(backend, d) as storage:
+                serve, surl = _start_serve(d, storage, backend)
+                try:
+                    for body in bodies:
+                        osup.remote_write(surl, body)
+                    out[backend] = _run_all(surl, end_s)
+                finally:
+                    serve.stop()
+        except pytest.skip.Exception:
+            continue
     yield out
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from sotp.config import Config
+from tests.conftest import STORAGE_BACKENDS, storage_location
 from tests.query.api_support import Client, _client
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -158,41 +159,31 @@ async def test_finding_4_count_values_groups_are_counted(small_limit: Client) ->
     assert r.status == 200  # 301 x 301 fits
 
 
-@pytest.mark.parametrize("backend", ["memory", "sqlite", "postgres"])
+@pytest.mark.parametrize("backend", STORAGE_BACKENDS)
 async def test_finding_4_select_stops_at_the_budget(backend: str, tmp_path: Any) -> None:
     """The Querier contract: a select given ``max_samples`` raises TooManySamples once past it."""
-    import uuid
-
     from sotp.errors import TooManySamples
     from sotp.model import Labels, Matcher, MatchOp
     from sotp.storage import SelectHints, open_storage
-    from tests.query import oracle_support as osup
 
-    osup.require_backend(backend)
-    schema = f"sotp_budget_{uuid.uuid4().hex[:12]}"
-    from tests.conftest import PG_DSN, drop_schema
-
-    url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 'b.db'}",
-           "postgres": f"{PG_DSN}{'&' if '?' in PG_DSN else '?'}schema={schema}"}[backend]
-    store = open_storage(url)
-    await store.open()
-    try:
-        app = store.appender()
-        for i in range(4):
-            app.append_series(Labels({"__name__": "m", "i": str(i)}), list(range(0, 100_000, 1000)), [1.0] * 100)
-        await app.commit()
-        q = store.querier(0, 100_000)
+    with storage_location(backend, tmp_path) as url:
+        store = open_storage(url)
+        await store.open()
         try:
-            sel = [Matcher("__name__", MatchOp.EQ, "m")]
-            assert sum(len(s.timestamps) for s in await q.select(sel, SelectHints(max_samples=400))) == 400
-            with pytest.raises(TooManySamples):
-                await q.select(sel, SelectHints(max_samples=399))
+            app = store.appender()
+            for i in range(4):
+                app.append_series(Labels({"__name__": "m", "i": str(i)}), list(range(0, 100_000, 1000)), [1.0] * 100)
+            await app.commit()
+            q = store.querier(0, 100_000)
+            try:
+                sel = [Matcher("__name__", MatchOp.EQ, "m")]
+                assert sum(len(s.timestamps) for s in await q.select(sel, SelectHints(max_samples=400))) == 400
+                with pytest.raises(TooManySamples):
+                    await q.select(sel, SelectHints(max_samples=399))
+            finally:
+                await q.close()
         finally:
-            await q.close()
-    finally:
-        await store.close()
-        if backend == "postgres":
-            drop_schema(PG_DSN, schema)
+            await store.close()
 
 
 # ---- finding 12: internals in errors ---------------------------------------------------------------------
