@@ -6,6 +6,7 @@ test_conformance.py.)"""
 from __future__ import annotations
 
 import logging
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -20,6 +21,7 @@ from sotp.model import STALE_NAN, Labels, Matcher, MatchOp
 from sotp.storage.pg import timescale
 from sotp.storage.postgres import PostgresStorage
 from tests.conftest import (
+    REPO,
     backend_dsn,
     drop_schema,
     new_schema,
@@ -486,3 +488,54 @@ async def test_migration_3_converts_a_version_1_schema(backend: str, open_store:
         assert [c[0] for c in chunks(dsn, schema)] == [day, day + DAY]
     # Writes continue after the last migrated sample.
     await write(store, {Labels({"__name__": "cpu", "i": "0"}): (np.array([all_ts[-1] + STEP]), np.array([1.0]))})
+
+
+# -- switching modes: sotp db migrate --convert-to -------------------------------------------------------
+
+
+def migrate_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(sotp_cmd("db", "migrate", *args), cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+async def test_convert_between_modes_keeps_every_sample(open_store: Opener) -> None:
+    dsn = require_timescaledb()
+    native = await open_store(dsn, "timescaledb=off")
+    schema = native.options.schema
+    old = dataset(today() - 3 * DAY, today() - DAY, 2)  # two partitions of block rows...
+    recent = dataset(today() - HOUR, today() - HOUR + 20 * STEP, 2)  # ...and samples still in the head (log)
+    recent = {Labels({**lb, "when": "recent"}): v for lb, v in recent.items()}
+    await write(native, old)
+    await flush_all(native)
+    await write(native, recent)
+    want = expected({**old, **recent}, 0, today())
+    await native.close()
+    url = with_schema(dsn, schema)
+    done = migrate_cli("--storage", url, "--convert-to", "timescaledb")
+    assert done.returncode == 0, done.stderr
+    assert "(TimescaleDB hypertable)" in done.stdout
+    hyper = await open_store(dsn, "timescaledb=on", schema=schema)
+    assert hyper.mode == "timescaledb"
+    assert [c[0] for c in chunks(dsn, schema)] == [today() - 3 * DAY, today() - 2 * DAY]
+    assert await read(hyper, 0, today()) == want
+    await flush_all(hyper)  # the head's samples land in the hypertable now
+    run_job(dsn, schema, "compression")
+    await hyper.close()
+    back = migrate_cli("--storage", url, "--convert-to", "partitions")
+    assert back.returncode == 0, back.stderr
+    assert "(native partitions)" in back.stdout
+    again = await open_store(dsn, "timescaledb=off", schema=schema)
+    assert again.mode == "partitions"
+    assert await read(again, 0, today()) == want
+    assert sql(dsn, "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_schema = %s",
+               schema) == [(0,)]
+
+
+async def test_convert_to_timescaledb_refuses_without_a_usable_extension(schemas: list[tuple[str, str]]) -> None:
+    dsn = require_timescaledb_not_preloaded()
+    schema = new_schema("sotp_ts")
+    schemas.append((dsn, schema))
+    refused = migrate_cli("--storage", with_schema(dsn, schema, "timescaledb=off"), "--convert-to", "timescaledb")
+    assert refused.returncode == 2
+    assert "cannot convert schema" in refused.stderr and "shared_preload_libraries" in refused.stderr
+    # The schema stays as it was, usable in its own mode.
+    assert sql(dsn, f'SELECT value FROM "{schema}".sotp_meta WHERE key = %s', "mode") == [("partitions",)]
