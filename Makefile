@@ -9,7 +9,7 @@ LOCK_ALL := requirements/all.lock
 LOCK_DEV := requirements/dev.lock
 LATEST_VENV := .venv-latest
 
-.PHONY: up test install install-dev lock test-latest lint typecheck clean
+.PHONY: up test install install-dev lock test-latest lint typecheck clean agent-zipapp
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -53,6 +53,11 @@ test-latest:
 	$(LATEST_VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 	$(LATEST_VENV)/bin/python -m pip list --format=freeze > $(LATEST_VENV)/versions.txt
 	$(LATEST_VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The agent as one file that needs only python3 >= 3.11 on the server (no venv, no pip): see docs/agent.md.
+ZIPAPP ?= build/sotp-agent.pyz
+agent-zipapp:
+	$(PY) deploy/zipapp/build_agent.py $(ZIPAPP)
 
 lint: install-dev
 	$(BIN)/ruff check .

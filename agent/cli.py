@@ -14,10 +14,12 @@ import socket
 import threading
 from pathlib import Path
 
+from agent import install
 from agent.buffer import Buffer
 from agent.loop import Agent, Settings
 from agent.sender import Sender
 from exporters.host import flags
+from exporters.host.options import Options
 from exporters.host.registry import collect
 from sotp.config import parse_duration
 from sotp.errors import ConfigError
@@ -33,7 +35,11 @@ def _default_buffer_dir() -> str:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", required=True, help="remote-write URL, e.g. http://core:9201/api/v1/write")
+    actions = parser.add_subparsers(dest="action", metavar="{install,uninstall}",
+                                    help="optional: set up or remove the systemd service instead of running")
+    install.configure_install(actions.add_parser("install", help="write and enable the hardened systemd unit"))
+    install.configure_uninstall(actions.add_parser("uninstall", help="stop and remove the systemd unit"))
+    parser.add_argument("--url", help="remote-write URL, e.g. http://core:9201/api/v1/write (required)")
     parser.add_argument("--token-file", help="file holding the bearer token (scope write)")
     parser.add_argument("--ca-file", help="PEM CA bundle to verify an https:// receiver (default: system store)")
     parser.add_argument("--interval", default="15s", help="collection interval (default 15s)")
@@ -64,6 +70,27 @@ def target_labels(args: argparse.Namespace) -> dict[str, str]:
     return labels
 
 
+def settings(args: argparse.Namespace) -> tuple[Settings, list[str], Options]:
+    """Check every setting that needs no file or network (``sotp agent install`` checks the service's flags
+    with it before writing anything): the loop's settings, the collectors and their options."""
+    names = flags.collectors_from_args(args)
+    options = flags.options_from_args(args)
+    if not args.url:
+        raise ConfigError("--url is required: the remote-write URL, e.g. http://core:9201/api/v1/write")
+    if not args.url.startswith(("http://", "https://")):
+        raise ConfigError(f"--url {args.url!r}: use http://host:port/api/v1/write or https://...")
+    loop = Settings(
+        interval=parse_duration(args.interval, "--interval"),
+        target=target_labels(args),
+        max_samples_per_send=args.max_samples_per_send,
+        max_backoff=parse_duration(args.max_backoff, "--max-backoff"),
+    )
+    if loop.interval <= 0:
+        raise ConfigError("--interval must be positive")
+    parse_duration(args.timeout, "--timeout")
+    return loop, names, options
+
+
 def build(args: argparse.Namespace) -> Agent:
     token = None
     if args.token_file:
@@ -71,27 +98,22 @@ def build(args: argparse.Namespace) -> Agent:
             token = Path(args.token_file).read_text().strip()
         except OSError as err:
             raise ConfigError(f"cannot read --token-file {args.token_file}: {err.strerror}") from err
-    names = flags.collectors_from_args(args)
-    options = flags.options_from_args(args)
+    loop, names, options = settings(args)
     if args.ca_file and not os.access(args.ca_file, os.R_OK):
         raise ConfigError(f"cannot read --ca-file {args.ca_file}")
-    if not args.url.startswith(("http://", "https://")):
-        raise ConfigError(f"--url {args.url!r}: use http://host:port/api/v1/write or https://...")
-    settings = Settings(
-        interval=parse_duration(args.interval, "--interval"),
-        target=target_labels(args),
-        max_samples_per_send=args.max_samples_per_send,
-        max_backoff=parse_duration(args.max_backoff, "--max-backoff"),
-    )
-    if settings.interval <= 0:
-        raise ConfigError("--interval must be positive")
     sources = flags.sources_from_args(args)
     sender = Sender(args.url, token, parse_duration(args.timeout, "--timeout"), args.ca_file)
     buffer = Buffer(Path(args.buffer_dir), args.buffer_max_bytes)
-    return Agent(settings, lambda: collect(sources, names, options), sender, buffer)
+    return Agent(loop, lambda: collect(sources, names, options), sender, buffer)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action is not None:
+        try:
+            return install.install(args) if args.action == "install" else install.uninstall(args)
+        except (ConfigError, OSError) as err:
+            log.error("sotp agent %s: %s", args.action, err)
+            return 1
     try:
         agent = build(args)
     except (ConfigError, OSError) as err:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import resource
 from dataclasses import dataclass
 
 from sotp.codec.exposition import MetricFamily
@@ -23,6 +22,10 @@ def _rss_bytes() -> float:
         with open("/proc/self/statm") as fh:
             return float(int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
     except (OSError, ValueError, IndexError):
+        try:
+            import resource  # POSIX only; there is no /proc/self/statm on macOS or the BSDs
+        except ImportError:  # Windows
+            return float("nan")
         return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 
 

@@ -3,6 +3,11 @@
 For each process: resident memory (VmRSS, after warm-up) and CPU time per collection (user + system from
 /proc/<pid>/stat, divided by the number of collections). The exporters are scraped over HTTP N times;
 the agent collects every 100 ms and pushes to a local sink that answers 204, and one POST = one collection.
+Both run their default collectors (SOTP's: every node_exporter default it implements).
+
+Then the retry timing the tests leave out (wall-clock gaps depend on the machine's load): the agent against
+a sink answering 503 twice, with a 50 ms minimum backoff, prints the measured gaps beside the windows the
+backoff allows (jitter takes each wait to between half and all of 50 ms, then 100 ms).
 
     .venv/bin/python bench/agent.py [--scrapes 200] [--seconds 20]
 """
@@ -75,18 +80,22 @@ def bench_exporter(argv: list[str], port: int, scrapes: int) -> tuple[float, flo
 
 
 class Sink:
-    def __init__(self) -> None:
+    def __init__(self, statuses: list[int] | None = None) -> None:
         self.posts = 0
         self.bytes = 0
+        self.times: list[float] = []
+        self.statuses = list(statuses or [])
         outer = self
 
         class H(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 n = int(self.headers["Content-Length"])
                 self.rfile.read(n)
+                outer.times.append(time.monotonic())
                 outer.posts += 1
                 outer.bytes += n
-                self.send_response(204)
+                self.send_response(outer.statuses.pop(0) if outer.statuses else 204)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:
@@ -118,6 +127,35 @@ def bench_agent(seconds: float) -> tuple[float, float, int, float]:
             sink.server.shutdown()
 
 
+def bench_backoff() -> list[float]:
+    """Gaps between the attempts of one batch answered 503, 503, 204 (min backoff 50 ms, cap 200 ms)."""
+    sys.path.insert(0, str(REPO))
+    import logging
+
+    logging.getLogger("agent").setLevel(logging.ERROR)  # the outage warning is expected here
+    from agent.buffer import Buffer
+    from agent.loop import Agent, Settings
+    from agent.sender import Sender
+    from sotp.codec.exposition import MetricFamily
+
+    def collect() -> list[MetricFamily]:
+        fam = MetricFamily("bench_counter", "counter", "one")
+        fam.add({}, 1.0)
+        return [fam]
+
+    sink = Sink([503, 503])
+    with tempfile.TemporaryDirectory() as tmp:
+        agent = Agent(Settings(interval=60, target={"job": "bench"}, min_backoff=0.05, max_backoff=0.2), collect,
+                      Sender(f"http://127.0.0.1:{sink.port}/api/v1/write", None, 5), Buffer(Path(tmp), 1 << 20))
+        agent.collect_once()
+        deadline = time.monotonic() + 30
+        while len(agent.buffer) and time.monotonic() < deadline:
+            agent.drain(deadline)
+            time.sleep(0.001)
+    sink.server.shutdown()
+    return [b - a for a, b in zip(sink.times, sink.times[1:], strict=False)][:2]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scrapes", type=int, default=200)
@@ -144,6 +182,12 @@ def main() -> None:
     print(f"(ratios are RSS / CPU; node_exporter /metrics {ne_size} B, sotp host /metrics {ho_size} B; "
           f"agent: {ag_n} collections, {ag_body:.0f} B per remote-write body; "
           f"{args.scrapes} scrapes per exporter)")
+    print(f"agent RSS within node_exporter's: {'yes' if ag_rss <= ne_rss else 'NO'} "
+          f"({ag_rss:.1f} MiB vs {ne_rss:.1f} MiB)")
+    gaps = bench_backoff()
+    windows = ["25-50", "50-100"]
+    print("retry gaps after 503: " + ", ".join(f"{g * 1000:.0f} ms (backoff window {w} ms)"
+                                                for g, w in zip(gaps, windows, strict=False)))
 
 
 if __name__ == "__main__":

@@ -60,9 +60,9 @@ class Measured:
 
 def load_and_measure(server: Server, load: Load, data: Dataset, verify: bool) -> Measured:
     """Send ``load`` to ``server`` with the clock running, then (optionally) check every sample is there."""
-    cpu0, db0 = server.cpu_s(), servers.postgres_cpu_s()
+    cpu0, db0 = server.cpu(), servers.postgres_cpu_s()
     sent = loadgen.send(server.write_url, load)
-    cpu, db = server.cpu_s() - cpu0, servers.postgres_cpu_s() - db0
+    cpu, db = server.cpu_since(cpu0), max(0.0, servers.postgres_cpu_s() - db0)  # exited backends drop out
     verified = loadgen.verify(server.base, data) if verify else None
     measured = Measured(server.name, sent, verified, cpu, db, server.rss_mib())
     print(f"  {server.name:>18}: {sent.describe()}", flush=True)
@@ -75,22 +75,28 @@ def throughput_row(row: str, data: Dataset, load: Load, args: argparse.Namespace
     """Prometheus, then every backend, each fresh, each loaded with the same payloads."""
     print(f"\n== {row}: {load.shape.describe()}; {load.describe()} (load average {servers.load_average()})",
           flush=True)
-    results: list[Measured] = []
+    results = on_every_target(args, tmp, lambda s: load_and_measure(s, load, data, args.verify))
+    return [_throughput_line(row, m, results[0] if not args.no_prometheus else None) for m in results]
+
+
+def on_every_target(args: argparse.Namespace, tmp: Path, measure: Callable[[Server], T]) -> list[T]:
+    """``measure`` on a fresh Prometheus (unless ``--no-prometheus``), then on each backend's fresh sotp serve."""
+    results: list[T] = []
     if not args.no_prometheus:
         with servers.serving(lambda: servers.start_prometheus(tmp)) as prom:
-            results.append(load_and_measure(prom, load, data, args.verify))
+            results.append(measure(prom))
     for name in servers.chosen_backends(args):
-        measured = _on_backend(name, args, tmp, lambda s: load_and_measure(s, load, data, args.verify))
-        if measured is not None:
-            results.append(measured)
-    return [_throughput_line(row, m, results[0] if not args.no_prometheus else None) for m in results]
+        result = _on_backend(name, args, tmp, measure)
+        if result is not None:
+            results.append(result)
+    return results
 
 
 def _on_backend(name: str, args: argparse.Namespace, tmp: Path, measure: Callable[[Server], T]) -> T | None:
     """``measure(server)`` on a fresh ``sotp serve`` over a fresh ``name`` store; None when that cannot run."""
     try:
         with servers.fresh_backend(name, args, tmp) as backend, \
-                servers.serving(lambda: servers.start_sotp(backend.url, tmp, f"sotp-{name}")) as sotp:
+                servers.serving(lambda: servers.start_sotp(backend.url, tmp, f"sotp-{name}", args.serve_args)) as sotp:
             return measure(sotp)
     except servers.BackendUnavailable as err:
         print(f"  {'sotp-' + name:>18}: skipped, database unreachable: {err}", flush=True)
@@ -136,14 +142,7 @@ def resend_row(args: argparse.Namespace, tmp: Path) -> list[str]:
     data = loadgen.make_dataset(args.resend_series, 10 * args.step, args.step)
     load = loadgen.encode(data, loadgen.Shape(10, args.resend_series, 1))
     print(f"\n== resend of a committed batch: {load.describe()} (load average {servers.load_average()})", flush=True)
-    results: list[Resent] = []
-    if not args.no_prometheus:
-        with servers.serving(lambda: servers.start_prometheus(tmp)) as prom:
-            results.append(resend_and_measure(prom, load, data, args.verify))
-    for name in servers.chosen_backends(args):
-        resent = _on_backend(name, args, tmp, lambda s: resend_and_measure(s, load, data, args.verify))
-        if resent is not None:
-            results.append(resent)
+    results = on_every_target(args, tmp, lambda s: resend_and_measure(s, load, data, args.verify))
     return [_resend_line(r) for r in results]
 
 
@@ -182,15 +181,15 @@ def main() -> int:
     throughput: list[str] = []
     resends: list[str] = []
     try:
-        if {"live", "ten"} & set(rows):
+        shapes = [(row, k) for row, k in (("live", 1), ("ten", 10)) if row in rows]
+        if shapes:
             data = loadgen.make_dataset(args.series, args.minutes * 60, args.step)
             print(f"dataset: {data.describe()}", flush=True)
-        for row, k in (("live", 1), ("ten", 10)):
-            if row in rows:
-                started = time.perf_counter()
-                load = loadgen.encode(data, loadgen.Shape(k, args.series_per_request, args.senders))
-                print(f"encoded {row} in {time.perf_counter() - started:.1f} s", flush=True)
-                throughput += throughput_row(row, data, load, args, tmp)
+        for row, k in shapes:
+            started = time.perf_counter()
+            load = loadgen.encode(data, loadgen.Shape(k, args.series_per_request, args.senders))
+            print(f"encoded {row} in {time.perf_counter() - started:.1f} s", flush=True)
+            throughput += throughput_row(row, data, load, args, tmp)
         if "resend" in rows:
             resends = resend_row(args, tmp)
     finally:

@@ -8,7 +8,8 @@ steps of 15 s and 60 s over HTTP, median of ``--repeat`` (5) after one warm-up, 
 per query. Prints each row's milliseconds on both and the ratio, per backend, and the resident size of the
 ``sotp serve`` process after the load.
 
-``--compact`` then stops ``sotp serve``, opens the same store in this process, calls its compaction hook
+``--compact`` then stops ``sotp serve``, opens the same store in this process, moves everything its head
+holds into blocks (``flush(now, before=data end + 1)``, when the store has a head), calls its compaction hook
 (``compact(now)`` with ``now`` far enough past the data that every window counts as closed), closes it,
 starts ``sotp serve`` again and times the set once more. Prometheus cannot be made to compact a 1 h head
 (it cuts a block once the head spans 3 h; no API forces it), so its figures stay those of its head.
@@ -110,22 +111,38 @@ async def _force_compaction(storage_url: str, end_ms: int) -> str:
     store = open_storage(storage_url)
     await store.open()
     try:
+        done = [await _flush_head(store, end_ms)]
         compact = getattr(store, "compact", None)
         if compact is None:
-            return f"NO COMPACTION HOOK: {type(store).__name__} has no compact(now_ms); measured uncompacted"
+            return f"NO COMPACTION HOOK: {type(store).__name__} has no compact(now_ms); " + "; ".join(done)
         # Every window counts as closed when "now" is past the data by the store's block and waiting time.
         now_ms = end_ms + 2 * getattr(store, "block_ms", 7_200_000) + getattr(store, "compact_after_ms", 0)
         started = time.perf_counter()
         removed = await compact(now_ms)
-        return (f"{type(store).__name__}.compact(now = data end + {(now_ms - end_ms) / 3_600_000:.1f} h) "
-                f"removed {removed:,} rows in {time.perf_counter() - started:.1f} s")
+        done.append(f"{type(store).__name__}.compact(now = data end + {(now_ms - end_ms) / 3_600_000:.1f} h) "
+                    f"removed {removed:,} rows in {time.perf_counter() - started:.1f} s")
+        return "; ".join(done)
     finally:
         await store.close()
+
+
+async def _flush_head(store: object, end_ms: int) -> str:
+    """Move everything a head holds into blocks (``flush(now, before=…)``), if the store has a head."""
+    flush = getattr(store, "flush", None)
+    if flush is None:
+        return "no head to flush"
+    started = time.perf_counter()
+    try:
+        moved = await flush(end_ms + 1, before=end_ms + 1)
+    except TypeError as err:
+        return f"HEAD NOT FLUSHED: flush() no longer takes (now_ms, before=): {err}"
+    return f"head flush moved {moved:,} samples into blocks in {time.perf_counter() - started:.1f} s"
 
 
 @dataclass
 class BackendRun:
     name: str
+    shape: str
     rss_mib: float
     live: list[Timing]
     compacted: list[Timing] | None
@@ -135,21 +152,21 @@ def run_backend(name: str, prom: Server, data: Dataset, load: Load, args: argpar
                 tmp: Path) -> BackendRun:
     """Load a fresh store through ``sotp serve``, time the set, and (``--compact``) again after compaction."""
     with servers.fresh_backend(name, args, tmp) as backend:
-        start = lambda: servers.start_sotp(backend.url, tmp, f"sotp-{name}")  # noqa: E731
+        start = lambda: servers.start_sotp(backend.url, tmp, f"sotp-{name}", args.serve_args)  # noqa: E731
         with servers.serving(start) as sotp:
             load_into(sotp, load, data, args.verify)
             rss = sotp.rss_mib()
             print(f"sotp serve ({name}) RSS after load: {rss:.0f} MiB", flush=True)
             live = query_set(sotp, prom, data, args.repeat, f"{name}, {args.shape} shape, as loaded")
         if not args.compact:
-            return BackendRun(name, rss, live, None)
+            return BackendRun(name, args.shape, rss, live, None)
         print(force_compaction(backend.url, data), flush=True)
         started = time.perf_counter()
         with servers.serving(start) as sotp:
             print(f"sotp serve ({name}) ready again after {time.perf_counter() - started:.1f} s, "
                   f"RSS {sotp.rss_mib():.0f} MiB", flush=True)
             compacted = query_set(sotp, prom, data, args.repeat, f"{name}, after forced compaction")
-        return BackendRun(name, rss, live, compacted)
+        return BackendRun(name, args.shape, rss, live, compacted)
 
 
 def load_into(server: Server, load: Load, data: Dataset, verify: bool) -> None:
@@ -165,7 +182,7 @@ def print_table(runs: list[BackendRun], prom_rss: float) -> None:
     print("\n| backend | data | query | step | Prometheus ms | SOTP ms | ratio |")
     print("|---|---|---|---:|---:|---:|---:|")
     for r in runs:
-        for label, timings in (("as loaded", r.live), ("compacted", r.compacted or [])):
+        for label, timings in ((f"{r.shape} shape, as loaded", r.live), ("after compaction", r.compacted or [])):
             for t in timings:
                 print(f"| {r.name} | {label} | `{t.query}` | {t.step} s | {t.prom_ms:,.1f} | {t.sotp_ms:,.1f} | "
                       f"{t.ratio:.2f}× |")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -18,7 +19,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,13 +51,17 @@ class Server:
         return f"{self.base}/api/v1/write"
 
     def rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        """Resident size of the server and its child processes (``sotp serve --workers N`` forks N)."""
+        return sum(process_rss_mib(pid) for pid in process_tree(self.proc.pid))
 
-    def cpu_s(self) -> float:
-        return process_cpu_s(self.proc.pid)
+    def cpu(self) -> dict[int, float]:
+        """CPU seconds so far of the server and each of its live child processes, by pid."""
+        return {pid: process_cpu_s(pid) for pid in process_tree(self.proc.pid)}
+
+    def cpu_since(self, before: dict[int, float]) -> float:
+        """CPU seconds spent since ``before`` (a :meth:`cpu` reading) by the processes alive now; a child that
+        exited in between takes its time with it, so this is a lower bound."""
+        return sum(now - before.get(pid, 0.0) for pid, now in self.cpu().items())
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -108,10 +113,11 @@ def sotp_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "sotp"]
 
 
-def start_sotp(storage_url: str, workdir: Path, name: str = "sotp") -> Server:
-    """``sotp serve --listen 127.0.0.1:<free port> --storage <url>``, the real server, ready to take writes."""
+def start_sotp(storage_url: str, workdir: Path, name: str = "sotp", extra: Sequence[str] = ()) -> Server:
+    """``sotp serve --listen 127.0.0.1:<free port> --storage <url> [extra…]``, the real server, ready to take
+    writes."""
     port = free_port()
-    argv = [*sotp_command(), "serve", "--storage", storage_url, "--listen", f"127.0.0.1:{port}"]
+    argv = [*sotp_command(), "serve", "--storage", storage_url, "--listen", f"127.0.0.1:{port}", *extra]
     return _start(name, argv, port, workdir)
 
 
@@ -147,6 +153,8 @@ def add_backend_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pg-dsn", default=DEFAULT_PG, help="PostgreSQL (a fresh schema per run)")
     parser.add_argument("--timescale-dsn", default=DEFAULT_TIMESCALE,
                         help="TimescaleDB (a fresh database per run, timescaledb=on)")
+    parser.add_argument("--serve-args", type=shlex.split, default=[],
+                        help="extra arguments for sotp serve, e.g. '--workers 2'")
 
 
 def chosen_backends(args: argparse.Namespace) -> list[str]:
@@ -222,6 +230,31 @@ def postgres_cpu_s() -> float:
         except OSError:
             continue
     return total
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, from the parent ids in ``/proc/*/stat``."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo += parents.get(current, [])
+    return tree
+
+
+def process_rss_mib(pid: int) -> float:
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0.0
+    return next((int(ln.split()[1]) / 1024 for ln in lines if ln.startswith("VmRSS:")), 0.0)
 
 
 def process_cpu_s(pid: int) -> float:

@@ -6,6 +6,8 @@ sorted by group, so the cost does not depend on the number of groups.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from query.errors import ExecutionError
@@ -33,12 +35,17 @@ def _groups(vec: Vector, grouping: list[str], without: bool) -> tuple[list[Label
     return list(ids), gid
 
 
-def aggregate(op: str, vec: Vector, param: F64 | str | None, grouping: list[str], without: bool) -> Vector:
-    """Evaluate ``op`` over ``vec``; ``param`` is k/q per step, or the label name of ``count_values``."""
+def aggregate(op: str, vec: Vector, param: F64 | str | None, grouping: list[str], without: bool,
+              check_size: Callable[[int, int], None] | None = None) -> Vector:
+    """Evaluate ``op`` over ``vec``; ``param`` is k/q per step, or the label name of ``count_values``.
+
+    ``check_size(rows, steps)`` refuses an output that grows past the sample limit (``count_values``
+    makes a series per distinct value, which can be every cell of its input) before it is allocated.
+    """
     n = vec.values.shape[1]
     if op == "count_values":
         assert isinstance(param, str)
-        return _count_values(vec, param, grouping, without)
+        return _count_values(vec, param, grouping, without, check_size)
     if op in ("topk", "bottomk"):
         assert isinstance(param, np.ndarray)
         return _topk(vec, param, grouping, without, op == "topk")
@@ -154,7 +161,8 @@ def _topk(vec: Vector, k_param: F64, grouping: list[str], without: bool, top: bo
     return out
 
 
-def _count_values(vec: Vector, label: str, grouping: list[str], without: bool) -> Vector:
+def _count_values(vec: Vector, label: str, grouping: list[str], without: bool,
+                  check_size: Callable[[int, int], None] | None) -> Vector:
     if not LABEL_NAME_RE.match(label):
         raise ExecutionError(f"invalid label name {label!r}")
     n = vec.values.shape[1]
@@ -166,6 +174,8 @@ def _count_values(vec: Vector, label: str, grouping: list[str], without: bool) -
             g = group_labels(with_value, by, without)
             arr = counts.get(g)
             if arr is None:
+                if check_size is not None:
+                    check_size(len(counts) + 1, n)
                 arr = counts[g] = np.zeros(n)
             arr[j] += 1
     labels = list(counts)

@@ -7,6 +7,7 @@ the single error → ``errorType`` → HTTP status table (Prometheus's ``getDefa
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -16,7 +17,8 @@ from typing import Any
 from aiohttp import web
 
 from query.engine import Engine
-from query.errors import BadData, ExecutionError, QueryCanceled, QueryTimeout, Unsupported
+from query.errors import BadData, ExecutionError, ParseError, QueryCanceled, QueryTimeout, Unsupported
+from query.lex import QueryLimits
 from query.params import MAX_TIME_MS, MIN_TIME_MS, Params, parse_duration_ms, time_param
 from query.parse import parse_selector, prettify
 from query.render import render_data
@@ -115,13 +117,13 @@ def _engine(request: web.Request, p: Params) -> Engine:
     if t:
         secs = parse_duration_ms(t, "timeout") / 1000.0
         if secs < engine.timeout_s:
-            return Engine(engine.storage, secs, engine.max_samples)
+            return dataclasses.replace(engine, timeout_s=secs)
     return engine
 
 
 def _with_query_context(err: BadData) -> BadData:
     msg = str(err)
-    if msg.startswith("parse error") or msg.startswith("invalid expression"):
+    if isinstance(err, ParseError) or msg.startswith("invalid expression"):
         return type(err)(f'invalid parameter "query": {msg}')
     return err
 
@@ -168,16 +170,17 @@ async def query_range(request: web.Request, principal: Any) -> web.Response:
     return success(render_data(res))
 
 
-def _matchers(p: Params, required: bool) -> list[list[Matcher]] | None:
+async def _matchers(request: web.Request, p: Params, required: bool) -> list[list[Matcher]] | None:
     raw = p.all("match[]")
     if not raw:
         if required:
             raise BadData("no match[] parameter provided")
         return None
+    engine = request.app[ENGINE]
     out = []
     for text in raw:
         try:
-            out.append(parse_selector(text))
+            out.append(await engine.off_loop(parse_selector, text, engine.limits))
         except BadData as err:
             raise BadData(f'invalid parameter "match[]": {err}') from None
     return out
@@ -202,7 +205,7 @@ def _window(p: Params) -> tuple[int, int]:
 
 async def series(request: web.Request, principal: Any) -> web.Response:
     p = await Params.read(request)
-    sets = _matchers(p, required=True)
+    sets = await _matchers(request, p, required=True)
     assert sets is not None
     mint, maxt = _window(p)
     extra = tenant_matchers(principal)
@@ -224,7 +227,7 @@ async def series(request: web.Request, principal: Any) -> web.Response:
 
 async def _discover(request: web.Request, principal: Any, name: str | None) -> web.Response:
     p = await Params.read(request)
-    sets = _matchers(p, required=False)
+    sets = await _matchers(request, p, required=False)
     mint, maxt = _window(p)
     extra = tenant_matchers(principal)
     querier = request.app[CTX].storage.querier(mint, maxt)
@@ -275,8 +278,9 @@ async def query_exemplars(request: web.Request, principal: Any) -> web.Response:
     if q:
         from query.parse import parse
 
+        engine = request.app[ENGINE]
         try:
-            parse(q)
+            await engine.off_loop(parse, q, engine.limits)
         except BadData as err:
             raise _with_query_context(err) from None
     return success("[]")  # SOTP stores no exemplars
@@ -285,7 +289,8 @@ async def query_exemplars(request: web.Request, principal: Any) -> web.Response:
 async def format_query(request: web.Request, principal: Any) -> web.Response:
     p = await Params.read(request)
     try:
-        text = prettify(_query_text(p))
+        engine = request.app[ENGINE]
+        text = await engine.off_loop(prettify, _query_text(p), engine.limits)
     except BadData as err:
         raise _with_query_context(err) from None
     return success(json.dumps(text))
@@ -298,6 +303,8 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
         ctx.storage,
         timeout_s=parse_duration(server.query_timeout, "server.query_timeout"),
         max_samples=server.query_max_samples,
+        limits=QueryLimits(server.query_max_length, server.query_max_depth),
+        concurrency=server.query_concurrency,
     )
     r = app.router
     for path, fn in (

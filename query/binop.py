@@ -130,7 +130,11 @@ def _result_labels(node: ast.Binary, many: Labels, one: Labels) -> Labels:
     return Labels(items)
 
 
-def vector_vector(node: ast.Binary, lhs: Vector, rhs: Vector) -> Vector:
+SizeCheck = Callable[[int, int], None]
+
+
+def vector_vector(node: ast.Binary, lhs: Vector, rhs: Vector, check_size: SizeCheck | None = None) -> Vector:
+    """``lhs op rhs``; ``check_size(rows, steps)`` refuses the matched pairs before they are allocated."""
     if node.op in ast.SET_OPS:
         return set_op(node, lhs, rhs)
     n = lhs.values.shape[1]
@@ -165,6 +169,8 @@ def vector_vector(node: ast.Binary, lhs: Vector, rhs: Vector) -> Vector:
                 oi.append(r)
     if not mi:
         return Vector.empty(n)
+    if check_size is not None:
+        check_size(len(mi), n)
     ma, oa = np.asarray(mi, dtype=np.intp), np.asarray(oi, dtype=np.intp)
     mask = many.present[ma] & one.present[oa]
     vl, vr = many.values[ma], one.values[oa]

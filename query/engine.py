@@ -4,14 +4,28 @@ An evaluation context is the array of step timestamps (ms). Every node is evalua
 (an instant query is a range query with one step); subqueries evaluate their inner expression once over
 the union of the inner steps they need. Fetching happens before evaluation, through one
 :class:`sotp.storage.Querier` opened over the union of all windows (Prometheus's "prefetch, then
-evaluate"); evaluation is synchronous and runs in a worker thread.
+evaluate").
+
+Nothing CPU-bound runs on the event loop: the size limits, parsing, planning and evaluation run in the
+query thread pool, at most ``concurrency`` queries at a time per engine (Prometheus's
+``--query.max-concurrency``); waiting for a slot counts against the query's timeout. ``/-/healthy`` and
+the receivers keep answering while a heavy query runs.
+
+Memory is bounded by ``max_samples`` (``server.query_max_samples``) before anything is allocated: the
+samples fetched (each select gets the remaining budget, see :class:`sotp.storage.SelectHints`), the inner
+steps of every subquery, and every ``(series × steps)`` array a node produces, binary-operator matches
+and ``count_values`` groups included.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -30,9 +44,11 @@ from query.functions import (
     label_replace,
     round_,
 )
+from query.lex import QueryLimits
 from query.parse import parse
 from query.range_funcs import RANGE_ARG, RANGE_FUNCTIONS, Window
 from query.values import F64, I64, B, Range, Scalar, String, Vector, drop_name, normalize
+from sotp.errors import TooManySamples
 from sotp.model import METRIC_NAME, Labels, Matcher, MatchOp, Series, stale_mask
 from sotp.storage import SelectHints, Storage
 
@@ -69,42 +85,94 @@ class _Need:
     range_use: bool
 
 
+T = TypeVar("T")
+
+#: Threads shared by every engine of the process; each engine admits ``concurrency`` queries at a time.
+_POOL_SIZE = 16
+_pool: ThreadPoolExecutor | None = None
+
+
+def _query_pool() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=_POOL_SIZE, thread_name_prefix="sotp-query")
+    return _pool
+
+
+class _Gate:
+    """The engine's concurrency limit: one semaphore per event loop (tests run several loops)."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sem: asyncio.Semaphore | None = None
+
+    def semaphore(self, size: int) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._sem is None or self._loop is not loop:
+            self._loop, self._sem = loop, asyncio.Semaphore(size)
+        return self._sem
+
+
 @dataclass
 class Engine:
-    """Runs PromQL against a storage. ``extra_matchers`` (tenant isolation) go on every selector."""
+    """Runs PromQL against a storage. ``extra_matchers`` (tenant isolation) go on every selector.
+
+    Copies made with :func:`dataclasses.replace` (a smaller per-request timeout) share the gate.
+    """
 
     storage: Storage
     timeout_s: float = 120.0
     max_samples: int = 50_000_000
     lookback_ms: int = LOOKBACK_MS
     default_interval_ms: int = DEFAULT_INTERVAL_MS
+    limits: QueryLimits = field(default_factory=QueryLimits)
+    concurrency: int = 4
+    gate: _Gate = field(default_factory=_Gate, repr=False, compare=False)
 
     async def instant(self, query: str, t_ms: int, extra: list[Matcher] | None = None) -> QueryResult:
-        expr = parse(query)
-        return await self._run(expr, np.array([t_ms], dtype=np.int64), t_ms, False, extra or [])
+        return await self._run(query, np.array([t_ms], dtype=np.int64), t_ms, False, extra or [])
 
     async def range(
         self, query: str, start_ms: int, end_ms: int, step_ms: int, extra: list[Matcher] | None = None
     ) -> QueryResult:
-        expr = parse(query)
-        if expr.type not in (ast.ValueType.SCALAR, ast.ValueType.VECTOR):
+        steps = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
+        return await self._run(query, steps, end_ms, True, extra or [])
+
+    def _parse(self, query: str, is_range: bool) -> ast.Expr:
+        expr = parse(query, self.limits)
+        if is_range and expr.type not in (ast.ValueType.SCALAR, ast.ValueType.VECTOR):
             kind = {"matrix": "range vector", "string": "string"}[expr.type.value]
             raise BadData(f'invalid expression type "{kind}" for range query, must be Scalar or instant Vector')
-        steps = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
-        return await self._run(expr, steps, end_ms, True, extra or [])
+        return expr
 
-    async def _run(
-        self, expr: ast.Expr, steps: I64, end_ms: int, is_range: bool, extra: list[Matcher]
-    ) -> QueryResult:
-        deadline = time.monotonic() + self.timeout_s
-        # `@ end()` is the requested end, which the last step may not reach
-        ev = Evaluator(self, int(steps[0]), end_ms, deadline)
-        ev.plan(expr, steps)
+    @asynccontextmanager
+    async def _slot(self, deadline: float) -> AsyncIterator[None]:
+        sem = self.gate.semaphore(max(1, self.concurrency))
         try:
-            samples = await asyncio.wait_for(ev.fetch(extra), timeout=max(deadline - time.monotonic(), 0.001))
+            await asyncio.wait_for(sem.acquire(), timeout=max(deadline - time.monotonic(), 0.001))
         except TimeoutError:
-            raise QueryTimeout("query timed out in query execution while fetching series") from None
-        value = await asyncio.to_thread(ev.evaluate, expr, steps)
+            raise QueryTimeout("query timed out in query queue") from None
+        try:
+            yield
+        finally:
+            sem.release()
+
+    async def off_loop(self, fn: Callable[..., T], *args: object) -> T:
+        """Run CPU-bound query work (parsing, planning, evaluation) in the query thread pool."""
+        return await asyncio.get_running_loop().run_in_executor(_query_pool(), fn, *args)
+
+    async def _run(self, query: str, steps: I64, end_ms: int, is_range: bool, extra: list[Matcher]) -> QueryResult:
+        deadline = time.monotonic() + self.timeout_s
+        async with self._slot(deadline):
+            expr = await self.off_loop(self._parse, query, is_range)
+            # `@ end()` is the requested end, which the last step may not reach
+            ev = Evaluator(self, int(steps[0]), end_ms, deadline)
+            await self.off_loop(ev.plan, expr, steps)
+            try:
+                samples = await asyncio.wait_for(ev.fetch(extra), timeout=max(deadline - time.monotonic(), 0.001))
+            except TimeoutError:
+                raise QueryTimeout("query timed out in query execution while fetching series") from None
+            value = await self.off_loop(ev.evaluate, expr, steps)
         return QueryResult(value, steps, is_range, samples)
 
 
@@ -134,7 +202,9 @@ class Evaluator:
             raise BadData("subquery step must be positive")
         lo = int(eff.min()) - node.range_ms
         first = -(-lo // step) * step  # the first multiple of step at or after lo
-        return np.arange(first, int(eff.max()) + 1, step, dtype=np.int64)
+        last = int(eff.max())
+        self._check_size(1, (last - first) // step + 1 if last >= first else 0, "subquery steps")
+        return np.arange(first, last + 1, step, dtype=np.int64)
 
     def _need(self, sel: ast.VectorSelector, mint: int, maxt: int, range_use: bool) -> None:
         self.selectors[id(sel)] = sel
@@ -178,16 +248,16 @@ class Evaluator:
         try:
             for key, need in self.needs.items():
                 sel = self.selectors[key]
-                hints = SelectHints(start_ms=need.mint, end_ms=need.maxt)
-                series = await querier.select([*sel.matchers, *extra], hints)
+                hints = SelectHints(start_ms=need.mint, end_ms=need.maxt, max_samples=self.engine.max_samples - total)
+                try:
+                    series = await querier.select([*sel.matchers, *extra], hints)
+                except TooManySamples:
+                    raise ExecutionError(self._too_many()) from None
                 series = [_clip(s, need.mint, need.maxt) for s in series]
                 rng = Range.from_series([s for s in series if len(s.timestamps)], drop_stale=need.range_use)
                 total += len(rng.ts)
                 if total > self.engine.max_samples:
-                    raise ExecutionError(
-                        "query processing would load too many samples into memory in query execution "
-                        f"(limit server.query_max_samples = {self.engine.max_samples})"
-                    )
+                    raise ExecutionError(self._too_many())
                 self.data[key] = rng
         finally:
             await querier.close()
@@ -195,18 +265,22 @@ class Evaluator:
 
     # ---- evaluation -----------------------------------------------------------------------------
     def evaluate(self, expr: ast.Expr, steps: I64) -> Value:
-        with np.errstate(all="ignore"):  # Inf/NaN maths is PromQL semantics, not an error
-            if isinstance(ast.unwrap_parens(expr), ast.MatrixSelector | ast.Subquery):
-                return self._matrix_value(ast.unwrap_parens(expr), steps)
-            return self.eval(expr, steps)
+        try:
+            with np.errstate(all="ignore"):  # Inf/NaN maths is PromQL semantics, not an error
+                if isinstance(ast.unwrap_parens(expr), ast.MatrixSelector | ast.Subquery):
+                    return self._matrix_value(ast.unwrap_parens(expr), steps)
+                return self.eval(expr, steps)
+        except RecursionError:  # the depth limit keeps queries far from this; a safety net, not a path
+            raise BadData("query is nested too deeply to evaluate (server.query_max_depth)") from None
 
-    def _check_size(self, k: int, n: int) -> None:
+    def _too_many(self, detail: str = "") -> str:
+        return (f"query processing would load too many samples into memory in query execution ({detail}"
+                f"limit server.query_max_samples = {self.engine.max_samples})")
+
+    def _check_size(self, k: int, n: int, what: str = "steps") -> None:
         """Refuse (series × steps) arrays beyond the sample limit before allocating them."""
         if k * n > self.engine.max_samples:
-            raise ExecutionError(
-                f"query processing would load too many samples into memory in query execution ({k} series x "
-                f"{n} steps, limit server.query_max_samples = {self.engine.max_samples})"
-            )
+            raise ExecutionError(self._too_many(f"{k} series x {n} {what}, "))
 
     def _check_deadline(self) -> None:
         if time.monotonic() > self.deadline:
@@ -425,7 +499,7 @@ class Evaluator:
         elif node.param is not None:
             param = self._scalar(node.param, steps)
         vec = self._vector(node.expr, steps)
-        return aggregate(node.op, vec, param, node.grouping, node.without)
+        return aggregate(node.op, vec, param, node.grouping, node.without, self._check_size)
 
     def _binary(self, node: ast.Binary, steps: I64) -> Vector | Scalar:
         lhs = self.eval(node.lhs, steps)
@@ -437,7 +511,7 @@ class Evaluator:
         if isinstance(lhs, Scalar) and isinstance(rhs, Vector):
             return vector_scalar(node, rhs, lhs.values, scalar_left=True)
         if isinstance(lhs, Vector) and isinstance(rhs, Vector):
-            return vector_vector(node, lhs, rhs)
+            return vector_vector(node, lhs, rhs, self._check_size)
         raise ExecutionError(f"invalid operands for binary operator {node.op}")
 
 

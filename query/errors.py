@@ -4,6 +4,7 @@
 
     QueryError
      ├── BadData        the request cannot be parsed or is out of bounds (400 bad_data)
+     │    ├── ParseError    the query text: syntax (``1:5: parse error: ...``), length and depth limits
      │    └── Unsupported   valid Prometheus 2.42 syntax SOTP does not implement (400, names the feature)
      ├── ExecutionError     a runtime PromQL error: matching cardinality, duplicate label sets,
      │                      too many samples (422 execution)
@@ -22,6 +23,10 @@ class QueryError(Exception):
 
 class BadData(QueryError):
     """The query or a parameter is invalid (HTTP 400 ``bad_data``)."""
+
+
+class ParseError(BadData):
+    """The query text is invalid or over a size limit; the API prefixes ``invalid parameter "query": ``."""
 
 
 class Unsupported(BadData):

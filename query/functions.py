@@ -15,6 +15,7 @@ import numpy as np
 from query.errors import ExecutionError
 from query.values import F64, Vector, drop_name, normalize
 from sotp.model import LABEL_NAME_RE, METRIC_NAME, Labels
+from sotp.regex import PromRegex, compile_prom
 
 #: Go's math.Exp on amd64 (Debian's build) returns +Inf from here on, below the true float64 limit
 #: (709.78); measured against Prometheus 2.42: exp(709.4361393031039) is finite, the next double is not.
@@ -110,8 +111,13 @@ DATE_FUNCTIONS = frozenset(
 _TEMPLATE = re.compile(r"\$(?:\$|\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
 
 
-def expand_template(template: str, m: re.Match[str]) -> str:
-    """Go's ``Regexp.ExpandString``: ``$1``, ``${1}``, ``$name``; unknown groups expand to ''."""
+def expand_template(template: str, rx: PromRegex, value: str, spans: list[tuple[int, int]]) -> str:
+    """Go's ``Regexp.ExpandString``: ``$1``, ``${1}``, ``$name``; unknown or unset groups expand to ''."""
+    names = rx.groupindex
+
+    def group(i: int) -> str:
+        a, b = spans[i]
+        return value[a:b] if a >= 0 else ""
 
     def sub(t: re.Match[str]) -> str:
         if t.group(0) == "$$":
@@ -119,31 +125,28 @@ def expand_template(template: str, m: re.Match[str]) -> str:
         name = t.group(1) or t.group(2)
         if name.isdigit():
             i = int(name)
-            return (m.group(i) or "") if i <= (m.re.groups or 0) else ""
-        return m.groupdict().get(name) or ""
+            return group(i) if i <= rx.groups else ""
+        return group(names[name]) if name in names else ""
 
     return _TEMPLATE.sub(sub, template)
 
 
-def compile_go_regex(regex: str, func: str) -> re.Pattern[str]:
-    try:
-        return re.compile(f"^(?:{regex})\\Z")
-    except re.error:
-        raise ExecutionError(f"invalid regular expression in {func}(): {regex}") from None
-
-
 def label_replace(vec: Vector, dst: str, repl: str, src: str, regex: str) -> Vector:
-    rx = compile_go_regex(regex, "label_replace")
+    try:
+        rx = compile_prom(regex)  # RE2, anchored: linear time whatever the pattern
+    except ValueError:
+        raise ExecutionError(f"invalid regular expression in label_replace(): {regex}") from None
     if not LABEL_NAME_RE.match(dst):
         raise ExecutionError(f"invalid destination label name in label_replace(): {dst}")
     out: list[Labels] = []
     for lb in vec.labels:
-        m = rx.match(lb.get(src) or "")
-        if m is None:
+        value = lb.get(src) or ""
+        spans = rx.spans(value)
+        if spans is None:
             out.append(lb)
             continue
         items = dict(lb.items_tuple())
-        res = expand_template(repl, m)
+        res = expand_template(repl, rx, value, spans)
         items.pop(dst, None)
         if res:
             items[dst] = res

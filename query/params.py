@@ -53,14 +53,22 @@ def parse_time_ms(value: str, name: str) -> int:
             raise BadData(f'invalid parameter "{name}": cannot parse "{value}" to a valid timestamp')
         whole = math.trunc(f)
         frac = round((f - whole) * 1000)
-        return int(whole) * 1000 + int(frac)
+        return _in_range(int(whole) * 1000 + int(frac), value, name)
     try:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
         if dt.tzinfo is None:
             raise ValueError("no time zone")
     except ValueError:
         raise BadData(f'invalid parameter "{name}": cannot parse "{value}" to a valid timestamp') from None
-    return round(dt.timestamp() * 1000)
+    return _in_range(round(dt.timestamp() * 1000), value, name)
+
+
+def _in_range(t_ms: int, value: str, name: str) -> int:
+    # Prometheus wraps such values around int64 silently; SOTP refuses them (every backend stores int64 ms)
+    if not MIN_TIME_MS <= t_ms <= MAX_TIME_MS:
+        raise BadData(f'invalid parameter "{name}": cannot parse "{value}" to a valid timestamp: '
+                      f"out of range (|t| <= {MAX_TIME_MS // 1000} s)")
+    return t_ms
 
 
 def parse_duration_ms(value: str, name: str) -> int:
@@ -76,7 +84,10 @@ def parse_duration_ms(value: str, name: str) -> int:
     m = _DURATION.match(value)
     if not value or not m or not any(m.groups()):
         raise BadData(f'invalid parameter "{name}": cannot parse "{value}" to a valid duration')
-    return sum(int(g) * u for g, u in zip(m.groups(), _UNITS_MS, strict=True) if g)
+    ms = sum(int(g) * u for g, u in zip(m.groups(), _UNITS_MS, strict=True) if g)
+    if ms * 1_000_000 >= 2**63:  # Go's time.Duration is int64 nanoseconds
+        raise BadData(f'invalid parameter "{name}": cannot parse "{value}" to a valid duration. It overflows int64')
+    return ms
 
 
 def time_param(p: Params, name: str, default_ms: int) -> int:

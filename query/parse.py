@@ -16,7 +16,8 @@ from typing import Any
 import promql_parser as pp
 
 from query import ast
-from query.errors import BadData, Unsupported
+from query.errors import BadData, ParseError, Unsupported
+from query.lex import QueryLimits, check_limits, error_position, line_col, tokens
 from sotp.model import METRIC_NAME, Matcher, MatchOp
 
 #: Functions of Prometheus 2.42 with their return type (everything else returns an instant vector).
@@ -40,7 +41,8 @@ AGGREGATIONS_242 = frozenset(
 
 # 2.42 spells it holt_winters; the 3.x grammar only knows double_exponential_smoothing. Rewrite the call
 # outside string literals before parsing, and map the name back afterwards.
-_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`|#[^\n]*|[^"\'`#]+', re.S)
+# (an unterminated quote is kept as one character, so the parser still sees it and reports it)
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`|#[^\n]*|[^"\'`#]+|.', re.S)
 _HW = re.compile(r"(?<![\w:])holt_winters(?=\s*\()")
 _DES = re.compile(r"(?<![\w:])double_exponential_smoothing(?![\w:])")
 
@@ -49,33 +51,66 @@ def _rewrite(query: str) -> str:
     out = []
     for tok in _TOKENS.findall(query):
         if tok[0] in "\"'`#":
-            out.append(tok)
+            out.append(tok)  # a string, a comment, or a lone unterminated quote
             continue
         if _DES.search(tok):
-            raise BadData('parse error: unknown function with name "double_exponential_smoothing"')
+            raise ParseError('parse error: unknown function with name "double_exponential_smoothing"')
         out.append(_HW.sub("double_exponential_smoothing", tok))
     return "".join(out)
 
 
-def _raw_parse(query: str) -> Any:
+def _parser_error(text: str) -> str | None:
+    """promql-parser's error for ``text`` (None when it parses)."""
+    try:
+        pp.parse(text)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as err:
+        return str(err)
+    return None
+
+
+#: promql-parser wording → Prometheus 2.42's, where they mean the same thing
+_WORDING: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"^unexpected end of input inside brackets$"), "unclosed left bracket"),
+    (re.compile(r"^unknown function with name '([^']*)'$"), r'unknown function with name "\1"'),
+    (re.compile(r"^expected type matrix in call to function '([^']*)', got vector$"),
+     r'expected type range vector in call to function "\1", got instant vector'),
+]
+_REWRITE_GROWTH = len("double_exponential_smoothing") - len("holt_winters")
+
+
+def _raw_parse(original: str, limits: QueryLimits) -> Any:
+    check_limits(original, limits.max_length, limits.max_depth)  # before the Rust parser ever sees it
+    query = _rewrite(original)
     try:
         return pp.parse(query)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as err:
-        raise BadData(f"parse error: {err}") from None
+        msg = str(err).replace("double_exponential_smoothing", "holt_winters")
+        pos = error_position(query, str(err), _parser_error)
+        if pos is not None:
+            pos -= _REWRITE_GROWTH * query.count("double_exponential_smoothing", 0, pos)
+        if msg == "invalid promql query" and pos is not None:
+            tok = next((t.text for t in tokens(original[pos:])), "")
+            msg = f'unexpected "{tok}"' if tok else "unexpected end of input"
+        for rx, repl in _WORDING:
+            msg = rx.sub(repl, msg)
+        where = f"{line_col(original, pos)}: " if pos is not None else ""
+        raise ParseError(f"{where}parse error: {msg}") from None
 
 
-def parse(query: str) -> ast.Expr:
-    """Parse a PromQL expression; raises :class:`BadData` for invalid or unsupported input."""
+def parse(query: str, limits: QueryLimits | None = None) -> ast.Expr:
+    """Parse a PromQL expression; raises :class:`BadData` for invalid, oversized or unsupported input."""
     if not query.strip():
-        raise BadData("parse error: no expression found in input")
-    return _convert(_raw_parse(_rewrite(query)))
+        raise ParseError("parse error: no expression found in input")
+    return _convert(_raw_parse(query, limits or QueryLimits()))
 
 
-def prettify(query: str) -> str:
+def prettify(query: str, limits: QueryLimits | None = None) -> str:
     """Canonical formatting of a query (``/api/v1/format_query``)."""
-    expr = _raw_parse(_rewrite(query))
+    expr = _raw_parse(query, limits or QueryLimits())
     _convert(expr)  # reject what 2.42 rejects
     try:
         text: str = expr.prettify()
@@ -86,9 +121,9 @@ def prettify(query: str) -> str:
     return text.replace("double_exponential_smoothing", "holt_winters")
 
 
-def parse_selector(text: str) -> list[Matcher]:
+def parse_selector(text: str, limits: QueryLimits | None = None) -> list[Matcher]:
     """Parse a series selector (``match[]`` of the discovery endpoints) into matchers."""
-    e = parse(text)
+    e = parse(text, limits)
     if not isinstance(e, ast.VectorSelector):
         raise BadData(f"invalid series selector {text!r}: expected a vector selector such as up{{job=\"x\"}}")
     if e.offset_ms or e.at is not None:
@@ -115,7 +150,7 @@ def _at(node: Any) -> ast.At | None:
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as err:
-        raise BadData(f"parse error: invalid @ modifier: {err}") from None
+        raise ParseError(f"parse error: invalid @ modifier: {err}") from None
     return ast.At(ast.AtKind.TIME, (when - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1))
 
 
@@ -126,7 +161,7 @@ _MATCH_OPS = {"MatchOp.Equal": MatchOp.EQ, "MatchOp.NotEqual": MatchOp.NEQ, "Mat
 def _selector(node: Any) -> ast.VectorSelector:
     ms = node.matchers
     if ms.or_matchers:
-        raise BadData('parse error: "or" inside a selector is not supported by Prometheus 2.42')
+        raise ParseError('parse error: "or" inside a selector is not supported by Prometheus 2.42')
     matchers: list[Matcher] = []
     if node.name is not None:
         matchers.append(Matcher(METRIC_NAME, MatchOp.EQ, node.name))
@@ -137,7 +172,7 @@ def _selector(node: Any) -> ast.VectorSelector:
         try:
             matchers.append(Matcher(m.name, op, m.value))
         except ValueError as err:
-            raise BadData(f"parse error: {err}") from None
+            raise ParseError(f"parse error: {err}") from None
     return ast.VectorSelector(matchers, _ms(node.offset), _at(node))
 
 
@@ -171,13 +206,13 @@ def _convert(node: Any) -> ast.Expr:
         if name in NATIVE_HISTOGRAM_FUNCTIONS:
             raise Unsupported(f"{name}(): native histograms are not supported by SOTP")
         if name not in FUNCTIONS_242:
-            raise BadData(f'parse error: unknown function with name "{name}"')
+            raise ParseError(f'parse error: unknown function with name "{name}"')
         returns = ast.ValueType.SCALAR if name in SCALAR_FUNCTIONS else ast.ValueType.VECTOR
         return ast.Call(name, [_convert(a) for a in node.args], returns)
     if isinstance(node, pp.AggregateExpr):
         op = str(node.op)
         if op not in AGGREGATIONS_242:
-            raise BadData(f'parse error: unknown aggregation "{op}" (not in Prometheus 2.42)')
+            raise ParseError(f'parse error: unknown aggregation "{op}" (not in Prometheus 2.42)')
         mod = node.modifier
         without = mod is not None and mod.type == pp.AggModifierType.Without
         param = None if node.param is None else _convert(node.param)
@@ -205,7 +240,7 @@ def _binary(node: Any) -> ast.Binary:
     if mod is None:
         return b
     if getattr(mod, "fill_values", None) is not None and _has_fill(mod.fill_values):
-        raise BadData("parse error: fill modifiers are not supported by Prometheus 2.42")
+        raise ParseError("parse error: fill modifiers are not supported by Prometheus 2.42")
     b.return_bool = bool(mod.return_bool)
     card = _CARD.get(str(mod.card))
     if card is not None and op not in ast.SET_OPS:

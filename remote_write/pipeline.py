@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from remote_write.admission import ADMISSION, Admission, QueueFull, admitted
 from sotp.codec.remote_write import Columns
 from sotp.errors import AuthError, IngestError, LimitExceeded, SampleRejected, StorageError, UnsupportedMediaType
-from sotp.model import Labels
+from sotp.model import Labels, Matcher, MatchOp
 from sotp.storage import Appender
 from sotp.web import CTX, ServerContext, text_error
 
@@ -75,10 +75,12 @@ class WriteMetrics:
             registry=registry,
         )
         self.queue_depth = Gauge(
-            "sotp_write_queue_depth", "Write requests in flight (reading, decoding or committing).", registry=registry
+            "sotp_write_queue_depth", "Write requests in flight (reading, decoding or committing).", registry=registry,
+            multiprocess_mode="livesum",  # summed over `sotp serve --workers` processes
         )
         self.inflight_bytes = Gauge(
-            "sotp_write_inflight_body_bytes", "Body bytes held by write requests in flight.", registry=registry
+            "sotp_write_inflight_body_bytes", "Body bytes held by write requests in flight.", registry=registry,
+            multiprocess_mode="livesum",
         )
 
 
@@ -113,6 +115,37 @@ def check_times(batches: Sequence[SeriesBatch], max_future_s: float) -> None:
             raise SampleRejected(
                 f"sample for series {b.labels} is more than {max_future_s:g}s in the future "
                 "(limits.max_future_seconds)"
+            )
+
+
+async def check_store_series_limits(request: web.Request, labels: Sequence[Labels], principal: Any) -> None:
+    """Refuse a write that would grow the store past ``limits.max_series``, or the writer's tenant past
+    ``limits.max_series_per_tenant`` (400, nothing written). ``labels``: the series as they will be stored
+    (tenant label applied). Concurrent requests are checked one by one, so the bound may be overshot by
+    what the requests in flight create together."""
+    limits = request.app[CTX].config.limits
+    tenant: tuple[str, str] | None = getattr(principal, "tenant", None)
+    per_tenant = limits.max_series_per_tenant if tenant is not None else 0
+    if not (limits.max_series or per_tenant):
+        return
+    storage = request.app[CTX].storage
+    new = await storage.count_new_series(labels)
+    if not new:
+        return
+    if limits.max_series:
+        held = await storage.series_count()
+        if held + new > limits.max_series:
+            raise LimitExceeded(
+                f"series limit reached: the store holds {held} series and this request would add {new} "
+                f"(limit {limits.max_series}, limits.max_series); series whose samples expired are collected "
+                "by retention"
+            )
+    if per_tenant and tenant is not None:
+        held = await storage.series_count([Matcher(tenant[0], MatchOp.EQ, tenant[1])])
+        if held + new > per_tenant:
+            raise LimitExceeded(
+                f"series limit reached for tenant {tenant[0]}={tenant[1]}: it holds {held} series and this "
+                f"request would add {new} (limit {per_tenant}, limits.max_series_per_tenant)"
             )
 
 
@@ -154,6 +187,7 @@ async def write_batch(request: web.Request, protocol: str, batches: Sequence[Ser
     check_series_limit(len(batches), limits.max_series_per_request)
     batches = apply_tenant(principal, batches)
     check_times(batches, limits.max_future_seconds)
+    await check_store_series_limits(request, [b.labels for b in batches], principal)
 
     def stage(app_: Appender) -> None:
         for b in batches:
@@ -177,6 +211,7 @@ async def write_columns(request: web.Request, protocol: str, cols: Columns, prin
             f"sample for series {owner} is more than {limits.max_future_seconds:g}s in the future "
             "(limits.max_future_seconds)"
         )
+    await check_store_series_limits(request, cols.labels, principal)
 
     def stage(app_: Appender) -> None:
         append_columns = getattr(app_, "append_columns", None)

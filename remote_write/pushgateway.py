@@ -90,7 +90,8 @@ class Gateway:
         self.lock = asyncio.Lock()
         self.task: asyncio.Task[None] | None = None
         self.cache: SeriesCache = {}
-        self.group_count = Gauge("sotp_pushgateway_groups", "Push groups alive.", registry=ctx.registry)
+        self.group_count = Gauge("sotp_pushgateway_groups", "Push groups alive.", registry=ctx.registry,
+                                 multiprocess_mode="livesum")
         self.expired = Counter(
             "sotp_pushgateway_expired_groups", "Push groups ended by pushgateway.ttl.", registry=ctx.registry
         )

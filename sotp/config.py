@@ -157,6 +157,11 @@ class Limits:
     body_timeout_seconds: float = 60.0
     #: Body bytes (raw, then decompressed) all write requests in flight may hold together (503 beyond).
     max_inflight_body_bytes: int = 256 << 20
+    #: Series the store may hold (every tenant together; 0: no limit). A write that would create more is
+    #: refused whole (400). Series whose samples all expired stop counting once collected.
+    max_series: int = 2_000_000
+    #: Series one tenant-bound token's tenant may hold (0: no limit), checked the same way.
+    max_series_per_tenant: int = 500_000
     #: Metric families whose metadata (type, help, unit) is kept per tenant; more are dropped (counted).
     max_metadata_per_tenant: int = 20_000
     #: Longest metric name, help or unit kept in metadata (characters; longer help and units are cut).
@@ -171,8 +176,13 @@ class ServerConfig:
     storage: str = "sqlite:///./data/sotp.db"
     retention: str = "15d"
     write_queue_depth: int = 64
+    #: Server processes sharing the listening socket (``sotp serve --workers``): one per core uses them all.
+    workers: int = 1
     query_timeout: str = "2m"
     query_max_samples: int = 50_000_000
+    query_max_length: int = 131_072  # bytes of PromQL text, checked before parsing
+    query_max_depth: int = 128  # brackets + operators along any path of the syntax tree
+    query_concurrency: int = 4  # queries evaluated at once (the others wait, within their timeout)
 
 
 @dataclasses.dataclass

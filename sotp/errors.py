@@ -55,6 +55,10 @@ class LimitExceeded(IngestError):
         self.status = status
 
 
+class TooManySamples(SotpError):
+    """A select loaded more samples than ``SelectHints.max_samples`` allows (the query engine answers 422)."""
+
+
 class UnsupportedMediaType(SotpError):
     """The body's content type or encoding is not one the endpoint accepts (HTTP 415)."""
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Final
 
+from sotp.regex import PromRegex, compile_prom
+
 if TYPE_CHECKING:
     # numpy is imported lazily (in stale_mask) because it costs ~15 MB of RSS, and the agent, which
     # imports this module through the codecs, must stay below node_exporter's footprint.
@@ -191,7 +193,7 @@ class MatchOp(Enum):
 
 @dataclass(frozen=True)
 class Matcher:
-    """One label matcher. Regexes are fully anchored, as in Prometheus (``^(?:re)$``).
+    """One label matcher. Regexes are RE2, fully anchored, as in Prometheus (``^(?:re)$``, :mod:`sotp.regex`).
 
     A missing label matches as the empty string, so ``job=""`` selects series without ``job``.
     """
@@ -199,18 +201,18 @@ class Matcher:
     name: str
     op: MatchOp
     value: str
-    _re: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False, hash=False)
+    _re: PromRegex | None = field(default=None, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.op in (MatchOp.RE, MatchOp.NRE):
             try:
-                object.__setattr__(self, "_re", re.compile(f"^(?:{self.value})$", re.DOTALL))
-            except re.error as err:
+                object.__setattr__(self, "_re", compile_prom(self.value))
+            except ValueError as err:
                 raise ValueError(f"invalid regular expression in matcher {self}: {err}") from err
 
     @property
-    def regex(self) -> re.Pattern[str]:
-        """The compiled anchored regex (only for ``=~`` and ``!~``)."""
+    def regex(self) -> PromRegex:
+        """The compiled anchored regex, RE2 semantics (only for ``=~`` and ``!~``)."""
         if self._re is None:
             raise TypeError(f"matcher {self} is not a regex matcher")
         return self._re
@@ -221,7 +223,7 @@ class Matcher:
             return value == self.value
         if self.op is MatchOp.NEQ:
             return value != self.value
-        hit = self.regex.match(value) is not None
+        hit = self.regex.matches(value)
         return hit if self.op is MatchOp.RE else not hit
 
     def matches_labels(self, labels: Labels) -> bool:

@@ -13,11 +13,19 @@ Turning on a collector SOTP does not implement is refused with the reason (:data
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import fields
 from pathlib import Path
 
 from exporters.host.options import Options, flag_name
-from exporters.host.registry import COLLECTORS, DEFAULT_ENABLED, NOT_IMPLEMENTED, OFF_BY_DEFAULT_UPSTREAM
+from exporters.host.registry import (
+    BACKENDS,
+    COLLECTORS,
+    DEFAULT_ENABLED,
+    NOT_IMPLEMENTED,
+    OFF_BY_DEFAULT_UPSTREAM,
+    available,
+)
 from exporters.host.sources import Sources
 from sotp.config import parse_duration
 from sotp.errors import ConfigError
@@ -33,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="where the host's / is mounted (prefix for mount points and /etc files)")
     paths.add_argument("--path.udev.data", "--udev-data", dest="udev_data", default="/run/udev/data",
                        help="udev database (node_disk_info labels)")
+    paths.add_argument("--backend", choices=("auto", *BACKENDS), default="auto",
+                       help="procfs: node_exporter's Linux collectors reading /proc and /sys; psutil: a portable "
+                            "subset for macOS, Windows and the BSDs (needs psutil); auto: procfs on Linux, "
+                            "psutil elsewhere")
 
     group = parser.add_argument_group("collectors (node_exporter's --collector.<name> flags)")
     group.add_argument("--collectors", metavar="NAMES",
@@ -71,16 +83,35 @@ def options_from_args(args: argparse.Namespace) -> Options:
         raise ConfigError(str(err)) from err
 
 
+def backend_from_args(args: argparse.Namespace) -> str:
+    backend: str = args.backend
+    if backend == "auto":
+        backend = "procfs" if sys.platform.startswith("linux") else "psutil"
+    if backend == "psutil":
+        try:
+            import psutil  # noqa: F401
+        except ImportError as err:
+            raise ConfigError("--backend psutil needs the psutil package: pip install psutil (on macOS, Windows "
+                              "and the BSDs pip install 'sotp[agent]' brings it)") from err
+    return backend
+
+
 def collectors_from_args(args: argparse.Namespace) -> list[str]:
     """The collectors to run, as node_exporter decides: defaults, minus ``--no-collector.<name>``, plus
-    ``--collector.<name>``; ``--collector.disable-defaults`` keeps only the named ones."""
+    ``--collector.<name>``; ``--collector.disable-defaults`` keeps only the named ones. With the psutil
+    backend the defaults are the collectors it has, and asking for another one is an error."""
+    backend = backend_from_args(args)
+    defaults = set(DEFAULT_ENABLED) & set(available(backend))
     if args.collectors is not None:
         names = [n.strip() for n in args.collectors.split(",") if n.strip()]
     else:
         names = [n for n in ALL_UPSTREAM
                  if getattr(args, f"collector_{n}") or
-                 (getattr(args, f"collector_{n}") is None and not args.disable_defaults and n in DEFAULT_ENABLED)]
+                 (getattr(args, f"collector_{n}") is None and not args.disable_defaults and n in defaults)]
     for n in names:
+        if n in COLLECTORS and n not in available(backend):
+            raise ConfigError(f"collector {n} reads /proc or /sys and does not exist with --backend {backend}; "
+                              f"it has {', '.join(available(backend))}")
         if n in NOT_IMPLEMENTED:
             raise ConfigError(f"--collector.{n}: SOTP does not implement node_exporter's {n} collector "
                               f"({NOT_IMPLEMENTED[n]})")
@@ -93,4 +124,4 @@ def collectors_from_args(args: argparse.Namespace) -> list[str]:
 
 def sources_from_args(args: argparse.Namespace) -> Sources:
     return Sources(proc=Path(args.proc), sys=Path(args.sys), rootfs=args.rootfs.rstrip("/"),
-                   udev=Path(args.udev_data))
+                   udev=Path(args.udev_data), backend=backend_from_args(args))

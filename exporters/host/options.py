@@ -24,6 +24,7 @@ NETSTAT_FIELDS = (
     r"|Udp6?_(InDatagrams|OutDatagrams|NoPorts|RcvbufErrors|SndbufErrors))$"
 )
 VMSTAT_FIELDS = r"^(oom_kill|pgpg|pswp|pg.*fault).*"
+IPVS_LABELS = ("local_address", "local_port", "remote_address", "remote_port", "proto", "local_mark")
 SYSTEMD_UNIT_EXCLUDE = r".+\.(automount|device|mount|scope|slice|target)"
 
 
@@ -44,6 +45,7 @@ class Options:
     filesystem_mount_points_exclude: str = MOUNT_POINTS_EXCLUDE
     filesystem_fs_types_exclude: str = FS_TYPES_EXCLUDE
     filesystem_mount_timeout: float = 5.0
+    ipvs_backend_labels: str = "local_address,local_port,remote_address,remote_port,proto,local_mark"
     netclass_ignored_devices: str = "^$"
     netclass_ignore_invalid_speed: bool = False
     netdev_device_include: str = ""
@@ -56,6 +58,9 @@ class Options:
     stat_softirq: bool = False
     systemd_unit_include: str = ".+"
     systemd_unit_exclude: str = SYSTEMD_UNIT_EXCLUDE
+    systemd_enable_task_metrics: bool = False
+    systemd_enable_restarts_metrics: bool = False
+    systemd_enable_start_time_metrics: bool = False
     tapestats_ignored_devices: str = "^$"
     textfile_directory: str = ""
     vmstat_fields: str = VMSTAT_FIELDS
@@ -63,7 +68,7 @@ class Options:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, str) and f.name != "textfile_directory":
+            if isinstance(value, str) and f.name not in ("textfile_directory", "ipvs_backend_labels"):
                 try:
                     re.compile(value)
                 except re.error as err:
@@ -73,6 +78,10 @@ class Options:
             if getattr(self, f"{prefix}_device_include") and getattr(self, f"{prefix}_device_exclude"):
                 raise ValueError(f"--collector.{prefix}.device-include and --collector.{prefix}.device-exclude are "
                                  "mutually exclusive: give one of them")
+        unknown = sorted({x for x in self.ipvs_backend_labels.split(",") if x} - set(IPVS_LABELS))
+        if unknown:
+            raise ValueError(f"--collector.ipvs.backend-labels: unknown IPVS backend labels {', '.join(unknown)}; "
+                             f"choose from {','.join(IPVS_LABELS)}")
         if self.filesystem_mount_timeout <= 0:
             raise ValueError("--collector.filesystem.mount-timeout must be positive")
 

@@ -4,6 +4,10 @@ Why not ``http.server``: it imports ``http.client`` and with it ``ssl`` (OpenSSL
 would make this exporter heavier than node_exporter. Serving three GET paths needs only the request
 line and the end of the headers. Each connection serves requests until the client closes it or is idle
 for ``IDLE_TIMEOUT`` (Prometheus keeps scrape connections alive).
+
+Each connection holds a thread, so at most ``max_connections`` (default :data:`MAX_CONNECTIONS`, 40 as
+node_exporter's ``--web.max-requests``) are served at once; one more is answered 503 at once and closed,
+so a flood of connections cannot exhaust threads and memory.
 """
 
 from __future__ import annotations
@@ -23,11 +27,14 @@ log = logging.getLogger("exporters.host")
 
 IDLE_TIMEOUT = 60.0
 MAX_HEADER_BYTES = 64 * 1024
+#: Connections served at once (node_exporter's ``--web.max-requests`` default).
+MAX_CONNECTIONS = 40
 LANDING = (
     b"<html><head><title>SOTP host exporter</title></head><body><h1>SOTP host exporter</h1>"
     b'<p><a href="/metrics">Metrics</a></p></body></html>\n'
 )
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            503: "Service Unavailable"}
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -44,6 +51,30 @@ class _Server(socketserver.ThreadingTCPServer):
     sources: Sources
     collectors: list[str] | None
     options: Options
+    slots: threading.BoundedSemaphore
+    max_connections: int
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        """A thread per connection while a slot is free; otherwise 503 from the accepting thread and close."""
+        if not self.slots.acquire(blocking=False):
+            busy = (f"Limit of concurrent requests reached ({self.max_connections}), try again later.\n").encode()
+            try:
+                request.settimeout(1.0)
+                request.sendall(
+                    f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                    f"Content-Length: {len(busy)}\r\nConnection: close\r\n\r\n".encode() + busy
+                )
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)  # type: ignore[arg-type]
+
+    def process_request_thread(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        try:
+            super().process_request_thread(request, client_address)  # type: ignore[arg-type]
+        finally:
+            self.slots.release()
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -110,7 +141,8 @@ class _Handler(socketserver.StreamRequestHandler):
 
 
 def make_server(
-    listen: str, sources: Sources, collectors: list[str] | None = None, options: Options | None = None
+    listen: str, sources: Sources, collectors: list[str] | None = None, options: Options | None = None,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> _Server:
     host, port = parse_listen(listen)
 
@@ -121,6 +153,8 @@ def make_server(
     server.sources = sources
     server.collectors = collectors
     server.options = options or Options()
+    server.max_connections = max_connections
+    server.slots = threading.BoundedSemaphore(max_connections)
     return server
 
 

@@ -12,17 +12,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-
-def go_int(text: str) -> int:
-    """An integer as Go's ``strconv.ParseInt(s, 0, 64)`` reads it (procfs/sysfs values): an optional sign,
-    then ``0x``/``0o``/``0b`` prefixes, and a leading ``0`` meaning octal. Raises ValueError."""
-    body = text.lstrip("+-")
-    sign = -1 if text.startswith("-") else 1
-    if len(body) > 1 and body[0] == "0" and body[1].isdigit():
-        return sign * int(body, 8)
-    return sign * int(body, 0)
+if TYPE_CHECKING:
+    from exporters.host.dbus import Connection
 
 
 class FsStat(NamedTuple):
@@ -126,6 +119,10 @@ class Sources:
     now: Callable[[], float] = field(default=time.time)
     adjtimex: Callable[[], Timex] = field(default=_adjtimex)
     page_size: int = field(default_factory=lambda: os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096)
+    #: "procfs" (Linux: node_exporter's collectors on /proc and /sys) or "psutil" (any OS, fewer families)
+    backend: str = "procfs"
+    #: How the systemd collector reaches systemd; None: as node_exporter does (collectors/systemd.py)
+    systemd_bus: Callable[[], Connection] | None = None
 
     def read(self, base: Path, *parts: str) -> str:
         return base.joinpath(*parts).read_text()

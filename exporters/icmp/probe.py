@@ -18,6 +18,7 @@ from exporters.icmp.config import Module
 from exporters.icmp.errors import IcmpError
 from exporters.icmp.pinger import Pinger, Reply
 from exporters.icmp.resolve import choose_address, ip_hash
+from exporters.scrape_timeout import scrape_timeout_header
 from sotp.codec.exposition import MetricFamily
 
 log = logging.getLogger(__name__)
@@ -86,10 +87,8 @@ def probe_timeout(header: str | None, module: Module, offset: float) -> float:
     """blackbox's ``getTimeout``: the scrape timeout header (120 s when absent) minus ``offset``, or the
     module's own timeout when that is set and shorter (or when the header minus offset is negative).
 
-    Raises ``ValueError`` for an unparsable header."""
-    timeout = float(header) if header else 0.0
-    if timeout == 0:
-        timeout = 120.0
+    Raises ``ValueError`` for an unparsable header; ``nan``, ``inf`` and non-positive values count as absent."""
+    timeout = scrape_timeout_header(header) or 120.0
     max_timeout = timeout - offset
     configured = module.timeout_s
     if 0 < configured < max_timeout or max_timeout < 0:

@@ -18,6 +18,8 @@ from typing import Protocol
 
 from aiohttp import web
 
+from exporters.scrape_timeout import HEADER as SCRAPE_TIMEOUT_HEADER
+from exporters.scrape_timeout import scrape_timeout_header
 from exporters.snmp.collector import CompiledModule, Sample, collect, to_families
 from exporters.snmp.config import Auth, Module, SnmpConfig
 from exporters.snmp.pdu import ScrapeError
@@ -232,13 +234,11 @@ EXPORTER = web.AppKey("snmp_exporter", Exporter)
 
 
 def _deadline(request: web.Request, default: float) -> float:
-    header = request.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
-    if header:
-        try:
-            return max(float(header) - 0.5, 0.5)
-        except ValueError:
-            pass
-    return default
+    try:
+        seconds = scrape_timeout_header(request.headers.get(SCRAPE_TIMEOUT_HEADER))
+    except ValueError:
+        seconds = None
+    return default if seconds is None else max(seconds - 0.5, 0.5)
 
 
 async def handle_snmp(request: web.Request) -> web.Response:

@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"sotp {name}", description=cmd.help)
     module.configure_parser(parser)
     args = parser.parse_args(argv[i + 1 :])
+    args.command_argv = argv  # the whole command line, for commands that start copies of themselves
     try:
         rc: int = module.run(args)
     except SotpError as err:

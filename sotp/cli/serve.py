@@ -11,14 +11,17 @@ import asyncio
 import gc
 import importlib
 import logging
+import os
 import signal
+import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, disable_created_metrics, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, disable_created_metrics, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
+from sotp.cli.workers import WORKER_FD_OPTION, inherited_socket, supervise
 from sotp.config import Config, load_config, parse_duration
 from sotp.errors import SotpError, StorageError
 from sotp.storage import open_storage
@@ -61,37 +64,70 @@ async def _ready(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[CTX].registry)
+    request.app[SERIES_CACHE].sync()
+    registry = request.app[CTX].registry
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # `--workers`: every worker's metric values are in files there; answer the totals.
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    body = generate_latest(registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def _maintenance(ctx: ServerContext) -> None:
-    """Retention and compaction, off the request path."""
-    retention_ms = int(parse_duration(ctx.config.server.retention, "server.retention") * 1000)
+    """Retention, series collection and compaction, off the request path."""
     while True:
         await asyncio.sleep(MAINTENANCE_INTERVAL_S)
-        now_ms = int(time.time() * 1000)
-        try:
-            await ctx.storage.delete_before(now_ms - retention_ms)
-            compact = getattr(ctx.storage, "compact", None)
-            if compact is not None:
-                await compact(now_ms)
-        except SotpError as err:
-            log.warning("storage maintenance failed (will retry): %s", err)
+        await maintain_once(ctx)
 
 
-class SeriesCacheCollector:
-    """``sotp_series_cache_{hits,misses}_total`` from a backend that keeps a series-id cache."""
+async def maintain_once(ctx: ServerContext, now_ms: int | None = None) -> None:
+    """One round: samples older than ``server.retention`` go, then the series left without samples (so
+    their index entries stop holding memory and counting against the series limits), then compaction."""
+    retention_ms = int(parse_duration(ctx.config.server.retention, "server.retention") * 1000)
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    try:
+        await ctx.storage.delete_before(now_ms - retention_ms)
+        collected = await ctx.storage.gc_series()
+        if collected:
+            log.info("retention: collected %d series without samples", collected)
+        compact = getattr(ctx.storage, "compact", None)
+        if compact is not None:
+            await compact(now_ms)
+    except SotpError as err:
+        log.warning("storage maintenance failed (will retry): %s", err)
+
+
+class SeriesCacheCounters:
+    """``sotp_series_cache_{hits,misses}_total``: the backend's series-id cache counters, carried into
+    ordinary counters (so ``--workers`` processes add up) at every scrape and every few seconds."""
 
     def __init__(self, ctx: ServerContext) -> None:
         self._ctx = ctx
+        self._seen = {"hits": 0, "misses": 0}
+        self._counters = {
+            what: Counter(f"sotp_series_cache_{what}", f"Series-id cache {what} on the write path.",
+                          registry=ctx.registry)
+            for what in ("hits", "misses")
+        }
 
-    def collect(self) -> Iterator[Metric]:
+    def sync(self) -> None:
         index = getattr(self._ctx.storage, "index", None)
-        for what in ("hits", "misses"):
-            fam = CounterMetricFamily(f"sotp_series_cache_{what}", f"Series-id cache {what} on the write path.")
-            fam.add_metric([], float(getattr(index, what, 0)))
-            yield fam
+        for what, counter in self._counters.items():
+            now = int(getattr(index, what, 0))
+            if now > self._seen[what]:
+                counter.inc(now - self._seen[what])
+            self._seen[what] = now
+
+
+SERIES_CACHE = web.AppKey("sotp_series_cache", SeriesCacheCounters)
+
+
+async def _sync_counters(app: web.Application) -> None:
+    """Carry the series-cache counters over every few seconds (a worker that serves no scrape counts too)."""
+    while True:
+        await asyncio.sleep(5)
+        app[SERIES_CACHE].sync()
 
 
 def build_app(config: Config, components: list[str] | None = None) -> web.Application:
@@ -103,16 +139,17 @@ def build_app(config: Config, components: list[str] | None = None) -> web.Applic
 
     async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
         await ctx.storage.open()
-        task = asyncio.create_task(_maintenance(ctx))
+        tasks = [asyncio.create_task(_maintenance(ctx)), asyncio.create_task(_sync_counters(app))]
         yield
-        task.cancel()
+        for task in tasks:
+            task.cancel()
         await ctx.storage.close()
 
     # First: components' own contexts (the config store) open after the storage and close before it.
     app.cleanup_ctx.append(storage_ctx)
     for dotted in components if components is not None else COMPONENTS:
         _load(dotted)(app, ctx)
-    ctx.registry.register(SeriesCacheCollector(ctx))
+    app[SERIES_CACHE] = SeriesCacheCounters(ctx)
     app.router.add_get("/-/healthy", _healthy)
     app.router.add_get("/-/ready", _ready)
     app.router.add_get("/metrics", _metrics)
@@ -136,6 +173,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--ruler-url", action="append", default=[], metavar="URL",
                         help="a sotp ruler answering /api/v1/rules and /api/v1/alerts (ruler.urls); repeatable")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="server processes sharing the port (server.workers; default 1): one per core")
+    parser.add_argument(WORKER_FD_OPTION, type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--reuse-port", action="store_true",
+        help="bind with SO_REUSEPORT, to run several sotp serve processes on one port on purpose (off by "
+        "default: it would let another process of the same user share the port)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -146,15 +191,29 @@ def run(args: argparse.Namespace) -> int:
         config.server.storage = args.storage
     if args.ruler_url:
         config.ruler = {**config.ruler, "urls": [*config.ruler.get("urls", []), *args.ruler_url]}
+    if args.workers is not None:
+        config.server.workers = args.workers
+    if config.server.workers < 1:
+        raise SotpError(f"server.workers must be at least 1, got {config.server.workers}")
     host, port = split_listen(config.server.listen)
+    if args.worker_fd is None and config.server.workers > 1:
+        return supervise(config.server.workers, host, port, getattr(args, "command_argv", sys.argv[1:]))
     app = build_app(config)
     # A write request makes ~10^5 short-lived objects; with the default thresholds the cyclic collector
     # runs many times per request and doubles decode time (measured: 100 → 63 ms per 100k samples).
     gc.freeze()
     gc.set_threshold(100_000, 20, 100)
-    log.info("serving on http://%s:%d (storage %s)", host, port, config.server.storage.split("@")[-1])
     # No access log: a line per write request costs more than the write (Prometheus logs none either).
-    web.run_app(app, host=host, port=port, print=None, reuse_port=True, handle_signals=True, access_log=None)
+    if args.worker_fd is not None:
+        log.info("serve worker %d on its supervisor's socket (storage %s)", os.getpid(),
+                 config.server.storage.split("@")[-1])
+        web.run_app(app, sock=inherited_socket(args.worker_fd), print=None, handle_signals=True, access_log=None)
+        return 0
+    log.info("serving on http://%s:%d (storage %s)", host, port, config.server.storage.split("@")[-1])
+    # SO_REUSEPORT only on request: it lets any process of the same user bind the port too and take a share
+    # of the connections (and the tokens they carry). `--workers` shares one socket instead.
+    web.run_app(app, host=host, port=port, print=None, reuse_port=bool(args.reuse_port), handle_signals=True,
+                access_log=None)
     return 0
 
 

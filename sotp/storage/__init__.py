@@ -21,6 +21,9 @@ class SelectHints:
 
     ``start_ms``/``end_ms`` narrow the window further than the querier's; ``step_ms`` and ``range_ms``
     describe how the engine will use the data; ``func`` names the function that wraps the selector.
+    ``max_samples`` is the query's remaining sample budget: a backend that loads a selection in parts
+    should raise :class:`sotp.errors.TooManySamples` as soon as it has loaded more than this (before
+    decoding or merging the rest); the engine checks the total after each select either way.
     """
 
     start_ms: int | None = None
@@ -28,6 +31,14 @@ class SelectHints:
     step_ms: int | None = None
     range_ms: int | None = None
     func: str | None = None
+    max_samples: int | None = None
+
+    def check_budget(self, loaded: int) -> None:
+        """Raise :class:`sotp.errors.TooManySamples` when ``loaded`` samples exceed ``max_samples``."""
+        if self.max_samples is not None and loaded > self.max_samples:
+            from sotp.errors import TooManySamples
+
+            raise TooManySamples(f"select would load {loaded} samples, above the query's budget of {self.max_samples}")
 
 
 class Appender(Protocol):
@@ -118,6 +129,23 @@ class Storage(Protocol):
 
     async def delete_before(self, t_ms: int) -> int:
         """Retention: remove samples older than ``t_ms``; returns how many rows or blocks went."""
+        ...
+
+    async def series_count(self, matchers: Sequence[Matcher] = ()) -> int:
+        """How many stored series match every matcher (all series for none), samples in any window.
+        Counts what the series index holds: series whose samples all expired count until
+        :meth:`gc_series` removes them. Cheap: answered from memory."""
+        ...
+
+    async def count_new_series(self, labels: Sequence[Labels]) -> int:
+        """How many of the distinct label sets in ``labels`` the store does not hold yet (what a write of
+        them would create); for series limits, checked before a commit."""
+        ...
+
+    async def gc_series(self) -> int:
+        """Remove the series that have no sample left (after retention) from the store and its indexes;
+        returns how many went. Run by the retention job. A backend that cannot do it safely returns 0
+        (and says so in its docstring)."""
         ...
 
 

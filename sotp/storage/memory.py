@@ -42,6 +42,19 @@ class MemoryStorage:
     def querier(self, mint: int, maxt: int) -> Querier:
         return _MemQuerier(self, mint, maxt)
 
+    async def series_count(self, matchers: Sequence[Matcher] = ()) -> int:
+        return sum(1 for labels in self._series if not matchers or matches_all(list(matchers), labels))
+
+    async def count_new_series(self, labels: Sequence[Labels]) -> int:
+        return len({lb for lb in labels if lb not in self._series})
+
+    async def gc_series(self) -> int:
+        async with self._lock:
+            dead = [labels for labels, s in self._series.items() if not s.ts]
+            for labels in dead:
+                del self._series[labels]
+        return len(dead)
+
     async def delete_before(self, t_ms: int) -> int:
         removed = 0
         async with self._lock:
@@ -124,6 +137,8 @@ class _MemQuerier:
 
     async def select(self, matchers: list[Matcher], hints: SelectHints | None = None) -> list[Series]:
         found = self._matching(matchers)
+        if hints is not None:
+            hints.check_budget(sum(len(ts) for _, ts, _ in found))
         found.sort(key=lambda x: x[0].items_tuple())
         return [Series(labels, ts, vs) for labels, ts, vs in found]
 

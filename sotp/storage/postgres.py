@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import struct
 import time
@@ -49,7 +50,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from sotp.errors import ConfigError, SampleRejected, StorageError, StorageUnavailable
-from sotp.model import Labels
+from sotp.model import Labels, Matcher
 from sotp.storage import Appender, Querier
 from sotp.storage import wal as walrec
 from sotp.storage.assemble import blocks_for
@@ -543,6 +544,39 @@ class PostgresStorage:
                 log.warning("storage: head flush failed (will retry): %s", err)
 
     # -- maintenance -----------------------------------------------------------------------------
+
+    # -- series counts ------------------------------------------------------------------------------
+
+    async def series_count(self, matchers: Sequence[Matcher] = ()) -> int:
+        """From the in-process postings (refreshed with the rows other replicas created)."""
+        async with self.connection() as conn:
+            await self.postings.refresh(conn)
+        return len(self.postings.candidates(matchers)) if matchers else len(self.postings)
+
+    async def count_new_series(self, labels: Sequence[Labels]) -> int:
+        """Cached ids first; the rest with one query on the unique ``label_ids`` key (a label pair missing
+        from ``sotp_label`` makes a shorter id array, which no series has: the series is new)."""
+        distinct = list(dict.fromkeys(labels))
+        _, missing = self.index.lookup(distinct, count=False)
+        if not missing:
+            return 0
+        async with self.connection() as conn:
+            cur = await conn.execute(
+                "SELECT count(*) FROM unnest(%s::text[]) AS u(j) WHERE NOT EXISTS ("
+                " SELECT 1 FROM sotp_series s WHERE s.label_ids = (SELECT array_agg(l.id ORDER BY l.id)"
+                "  FROM jsonb_each_text(u.j::jsonb) AS p(name, value)"
+                "  JOIN sotp_label l ON l.name = p.name AND l.value = p.value))",
+                ([json.dumps(dict(lb.items_tuple()), ensure_ascii=False) for lb in missing],),
+            )
+            row = await cur.fetchone()
+        return int(row[0]) if row else len(missing)
+
+    async def gc_series(self) -> int:
+        """Not done on PostgreSQL: series rows are never deleted, because every replica caches series ids
+        for its writes and would write samples for a deleted row (the write path has no hook to notice a
+        collection, as the SQLite backend's transactions do). Retention still drops the samples; the
+        rows stay. Returns 0."""
+        return 0
 
     async def delete_before(self, t_ms: int) -> int:
         """Retention: drop every partition that ends at or before ``t_ms`` whole, then delete the blocks

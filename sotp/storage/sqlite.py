@@ -87,6 +87,9 @@ F64 = npt.NDArray[np.float64]
 #: than asking SQLite for each id (an IN list of hundreds of ids per statement).
 _SCAN_ABOVE = 1000
 _HEAD_MIN_KEY = "head_min_ms"
+#: Bumped by each series garbage collection: a process whose index predates it reloads its index inside
+#: its next write transaction, so no process ever writes samples for a series row that was deleted.
+_SERIES_GC_KEY = "series_gc"
 _NO_TIME = np.iinfo(np.int64).min
 
 
@@ -168,6 +171,7 @@ class SQLiteStorage:
         #: Guards the log cursor and the head against applying one log row twice (reader vs writer).
         self._tail_lock = threading.Lock()
         self._seq = 0  # the largest log seq applied to the head
+        self._gc_seen = "0"  # the series_gc generation this process's index reflects
         self._pending: list[tuple[Staging, asyncio.Future[int]]] = []
         self._leading = False
         self._leader: asyncio.Task[None] | None = None
@@ -195,6 +199,7 @@ class SQLiteStorage:
                 "INSERT OR REPLACE INTO sotp_meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
             self._refresh_index(self._wconn)
+            self._gc_seen = self._series_gc(self._wconn)
             self._tail(self._wconn)  # replay the log into the head
 
         await asyncio.to_thread(_open)
@@ -405,6 +410,7 @@ class SQLiteStorage:
         written: list[_Written] = []
         try:
             self._tail(conn)
+            self._follow_series_gc(conn)
             by_labels = self._index.by_labels
             wanted = [lb for b in batches if b is not None for lb in b.labels]
             got = [by_labels.get(lb) for lb in wanted]
@@ -456,6 +462,18 @@ class SQLiteStorage:
             if written:
                 self._seq = max(self._seq, max(w.seq for w in written))
         return outcomes
+
+    @staticmethod
+    def _series_gc(conn: sqlite3.Connection) -> str:
+        row = conn.execute("SELECT value FROM sotp_meta WHERE key = ?", (_SERIES_GC_KEY,)).fetchone()
+        return "0" if row is None else str(row[0])
+
+    def _follow_series_gc(self, conn: sqlite3.Connection) -> None:
+        """Inside a write transaction: reload the index if some process collected series since it was built."""
+        generation = self._series_gc(conn)
+        if generation != self._gc_seen:
+            self._reset_index()
+            self._gc_seen = generation
 
     def _reset_index(self) -> None:
         with self._index_lock:
@@ -551,6 +569,69 @@ class SQLiteStorage:
                 await self.flush()
             except StorageError as err:
                 log.warning("storage: head flush failed (will retry): %s", err)
+
+    # -- series counts and garbage collection ------------------------------------------------------
+
+    def _read_index(self) -> _Index:
+        """The index with every series row committed so far (by any process)."""
+        assert self._rconn is not None
+        with self._rlock:
+            self._refresh_index(self._rconn)
+        return self._index
+
+    async def series_count(self, matchers: Sequence[Matcher] = ()) -> int:
+        index = await asyncio.to_thread(self._read_index)
+        return len(index.candidates(matchers)) if matchers else len(index.by_id)
+
+    async def count_new_series(self, labels: Sequence[Labels]) -> int:
+        by_labels = (await asyncio.to_thread(self._read_index)).by_labels
+        return len({lb for lb in labels if lb not in by_labels})
+
+    def _gc_sync(self) -> int:
+        """Delete the series rows with no sample in a block or the log, in one write transaction (so no
+        commit runs meanwhile) that also bumps the generation other processes follow."""
+        conn = self._wconn
+        if conn is None:
+            raise StorageUnavailable(f"SQLite store {self.path} is not open")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._tail(conn)  # the head holds every log row of every process now
+            self._follow_series_gc(conn)
+            self._refresh_index(conn)
+            # One index probe per series (sotp_samples_series_tmax), then those the head still holds.
+            empty = np.fromiter(
+                (r[0] for r in conn.execute(
+                    "SELECT id FROM sotp_series s WHERE NOT EXISTS (SELECT 1 FROM sotp_samples WHERE series_id = s.id)"
+                )),
+                np.int64,
+            )
+            in_head = set(self.head.present(empty, _NO_TIME + 2, np.iinfo(np.int64).max).tolist())
+            dead = [sid for sid in empty.tolist() if sid not in in_head]
+            if not dead:
+                conn.execute("COMMIT")
+                return 0
+            conn.executemany("DELETE FROM sotp_series WHERE id = ?", [(sid,) for sid in dead])
+            generation = str(int(self._series_gc(conn)) + 1)
+            conn.execute(
+                "INSERT INTO sotp_meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (_SERIES_GC_KEY, generation),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        self._gc_seen = generation
+        self._reset_index()
+        return len(dead)
+
+    async def gc_series(self) -> int:
+        async with self._wlock:
+            try:
+                return await asyncio.to_thread(self._gc_sync)
+            except sqlite3.Error as err:
+                raise StorageError(f"cannot collect series in SQLite store {self.path}: {err}") from err
 
     # -- maintenance -------------------------------------------------------------------------------
 
@@ -662,7 +743,7 @@ class _SQLiteQuerier:
             store._tail(store._rconn)
         return np.array(store._index.candidates(matchers or []), np.int64)
 
-    def _fetch(self, matchers: Sequence[Matcher]) -> list[Series]:
+    def _fetch(self, matchers: Sequence[Matcher], hints: SelectHints | None = None) -> list[Series]:
         ids = self._ids(matchers)
         if not len(ids):
             return []
@@ -671,12 +752,14 @@ class _SQLiteQuerier:
             store._blocks(store._read, ids, self._mint, self._maxt),
             store.head.select(ids, self._mint, self._maxt),
         ])
+        if hints is not None:  # before merging and assembling the series
+            hints.check_budget(int(runs.counts.sum()))
         out = assemble(runs, self._mint, self._maxt, store._index.by_id)
         out.sort(key=lambda s: s.labels.items_tuple())
         return out
 
     async def select(self, matchers: list[Matcher], hints: SelectHints | None = None) -> list[Series]:
-        return await asyncio.to_thread(self._fetch, matchers)
+        return await asyncio.to_thread(self._fetch, matchers, hints)
 
     def _series_in_window(self, matchers: Sequence[Matcher] | None) -> list[Labels]:
         ids = self._ids(matchers)

@@ -428,3 +428,73 @@ async def test_issue17_push_maintenance_releases_the_lock_between_chunks(tmp_pat
         assert events.count("push") == 1 and events.index("push") < len(events) - 1, events
         assert [e for e in events if e != "push"] == [f"chunk of {SWEEP_CHUNK}", f"chunk of {SWEEP_CHUNK}",
                                                       "chunk of 10"]
+
+
+# -- finding 9: cardinality is unbounded and never freed ------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+async def test_issue17_9_series_limits_per_tenant_and_total(tmp_path: Path, backend: str) -> None:
+    import time
+
+    from sotp.cli.serve import maintain_once
+    from sotp.codec.remote_write import encode_write_request
+    from sotp.model import Labels
+
+    store = TokenStore(tmp_path / "tokens.json")
+    a, _ = store.create("a", ["read", "write"], ("team", "a"))
+    b, _ = store.create("b", ["read", "write"], ("team", "b"))
+    admin, _ = store.create("admin", ["admin"])
+    config = _config(tmp_path)
+    config.server.storage = "memory://" if backend == "memory" else f"sqlite:///{tmp_path}/db.sqlite"
+    config.limits.max_series_per_tenant = 10
+    config.limits.max_series = 25
+    app = build_app(config)
+    now = int(time.time() * 1000)
+    old = now - 3 * 3600_000  # written three hours ago: expired once retention is 1h
+
+    def body(prefix: str, n: int, t: int = old) -> bytes:
+        return encode_write_request([(Labels({"__name__": f"{prefix}_{i}"}), [(t, 1.0)]) for i in range(n)])
+
+    async with TestClient(TestServer(app)) as client:
+        async def write(token: str, data: bytes) -> tuple[int, str]:
+            r = await client.post("/api/v1/write", data=data, headers={**RW, "Authorization": f"Bearer {token}"})
+            return r.status, await r.text()
+
+        async def count(token: str) -> int:
+            params = {"query": 'count({__name__=~".+"})', "time": str(old / 1000)}
+            r = await client.get("/api/v1/query", params=params, headers={"Authorization": f"Bearer {token}"})
+            result = (await r.json())["data"]["result"]
+            return int(result[0]["value"][1]) if result else 0
+
+        assert (await write(a, body("m", 8)))[0] == 204
+        status, text = await write(a, body("n", 3))  # 8 + 3 > 10
+        assert status == 400 and "limits.max_series_per_tenant" in text and "team=a" in text, text
+        assert await count(a) == 8  # nothing of the refused request was written
+        assert (await write(a, body("m", 8)))[0] == 204  # existing series still take samples
+        assert (await write(b, body("m", 10)))[0] == 204  # the other tenant has its own allowance
+        status, text = await write(admin, body("x", 8))  # 18 + 8 > 25 in total
+        assert status == 400 and "limits.max_series" in text, text
+        # Retention: once team a's samples expire, its series are collected and its allowance is back.
+        config.server.retention = "1h"
+        await maintain_once(app[CTX], now_ms=now)
+        assert (await write(a, body("n", 10, now)))[0] == 204
+
+
+# -- from reading: SO_REUSEPORT -----------------------------------------------------------------------------
+
+
+def test_issue17_no_other_process_can_share_the_serve_port(tmp_path: Path, spawn: Any) -> None:
+    """``sotp serve`` bound with SO_REUSEPORT: any process of the same user could bind the port too and
+    receive a share of the connections (with their tokens)."""
+    import socket
+
+    from tests.conftest import free_port, sotp_cmd, wait_for_port
+
+    port = free_port()
+    spawn(sotp_cmd("serve", "--listen", f"127.0.0.1:{port}", "--storage", f"sqlite:///{tmp_path}/db.sqlite"))
+    wait_for_port(port)
+    with socket.socket() as thief:
+        thief.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        with pytest.raises(OSError):
+            thief.bind(("127.0.0.1", port))

@@ -6,6 +6,7 @@ a literal password in the file is refused so it cannot leak through the config o
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from sotp.config import Config, from_dict, parse_duration
@@ -57,6 +58,9 @@ class Device:
                 raise ConfigError(f"{path}.labels: {name!r} is reserved (set by the backup metrics)")
 
 
+HOST_KEY_CHECKING = ("strict", "accept-new")
+
+
 @dataclass
 class BackupConfig:
     """``backup:``"""
@@ -64,6 +68,13 @@ class BackupConfig:
     interval: str = "1h"
     timeout: str = "30s"
     concurrency: int = 8
+    #: OpenSSH known_hosts file holding the devices' host keys (``[host]:port`` entries for ports other
+    #: than 22). Connections to a device whose key is missing or different are refused.
+    known_hosts: str = "~/.ssh/known_hosts"
+    #: ``strict`` (default): only keys already in ``known_hosts``. ``accept-new`` (OpenSSH's
+    #: ``StrictHostKeyChecking=accept-new``, trust on first use): a device never seen before has its key
+    #: added to ``known_hosts`` on first contact; a *changed* key is still refused.
+    host_key_checking: str = "strict"
     #: Replace passwords, keys, hashes and SNMP communities before storing (worker/backup/masking.py).
     #: ``false`` stores configurations as fetched, secrets included: an explicit opt-out.
     mask_secrets: bool = True
@@ -74,6 +85,12 @@ class BackupConfig:
         parse_duration(self.timeout, f"{path}.timeout")
         if self.concurrency < 1:
             raise ConfigError(f"{path}.concurrency: must be at least 1")
+        if self.host_key_checking not in HOST_KEY_CHECKING:
+            raise ConfigError(
+                f"{path}.host_key_checking: {self.host_key_checking!r} is not one of {', '.join(HOST_KEY_CHECKING)}"
+            )
+        if not self.known_hosts:
+            raise ConfigError(f"{path}.known_hosts: must not be empty (default ~/.ssh/known_hosts)")
         names = [d.name for d in self.devices]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -86,6 +103,10 @@ class BackupConfig:
     @property
     def timeout_s(self) -> float:
         return parse_duration(self.timeout)
+
+    @property
+    def known_hosts_path(self) -> str:
+        return os.path.expanduser(self.known_hosts)
 
 
 def backup_config(config: Config) -> BackupConfig:

@@ -87,7 +87,7 @@ class BackupRunner:
         self.cfg = cfg
         self.storage = storage
         self.store = store
-        self.fetcher = fetcher or NetmikoFetcher()
+        self.fetcher = fetcher or NetmikoFetcher(cfg.known_hosts_path, cfg.host_key_checking == "accept-new")
         self._last_success: dict[str, float] = {}
         self._primed = False
 

@@ -5,6 +5,19 @@ PSI, no hwmon chips): node_exporter reports those with ``node_scrape_collector_s
 debug level only. Any ``OSError``/``ValueError``/``IndexError`` is a real failure, logged as a warning.
 """
 
+from __future__ import annotations
+
+from sotp.codec.exposition import MetricFamily
+
 
 class NoData(Exception):
     """This host has nothing for the collector (node_exporter's ``ErrNoData``)."""
+
+
+class PartialFailure(Exception):
+    """Part of what the collector reads failed: ``families`` holds what it did read, published with
+    ``node_scrape_collector_success 0`` (node_exporter sends metrics as it goes, then returns the error)."""
+
+    def __init__(self, families: list[MetricFamily], error: Exception) -> None:
+        super().__init__(str(error))
+        self.families = families

@@ -7,7 +7,8 @@ import re
 
 from exporters.host.collectors import NoData
 from exporters.host.options import Options
-from exporters.host.sources import Sources, go_int
+from exporters.host.sources import Sources
+from exporters.host.sysfs import go_int
 from sotp.codec.exposition import MetricFamily
 
 # sysfs file -> (metric suffix, type); help text is node_exporter's "Network device property: <suffix>".
@@ -67,12 +68,12 @@ def collect(src: Sources, opts: Options) -> list[MetricFamily]:
         labels = {"device": device}
         for attr, suffix, _ in _PROPS:
             text = _read(iface + attr)
-            if not text:
+            if text is None:
                 continue
             try:
                 number = go_int(text)
             except ValueError:
-                continue
+                number = 0  # procfs hands node_exporter a zero for a value it cannot parse
             if suffix == "speed_bytes":
                 if number < 0 and opts.netclass_ignore_invalid_speed:
                     continue

@@ -12,21 +12,32 @@
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
+from typing import TYPE_CHECKING
 
 from exporters.host.options import Options
 from exporters.host.sources import Sources
-from exporters.host.textfile_parser import Family, parse
 from sotp.codec.exposition import MetricFamily, format_value
+
+if TYPE_CHECKING:
+    from exporters.host.textfile_parser import Family
 
 log = logging.getLogger("exporters.host")
 
 
 def _directories(pattern: str) -> list[str]:
-    matches = sorted(glob.glob(pattern)) if pattern else []
+    import glob
+
+    matches = sorted(glob.glob(pattern))
     return matches or [pattern]  # no match: the path itself, so a missing directory is reported
+
+
+def _error(errored: bool) -> MetricFamily:
+    error = MetricFamily("node_textfile_scrape_error", "gauge",
+                         "1 if there was an error opening or reading a file, 0 otherwise")
+    error.add({}, 1.0 if errored else 0.0)
+    return error
 
 
 def _convert(fam: Family, help_: str) -> MetricFamily:
@@ -60,6 +71,10 @@ def _uint(value: float) -> int:
 
 
 def collect(src: Sources, opts: Options) -> list[MetricFamily]:
+    if not opts.textfile_directory:  # the default: nothing to read, and no parser to load into the agent
+        return [_error(False)]
+    from exporters.host.textfile_parser import parse
+
     errored = False
     parsed: list[Family] = []
     files_of: dict[str, list[str]] = {}
@@ -100,7 +115,4 @@ def collect(src: Sources, opts: Options) -> list[MetricFamily]:
     mtime = MetricFamily("node_textfile_mtime_seconds", "gauge", "Unixtime mtime of textfiles successfully read.")
     for path in sorted(mtimes):
         mtime.add({"file": path}, mtimes[path])
-    error = MetricFamily("node_textfile_scrape_error", "gauge",
-                         "1 if there was an error opening or reading a file, 0 otherwise")
-    error.add({}, 1.0 if errored else 0.0)
-    return [*out, mtime, error]
+    return [*out, mtime, _error(errored)]

@@ -79,7 +79,10 @@ class PgQuerier:
             parts = list(await asyncio.gather(*(part(c) for c in chunks)))
         if sids:
             parts.append(store.head.select(np.array(sids, np.int64), self._mint, self._maxt))
-        out = assemble(Runs.concat(parts), self._mint, self._maxt, store.index.by_id)
+        runs = Runs.concat(parts)
+        if hints is not None:  # before merging and assembling the series
+            hints.check_budget(int(runs.counts.sum()))
+        out = assemble(runs, self._mint, self._maxt, store.index.by_id)
         out.sort(key=lambda s: s.labels.items_tuple())
         return out
 

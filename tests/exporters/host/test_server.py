@@ -88,3 +88,38 @@ def test_gzip_when_asked(port: int) -> None:
     r = conn.getresponse()
     assert r.getheader("Content-Encoding") is None and b"node_load5 0.75\n" in r.read()
     conn.close()
+
+
+def test_issue17_concurrent_connections_are_capped(port: int) -> None:
+    """Issue 17 (from reading): a thread per connection, unbounded. Like node_exporter (40 by default),
+    connections beyond the cap get 503 at once; when one closes, a new one is served again."""
+    import socket
+    import time
+
+    from exporters.host.server import MAX_CONNECTIONS
+
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(MAX_CONNECTIONS)]
+    try:
+        # Each idle connection holds its thread: prove it by a request on the last one.
+        idle[-1].sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert idle[-1].recv(100).startswith(b"HTTP/1.1 200")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/metrics")
+        r = conn.getresponse()
+        assert r.status == 503 and b"Limit of concurrent requests reached (40)" in r.read()
+        conn.close()
+    finally:
+        idle[0].close()
+    deadline = time.monotonic() + 30
+    while True:  # the closed connection's thread ends and frees its slot
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/metrics")
+        r = conn.getresponse()
+        r.read()
+        conn.close()
+        if r.status == 200:
+            break
+        assert time.monotonic() < deadline, "the slot of a closed connection was never released"
+        time.sleep(0.05)
+    for s in idle[1:]:
+        s.close()

@@ -104,8 +104,10 @@ def test_unreadable_and_unparsable_files(tmp_path: Path) -> None:
         ("0.3", "0s", 0.0),  # header below the offset, no module timeout: -0.2 -> module's 0
         ("0.3", "2s", 2.0),  # header below the offset: the module's timeout is used
         ("0", "0s", 119.5),  # a zero header counts as absent
+        ("nan", "0s", 119.5),  # issue 17: a NaN timeout would never fire; treated as absent
+        ("+Inf", "5s", 5.0),  # so is infinity (the module's own timeout still applies)
     ],
-    ids=["none", "header", "module-shorter", "module-longer", "negative-no-module", "negative", "zero"],
+    ids=["none", "header", "module-shorter", "module-longer", "negative-no-module", "negative", "zero", "nan", "inf"],
 )
 def test_probe_timeout_follows_blackbox(header: str | None, module_timeout: str, want: float) -> None:
     mod = config.Module(timeout=module_timeout)

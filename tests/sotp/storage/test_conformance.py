@@ -216,3 +216,35 @@ async def test_concurrent_requests_are_atomic_each(make_storage) -> None:  # typ
     got = await reopened.querier(0, 10_000).select([Matcher("__name__", MatchOp.RE, "fresh|ok")])
     assert [s.labels.get("__name__") for s in got] == ["fresh"] + ["ok"] * 6
     assert got[0].values.tolist() == [3.0]
+
+
+async def test_series_counts_and_new_series(make_storage) -> None:  # type: ignore[no-untyped-def]
+    store = await make_storage()
+    team_a = Labels({"__name__": "m", "team": "a"})
+    assert await store.series_count() == 0
+    assert await store.count_new_series([UP_A, UP_A, team_a]) == 2  # distinct label sets
+    await write(store, [(UP_A, [1000], [1.0]), (UP_B, [1000], [1.0]), (team_a, [1000], [1.0])])
+    assert await store.series_count() == 3
+    assert await store.series_count([eq("team", "a")]) == 1
+    assert await store.series_count([eq("__name__", "up"), eq("job", "b")]) == 1
+    assert await store.count_new_series([UP_A, team_a]) == 0
+    assert await store.count_new_series([UP_A, G, Labels({"__name__": "m", "team": "z"})]) == 2
+
+
+async def test_issue17_9_series_without_samples_are_collected(make_storage, request) -> None:  # type: ignore[no-untyped-def]
+    """Finding 9: retention deleted samples but never series or their index entries."""
+    if "postgres" in request.node.callspec.id:
+        pytest.skip("PostgreSQL keeps series rows by design (see PostgresStorage.gc_series)")
+    store = await make_storage()
+    await write(store, [(UP_A, [1000], [1.0]), (UP_B, [10_000_000], [2.0])])
+    flush = getattr(store, "flush", None)
+    if flush is not None:
+        await flush(before=20_000_000)  # the head's samples into blocks, as the flush job does
+    await store.delete_before(5_000_000)
+    assert await store.gc_series() == 1
+    assert await store.series_count() == 1 and await store.count_new_series([UP_A]) == 1
+    assert await store.gc_series() == 0
+    # The collected series comes back as a new one when written again.
+    await write(store, [(UP_A, [11_000_000], [3.0])])
+    got = await store.querier(0, 20_000_000).select([eq("__name__", "up")])
+    assert [(s.labels, s.timestamps.tolist()) for s in got] == [(UP_A, [11_000_000]), (UP_B, [10_000_000])]

@@ -21,3 +21,11 @@ def sims(tmp_path: Path) -> Iterator[dict[str, DeviceSim]]:
     yield devices
     for d in devices.values():
         d.stop()
+
+
+@pytest.fixture
+def known_hosts(sims: dict[str, DeviceSim], tmp_path: Path) -> Path:
+    """An OpenSSH known_hosts file holding every simulator's host key (what strict checking needs)."""
+    path = tmp_path / "known_hosts"
+    path.write_text("".join(sim.known_hosts_line() for sim in sims.values()))
+    return path

@@ -63,6 +63,7 @@ class DeviceSim:
     _thread: threading.Thread | None = None
     _fetches: int = 0
     _conns: list[asyncssh.SSHServerConnection] = field(default_factory=list)
+    _key_path: Path = Path()
 
     def __post_init__(self) -> None:
         if not self.config:
@@ -168,8 +169,13 @@ class DeviceSim:
 
     # -- server ------------------------------------------------------------------------------------
 
+    def known_hosts_line(self) -> str:
+        """This device's entry for an OpenSSH known_hosts file (as ``ssh-keyscan`` would print it)."""
+        key = asyncssh.read_private_key(str(self._key_path)).export_public_key("openssh").decode().split()
+        return f"[127.0.0.1]:{self.port} {key[0]} {key[1]}\n"
+
     def start(self, key_dir: Path) -> DeviceSim:
-        key_path = key_dir / "sim_host_key"
+        key_path = self._key_path = key_dir / "sim_host_key"
         if not key_path.exists():
             asyncssh.generate_private_key("ssh-ed25519").write_private_key(str(key_path))
         ready = threading.Event()

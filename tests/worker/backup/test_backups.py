@@ -64,8 +64,9 @@ async def latest_value(storage: Storage, name: str, dev: str) -> float:
     return float(got[0].values[-1])
 
 
-async def test_change_detection_versions_diffs_and_metrics(storage: Storage, sims: dict[str, DeviceSim]) -> None:
-    cfg = BackupConfig(timeout="5s", devices=[device("r1", sims["r1"], "cisco_ios"),
+async def test_change_detection_versions_diffs_and_metrics(storage: Storage, sims: dict[str, DeviceSim],
+                                                           known_hosts: Path) -> None:
+    cfg = BackupConfig(timeout="5s", known_hosts=str(known_hosts), devices=[device("r1", sims["r1"], "cisco_ios"),
                                               device("mx1", sims["mx1"], "juniper_junos")])
     store = config_store_for(storage)
     await store.open()
@@ -105,11 +106,12 @@ async def test_change_detection_versions_diffs_and_metrics(storage: Storage, sim
 
 
 async def test_failures_are_isolated_and_never_leak_secrets(
-    storage: Storage, sims: dict[str, DeviceSim], caplog: pytest.LogCaptureFixture
+    storage: Storage, sims: dict[str, DeviceSim], caplog: pytest.LogCaptureFixture, known_hosts: Path
 ) -> None:
     closed_port = free_port()
     cfg = BackupConfig(
         timeout="3s",
+        known_hosts=str(known_hosts),
         devices=[
             device("r1", sims["r1"], "cisco_ios"),
             device("badauth", sims["r1"], "cisco_ios", password="env:SOTP_TEST_WRONG"),
@@ -173,7 +175,10 @@ def sshd(tmp_path: Path) -> tuple[int, Path]:
 async def test_linux_device_through_real_openssh(storage: Storage, sshd: tuple[int, Path]) -> None:
     port, key = sshd
     user = os.environ.get("USER") or "root"
-    cfg = BackupConfig(timeout="10s", devices=[
+    host_key = (key.parent / "host_key.pub").read_text().split()
+    hosts = key.parent / "known_hosts"
+    hosts.write_text(f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n")
+    cfg = BackupConfig(timeout="10s", known_hosts=str(hosts), devices=[
         Device(name="linux1", host="127.0.0.1", port=port, device_type="linux", username=user, key_file=str(key)),
     ])
     store = config_store_for(storage)
@@ -188,7 +193,7 @@ async def test_linux_device_through_real_openssh(storage: Storage, sshd: tuple[i
     await store.close()
 
 
-async def test_configs_http_api(sims: dict[str, DeviceSim], tmp_path: Path) -> None:
+async def test_configs_http_api(sims: dict[str, DeviceSim], tmp_path: Path, known_hosts: Path) -> None:
     config = Config()
     config.server.storage = f"sqlite:///{tmp_path}/sotp.db"
     app = build_app(config)
@@ -198,7 +203,7 @@ async def test_configs_http_api(sims: dict[str, DeviceSim], tmp_path: Path) -> N
         storage = app[CTX].storage
         store = config_store_for(storage)
         await store.open()
-        cfg = BackupConfig(timeout="5s", devices=[device("r1", sims["r1"], "cisco_ios")])
+        cfg = BackupConfig(timeout="5s", known_hosts=str(known_hosts), devices=[device("r1", sims["r1"], "cisco_ios")])
         runner = BackupRunner(cfg, storage, store)
         await runner.run_once()
         sims["r1"].config = sims["r1"].config.replace("hostname r1", "hostname r1-new")
@@ -221,12 +226,12 @@ async def test_configs_http_api(sims: dict[str, DeviceSim], tmp_path: Path) -> N
         await store.close()
 
 
-def test_cli_run_and_diff(sims: dict[str, DeviceSim], tmp_path: Path) -> None:
+def test_cli_run_and_diff(sims: dict[str, DeviceSim], tmp_path: Path, known_hosts: Path) -> None:
     cfg = tmp_path / "sotp.yml"
     db = tmp_path / "sotp.db"
     cfg.write_text(yaml.safe_dump({
         "server": {"storage": f"sqlite:///{db}"},
-        "backup": {"timeout": "5s", "devices": [
+        "backup": {"timeout": "5s", "known_hosts": str(known_hosts), "devices": [
             {"name": "r1", "host": "127.0.0.1", "port": sims["r1"].port, "device_type": "cisco_ios",
              "username": "netops", "password": f"env:{PASSWORD_ENV}", "secret": f"env:{SECRET_ENV}"},
             {"name": "mx1", "host": "127.0.0.1", "port": sims["mx1"].port, "device_type": "juniper_junos",
@@ -261,14 +266,14 @@ def test_inline_password_is_refused() -> None:
         backup_config(config)
 
 
-def test_worker_runs_backups_on_schedule(sims: dict[str, DeviceSim], tmp_path: Path) -> None:
+def test_worker_runs_backups_on_schedule(sims: dict[str, DeviceSim], tmp_path: Path, known_hosts: Path) -> None:
     """``sotp worker`` with a backup: section runs rounds by itself (the worker's backup hook)."""
     if shutil.which("true") is None:  # pragma: no cover - keeps the linters honest about subprocess use
         pytest.fail("coreutils missing")
     db = tmp_path / "sotp.db"
     cfg = tmp_path / "sotp.yml"
     cfg.write_text(yaml.safe_dump({
-        "backup": {"interval": "1s", "timeout": "5s", "devices": [
+        "backup": {"interval": "1s", "timeout": "5s", "known_hosts": str(known_hosts), "devices": [
             {"name": "r1", "host": "127.0.0.1", "port": sims["r1"].port, "device_type": "cisco_ios",
              "username": "netops", "password": f"env:{PASSWORD_ENV}", "secret": f"env:{SECRET_ENV}"}]},
     }))
@@ -288,3 +293,46 @@ def test_worker_runs_backups_on_schedule(sims: dict[str, DeviceSim], tmp_path: P
         proc.terminate()
         out = proc.communicate(timeout=30)[0].decode()
     assert "s3cret-pass" not in out
+
+
+async def test_issue17_host_keys_checked_strictly_by_default(
+    storage: Storage, sims: dict[str, DeviceSim], tmp_path: Path
+) -> None:
+    """netmiko accepted any host key: a man in the middle could collect the backup password and enable
+    secret. Now an unknown key refuses the device, before any password is sent."""
+    store = config_store_for(storage)
+    await store.open()
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    cfg = BackupConfig(timeout="5s", known_hosts=str(empty), devices=[device("r1", sims["r1"], "cisco_ios")])
+    assert cfg.host_key_checking == "strict"  # the default
+    (r,) = await BackupRunner(cfg, storage, store).run_once()
+    assert not r.ok and r.reason == "hostkey", r
+    assert "ssh-keyscan" in r.error and "accept-new" in r.error
+    assert sims["r1"].commands == []  # no session was opened
+    assert await store.versions("r1") == []
+    await store.close()
+
+
+async def test_issue17_accept_new_trusts_on_first_use_and_refuses_changed_keys(
+    storage: Storage, sims: dict[str, DeviceSim], tmp_path: Path
+) -> None:
+    store = config_store_for(storage)
+    await store.open()
+    hosts = tmp_path / "ssh" / "known_hosts"
+    cfg = BackupConfig(timeout="5s", known_hosts=str(hosts), host_key_checking="accept-new",
+                       devices=[device("r1", sims["r1"], "cisco_ios")])
+    (r,) = await BackupRunner(cfg, storage, store).run_once()
+    assert r.ok, r.error
+    assert hosts.read_text() == sims["r1"].known_hosts_line()  # learnt exactly the device's key
+    assert oct(hosts.stat().st_mode & 0o777) == "0o600"
+    (r,) = await BackupRunner(cfg, storage, store).run_once()
+    assert r.ok and hosts.read_text() == sims["r1"].known_hosts_line()  # not appended twice
+    # The device's key changes (replaced, or someone poses as it): refused even with accept-new.
+    import asyncssh
+
+    other = asyncssh.generate_private_key("ssh-ed25519").export_public_key("openssh").decode().split()
+    hosts.write_text(f"[127.0.0.1]:{sims['r1'].port} {other[0]} {other[1]}\n")
+    (r,) = await BackupRunner(cfg, storage, store).run_once()
+    assert not r.ok and r.reason == "hostkey" and "does not match" in r.error, r
+    await store.close()

@@ -41,7 +41,7 @@ class Site:
 
 
 @pytest.fixture
-async def site(sims: dict[str, DeviceSim], tmp_path: Path) -> AsyncIterator[Site]:
+async def site(sims: dict[str, DeviceSim], tmp_path: Path, known_hosts: Path) -> AsyncIterator[Site]:
     sims["r1"].config = sims["r1"].config.replace(
         "!\ninterface GigabitEthernet0/1",
         "username admin password 7 0822455D0A16\nsnmp-server community S3cr3tRW RW\n!\ninterface GigabitEthernet0/1",
@@ -60,7 +60,7 @@ async def site(sims: dict[str, DeviceSim], tmp_path: Path) -> AsyncIterator[Site
     async with TestClient(TestServer(app)) as client:
         store = config_store_for(app[CTX].storage)
         await store.open()
-        cfg = BackupConfig(timeout="5s", devices=[
+        cfg = BackupConfig(timeout="5s", known_hosts=str(known_hosts), devices=[
             device("r1", sims["r1"], "cisco_ios", labels={"team": "a"}),  # type: ignore[arg-type]
             device("mx1", sims["mx1"], "juniper_junos", labels={"team": "b"}),  # type: ignore[arg-type]
         ])
@@ -138,7 +138,7 @@ async def test_issue17_3_versions_stored_before_masking_are_masked_when_read(sit
 
 
 async def test_issue17_3_mask_secrets_false_is_an_explicit_opt_out(
-    sims: dict[str, DeviceSim], tmp_path: Path
+    sims: dict[str, DeviceSim], tmp_path: Path, known_hosts: Path
 ) -> None:
     from sotp.storage import open_storage
 
@@ -146,7 +146,8 @@ async def test_issue17_3_mask_secrets_false_is_an_explicit_opt_out(
     await storage.open()
     store = config_store_for(storage)
     await store.open()
-    cfg = BackupConfig(timeout="5s", mask_secrets=False, devices=[device("r1", sims["r1"], "cisco_ios")])
+    cfg = BackupConfig(timeout="5s", mask_secrets=False, known_hosts=str(known_hosts),
+                       devices=[device("r1", sims["r1"], "cisco_ios")])
     (r,) = await BackupRunner(cfg, storage, store).run_once()
     assert r.ok
     stored = await store.get("r1", 1)

@@ -1,0 +1,49 @@
+"""The configuration-backup store on PostgreSQL (issue 17, from reading: a connection per API call)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import pytest
+
+from sotp.storage import open_storage
+from sotp.storage.configs import DeviceInfo, config_store_for
+from tests.conftest import require_tcp
+from tests.sotp.storage.conftest import drop_pg_schema, pg_url_for
+
+
+async def test_issue17_postgres_config_store_uses_the_storage_pool(monkeypatch: pytest.MonkeyPatch,
+                                                                    tmp_path: Path) -> None:
+    """A spy on psycopg's connect counts new connections: the store used to open one per call."""
+    require_tcp("127.0.0.1", 5432, "PostgreSQL")
+    import psycopg
+
+    schema = f"sotp_cfg_{uuid.uuid4().hex[:10]}"
+    storage = open_storage(pg_url_for(schema) + "&pool_max=2")
+    await storage.open()
+    store = config_store_for(storage)
+    await store.open()
+    connects = 0
+    real = psycopg.AsyncConnection.connect
+
+    async def counting(*args: object, **kwargs: object) -> psycopg.AsyncConnection:  # type: ignore[type-arg]
+        nonlocal connects
+        connects += 1
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "connect", counting)
+    try:
+        await asyncio.gather(*(store.save(f"d{i}", f"hostname d{i}\n", i, f"h{i}", DeviceInfo({"team": "a"}, "x"))
+                               for i in range(20)))
+        for i in range(20):
+            assert (await store.get(f"d{i}", 1)) is not None
+        assert len(await store.latest()) == 20
+        assert (await store.infos())["d7"] == DeviceInfo({"team": "a"}, "x")
+        assert connects <= 2, f"{connects} new connections for 60 calls (the pool holds at most 2)"
+    finally:
+        monkeypatch.undo()
+        await store.close()
+        await storage.close()
+        await drop_pg_schema(schema)
