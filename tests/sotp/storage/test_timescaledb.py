@@ -10,6 +10,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from tests.conftest import (
     require_timescaledb,
     require_timescaledb_not_preloaded,
     sotp_cmd,
+    storage_location,
     with_schema,
 )
 from tests.sotp.storage.test_postgres import flush_all
@@ -539,3 +541,46 @@ async def test_convert_to_timescaledb_refuses_without_a_usable_extension(schemas
     assert "cannot convert schema" in refused.stderr and "shared_preload_libraries" in refused.stderr
     # The schema stays as it was, usable in its own mode.
     assert sql(dsn, f'SELECT value FROM "{schema}".sotp_meta WHERE key = %s', "mode") == [("partitions",)]
+
+
+async def test_remote_write_of_late_samples_into_a_compressed_chunk_is_204_or_400(tmp_path: Path) -> None:
+    """Through the real receiver: a late sample landing in a compressed chunk is stored (204), a sender's
+    retry of compressed samples is a no-op (204), an out-of-order one is the documented 400; never a 5xx."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from sotp.cli.serve import build_app
+    from sotp.codec.remote_write import encode_write_request
+    from sotp.config import Config
+    from sotp.web import CTX
+
+    headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy",
+               "X-Prometheus-Remote-Write-Version": "0.1.0"}
+    dsn = require_timescaledb()
+    start = today() - 3 * DAY
+    old = Labels({"__name__": "cpu", "i": "old"})
+    late = Labels({"__name__": "cpu", "i": "late"})
+    samples = [(start + k * STEP, float(k)) for k in range(240)]
+    config = Config()
+    with storage_location("timescaledb", tmp_path, "compress_after=1d") as config.server.storage:
+        async with TestClient(TestServer(build_app(config))) as client:
+
+            async def post(series: list[tuple[Labels, list[tuple[int, float]]]]) -> tuple[int, str]:
+                r = await client.post("/api/v1/write", data=encode_write_request(series), headers=headers)
+                return r.status, await r.text()
+
+            assert await post([(old, samples)]) == (204, "")
+            store = client.app[CTX].storage
+            await flush_all(store)
+            schema = store.options.schema
+            run_job(dsn, schema, "compression")
+            assert [c[2] for c in chunks(dsn, schema)] == [True]
+            assert await post([(late, [(start + HOUR, 7.0)])]) == (204, "")
+            assert await post([(old, samples[100:140])]) == (204, "")  # a retry of compressed samples
+            status, reason = await post([(old, [(start + 30, 5.0)])])
+            assert status == 400 and "out-of-order" in reason, (status, reason)
+            r = await client.get("/api/v1/query_range", params={
+                "query": 'count_over_time(cpu[1d])', "start": str((start + DAY - STEP) / 1000),
+                "end": str((start + DAY - STEP) / 1000), "step": "60"})
+            body = await r.json()
+            counts = {m["metric"]["i"]: m["values"][0][1] for m in body["data"]["result"]}
+            assert counts == {"old": "240", "late": "1"}, body
