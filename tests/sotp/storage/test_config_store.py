@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from pathlib import Path
 
 import pytest
 
 from sotp.storage import open_storage
 from sotp.storage.configs import DeviceInfo, config_store_for
-from tests.conftest import require_tcp
-from tests.sotp.storage.conftest import drop_pg_schema, pg_url_for
+from tests.conftest import storage_location
 
 
-async def test_issue17_postgres_config_store_uses_the_storage_pool(monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("backend", ["postgres", "timescaledb"])
+async def test_issue17_postgres_config_store_uses_the_storage_pool(backend: str, monkeypatch: pytest.MonkeyPatch,
                                                                     tmp_path: Path) -> None:
     """A spy on psycopg's connect counts new connections: the store used to open one per call."""
-    require_tcp("127.0.0.1", 5432, "PostgreSQL")
+    with storage_location(backend, tmp_path, "pool_max=2") as url:
+        await _count_connections(url, monkeypatch)
+
+
+async def _count_connections(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import psycopg
 
-    schema = f"sotp_cfg_{uuid.uuid4().hex[:10]}"
-    storage = open_storage(pg_url_for(schema) + "&pool_max=2")
+    storage = open_storage(url)
     await storage.open()
     store = config_store_for(storage)
     await store.open()
@@ -46,4 +48,3 @@ async def test_issue17_postgres_config_store_uses_the_storage_pool(monkeypatch: 
         monkeypatch.undo()
         await store.close()
         await storage.close()
-        await drop_pg_schema(schema)
