@@ -20,7 +20,6 @@ import itertools
 import math
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ import pytest
 import yaml
 
 from tests.compliance import demo_data
-from tests.conftest import PG_DSN, REPO, Proc, free_port, sotp_cmd, wait_for_port
+from tests.conftest import REPO, Proc, free_port, sotp_cmd, storage_location, wait_for_port
 from tests.query import oracle_support as osup
 
 pytestmark = pytest.mark.integration
@@ -56,7 +55,7 @@ VARIANTS = {
 }
 FRACTION = 0.00001
 RANGE_S, STEP_S = 600, 10
-BACKENDS = ["sqlite", "postgres"]
+BACKENDS = ["sqlite", "postgres", "timescaledb"]
 
 
 def expand() -> list[tuple[str, bool, bool]]:
@@ -81,25 +80,17 @@ def _run_all(url: str, end_s: float) -> list[dict[str, Any]]:
     return [osup.http_query(url, "/api/v1/query_range", {"query": q, **params}) for q, _, _ in CASES]
 
 
-def _start_serve(tmp: Path, backend: str) -> tuple[Proc, str, str | None]:
-    schema = None
-    if backend == "sqlite":
-        storage = f"sqlite:///{tmp / 'compliance.db'}"
-    else:
-        schema = f"sotp_compliance_{uuid.uuid4().hex[:12]}"
-        storage = f"{PG_DSN}{'&' if '?' in PG_DSN else '?'}schema={schema}"
+def _start_serve(tmp: Path, backend: str, storage: str) -> tuple[Proc, str]:
     port = free_port()
     (tmp / "sotp.yml").write_text("limits:\n  max_body_bytes: 33554432\n")
     proc = Proc(sotp_cmd("serve", "--config", str(tmp / "sotp.yml"), "--listen", f"127.0.0.1:{port}",
                          "--storage", storage), tmp / f"serve-{backend}.log")
     wait_for_port(port, timeout=60)
-    return proc, f"http://127.0.0.1:{port}", schema
+    return proc, f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")
 def answers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, list[dict[str, Any]]]]:
-    import asyncio
-
     # the tester's default window: 10 minutes ending 12 minutes ago
     end_s = round(time.time() - 12 * 60, 3)
     data = demo_data.generate(int(end_s * 1000))
@@ -119,15 +110,14 @@ def answers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, list
             continue
         d = tmp / backend
         d.mkdir()
-        serve, surl, schema = _start_serve(d, backend)
-        try:
-            for body in bodies:
-                osup.remote_write(surl, body)
-            out[backend] = _run_all(surl, end_s)
-        finally:
-            serve.stop()
-            if schema is not None:
-                asyncio.run(osup._drop_schema(PG_DSN, schema))
+        with storage_location(backend, d) as storage:
+            serve, surl = _start_serve(d, backend, storage)
+            try:
+                for body in bodies:
+                    osup.remote_write(surl, body)
+                out[backend] = _run_all(surl, end_s)
+            finally:
+                serve.stop()
     yield out
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from sotp.config import Config
+from tests.conftest import STORAGE_BACKENDS, storage_location
 from tests.query.api_support import Client, _client
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -158,22 +159,18 @@ async def test_finding_4_count_values_groups_are_counted(small_limit: Client) ->
     assert r.status == 200  # 301 x 301 fits
 
 
-@pytest.mark.parametrize("backend", ["memory", "sqlite", "postgres"])
+@pytest.mark.parametrize("backend", STORAGE_BACKENDS)
 async def test_finding_4_select_stops_at_the_budget(backend: str, tmp_path: Any) -> None:
     """The Querier contract: a select given ``max_samples`` raises TooManySamples once past it."""
-    import uuid
+    with storage_location(backend, tmp_path) as url:
+        await _select_within_budget(url)
 
+
+async def _select_within_budget(url: str) -> None:
     from sotp.errors import TooManySamples
     from sotp.model import Labels, Matcher, MatchOp
     from sotp.storage import SelectHints, open_storage
-    from tests.query import oracle_support as osup
 
-    osup.require_backend(backend)
-    schema = f"sotp_budget_{uuid.uuid4().hex[:12]}"
-    from tests.conftest import PG_DSN
-
-    url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 'b.db'}",
-           "postgres": f"{PG_DSN}{'&' if '?' in PG_DSN else '?'}schema={schema}"}[backend]
     store = open_storage(url)
     await store.open()
     try:
@@ -191,8 +188,6 @@ async def test_finding_4_select_stops_at_the_budget(backend: str, tmp_path: Any)
             await q.close()
     finally:
         await store.close()
-        if backend == "postgres":
-            await osup._drop_schema(PG_DSN, schema)
 
 
 # ---- finding 12: internals in errors ---------------------------------------------------------------------
