@@ -9,7 +9,7 @@ LOCK_ALL := requirements/all.lock
 LOCK_DEV := requirements/dev.lock
 LATEST_VENV := .venv-latest
 
-.PHONY: up test install install-dev lock test-latest lint typecheck clean agent-zipapp
+.PHONY: up test test-random install install-dev lock test-latest lint typecheck clean agent-zipapp
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,7 +34,11 @@ up: install
 	$(BIN)/sotp up
 
 test: install-dev
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p no:randomly $(PYTEST_ARGS)
+
+# The same suite in a random order (pytest-randomly; the seed is printed, -p randomly -p "randomly_seed=N" repeats it).
+test-random: install-dev
+	$(BIN)/python -m pytest -p randomly $(PYTEST_ARGS)
 
 # Regenerate both locks from pyproject.toml (newest versions its ranges allow), for Python 3.11 on any platform.
 # all.lock is constrained by dev.lock so `make up` and `make test` install the same versions.
@@ -52,7 +56,7 @@ test-latest:
 	$(LATEST_VENV)/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 	$(LATEST_VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 	$(LATEST_VENV)/bin/python -m pip list --format=freeze > $(LATEST_VENV)/versions.txt
-	$(LATEST_VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(LATEST_VENV)/bin/python -m pytest -p no:randomly $(PYTEST_ARGS)
 
 # The agent as one file that needs only python3 >= 3.11 on the server (no venv, no pip): see docs/agent.md.
 ZIPAPP ?= build/sotp-agent.pyz

@@ -63,8 +63,8 @@ from sotp.storage.pg.postings import Postings
 from sotp.storage.pg.query import MAX_MS, MIN_MS, PgQuerier
 from sotp.storage.pg.schema import MODE_TIMESCALE
 from sotp.storage.pg.series import SeriesIndex
-from sotp.storage.pg.tail import HEAD_MIN_KEY, LogTail
-from sotp.storage.staging import Staging
+from sotp.storage.pg.tail import HEAD_MIN_KEY, SERIES_GC_KEY, LogTail
+from sotp.storage.staging import Batch, Staging
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,8 @@ class PostgresStorage:
         self._flusher: asyncio.Task[None] | None = None
         self._pool: AsyncConnectionPool[Any] | None = None
         self._returned_at: dict[int, float] = {}  # id(connection) -> when it was last returned healthy
+        #: The series-collection generation this process's series ids belong to (sotp_meta).
+        self._series_gen = 0
         self._partitions: set[int] = set()
         self._partition_lock = asyncio.Lock()
         self._locks = _SeriesLocks()
@@ -293,10 +295,21 @@ class PostgresStorage:
                 got = await self._log.read(conn)
             if got.head_min is not None and got.head_min > self.head.min_t:
                 self.head.drop_before(got.head_min)
+            if got.series_gen != self._series_gen:
+                self._forget_series(got.series_gen)
             if got.seqs:
                 self.head.append(got.sid, got.ts, got.vs)
                 self.newest.advance(got.sid, got.ts, got.vs)
                 self._log.applied_now(got.seqs)
+
+    def _forget_series(self, generation: int) -> None:
+        """A series collection ran (here or in another replica): drop every cached series id; they are read
+        again from ``sotp_series`` (the collected ones are gone from it, the others keep their ids)."""
+        hits, misses = self.index.hits, self.index.misses
+        self.index = SeriesIndex()
+        self.index.hits, self.index.misses = hits, misses
+        self.postings = Postings(self.index)
+        self._series_gen = generation
 
     async def _load_newest(self, sids: I64) -> None:
         """The newest stored sample of each unknown series in ``sids``: its newest block, then the head."""
@@ -362,6 +375,15 @@ class PostgresStorage:
         if not len(batch):
             return 0
         _check_range(batch.ts)
+        for _ in range(3):
+            try:
+                return await self._commit_batch(batch)
+            except _SeriesCollected:
+                await self.tail()  # follows the new generation: ids are resolved again
+        raise StorageError(f"cannot write to PostgreSQL store {self._where}: series collections kept "
+                           "running under the write; retry")
+
+    async def _commit_batch(self, batch: Batch) -> int:
         got, missing = self.index.lookup(batch.labels)
         if missing:
             first = batch.ts[batch.starts]
@@ -448,16 +470,22 @@ class PostgresStorage:
                 runs = Runs.from_samples(sid, ts, vs)
                 rec = walrec.encode(runs.sids, runs.counts, ts, vs)
                 cur = await conn.execute(
-                    "SELECT sotp_wal_append(%s, %s, %s, %s, %s, %b, %b, %b, %b)",
-                    (self._flush_key, boundary, rec.t_min, rec.t_max, rec.n, rec.sids, rec.counts, rec.ts, rec.vals),
+                    "SELECT sotp_wal_append(%s, %s, %s, %s, %s, %s, %b, %b, %b, %b)",
+                    (self._flush_key, boundary, self._series_gen, rec.t_min, rec.t_max, rec.n, rec.sids,
+                     rec.counts, rec.ts, rec.vals),
                 )
                 got = await cur.fetchone()
                 if got is not None and got[0] is not None:
                     return int(got[0]), None
-                return None, await self._head_min(conn)
+                now_min, gen = await self._head_state(conn)
+                if gen != self._series_gen:
+                    raise _SeriesCollected
+                return None, now_min
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext(%s))", (self._flush_key,))
-                now_min = await self._head_min(conn)
+                now_min, gen = await self._head_state(conn)
+                if gen != self._series_gen:
+                    raise _SeriesCollected
                 if now_min > boundary:
                     return None, now_min
                 if not late.all():
@@ -474,10 +502,15 @@ class PostgresStorage:
                 await self._copy_rows(conn, block_rows)
         return seq, None
 
-    async def _head_min(self, conn: _Conn) -> int:
-        cur = await conn.execute(f"SELECT value FROM sotp_meta WHERE key = '{HEAD_MIN_KEY}'")
+    async def _head_state(self, conn: _Conn) -> tuple[int, int]:
+        """The head boundary and the series-collection generation, as the store has them now."""
+        cur = await conn.execute(
+            f"SELECT (SELECT value FROM sotp_meta WHERE key = '{HEAD_MIN_KEY}'), "
+            f"(SELECT value FROM sotp_meta WHERE key = '{SERIES_GC_KEY}')"
+        )
         row = await cur.fetchone()
-        return int(row[0]) if row else _NO_TIME
+        head_min = int(row[0]) if row and row[0] is not None else _NO_TIME
+        return head_min, int(row[1]) if row and row[1] is not None else 0
 
     async def _copy_rows(self, conn: _Conn, rows: dict[int, list[bytes]]) -> None:
         """One binary COPY per partition (straight into it: skips row routing), inside the caller's
@@ -572,11 +605,34 @@ class PostgresStorage:
         return int(row[0]) if row else len(missing)
 
     async def gc_series(self) -> int:
-        """Not done on PostgreSQL: series rows are never deleted, because every replica caches series ids
-        for its writes and would write samples for a deleted row (the write path has no hook to notice a
-        collection, as the SQLite backend's transactions do). Retention still drops the samples; the
-        rows stay. Returns 0."""
-        return 0
+        """Delete the series rows left without samples (no block row, nothing in the log or the head), so
+        they stop holding index memory and counting against the series limits. Runs under the exclusive
+        advisory lock (no write is in flight), after reading every log row; bumps the generation that writes
+        check, so a replica that cached a collected id resolves its series again instead of writing to it.
+        Returns how many series went."""
+        async with self._flush_lock:
+            async with self.connection() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._flush_key,))
+                await self.tail(conn)
+                cur = await conn.execute(
+                    "SELECT id FROM sotp_series s WHERE NOT EXISTS (SELECT 1 FROM sotp_samples WHERE series_id = s.id)"
+                )
+                empty = np.array([int(r[0]) for r in await cur.fetchall()], np.int64)
+                in_head = set(self.head.present(empty, _NO_TIME + 2, _MAX_TIME).tolist())
+                dead = [sid for sid in empty.tolist() if sid not in in_head]
+                if not dead:
+                    return 0
+                await conn.execute("DELETE FROM sotp_series WHERE id = ANY(%s)", (dead,))
+                generation = self._series_gen + 1
+                await conn.execute(
+                    "INSERT INTO sotp_meta (key, value) VALUES (%s, %s) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (SERIES_GC_KEY, str(generation)),
+                )
+            async with self._tail_lock:
+                self._forget_series(generation)
+            log.info("storage: collected %d series without samples in %s", len(dead), self._where)
+            return len(dead)
 
     async def delete_before(self, t_ms: int) -> int:
         """Retention: drop every partition that ends at or before ``t_ms`` whole, then delete the blocks
@@ -660,6 +716,10 @@ class PostgresStorage:
                 (str(min(horizon, _now_ms() - self.block_ms)),),
             )
         return removed
+
+
+class _SeriesCollected(Exception):
+    """A series collection ran since this process resolved its series ids: resolve them again."""
 
 
 def _check_range(ts: I64) -> None:

@@ -37,6 +37,11 @@ class Postings:
         self._values: dict[str, set[str]] = {}
         self._mark = Watermark()  # every series with id <= low is in the index
 
+    @property
+    def labels(self) -> dict[int, Labels]:
+        """Series id -> label set of every indexed series."""
+        return self._index.by_id
+
     def __len__(self) -> int:
         return len(self._ids)
 

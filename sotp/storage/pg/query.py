@@ -52,16 +52,18 @@ class PgQuerier:
         lo = clamp_ms(self._mint)
         return lo, clamp_ms(self._maxt), clamp_ms(lo // block * block)
 
-    async def _candidates(self, conn: Any, matchers: Sequence[Matcher]) -> list[int]:
+    async def _candidates(self, conn: Any, matchers: Sequence[Matcher]) -> tuple[list[int], dict[int, Labels]]:
+        """Matching series ids and their labels, from one posting index (a series collection elsewhere may
+        replace the store's index meanwhile; these two stay consistent)."""
         postings = self._store.postings
         await postings.refresh(conn)
-        return postings.candidates(matchers)
+        return postings.candidates(matchers), postings.labels
 
     async def select(self, matchers: list[Matcher], hints: SelectHints | None = None) -> list[Series]:
         store = self._store
         async with store.connection() as conn:
             await store.tail(conn)
-            sids = await self._candidates(conn, matchers)
+            sids, by_id = await self._candidates(conn, matchers)
             chunks = _chunks(sids, store.options.pool_max)
             if len(chunks) == 1:  # small selections stay on this connection: no second pool round trip
                 parts = [await self.fetch_runs(conn, chunks[0])]
@@ -82,7 +84,7 @@ class PgQuerier:
         runs = Runs.concat(parts)
         if hints is not None:  # before merging and assembling the series
             hints.check_budget(int(runs.counts.sum()))
-        out = assemble(runs, self._mint, self._maxt, store.index.by_id)
+        out = assemble(runs, self._mint, self._maxt, by_id)
         out.sort(key=lambda s: s.labels.items_tuple())
         return out
 
@@ -116,7 +118,7 @@ class PgQuerier:
         store = self._store
         async with store.connection() as conn:
             await store.tail(conn)
-            sids = await self._candidates(conn, matchers or [])
+            sids, by_id = await self._candidates(conn, matchers or [])
             if not sids:
                 return []
             present = set(store.head.present(np.array(sids, np.int64), self._mint, self._maxt).tolist())
@@ -128,7 +130,6 @@ class PgQuerier:
                     (rest, t_lo, t_hi, t_floor),
                 )
                 present.update(int(r[0]) for r in await cur.fetchall())  # type: ignore[call-overload]
-        by_id = store.index.by_id
         return [by_id[sid] for sid in present]
 
     async def label_names(self, matchers: list[Matcher] | None = None) -> list[str]:

@@ -155,10 +155,34 @@ def _v3(mode: str, opts: PgOptions) -> list[str]:
     ]
 
 
+def _v4(mode: str, opts: PgOptions) -> list[str]:
+    # Series collection (retention of series rows left without samples) bumps a generation in sotp_meta; a
+    # write checks it under the shared lock, so no replica writes samples for a series id it cached before
+    # a collection removed that series (it re-resolves its ids and writes again).
+    return [
+        "DROP FUNCTION sotp_wal_append(text, bigint, bigint, bigint, int, bytea, bytea, bytea, bytea)",
+        "CREATE FUNCTION sotp_wal_append(lock_key text, boundary bigint, generation bigint, t_min bigint, "
+        "t_max bigint, n int, sids bytea, counts bytea, ts bytea, vals bytea) RETURNS bigint LANGUAGE plpgsql "
+        "VOLATILE AS $fn$ "
+        "DECLARE head_min bigint; gen bigint; seq bigint; "
+        "BEGIN "
+        "  PERFORM pg_advisory_xact_lock_shared(hashtext(lock_key)); "
+        "  SELECT value::bigint INTO head_min FROM sotp_meta WHERE key = 'head_min_ms'; "
+        "  IF head_min IS NOT NULL AND head_min > boundary THEN RETURN NULL; END IF; "
+        "  SELECT value::bigint INTO gen FROM sotp_meta WHERE key = 'series_gc_generation'; "
+        "  IF coalesce(gen, 0) <> generation THEN RETURN NULL; END IF; "
+        "  INSERT INTO sotp_wal (t_min, t_max, n, sids, counts, ts, vals) "
+        "    VALUES (t_min, t_max, n, sids, counts, ts, vals) RETURNING sotp_wal.seq INTO seq; "
+        "  RETURN seq; "
+        "END $fn$",
+    ]
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "labels, series and block samples", _v1),
     Migration(2, "write-ahead log of the live stream", _v2),
     Migration(3, "block times as integer milliseconds", _v3),
+    Migration(4, "series collection generation checked by writes", _v4),
 ]
 
 

@@ -23,9 +23,11 @@ I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 
 HEAD_MIN_KEY = "head_min_ms"
+SERIES_GC_KEY = "series_gc_generation"
 
 TAIL_SQL = (
     f"SELECT {SNAPSHOT_COLUMNS}, (SELECT value FROM sotp_meta WHERE key = '{HEAD_MIN_KEY}'), "
+    f"(SELECT value FROM sotp_meta WHERE key = '{SERIES_GC_KEY}'), "
     "w.seqs, w.sids, w.counts, w.ts, w.vals FROM ("
     "  SELECT array_agg(seq ORDER BY seq) AS seqs, array_agg(sids ORDER BY seq) AS sids, "
     "  array_agg(counts ORDER BY seq) AS counts, array_agg(ts ORDER BY seq) AS ts, "
@@ -36,9 +38,11 @@ TAIL_SQL = (
 
 @dataclass(frozen=True, slots=True)
 class TailRead:
-    """What one look found: the flush boundary (None: never flushed) and the new samples, per sample."""
+    """What one look found: the flush boundary (None: never flushed), the series-collection generation and
+    the new samples, per sample."""
 
     head_min: int | None
+    series_gen: int
     seqs: list[int]
     sid: I64
     ts: I64
@@ -66,7 +70,7 @@ class LogTail:
         cur = conn.cursor(binary=True)
         low = self.mark.low
         await cur.execute(TAIL_SQL, (low, sorted(s for s in self.applied if s > low)))
-        xmin, xmax, head_min, seqs, sids, counts, ts, vals = await cur.fetchone()
+        xmin, xmax, head_min, series_gen, seqs, sids, counts, ts, vals = await cur.fetchone()
         if seqs:
             sid, t, v = walrec.decode(list(zip(sids, counts, ts, vals, strict=True)))
             self.mark.saw(max(seqs))
@@ -74,4 +78,4 @@ class LogTail:
             sid, t, v = walrec.decode([])
         self.mark.settle(int(xmin), int(xmax))
         self.applied = {s for s in self.applied if s > self.mark.low}
-        return TailRead(None if head_min is None else int(head_min), list(seqs or []), sid, t, v)
+        return TailRead(None if head_min is None else int(head_min), int(series_gen or 0), list(seqs or []), sid, t, v)

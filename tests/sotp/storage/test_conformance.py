@@ -231,10 +231,8 @@ async def test_series_counts_and_new_series(make_storage) -> None:  # type: igno
     assert await store.count_new_series([UP_A, G, Labels({"__name__": "m", "team": "z"})]) == 2
 
 
-async def test_issue17_9_series_without_samples_are_collected(make_storage, request) -> None:  # type: ignore[no-untyped-def]
+async def test_issue17_9_series_without_samples_are_collected(make_storage) -> None:  # type: ignore[no-untyped-def]
     """Finding 9: retention deleted samples but never series or their index entries."""
-    if request.node.callspec.id in ("postgres", "timescaledb"):
-        pytest.skip("PostgreSQL keeps series rows by design (see PostgresStorage.gc_series)")
     store = await make_storage()
     await write(store, [(UP_A, [1000], [1.0]), (UP_B, [10_000_000], [2.0])])
     flush = getattr(store, "flush", None)

@@ -460,3 +460,20 @@ async def test_overlapping_blocks_of_one_series_among_others_are_merged(open_pg,
         (B, [D0 + 500, D0 + 1000, D0 + 2000], [9.0, 2.0, 3.0]),  # the first stored block wins a tie
         (C, [D0 + 1000, D0 + 2000], [2.0, 3.0]),
     ]
+
+
+async def test_issue17_9_a_replica_writing_a_collected_series_writes_it_again(open_pg) -> None:  # type: ignore[no-untyped-def]
+    """One replica collects a series the other still has in its caches: the other's next write must create
+    the series again (checked by the generation under the write's lock), never write under the deleted id."""
+    collector, writer = await open_pg(), await open_pg()
+    await write(writer, A, [D0], [1.0])
+    await flush_all(writer)
+    await collector.delete_before(D0 + 1000)
+    assert await collector.gc_series() == 1
+    assert await write(writer, A, [D0 + 5000], [2.0]) == 1  # writer's index still names the deleted id
+    for store in (collector, writer):
+        got = await store.querier(0, D0 + DAY).select([Matcher("i", MatchOp.EQ, "a")])
+        assert [(s.labels, s.timestamps.tolist()) for s in got] == [(A, [D0 + 5000])]
+    assert await collector.series_count() == 1
+    ids = await sql(f'SELECT count(*) FROM "{collector.options.schema}".sotp_series')
+    assert ids == [(1,)]
