@@ -320,9 +320,12 @@ def network() -> Json:
         "enable": True,
         "iconColor": "red",
         # Backups write their metrics once per run: a change is a run whose version count is higher than
-        # the previous run's (looked up to 7 days back), seen at the first step after that run.
-        "expr": 'last_over_time(sotp_config_changes_total{device="$device"}[$__interval])'
-                ' - last_over_time(sotp_config_changes_total{device="$device"}[7d] offset $__interval) > 0',
+        # the previous run's (looked up to 7 days back), seen at the first step after that run. The backups
+        # name the device: the one in the SNMP series' device label (sotp.yml's devices:), else the instance.
+        "expr": '(last_over_time(sotp_config_changes_total[$__interval])'
+                ' - last_over_time(sotp_config_changes_total[7d] offset $__interval) > 0)'
+                ' and on (device) (group by (device) (ifOperStatus{instance="$device"})'
+                ' or label_replace(vector(1), "device", "$device", "", ""))',
         "step": "$__interval",
         "titleFormat": "config change on {{device}}",
         "textFormat": "see `sotp backup diff {{device}}`",

@@ -4,7 +4,11 @@ Names follow the exporters SOTP mimics: snmp_exporter's ``if_mib`` module (``ifH
 ``ifOperStatus``... with ``ifIndex``/``ifName``/``ifDescr``/``ifAlias`` labels, the device in
 ``instance``), blackbox_exporter's ``probe_*`` (device in ``instance``), SOTP's continuous ping
 ``sotp_icmp_*{host, ip}`` (device in ``host``) and the config backups' ``sotp_config_*{device}``.
-A device is the same name across those sources.
+
+A device is named by its ``device`` label when the series carry one (the worker sets it for every device
+of sotp.yml's ``devices:``, so SNMP at ``192.0.2.1:161``, the ping of ``192.0.2.1`` and the backups of
+``edge1`` are one row), else by the source's own label (``instance``, ``host``): series scraped without
+the inventory are still shown, one row per name.
 """
 
 from __future__ import annotations
@@ -44,12 +48,18 @@ BACKUP_LOOKBACK = "7d"
 OPER_STATUS = {1: "up", 2: "down", 3: "testing", 4: "unknown", 5: "dormant", 6: "notPresent", 7: "lowerLayerDown"}
 
 
+#: The label naming a device across sources when sotp.yml's devices: lists it.
+DEVICE_LABEL = "device"
+
+
 @dataclass
 class DeviceRow:
     """One device: reachability, latency and loss, SNMP facts and the last config backup."""
 
     device: str
     sources: list[str] = field(default_factory=list)
+    #: Named by the ``device`` label (selectors use it) rather than by each source's own label.
+    keyed: bool = False
     reachable: bool | None = None
     rtt_s: float = math.nan
     loss_pct: float = math.nan
@@ -86,22 +96,45 @@ class Marker:
     kind: str
 
 
-def list_devices(client: PromClient, start: float, end: float) -> tuple[dict[str, list[str]], APIError | None]:
-    """Device name -> the sources that mention it in ``[start, end]``."""
-    found: dict[str, list[str]] = {}
+def _by(label: str) -> str:
+    """The grouping that keeps both the device label and the source's own one."""
+    return DEVICE_LABEL if label == DEVICE_LABEL else f"{DEVICE_LABEL}, {label}"
+
+
+def device_key(labels: dict[str, str], label: str) -> tuple[str, bool]:
+    """The device a series belongs to, and whether a ``device`` label named it where the source has its own
+    label (backups are always named by ``device``, so they say nothing about the other sources)."""
+    if labels.get(DEVICE_LABEL):
+        return labels[DEVICE_LABEL], label != DEVICE_LABEL
+    return labels.get(label, ""), False
+
+
+def selector(device: str, keyed: bool, label: str) -> str:
+    """The matcher selecting one device's series of a source whose own label is ``label``."""
+    return f"{DEVICE_LABEL if keyed else label}={quote(device)}"
+
+
+def list_devices(client: PromClient, start: float, end: float) -> tuple[dict[str, DeviceRow], APIError | None]:
+    """Device name -> an empty row with the sources that mention it in ``[start, end]``."""
+    found: dict[str, DeviceRow] = {}
     error: APIError | None = None
     for source, (metric, label) in SOURCES.items():
         since = min(start, end - parse_duration(BACKUP_LOOKBACK)) if source == "backup" else start
+        expr = f"group by ({_by(label)}) (last_over_time({metric}[{format_duration(max(1.0, end - since))}]))"
         try:
-            names = client.label_values(label, [metric], since, end)
+            result = client.query(expr, end)
         except APIError as err:
             error = error or err
             continue
-        for name in names:
-            kinds = found.setdefault(name, [])
+        for sample in result.samples:
+            name, keyed = device_key(sample.labels, label)
+            if not name:
+                continue
+            row = found.setdefault(name, DeviceRow(name))
+            row.keyed = row.keyed or keyed
             kind = source.split("_")[0]
-            if kind not in kinds:
-                kinds.append(kind)
+            if kind not in row.sources:
+                row.sources.append(kind)
     return dict(sorted(found.items())), error
 
 
@@ -111,43 +144,45 @@ def device_queries(rate: str, span: str, avg: str = "5m") -> dict[str, tuple[str
     ``rate`` is the window for traffic rates, ``avg`` the one for loss and RTT (5 minutes, so one lost
     echo is not an outage) and ``span`` the whole range, over which config changes are counted.
     """
+    host, inst, dev = _by("host"), _by("instance"), _by(DEVICE_LABEL)
     return {
         "loss_pct": (
-            f"100 * (1 - sum by (host) (rate(sotp_icmp_responses_total[{avg}]))"
-            f" / sum by (host) (rate(sotp_icmp_requests_total[{avg}])))",
+            f"100 * (1 - sum by ({host}) (rate(sotp_icmp_responses_total[{avg}]))"
+            f" / sum by ({host}) (rate(sotp_icmp_requests_total[{avg}])))",
             "host",
         ),
         "rtt_s": (
-            f"sum by (host) (rate(sotp_icmp_rtt_seconds_sum[{avg}]))"
-            f" / sum by (host) (rate(sotp_icmp_rtt_seconds_count[{avg}]))",
+            f"sum by ({host}) (rate(sotp_icmp_rtt_seconds_sum[{avg}]))"
+            f" / sum by ({host}) (rate(sotp_icmp_rtt_seconds_count[{avg}]))",
             "host",
         ),
-        "bb_loss": (f"100 * (1 - avg by (instance) (avg_over_time(probe_success[{avg}])))", "instance"),
+        "bb_loss": (f"100 * (1 - avg by ({inst}) (avg_over_time(probe_success[{avg}])))", "instance"),
         # A failed probe reports an RTT of 0 (or none): average over the successful probes only.
         "bb_rtt": (
-            f'sum by (instance) (sum_over_time(probe_icmp_duration_seconds{{phase="rtt"}}[{avg}]))'
-            f" / sum by (instance) (sum_over_time(probe_success[{avg}]))",
+            f'sum by ({inst}) (sum_over_time(probe_icmp_duration_seconds{{phase="rtt"}}[{avg}]))'
+            f" / sum by ({inst}) (sum_over_time(probe_success[{avg}]))",
             "instance",
         ),
-        "bb_up": ("max by (instance) (probe_success)", "instance"),
-        "uptime_s": ("max by (instance) (sysUpTime) / 100", "instance"),
-        "if_up": ("count by (instance) (ifOperStatus == 1)", "instance"),
-        "if_total": ("count by (instance) (ifOperStatus)", "instance"),
-        "in_bps": (f"8 * sum by (instance) (rate(ifHCInOctets[{rate}]))", "instance"),
-        "out_bps": (f"8 * sum by (instance) (rate(ifHCOutOctets[{rate}]))", "instance"),
+        "bb_up": (f"max by ({inst}) (probe_success)", "instance"),
+        "uptime_s": (f"max by ({inst}) (sysUpTime) / 100", "instance"),
+        "if_up": (f"count by ({inst}) (ifOperStatus == 1)", "instance"),
+        "if_total": (f"count by ({inst}) (ifOperStatus)", "instance"),
+        "in_bps": (f"8 * sum by ({inst}) (rate(ifHCInOctets[{rate}]))", "instance"),
+        "out_bps": (f"8 * sum by ({inst}) (rate(ifHCOutOctets[{rate}]))", "instance"),
         # Backup metrics are written once per backup run, so look back far enough to see the last one.
-        "backup_ok": (f"max by (device) (last_over_time(sotp_config_backup_success[{BACKUP_LOOKBACK}]))", "device"),
+        "backup_ok": (f"max by ({dev}) (last_over_time(sotp_config_backup_success[{BACKUP_LOOKBACK}]))",
+                      DEVICE_LABEL),
         "backup_age_s": (
-            "time() - max by (device) "
+            f"time() - max by ({dev}) "
             f"(last_over_time(sotp_config_backup_last_success_timestamp_seconds[{BACKUP_LOOKBACK}]))",
-            "device",
+            DEVICE_LABEL,
         ),
         # Versions only grow, so max - min over the range counts changes exactly (increase() would
         # extrapolate the sparse samples, written once per backup, into fractions).
         "changes": (
-            f"max by (device) (max_over_time(sotp_config_changes_total[{span}])"
+            f"max by ({dev}) (max_over_time(sotp_config_changes_total[{span}])"
             f" - min_over_time(sotp_config_changes_total[{span}]))",
-            "device",
+            DEVICE_LABEL,
         ),
     }
 
@@ -157,8 +192,7 @@ def devices(client: PromClient, tr: TimeRange, now: float) -> tuple[list[DeviceR
 
     Config changes are counted over the whole range (see :func:`device_queries` for the windows).
     """
-    names, error = list_devices(client, tr.start, tr.end)
-    rows = {n: DeviceRow(n, sources=s) for n, s in names.items()}
+    rows, error = list_devices(client, tr.start, tr.end)
     got: dict[str, dict[str, float]] = {}
     for key, (expr, label) in device_queries(tr.rate, format_duration(tr.span)).items():
         try:
@@ -166,7 +200,7 @@ def devices(client: PromClient, tr: TimeRange, now: float) -> tuple[list[DeviceR
         except APIError as err:
             error = error or err
             continue
-        got[key] = {s.labels.get(label, ""): s.value for s in result.samples}
+        got[key] = {device_key(s.labels, label)[0]: s.value for s in result.samples}
     for name, row in rows.items():
         for key in ("loss_pct", "rtt_s", "uptime_s", "if_up", "if_total", "in_bps", "out_bps", "backup_ok",
                     "backup_age_s", "changes"):
@@ -187,9 +221,10 @@ def devices(client: PromClient, tr: TimeRange, now: float) -> tuple[list[DeviceR
     return list(rows.values()), error
 
 
-def interfaces(client: PromClient, device: str, rate: str, now: float) -> tuple[list[Interface], APIError | None]:
+def interfaces(client: PromClient, device: str, rate: str, now: float,
+               keyed: bool = False) -> tuple[list[Interface], APIError | None]:
     """The device's interfaces (by ``ifIndex``) with status, speed, traffic and errors at ``now``."""
-    d = f"instance={quote(device)}"
+    d = selector(device, keyed, "instance")
     queries = {
         "oper": f"ifOperStatus{{{d}}}",
         "speed_mbps": f"ifHighSpeed{{{d}}}",
@@ -226,11 +261,11 @@ def _index_key(row: Interface) -> tuple[int, str]:
     return (int(row.if_index), "") if row.if_index.isdigit() else (1 << 62, row.if_index)
 
 
-def device_panels(device: str, sources: list[str]) -> list[Panel]:
+def device_panels(device: str, sources: list[str], keyed: bool = False) -> list[Panel]:
     """Reachability charts of one device, from whichever ping source it has."""
     panels: list[Panel] = []
     if "icmp" in sources:
-        h = f"host={quote(device)}"
+        h = selector(device, keyed, "host")
         panels.append(
             Panel(
                 "Round-trip time",
@@ -263,7 +298,7 @@ def device_panels(device: str, sources: list[str]) -> list[Panel]:
             )
         )
     elif "blackbox" in sources:
-        i = f"instance={quote(device)}"
+        i = selector(device, keyed, "instance")
         panels.append(
             Panel(
                 "Round-trip time",
@@ -281,9 +316,9 @@ def device_panels(device: str, sources: list[str]) -> list[Panel]:
     return panels
 
 
-def interface_panels(device: str, if_index: str) -> list[Panel]:
+def interface_panels(device: str, if_index: str, keyed: bool = False) -> list[Panel]:
     """Traffic and errors of one interface."""
-    sel = f"instance={quote(device)},ifIndex={quote(if_index)}"
+    sel = f"{selector(device, keyed, 'instance')},ifIndex={quote(if_index)}"
     return [
         Panel(
             "Traffic",

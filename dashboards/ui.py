@@ -26,6 +26,8 @@ from dashboards.panels import PanelData
 from dashboards.promapi import APIError, PromClient
 from dashboards.timerange import DEFAULT_PRESET, PRESETS, TimeRange, parse_scrape_interval
 from dashboards.units import axis_scale
+from sotp.config import parse_duration
+from sotp.errors import ConfigError
 
 log = logging.getLogger("sotp.dashboard")
 
@@ -82,7 +84,7 @@ def client(settings: Settings) -> PromClient:
 def sidebar(settings: Settings) -> None:
     """Time range and refresh pickers (their values live in ``st.session_state``) and the API in use."""
     with st.sidebar:
-        st.selectbox("Time range", list(PRESETS), index=list(PRESETS).index(DEFAULT_PRESET), key="range")
+        st.selectbox("Time range", list(PRESETS), index=list(PRESETS).index(preset_from_url()), key="range")
         default_refresh = os.environ.get(ENV_REFRESH, DEFAULT_REFRESH)
         options = list(REFRESH)
         st.selectbox(
@@ -92,6 +94,31 @@ def sidebar(settings: Settings) -> None:
             key="refresh",
         )
         st.caption(f"API: `{settings.api}`")
+
+
+#: The URL parameter holding the time range (``?range=6h``), so a link opens the same view.
+RANGE_PARAM = "range"
+
+
+def preset_from_url() -> str:
+    """The preset named by ``?range=`` (a duration such as ``6h`` or ``7d``), else the default."""
+    text = st.query_params.get(RANGE_PARAM)
+    if text:
+        try:
+            seconds = parse_duration(text, RANGE_PARAM)
+        except ConfigError:
+            return DEFAULT_PRESET
+        for label, span in PRESETS.items():
+            if span == seconds:
+                return label
+    return DEFAULT_PRESET
+
+
+def share_in_url(params: dict[str, str]) -> None:
+    """Put a page's state in its URL (only what changed: writing the same value again would be noise)."""
+    for key, value in params.items():
+        if st.query_params.get(key) != value:
+            st.query_params[key] = value
 
 
 def time_range(settings: Settings) -> TimeRange:

@@ -31,7 +31,7 @@ from remote_write.admission import admitted
 from remote_write.body import read_body
 from remote_write.pipeline import WRITE_METRICS, error_response, off_loop, setup_pipeline, write_batch
 from remote_write.pushgroups import Groups, Plan, PushRejected, SeriesCache, prepare
-from sotp.config import from_dict, parse_duration
+from sotp.config import Config, from_dict, parse_duration
 from sotp.errors import ConfigError, DecodeError, SotpError, UnsupportedMediaType
 from sotp.metadata import metadata_store
 from sotp.model import InvalidLabels, Labels, validate_label_name
@@ -77,6 +77,11 @@ class PushgatewayConfig:
     @property
     def refresh_s(self) -> float:
         return parse_duration(self.refresh_interval)
+
+
+def pushgateway_config(config: Config) -> PushgatewayConfig:
+    """The validated ``pushgateway:`` section."""
+    return from_dict(PushgatewayConfig, config.pushgateway, "pushgateway")
 
 
 class Gateway:
@@ -275,7 +280,7 @@ def _remember_types(ctx: ServerContext, principal: Any, families: dict[str, str]
 
 def setup(app: web.Application, ctx: ServerContext) -> None:
     """Register the push routes and the TTL/refresh task."""
-    config = from_dict(PushgatewayConfig, ctx.config.pushgateway, "pushgateway")
+    config = pushgateway_config(ctx.config)
     setup_pipeline(app, ctx)
     gw = Gateway(ctx, config)
     app[GATEWAY] = gw

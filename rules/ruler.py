@@ -23,8 +23,9 @@ from rules.api import MANAGER, ruler_routes
 from rules.config import AlertmanagerConfig, StaticConfig, ruler_config
 from rules.manager import Manager, ManagerCollector
 from rules.notifier import Notifier
+from sotp.cli.check import load_or_exit
 from sotp.cli.serve import split_listen
-from sotp.config import load_config, parse_duration
+from sotp.config import parse_duration
 from sotp.errors import ConfigError, StorageError
 from sotp.storage import open_storage
 
@@ -91,7 +92,9 @@ def build_app(manager: Manager, notifier: Notifier) -> web.Application:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = load_or_exit("ruler", args.config)  # the whole file checked at start, as every long-running command
+    if isinstance(config, int):
+        return config
     if args.storage:
         config.server.storage = args.storage
     if args.listen:

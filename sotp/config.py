@@ -2,10 +2,17 @@
 
 Components describe their own section as dataclasses and load it with :func:`from_dict`; secrets are
 given as ``env:VAR`` or ``file:/path`` and resolved with :func:`resolve_secret`, never logged.
+
+Paths: a relative path written in ``sotp.yml`` (any key in :data:`PATH_KEYS`, a ``file:`` secret, a
+``sqlite:`` storage URL) is relative to the file's directory, as Prometheus resolves its own; files SOTP
+creates by default (the SQLite store, the tokens file) live in the *data directory*: ``--data-dir`` when
+given, else ``data/`` beside the config file, else ``./data``. :func:`load_config` makes all of them
+absolute, so every command reading the same file uses the same files wherever it is started.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import re
@@ -116,7 +123,9 @@ def from_dict(cls: type[T], data: Any, path: str = "") -> T:
         raise ConfigError(f"{path or '<root>'}: expected a mapping, got {type(data).__name__}")
     assert dataclasses.is_dataclass(cls)
     hints = get_type_hints(cls)
-    fields = {f.metadata.get("key", f.name.rstrip("_")): f for f in dataclasses.fields(cls)}
+    fields = {
+        f.metadata.get("key", f.name.rstrip("_")): f for f in dataclasses.fields(cls) if not f.metadata.get("internal")
+    }
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         sub = f"{path}.{key}" if path else str(key)
@@ -190,6 +199,7 @@ class Config:
     """The whole ``sotp.yml``. Component sections are typed by the components that own them."""
 
     server: ServerConfig = dataclasses.field(default_factory=ServerConfig)
+    devices: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     limits: Limits = dataclasses.field(default_factory=Limits)
     auth: dict[str, Any] = dataclasses.field(default_factory=dict)
     pushgateway: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -204,6 +214,9 @@ class Config:
     rule_files: list[str] = dataclasses.field(default_factory=list)
     alerting: dict[str, Any] = dataclasses.field(default_factory=dict)
     ruler: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: The file this was loaded from (``None``: defaults) and the data directory in effect; not YAML keys.
+    source: Path | None = dataclasses.field(default=None, metadata={"internal": True})
+    data_dir: Path = dataclasses.field(default=Path("data"), metadata={"internal": True})
 
 
 def read_yaml_file(path: str | Path, what: str = "config file", hint: str = "") -> Any:
@@ -219,8 +232,87 @@ def read_yaml_file(path: str | Path, what: str = "config file", hint: str = "") 
         raise ConfigError(f"cannot parse {what} {p} (YAML): {err}") from err
 
 
-def load_config(path: str | Path | None) -> Config:
-    """Load ``sotp.yml`` (``None``: defaults, which make ``sotp up`` work with no file)."""
-    if path is None:
-        return Config()
-    return from_dict(Config, read_yaml_file(path))
+def to_dict(config: Config) -> dict[str, Any]:
+    """``config`` as sotp.yml data (what :func:`from_dict` reads back), without the internal fields."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        if f.metadata.get("internal"):
+            continue
+        value = getattr(config, f.name)
+        out[f.metadata.get("key", f.name.rstrip("_"))] = (
+            dataclasses.asdict(value)
+            if dataclasses.is_dataclass(value) and not isinstance(value, type)
+            else copy.deepcopy(value)
+        )
+    return out
+
+
+#: Keys whose values are file paths (or lists of them), wherever they appear in sotp.yml.
+PATH_KEYS: frozenset[str] = frozenset({
+    "files", "credentials_file", "password_file", "ca_file", "cert_file", "key_file", "tokens_file",
+    "config_file", "rule_files", "known_hosts",
+})
+#: Keys whose ``file:`` references name a file holding a secret.
+SECRET_KEYS: frozenset[str] = frozenset({"password", "secret", "credentials", "community", "priv_password"})
+DEFAULT_STORE = "sotp.db"
+DEFAULT_TOKENS = "tokens.json"
+
+
+def default_data_dir(config_path: str | Path | None) -> Path:
+    """``data/`` beside the config file, or ``./data`` without one (absolute)."""
+    base = Path(config_path).resolve().parent if config_path is not None else Path.cwd()
+    return base / "data"
+
+
+def sqlite_url(path: Path) -> str:
+    """The storage URL of the SQLite file at ``path`` (made absolute): ``sqlite:///abs/path.db``."""
+    return f"sqlite://{path.resolve()}"
+
+
+def _absolute(value: str, base: Path) -> str:
+    # "~/..." is the user's home, expanded where the file is opened
+    return value if not value or value.startswith("~") or Path(value).is_absolute() else str(base / value)
+
+
+def absolutize(data: Any, base: Path) -> Any:
+    """A copy of parsed YAML with relative paths (:data:`PATH_KEYS`, ``file:`` secrets, ``sqlite:`` storage)
+    made absolute against ``base``. Values of other keys are left alone."""
+    if isinstance(data, list):
+        return [absolutize(v, base) for v in data]
+    if not isinstance(data, dict):
+        return data
+    out: dict[Any, Any] = {}
+    for key, value in data.items():
+        if key in PATH_KEYS and isinstance(value, str):
+            value = _absolute(value, base)
+        elif key in PATH_KEYS and isinstance(value, list):
+            value = [_absolute(v, base) if isinstance(v, str) else v for v in value]
+        elif key in SECRET_KEYS and isinstance(value, str) and value.startswith("file:"):
+            value = "file:" + _absolute(value[5:], base)
+        elif key == "storage" and isinstance(value, str) and value.startswith("sqlite:///."):
+            path, query, params = value.removeprefix("sqlite:///").partition("?")
+            value = sqlite_url(base / path) + query + params
+        else:
+            value = absolutize(value, base)
+        out[key] = value
+    return out
+
+
+def load_config(path: str | Path | None, data_dir: str | Path | None = None) -> Config:
+    """Load ``sotp.yml`` (``None``: defaults, which make ``sotp up`` work with no file).
+
+    Relative paths in the file become absolute against its directory; the SQLite store and the tokens
+    file default to the data directory (``data_dir``, else :func:`default_data_dir`).
+    """
+    data_path = Path(data_dir).resolve() if data_dir is not None else default_data_dir(path)
+    raw: Any = {} if path is None else read_yaml_file(path)
+    if path is not None and isinstance(raw, dict):
+        raw = absolutize(raw, Path(path).resolve().parent)
+    config = from_dict(Config, raw)
+    config.source = Path(path).resolve() if path is not None else None
+    config.data_dir = data_path
+    if not (isinstance(raw, dict) and isinstance(raw.get("server"), dict) and "storage" in raw["server"]):
+        config.server.storage = sqlite_url(data_path / DEFAULT_STORE)
+    config.auth = dict(config.auth)
+    config.auth.setdefault("tokens_file", str(data_path / DEFAULT_TOKENS))
+    return config

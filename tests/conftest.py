@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,12 +73,15 @@ def sotp_cmd(*args: str) -> list[str]:
 class Proc:
     """A child process killed (and reaped) at teardown; its output goes to a log file."""
 
-    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path = REPO):
+    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path = REPO,
+                 new_session: bool = False):
         self.argv = argv
         self.log = log
         self._fh = open(log, "wb")  # noqa: SIM115 - closed in stop()
         full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-        self.popen = subprocess.Popen(argv, stdout=self._fh, stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
+        # new_session: its own process group, as a command started from a shell is (for killpg, like Ctrl-C)
+        self.popen = subprocess.Popen(argv, stdout=self._fh, stderr=subprocess.STDOUT, env=full_env, cwd=cwd,
+                                      start_new_session=new_session)
 
     def output(self) -> str:
         if not self._fh.closed:
@@ -282,3 +286,68 @@ def raw_write_request(series: RawSeries, compress: bool = True) -> bytes:
             s.timestamp, s.value = t, v
     raw = bytes(req.SerializeToString())
     return snappy_compress(raw) if compress else raw
+
+
+def wait_snmp(port: int, community: str = "public", timeout: float = 30) -> None:
+    """Block until an SNMP agent answers a v2c GET of sysUpTime on 127.0.0.1:``port``."""
+    snmpget = require_binary("snmpget")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = subprocess.run([snmpget, "-v2c", "-c", community, "-t", "0.5", "-r", "0", f"127.0.0.1:{port}",
+                            "1.3.6.1.2.1.1.3.0"], capture_output=True, text=True)
+        if r.returncode == 0:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"no SNMP agent answering on 127.0.0.1:{port}")
+
+
+def start_snmpd(workdir: Path, extra_conf: str = "") -> tuple[Proc, int]:
+    """Debian's snmpd on a free 127.0.0.1 UDP port, community ``public`` read-only (plus ``extra_conf``)."""
+    binary = require_binary("snmpd", "/usr/sbin/snmpd")
+    port = free_port()
+    conf = workdir / "snmpd.conf"
+    conf.write_text("rocommunity public 127.0.0.1\n" + extra_conf + "dontLogTCPWrappersConnects yes\n")
+    (workdir / "persist").mkdir(exist_ok=True)
+    proc = Proc([binary, "-f", "-C", "-c", str(conf), "-Lf", str(workdir / "snmpd.log"), f"udp:127.0.0.1:{port}"],
+                workdir / "snmpd.out", env={"SNMP_PERSISTENT_DIR": str(workdir / "persist"), "MIBS": "",
+                                            "MIBDIRS": str(workdir)})
+    try:
+        wait_snmp(port)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, port
+
+
+@contextlib.contextmanager
+def sshd_server(workdir: Path) -> Iterator[tuple[int, Path]]:
+    """A real OpenSSH server on a loopback port accepting the current user (root) with a key made here:
+    yields (port, client key path)."""
+    sshd_bin = require_binary("sshd", "/usr/sbin/sshd")
+    keygen = require_binary("ssh-keygen")
+    for name in ("host_key", "client_key"):
+        subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(workdir / name)], check=True)
+    (workdir / "authorized_keys").write_text((workdir / "client_key.pub").read_text())
+    os.makedirs("/run/sshd", exist_ok=True)
+    port = free_port()
+    conf = workdir / "sshd_config"
+    conf.write_text(textwrap.dedent(f"""\
+        Port {port}
+        ListenAddress 127.0.0.1
+        HostKey {workdir / 'host_key'}
+        PidFile {workdir / 'sshd.pid'}
+        AuthorizedKeysFile {workdir / 'authorized_keys'}
+        PermitRootLogin prohibit-password
+        PasswordAuthentication no
+        KbdInteractiveAuthentication no
+        StrictModes no
+        UsePAM no
+        """))
+    with open(workdir / "sshd.log", "wb") as log:
+        proc = subprocess.Popen([sshd_bin, "-D", "-e", "-f", str(conf)], stderr=log)
+        try:
+            wait_for_port(port)
+            yield port, workdir / "client_key"
+        finally:
+            proc.terminate()
+            proc.wait(10)

@@ -10,11 +10,11 @@ token check as ``sotp serve`` (:func:`sotp.auth.guard_app`, tokens from the conf
 config file; a bad file is rejected with its reason (logged, and the reload answer is 500 with it) and
 the running config stays.
 
-Backup hook: when the config has a non-empty ``backup:`` section and the module
+Backup hook: when the config has a non-empty ``backup:`` section or devices with ``backup:``, and the module
 :data:`BACKUP_MODULE` exists, the worker runs ``await worker.backup.scheduler.run(config, storage, stop)``
 as a task (``config``: :class:`sotp.config.Config`, ``storage``: the opened
 :class:`sotp.storage.Storage`, ``stop``: an :class:`asyncio.Event` set when the task must return). On a
-reload that changes ``backup:``, the task is stopped (``stop`` set, awaited) and started again.
+reload that changes either, the task is stopped (``stop`` set, awaited) and started again.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import importlib
 import importlib.util
 import logging
 import signal
+import sys
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Final
@@ -34,8 +35,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sotp.auth import Gate, auth_config, guard_app
+from sotp.cli.check import check_file, checked_config
+from sotp.cli.options import config_options
 from sotp.cli.serve import split_listen
-from sotp.config import Config, load_config
+from sotp.config import Config
 from sotp.errors import SotpError, StorageError
 from sotp.storage import Storage, open_storage
 from worker.scrape.config import WorkerConfig, worker_config
@@ -51,11 +54,11 @@ BackupRun = Callable[[Config, Storage, asyncio.Event], Coroutine[Any, Any, None]
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="sotp.yml with global: and scrape_configs: (Prometheus syntax)")
+    config_options(parser)
     parser.add_argument(
         "--storage",
         help="where samples go: sqlite:///path/to.db, postgresql://user@host:port/db or memory:// "
-        "(default: server.storage from the config, sqlite:///./data/sotp.db)",
+        "(default: server.storage from the config, else sotp.db in the data directory)",
     )
     parser.add_argument("--shard", default="0/1", help="i/n: scrape only targets with hashmod(address, n) == i")
     parser.add_argument(
@@ -83,12 +86,18 @@ def find_backup_runner() -> BackupRun | None:
     return fn
 
 
+def backup_spec(config: Config) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """What the backup task runs from: the ``backup:`` section and the devices with ``backup:`` (raw)."""
+    return config.backup, [d for d in config.devices if isinstance(d, dict) and d.get("backup") is not None]
+
+
 class Worker:
     """Config (re)loading, the scrape manager, the backup task and the status HTTP app."""
 
     def __init__(self, config_path: str | None, storage: Storage, manager: ScrapeManager, metrics: WorkerMetrics,
-                 lifecycle: bool = False):
+                 lifecycle: bool = False, data_dir: str | None = None):
         self.config_path = config_path
+        self.data_dir = data_dir
         #: Whether ``/-/reload`` may be called over HTTP (``--enable-lifecycle``).
         self.lifecycle = lifecycle
         self._gate: Gate | None = None
@@ -102,8 +111,9 @@ class Worker:
         self._reload_lock = asyncio.Lock()
 
     @staticmethod
-    def load(path: str | None) -> tuple[Config, WorkerConfig]:
-        config = load_config(path)
+    def load(path: str | None, data_dir: str | None = None) -> tuple[Config, WorkerConfig]:
+        """The whole file checked (every section, as ``sotp check config`` does) and the scrape jobs."""
+        config = checked_config(path, data_dir)
         return config, worker_config(config)
 
     async def start(self, config: Config, wc: WorkerConfig) -> None:
@@ -118,15 +128,15 @@ class Worker:
         """Re-read the config file; returns None, or the reason it was rejected (old config kept)."""
         async with self._reload_lock:
             try:
-                config, wc = self.load(self.config_path)
+                config, wc = self.load(self.config_path, self.data_dir)
             except SotpError as err:
                 self.metrics.reload_ok.set(0)
                 log.error("config reload rejected, keeping the running config: %s", err)
                 return str(err)
             await self.manager.apply(wc)
-            old_backup = self.config.backup if self.config is not None else {}
+            old_backup = backup_spec(self.config) if self.config is not None else None
             self.config, self.worker_config = config, wc
-            if config.backup != old_backup:
+            if backup_spec(config) != old_backup:
                 await self._restart_backup(config)
             self.metrics.reload_ok.set(1)
             self.metrics.reload_time.set(time.time())
@@ -135,7 +145,7 @@ class Worker:
 
     async def _restart_backup(self, config: Config) -> None:
         await self._stop_backup()
-        if not config.backup:
+        if not any(backup_spec(config)):
             return
         runner = find_backup_runner()
         if runner is None:
@@ -223,11 +233,11 @@ async def serve(args: argparse.Namespace) -> int:
     try:
         shard = Shard.parse(args.shard)
         listen = split_listen(args.listen) if args.listen else None
-        config, wc = Worker.load(args.config)
+        config, wc = Worker.load(args.config, args.data_dir)
         url = args.storage or config.server.storage
         storage = open_storage(url)
     except (SotpError, ValueError) as err:
-        log.error("%s", err)
+        sys.stderr.write(f"sotp worker: {err}\n")
         return 2
     try:
         await storage.open()
@@ -236,7 +246,7 @@ async def serve(args: argparse.Namespace) -> int:
         return 1
     metrics = WorkerMetrics()
     worker = Worker(args.config, storage, ScrapeManager(storage, metrics, shard), metrics,
-                    lifecycle=getattr(args, "enable_lifecycle", False))
+                    lifecycle=getattr(args, "enable_lifecycle", False), data_dir=args.data_dir)
     runner: web.AppRunner | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -284,20 +294,22 @@ def check(args: argparse.Namespace) -> int:
 
     try:
         shard = Shard.parse(args.shard)
-        _, wc = Worker.load(args.config)
     except (SotpError, ValueError) as err:
-        print(f"config invalid: {err}")
+        sys.stderr.write(f"sotp worker: {err}\n")
         return 2
+    rc = check_file(args.config, args.data_dir)
+    if rc != 0:
+        return rc
+    _, wc = Worker.load(args.config, args.data_dir)
     for job in wc.jobs:
         disc = JobDiscovery.for_job(job.cfg)
         disc.refresh()
         targets = [t for t in build_targets(disc.groups(), job, compile_steps(job.cfg.relabel_configs))
                    if shard.owns(t)]
-        print(f"job {job.cfg.job_name}: {len(targets)} targets, every {job.interval_s:g}s "
+        print(f"  job {job.cfg.job_name}: {len(targets)} targets, every {job.interval_s:g}s "
               f"(timeout {job.timeout_s:g}s)")
         for t in targets:
-            print(f"  {t.url}  {t.labels}")
-    print("config valid")
+            print(f"    {t.url}  {t.labels}")
     return 0
 
 

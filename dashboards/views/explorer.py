@@ -1,4 +1,7 @@
-"""Explorer: a PromQL box with a chart over the picked range and a table at its end; API errors verbatim."""
+"""Explorer: a PromQL box with a chart over the picked range and a table at its end; API errors verbatim.
+
+The query and the range are in the page's URL (``/explorer?query=...&range=6h``), so a view can be shared.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ from dashboards.promapi import InstantResult
 from dashboards.timerange import format_duration
 
 DEFAULT_QUERY = "up"
+#: The URL parameter holding the query (``/explorer?query=up&range=6h``).
+QUERY_PARAM = "query"
 
 
 def _instant_table(result: InstantResult) -> pd.DataFrame:
@@ -26,7 +31,7 @@ def body(settings: ui.Settings) -> None:
     st.title("Explorer")
     expr = st.text_area(
         "PromQL",
-        value=DEFAULT_QUERY,
+        value=st.query_params.get(QUERY_PARAM) or DEFAULT_QUERY,
         key="explorer_query",
         height=80,
         help="any PromQL expression; Grafana's $__rate_interval, $__interval and $__range work too. Ctrl+Enter runs it",
@@ -36,6 +41,8 @@ def body(settings: ui.Settings) -> None:
         key="explorer_legend",
         placeholder="e.g. {{instance}} {{ifName}} — empty: the labels that differ between series",
     ).strip()
+    # The query and the range live in the URL: the address bar is a link to this very view.
+    ui.share_in_url({QUERY_PARAM: expr, ui.RANGE_PARAM: format_duration(tr.span)})
     if not expr:
         st.caption("type a PromQL expression, e.g. `rate(node_network_receive_bytes_total[5m])`")
         return

@@ -25,9 +25,9 @@ SOURCE_NAMES = {"snmp": "SNMP (if_mib)", "icmp": "continuous ping", "blackbox": 
                 "backup": "config backups"}
 NO_DEVICES = (
     "No network devices yet",
-    "Add SNMP targets (`snmp.targets` in sotp.yml, then `sotp up --config sotp.yml --snmp-config snmp.yml`) or "
-    "ping targets for `sotp exporter icmp`; devices appear here after their first scrape. Config backups "
-    "(`sotp backup`) are listed too.",
+    "List your devices under `devices:` in sotp.yml (each with `snmp:`, `icmp:` and `backup:` as it needs) and "
+    "run `sotp up --config sotp.yml`; a device appears here after its first scrape or backup, one row per "
+    "device. See the README's \"first hour\".",
 )
 
 
@@ -103,7 +103,7 @@ def body(settings: ui.Settings) -> None:
     marks, merr = markers(client, device, tr) if "backup" in row.sources else ([], None)
     ui.api_error(merr)
     marks_df = markers_frame(marks)
-    reach_panels = device_panels(device, row.sources)
+    reach_panels = device_panels(device, row.sources, row.keyed)
     if reach_panels:
         cols = st.columns(len(reach_panels))
         for col, panel in zip(cols, reach_panels, strict=True):
@@ -112,7 +112,7 @@ def body(settings: ui.Settings) -> None:
     if "snmp" not in row.sources:
         st.caption("no SNMP data for this device: interface details need an SNMP target with the if_mib module")
         return
-    ifs, ierr = interfaces(client, device, tr.rate, now)
+    ifs, ierr = interfaces(client, device, tr.rate, now, row.keyed)
     ui.api_error(ierr)
     st.markdown("**Interfaces**")
     st.dataframe(
@@ -138,7 +138,7 @@ def body(settings: ui.Settings) -> None:
     if_index = st.selectbox("Interface", list(labels), format_func=lambda k: labels[k], key="network_interface")
     if if_index is None:
         return
-    traffic, errors = interface_panels(device, str(if_index))
+    traffic, errors = interface_panels(device, str(if_index), row.keyed)
     col_l, col_r = st.columns([2, 1])
     with col_l:
         ui.chart(fetch(client, traffic, tr), tr, marks_df)

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from sotp.config import Config, from_dict, parse_duration, read_yaml_file
+from sotp.config import Config, from_dict, load_config, parse_duration, read_yaml_file
 from sotp.errors import ConfigError
+from sotp.inventory import DEFAULT_ICMP_EXPORTER, inventory
 
 #: smokeping_prober's RTT buckets: 50 µs doubling to 26.2144 s (20 buckets, then +Inf).
 DEFAULT_BUCKETS: tuple[float, ...] = tuple(5e-05 * 2**k for k in range(20))
@@ -147,10 +148,25 @@ class IcmpConfig:
     max_in_flight: int = 1024
     #: Seconds kept from the scrape's X-Prometheus-Scrape-Timeout-Seconds (blackbox's --timeout-offset).
     timeout_offset: float = 0.5
+    #: In sotp.yml: host:port at which the worker scrapes this exporter for the devices' pings
+    #: (``sotp up`` sets its own). The exporter itself ignores it.
+    exporter: str = DEFAULT_ICMP_EXPORTER
 
     def validate(self, path: str) -> None:
         if not 1 <= self.max_in_flight <= 65535:
             raise ConfigError(f"{path or '<root>'}.max_in_flight: {self.max_in_flight} is out of range (1 to 65535)")
+        host, sep, port = self.exporter.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ConfigError(f"{path or '<root>'}.exporter: {self.exporter!r} is not host:port (e.g. 127.0.0.1:9115)")
+
+
+def section(config: Config) -> IcmpConfig:
+    """The ``icmp:`` section of a sotp.yml, with every device's ``icmp:`` address added to the continuous targets."""
+    cfg = from_dict(IcmpConfig, config.icmp, "icmp")
+    for target in inventory(config).icmp_targets():
+        if target.address not in cfg.continuous.targets:
+            cfg.continuous.targets.append(target.address)
+    return cfg
 
 
 def load(path: str | Path | None) -> IcmpConfig:
@@ -160,7 +176,7 @@ def load(path: str | Path | None) -> IcmpConfig:
         return IcmpConfig()
     p = Path(path)
     data = read_yaml_file(p, "icmp config file")
-    if isinstance(data, dict) and "icmp" in data:
+    if isinstance(data, dict) and ("icmp" in data or "devices" in data):
         # A whole sotp.yml: validate it as such, then read its icmp: section (same schema as icmp.yml).
-        return from_dict(IcmpConfig, from_dict(Config, data).icmp, "icmp")
+        return section(load_config(p))
     return from_dict(IcmpConfig, data)

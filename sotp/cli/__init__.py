@@ -40,6 +40,7 @@ COMMANDS: dict[str, Command] = {
     "rules": Command("rules.cli", "server", "check rule files and run rule unit tests (as promtool)"),
     "token": Command("sotp.cli.token", "server", "create, list and revoke API tokens"),
     "db": Command("sotp.cli.db", "server", "database maintenance: migrate"),
+    "check": Command("sotp.cli.check", "server", "check a sotp.yml: every section, as the commands read it"),
 }
 
 EXPORTERS: dict[str, Command] = {
@@ -49,6 +50,8 @@ EXPORTERS: dict[str, Command] = {
 }
 
 
+#: Third-party loggers kept at WARNING unless --log-level asks for more (paramiko logs every SSH session).
+QUIET_LOGGERS: tuple[str, ...] = ("paramiko", "netmiko", "asyncssh", "pysnmp")
 FIRST_PARTY = frozenset({"sotp", "exporters", "remote_write", "query", "worker", "agent", "dashboards", "rules"})
 
 
@@ -93,10 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         top.print_help()
         return 0 if i < len(argv) else 2
     global_args = top.parse_args(argv[:i])
-    logging.basicConfig(
-        level=getattr(logging, global_args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    level = getattr(logging, global_args.log_level.upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in QUIET_LOGGERS:  # their INFO lines are per-connection chatter; SOTP logs the outcome itself
+        logging.getLogger(name).setLevel(level if level <= logging.DEBUG else max(level, logging.WARNING))
     name = argv[i]
     cmd = COMMANDS[name]
     module = load_command(cmd)

@@ -6,15 +6,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from sotp.cli.options import config_options, shared_options
 from sotp.config import load_config
 from sotp.storage import open_storage
 
 
+def _options(parser: argparse.ArgumentParser) -> None:
+    config_options(parser)
+    parser.add_argument("--storage", help="storage URL (overrides server.storage)")
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    common = shared_options(parser, _options)
     sub = parser.add_subparsers(dest="action", required=True, metavar="<action>")
-    p = sub.add_parser("migrate", help="apply pending schema migrations and exit")
-    p.add_argument("--config", help="sotp.yml (server.storage)")
-    p.add_argument("--storage", help="storage URL (overrides server.storage)")
+    p = sub.add_parser("migrate", parents=[common], help="apply pending schema migrations and exit")
     p.add_argument(
         "--convert-to", choices=("timescaledb", "partitions"),
         help="PostgreSQL: rebuild the samples table as a TimescaleDB hypertable or as native partitions, keeping "
@@ -32,7 +37,7 @@ async def _migrate(url: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = load_config(args.config, args.data_dir)
     url = args.storage or config.server.storage
     if args.convert_to:
         from sotp.storage.postgres import migrate

@@ -22,8 +22,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, d
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from sotp.cli import malloc
+from sotp.cli.check import check_file, load_or_exit
+from sotp.cli.options import check_option, config_options
 from sotp.cli.workers import WORKER_FD_OPTION, inherited_socket, supervise
-from sotp.config import Config, load_config, parse_duration
+from sotp.config import Config, parse_duration
 from sotp.errors import SotpError, StorageError
 from sotp.storage import open_storage
 from sotp.web import CTX, ServerContext
@@ -39,6 +41,7 @@ COMPONENTS: list[str] = [
     "remote_write.ingest:setup",
     "remote_write.pushgateway:setup",
     "worker.backup.api:setup",
+    "sotp.openapi:setup",
 ]
 
 MAINTENANCE_INTERVAL_S = 300.0
@@ -173,11 +176,11 @@ def split_listen(listen: str) -> tuple[str, int]:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="sotp.yml (defaults make it optional)")
+    config_options(parser)
     parser.add_argument("--listen", help="host:port to serve on (server.listen; default 127.0.0.1:9201)")
     parser.add_argument(
         "--storage",
-        help="sqlite:///path/to.db (default sqlite:///./data/sotp.db) or postgresql://user@host:port/db",
+        help="sqlite:///path/to.db (default: sotp.db in the data directory) or postgresql://user@host:port/db",
     )
     parser.add_argument("--ruler-url", action="append", default=[], metavar="URL",
                         help="a sotp ruler answering /api/v1/rules and /api/v1/alerts (ruler.urls); repeatable")
@@ -189,10 +192,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="bind with SO_REUSEPORT, to run several sotp serve processes on one port on purpose (off by "
         "default: it would let another process of the same user share the port)",
     )
+    check_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    if args.check:
+        return check_file(args.config, args.data_dir)
+    config = load_or_exit("serve", args.config, args.data_dir)
+    if isinstance(config, int):
+        return config
     if args.listen:
         config.server.listen = args.listen
     if args.storage:

@@ -1,7 +1,8 @@
 """``sotp token create|list|revoke``: manage the API tokens of ``sotp serve`` (see :mod:`sotp.auth`).
 
-The tokens file is ``--tokens-file``, else ``auth.tokens_file`` from ``--config``, else
-``./data/tokens.json``. A running server picks up changes on its next request.
+The tokens file is ``--tokens-file``, else ``auth.tokens_file`` from ``--config`` (relative to the file), else
+``tokens.json`` in the data directory (``--data-dir``, else ``data/`` beside ``--config``, else ``./data``).
+A running server picks up changes on its next request.
 """
 
 from __future__ import annotations
@@ -10,17 +11,24 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
-from sotp.auth import SCOPES, AuthConfig, TokenStore, auth_config, describe, parse_tenant
+from sotp.auth import SCOPES, TokenStore, auth_config, describe, parse_tenant
+from sotp.cli.options import config_options, shared_options
 from sotp.config import load_config
 from sotp.errors import ConfigError
 
 
+def _options(parser: argparse.ArgumentParser) -> None:
+    config_options(parser)
+    parser.add_argument("--tokens-file",
+                        help="tokens file (overrides auth.tokens_file; default tokens.json in the data directory)")
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="sotp.yml whose auth.tokens_file to use")
-    parser.add_argument("--tokens-file", help="tokens file (overrides auth.tokens_file; default ./data/tokens.json)")
+    common = shared_options(parser, _options)
     sub = parser.add_subparsers(dest="action", metavar="<action>", required=True)
-    create = sub.add_parser("create", help="create a token and print it once")
+    create = sub.add_parser("create", parents=[common], help="create a token and print it once")
     create.add_argument("--name", required=True, help="who uses it, e.g. web01 or grafana")
     create.add_argument(
         "--scope", action="append", choices=SCOPES, required=True,
@@ -28,18 +36,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "repeatable",
     )
     create.add_argument("--tenant", help="bind to a tenant label, e.g. team=a (forced on writes and reads)")
-    lst = sub.add_parser("list", help="list tokens (never the tokens themselves)")
+    lst = sub.add_parser("list", parents=[common], help="list tokens (never the tokens themselves)")
     lst.add_argument("--json", action="store_true", help="machine-readable output")
     lst.add_argument("--all", action="store_true", help="include revoked tokens")
-    revoke = sub.add_parser("revoke", help="revoke a token by id or name")
+    revoke = sub.add_parser("revoke", parents=[common], help="revoke a token by id or name")
     revoke.add_argument("key", help="token id (from 'sotp token list') or name")
 
 
 def _store(args: argparse.Namespace) -> TokenStore:
     if args.tokens_file:
-        return TokenStore(args.tokens_file)
-    cfg = auth_config(load_config(args.config)) if args.config else AuthConfig()
-    return TokenStore(cfg.tokens_file)
+        return TokenStore(Path(args.tokens_file).resolve())
+    return TokenStore(auth_config(load_config(args.config, args.data_dir)).tokens_file)
 
 
 def _when(t: float | None) -> str:

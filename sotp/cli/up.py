@@ -1,14 +1,19 @@
-"""``sotp up``: the whole stack on one machine, on the embedded SQLite store, with no config needed.
+"""``sotp up``: the whole stack on one machine, from one optional sotp.yml.
 
-It supervises one child process per component (``sotp serve``, the worker, the exporters, a local agent
-and the dashboard), each started with the same command line a user would type, so ``sotp up`` is
-exactly the sum of the documented commands. A child that exits is restarted with backoff; Ctrl-C or
-SIGTERM stops them all. Components whose extra is not installed are skipped with the install hint.
+It checks the file as ``sotp check config`` does (exit 2 with every problem), writes the configuration its
+children read (:mod:`sotp.cli.up_config`) and supervises one child process per component (``sotp serve``,
+the worker, the exporters, a local agent and the dashboard), each started with the command line a user
+would type, so ``sotp up`` is exactly the sum of the documented commands. ``sotp serve`` starts first and
+the others once it answers, so nothing starts by failing to connect. A child that exits is restarted with
+backoff; Ctrl-C or SIGTERM stops them all. Children run in their own session, so a terminal's Ctrl-C
+reaches only ``sotp up``, which then stops them in order. Components whose extra is not installed are
+skipped with the install hint.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import logging
 import os
@@ -16,15 +21,29 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from sotp.auth import TokenStore, auth_config, auth_enabled, auth_required
+from sotp.cli.check import check_file, checked_config
+from sotp.cli.options import check_option, config_options
 from sotp.cli.serve import split_listen
-from sotp.config import load_config, parse_duration
+from sotp.cli.up_config import GENERATED, Addresses, generated_config, internal_tokens
+from sotp.config import Config, from_dict
+from sotp.errors import ConfigError
+from sotp.inventory import inventory
 
 log = logging.getLogger("sotp.up")
+
+#: How long the other components wait for ``sotp serve`` to answer before they start anyway.
+SERVE_READY_TIMEOUT_S = 60.0
+#: How often sotp up looks whether auth came on while running (a ``stat`` of the tokens file).
+AUTH_CHECK_S = 2.0
 
 
 @dataclass
@@ -42,32 +61,28 @@ class Child:
     env: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Stack:
+    """Everything the children are built from."""
+
+    config: Config  # the generated configuration, as every child reads it
+    config_file: Path
+    user_file: Path | None  # the sotp.yml it was generated from
+    at: Addresses
+    data: Path
+    interval: str
+    tokens: dict[str, Path] | None  # internal token files when auth is on
+    snmp_config: str | None  # the SNMP exporter's module file, when the exporter runs
+    run_snmp: bool
+    dashboard: bool
+
+
 def _sotp(*args: str) -> list[str]:
     return [sys.executable, "-m", "sotp", *args]
 
 
-def worker_config(serve: str, icmp: str, snmp: str | None, snmp_targets: list[str], interval: str) -> dict[str, object]:
-    """Scrape configs for the embedded stack: SOTP itself, the ICMP exporter, SNMP targets if any."""
-    timeout = f"{min(10.0, parse_duration(interval, '--interval')):g}s"  # a timeout may not exceed the interval
-    jobs: list[dict[str, object]] = [
-        {"job_name": "sotp", "static_configs": [{"targets": [serve]}]},
-        {"job_name": "icmp", "static_configs": [{"targets": [icmp]}]},
-    ]
-    if snmp and snmp_targets:
-        jobs.append(
-            {
-                "job_name": "snmp",
-                "metrics_path": "/snmp",
-                "params": {"module": ["if_mib,system"], "auth": ["public_v2"]},
-                "static_configs": [{"targets": snmp_targets}],
-                "relabel_configs": [
-                    {"source_labels": ["__address__"], "target_label": "__param_target"},
-                    {"source_labels": ["__param_target"], "target_label": "instance"},
-                    {"target_label": "__address__", "replacement": snmp},
-                ],
-            }
-        )
-    return {"global": {"scrape_interval": interval, "scrape_timeout": timeout}, "scrape_configs": jobs}
+def _token_args(stack: Stack, role: str) -> list[str]:
+    return ["--token-file", str(stack.tokens[role])] if stack.tokens is not None else []
 
 
 def shipped_rule_files() -> list[Path]:
@@ -76,92 +91,221 @@ def shipped_rule_files() -> list[Path]:
     return sorted(root.glob("*.rules.yml"))
 
 
-def plan(args: argparse.Namespace) -> list[Child]:
-    """The children to run, with their command lines."""
-    data = Path(args.data_dir).resolve()
-    data.mkdir(parents=True, exist_ok=True)
-    storage = f"sqlite:///{data / 'sotp.db'}"
-    host = args.host
-    serve = f"{host}:{args.port}"
-    ports = {"host": args.port_base + 100, "icmp": args.port_base + 115, "snmp": args.port_base + 116,
-             "worker": args.port + 1, "ruler": args.port + 3}
-    ruler = f"{host}:{ports['ruler']}"
-    config_arg = ["--config", args.config] if args.config else []
-    children = [
-        Child("serve", _sotp("serve", "--listen", serve, "--storage", storage, "--ruler-url", f"http://{ruler}")
-              + config_arg, "aiohttp", f"http://{serve}"),
-        Child("ruler", _sotp("ruler", "--listen", ruler, "--storage", storage, "--external-url", f"http://{serve}",
-                             *[a for f in shipped_rule_files() for a in ("--rule-file", str(f))]) + config_arg,
-              "aiohttp", f"http://{ruler}/api/v1/alerts"),
-        Child("exporter-host", _sotp("exporter", "host", "--listen", f"{host}:{ports['host']}"),
-              "exporters.host", f"http://{host}:{ports['host']}/metrics"),
-        Child("exporter-icmp", _sotp("exporter", "icmp", "--listen", f"{host}:{ports['icmp']}"),
-              "icmplib", f"http://{host}:{ports['icmp']}/metrics"),
-    ]
-    snmp_addr = None
-    snmp_targets: list[str] = []
+def serve_child(s: Stack) -> Child | None:
+    return Child("serve", _sotp("serve", "--config", str(s.config_file), "--ruler-url",
+                                f"http://{s.at.at(s.at.ruler)}"), "aiohttp", f"http://{s.at.at(s.at.serve)}")
+
+
+def ruler_child(s: Stack) -> Child | None:
+    return Child("ruler", _sotp("ruler", "--config", str(s.config_file), "--listen", f"{s.at.host}:{s.at.ruler}",
+                                "--external-url", f"http://{s.at.at(s.at.serve)}",
+                                *[a for f in shipped_rule_files() for a in ("--rule-file", str(f))]),
+                 "aiohttp", f"http://{s.at.at(s.at.ruler)}/api/v1/alerts")
+
+
+def host_exporter_child(s: Stack) -> Child | None:
+    listen = f"{s.at.host}:{s.at.host_exporter}"
+    return Child("exporter-host", _sotp("exporter", "host", "--listen", listen), "exporters.host",
+                 f"http://{s.at.at(s.at.host_exporter)}/metrics")
+
+
+def icmp_exporter_child(s: Stack) -> Child | None:
+    return Child("exporter-icmp", _sotp("exporter", "icmp", "--config", str(s.config_file), "--listen",
+                                        f"{s.at.host}:{s.at.icmp}"), "icmplib", f"http://{s.at.at(s.at.icmp)}/metrics")
+
+
+def snmp_exporter_child(s: Stack) -> Child | None:
+    if not s.run_snmp:
+        return None
+    argv = _sotp("exporter", "snmp", "--listen", f"{s.at.host}:{s.at.snmp}")
+    if s.snmp_config:
+        argv += ["--config", s.snmp_config]
+    return Child("exporter-snmp", argv, "pysnmp", f"http://{s.at.at(s.at.snmp)}/snmp?target=<device>&module=if_mib")
+
+
+def worker_child(s: Stack) -> Child | None:
+    return Child("worker", _sotp("worker", "--config", str(s.config_file), "--listen", f"{s.at.host}:{s.at.worker}"),
+                 "aiohttp", f"http://{s.at.at(s.at.worker)}")
+
+
+def agent_child(s: Stack) -> Child | None:
+    return Child("agent", _sotp("agent", "--url", f"http://{s.at.at(s.at.serve)}/api/v1/write", "--interval",
+                                s.interval, "--buffer-dir", str(s.data / "agent-buffer"), *_token_args(s, "agent")),
+                 "agent")
+
+
+def dashboard_child(s: Stack) -> Child | None:
+    if not s.dashboard:
+        return None
+    return Child("dashboard", _sotp("dashboard", "--api", f"http://{s.at.at(s.at.serve)}", "--address", s.at.host,
+                                    "--port", str(s.at.dashboard), "--scrape-interval", s.interval,
+                                    *_token_args(s, "dashboard")),
+                 "streamlit", f"http://{s.at.at(s.at.dashboard)}")
+
+
+#: The components in start order; ``serve`` first (the others start once it answers). Add a component
+#: here with a function building its Child from the Stack (None: not wanted with this configuration).
+COMPONENTS: list[Callable[[Stack], Child | None]] = [
+    serve_child, ruler_child, host_exporter_child, icmp_exporter_child, snmp_exporter_child, worker_child,
+    agent_child, dashboard_child,
+]
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    config_options(parser)
+    parser.add_argument("--host", help="address every component listens on (default: server.listen's, 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="sotp serve's port, the API and receivers (default: server.listen's, "
+                        "9201)")
+    parser.add_argument("--port-base", type=int, default=9000,
+                        help="exporters listen on base+100 (host), base+115 (icmp), base+116 (snmp)")
+    parser.add_argument("--dashboard-port", type=int, default=8501)
+    parser.add_argument("--interval", help="agent push and scrape interval (default: global.scrape_interval, 15s)")
+    parser.add_argument("--snmp-config", help="snmp.yml for the SNMP exporter (overrides snmp.config_file)")
+    parser.add_argument("--no-dashboard", action="store_true", help="do not start the Streamlit app")
+    check_option(parser)
+
+
+def addresses(args: argparse.Namespace, config: Config) -> Addresses:
+    host, port = split_listen(config.server.listen)
+    host = args.host or host
+    port = args.port or port
+    connect = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+    return Addresses(host=host, connect=connect, serve=port, worker=port + 1, ruler=port + 3,
+                     host_exporter=args.port_base + 100, icmp=args.port_base + 115, snmp=args.port_base + 116,
+                     dashboard=args.dashboard_port)
+
+
+def prepare(args: argparse.Namespace) -> Stack:
+    """Check the user's file, provision internal tokens if auth is on, write the generated config."""
+    config = checked_config(args.config, args.data_dir)
     if args.snmp_config:
-        snmp_addr = f"{host}:{ports['snmp']}"
-        snmp_targets = list(load_config(args.config).snmp.get("targets", [])) if args.config else []
-        children.append(
-            Child("exporter-snmp",
-                  _sotp("exporter", "snmp", "--config", args.snmp_config, "--listen", snmp_addr),
-                  "pysnmp", f"http://{snmp_addr}/snmp?target=<device>&module=if_mib")
-        )
-    wcfg = data / "worker.yml"
-    wcfg.write_text(yaml.safe_dump(worker_config(serve, f"{host}:{ports['icmp']}", snmp_addr, snmp_targets,
-                                                 args.interval), sort_keys=False))
-    children.append(
-        Child("worker", _sotp("worker", "--config", str(wcfg), "--storage", storage,
-                              "--listen", f"{host}:{ports['worker']}"), "aiohttp", f"http://{host}:{ports['worker']}")
+        config.snmp = {**config.snmp, "config_file": str(Path(args.snmp_config).resolve())}
+    at = addresses(args, config)
+    config.server.listen = f"{at.host}:{at.serve}"
+    data = config.data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    tokens = None
+    if auth_enabled(config):
+        tokens = internal_tokens(TokenStore(auth_config(config).tokens_file), data / "internal")
+    interval = args.interval or str(config.global_.get("scrape_interval", "15s"))
+    raw = generated_config(config, at, args.interval, tokens)
+    path = data / GENERATED
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(
+        f"# Generated by sotp up from {config.source or 'its defaults'}; rewritten at every start. Edit that file.\n"
+        + yaml.safe_dump(raw, sort_keys=False)
     )
-    children.append(
-        Child("agent", _sotp("agent", "--url", f"http://{serve}/api/v1/write", "--interval", args.interval,
-                             "--buffer-dir", str(data / "agent-buffer")), "agent")
-    )
-    if not args.no_dashboard:
-        children.append(
-            Child("dashboard", _sotp("dashboard", "--api", f"http://{serve}", "--port", str(args.dashboard_port),
-                                     "--scrape-interval", args.interval),
-                  "streamlit", f"http://{host}:{args.dashboard_port}")
-        )
-    return children
+    tmp.replace(path)
+    generated = from_dict(Config, raw)
+    generated.source, generated.data_dir = path, data
+    inv = inventory(generated)
+    snmp_file = str(generated.snmp.get("config_file") or "") or None
+    return Stack(generated, path, config.source, at, data, interval, tokens, snmp_file,
+                 run_snmp=bool(inv.snmp_targets()) or args.snmp_config is not None, dashboard=not args.no_dashboard)
+
+
+def plan(stack: Stack) -> list[Child]:
+    """The children to run, in start order."""
+    return [c for c in (build(stack) for build in COMPONENTS) if c is not None]
 
 
 def _start(child: Child, logs: Path) -> None:
     child.log_path = logs / f"{child.name}.log"
     fh = open(child.log_path, "ab")  # noqa: SIM115 - owned by the child process
-    child.proc = subprocess.Popen(child.argv, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **child.env})
+    # Own session: a terminal's Ctrl-C goes to sotp up alone, which stops the children itself.
+    child.proc = subprocess.Popen(child.argv, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **child.env},
+                                  start_new_session=True)
     fh.close()
 
 
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="sotp.yml (optional: defaults run everything on localhost)")
-    parser.add_argument("--data-dir", default="./data", help="where the SQLite store, logs and buffers live")
-    parser.add_argument("--host", default="127.0.0.1", help="address every component listens on")
-    parser.add_argument("--port", type=int, default=9201, help="sotp serve's port (the API and receivers)")
-    parser.add_argument("--port-base", type=int, default=9000,
-                        help="exporters listen on base+100 (host), base+115 (icmp), base+116 (snmp)")
-    parser.add_argument("--dashboard-port", type=int, default=8501)
-    parser.add_argument("--interval", default="15s", help="agent push and scrape interval")
-    parser.add_argument(
-        "--snmp-config", help="snmp.yml: also run the SNMP exporter (targets from sotp.yml snmp.targets)"
-    )
-    parser.add_argument("--no-dashboard", action="store_true", help="do not start the Streamlit app")
+def _serve_ready(stack: Stack, deadline: float, stopping: Callable[[], bool]) -> bool:
+    url = f"http://{stack.at.at(stack.at.serve)}/-/ready"
+    while time.monotonic() < deadline and not stopping():
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def banner(stack: Stack, children: list[Child], logs: Path) -> list[str]:
+    """What ``sotp up`` prints at start: where everything is, absolute paths, the real auth state."""
+    cfg = stack.config
+    origin = str(stack.user_file) if stack.user_file is not None else "no config file, the defaults"
+    lines = [f"sotp up: configuration {stack.config_file} (generated from {origin})"]
+    lines.append(f"sotp up: data in {stack.data} (store {cfg.server.storage.split('@')[-1]}, logs {logs})")
+    auth = auth_config(cfg)
+    if stack.tokens is not None:
+        lines.append(f"sotp up: authentication is ON: tokens in {auth.tokens_file}; sotp up's agent, self-scrape "
+                     f"and dashboard use their own tokens in {stack.data / 'internal'}")
+        lines.append(f"  a token for Grafana or a script: sotp token create --tokens-file {auth.tokens_file} "
+                     "--name grafana --scope read")
+    else:
+        _, why = auth_required(auth, cfg.server.listen, TokenStore(auth.tokens_file))
+        lines.append(f"sotp up: authentication is off ({why}); set auth.enabled: true or create a token "
+                     f"(sotp token create --tokens-file {auth.tokens_file} ...) to require tokens")
+    for d in inventory(cfg).devices:
+        uses = [k for k in ("snmp", "icmp") if getattr(d, k)] + (["backup"] if d.backup is not None else [])
+        lines.append(f"  device {d.name:<14} {', '.join(uses)}")
+    lines.append("sotp up: running")
+    for child in children:
+        if child.url:
+            lines.append(f"  {child.name:<14} {child.url}")
+    lines.append(f"  Prometheus data source for Grafana: http://{stack.at.at(stack.at.serve)}  — Ctrl-C stops "
+                 "everything")
+    return lines
+
+
+def _auth_turned_on(args: argparse.Namespace, stack: Stack, children: list[Child],
+                    logs: Path) -> tuple[Stack, list[Child]]:
+    """Auth came on while running (a token was created, and serve requires tokens from then on): give sotp up's
+    own parts their tokens and restart those whose command line or configuration changed."""
+    try:
+        new_stack = prepare(args)
+    except ConfigError as err:
+        log.error("authentication is now on, but the configuration cannot be regenerated: %s", err)
+        return stack, children
+    wanted = {c.name: c for c in plan(new_stack)}
+    print(f"sotp up: authentication is now ON ({auth_config(new_stack.config).tokens_file} holds a token): "
+          f"sotp up's agent, self-scrape and dashboard now use their tokens in {new_stack.data / 'internal'}",
+          flush=True)
+    out = []
+    for child in children:
+        new = wanted.get(child.name, child)
+        if child.name != "serve" and child.proc is not None and child.proc.poll() is None:
+            child.proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.proc.wait(10)
+            if child.proc.poll() is None:
+                child.proc.kill()
+            _start(new, logs)
+        elif child.name != "serve":
+            new.next_start = child.next_start
+        else:
+            new = child
+        out.append(new)
+    return new_stack, out
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.check:
+        return check_file(args.config, args.data_dir)
+    try:
+        stack = prepare(args)
+    except ConfigError as err:
+        sys.stderr.write(f"sotp up: {err}\n")
+        return 2
     children = []
-    for child in plan(args):
+    for child in plan(stack):
         if importlib.util.find_spec(child.needs) is None:
             print(f"sotp up: skipping {child.name}: pip install 'sotp[all]' to get {child.needs}", flush=True)
             continue
         children.append(child)
-    logs = Path(args.data_dir).resolve() / "logs"
+    logs = stack.data / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    host, _ = split_listen(f"{args.host}:{args.port}")
-    if host in ("127.0.0.1", "localhost", "::1"):
-        print("sotp up: listening on loopback only; authentication is off (see README: Authentication)")
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -170,17 +314,28 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    for child in children:
+    first, rest = children[:1], children[1:]
+    for child in first:
         _start(child, logs)
-    print(f"sotp up: running (logs in {logs})", flush=True)
-    for child in children:
-        if child.url:
-            print(f"  {child.name:<14} {child.url}", flush=True)
-    print(f"  Prometheus data source for Grafana: http://{args.host}:{args.port}  — Ctrl-C stops everything",
-          flush=True)
+    if first and first[0].name == "serve" and not _serve_ready(
+        stack, time.monotonic() + SERVE_READY_TIMEOUT_S, lambda: stopping
+    ):
+        log.warning("sotp serve is not ready after %.0fs; starting the others anyway (log: %s)",
+                    SERVE_READY_TIMEOUT_S, first[0].log_path)
+    if not stopping:
+        for child in rest:
+            _start(child, logs)
+        print("\n".join(banner(stack, children, logs)), flush=True)
+    next_auth_check = time.monotonic() + AUTH_CHECK_S
     while not stopping:
         time.sleep(0.5)
+        if stopping:  # a signal during the sleep: the children may be exiting because of it, do not restart
+            break
         now = time.monotonic()
+        if stack.tokens is None and now >= next_auth_check:
+            next_auth_check = now + AUTH_CHECK_S
+            if auth_enabled(stack.config):
+                stack, children = _auth_turned_on(args, stack, children, logs)
         for child in children:
             if child.proc is not None and child.proc.poll() is not None:
                 rc = child.proc.returncode
@@ -201,5 +356,7 @@ def run(args: argparse.Namespace) -> int:
                 child.proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 child.proc.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.proc.wait(5)
     print("sotp up: stopped", flush=True)
     return 0

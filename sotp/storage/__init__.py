@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from sotp.model import Labels, Matcher, Series
@@ -149,6 +150,28 @@ class Storage(Protocol):
         ...
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite:`` URL (``sqlite:///abs/path.db``, ``sqlite:///./relative.db``), else None."""
+    if not url.startswith("sqlite:"):
+        return None
+    path = url.removeprefix("sqlite://").partition("?")[0]
+    if path.startswith("/./") or path.startswith("/../"):
+        path = path[1:]
+    return Path(path or "./data/sotp.db")
+
+
+def require_existing_store(url: str) -> None:
+    """For commands that only read a store: refuse a SQLite file that does not exist instead of creating it."""
+    from sotp.errors import ConfigError
+
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        raise ConfigError(
+            f"no store at {path.resolve()}: start SOTP with it first (sotp up / sotp serve), or point at the right "
+            "one with --data-dir, --config or --storage"
+        )
+
+
 def open_storage(url: str) -> Storage:
     """Build (not open) a backend from a storage URL.
 
@@ -161,22 +184,21 @@ def open_storage(url: str) -> Storage:
         from sotp.storage.memory import MemoryStorage
 
         return MemoryStorage()
-    if url.startswith("sqlite:"):
+    sqlite = sqlite_file(url)
+    if sqlite is not None:
         from urllib.parse import parse_qsl
 
         from sotp.storage.head import HEAD_KEYS, policy_from_params
         from sotp.storage.sqlite import SQLiteStorage
 
-        path, _, query = url.removeprefix("sqlite://").partition("?")
-        if path.startswith("/./") or path.startswith("/../"):
-            path = path[1:]
+        query = url.partition("?")[2]
         params = dict(parse_qsl(query, keep_blank_values=True))
         unknown = sorted(set(params) - set(HEAD_KEYS))
         if unknown:
             raise ConfigError(
                 f"storage URL {url!r}: unknown parameter {unknown[0]!r} (SQLite takes {', '.join(HEAD_KEYS)})"
             )
-        return SQLiteStorage(path or "./data/sotp.db", policy=policy_from_params(params, url))
+        return SQLiteStorage(str(sqlite), policy=policy_from_params(params, url))
     if url.startswith(("postgresql:", "postgres:")):
         try:
             from sotp.storage.postgres import PostgresStorage

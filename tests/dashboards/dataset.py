@@ -69,6 +69,12 @@ class Device:
     uptime_s: float
     backup_ok: bool
     change_ago_s: float | None  # a config change this long ago (None: none in the data)
+    #: Named in sotp.yml's devices: every series carries device="<name>", while SNMP's instance is
+    #: "<ip>:161" and the ping's host is the ip (one device, three sources: one row).
+    inventory: bool = False
+
+    def source_labels(self, legacy: str, value: str) -> dict[str, str]:
+        return {legacy: value, "device": self.name} if self.inventory else {legacy: self.name}
 
 
 DEVICES = [
@@ -88,7 +94,7 @@ DEVICES = [
             Iface(1, "ge-0/0/0", "ge-0/0/0", "ISP transit", True, 95e6, 310e6),
             Iface(2, "ge-0/0/1", "ge-0/0/1", "to core-sw1", True, 310e6, 95e6),
         ],
-        rtt_s=0.0085, loss=0.02, uptime_s=86400 * 3.2, backup_ok=False, change_ago_s=None,
+        rtt_s=0.0085, loss=0.02, uptime_s=86400 * 3.2, backup_ok=False, change_ago_s=2400, inventory=True,
     ),
 ]
 #: Ping-only targets (continuous ping), and blackbox-probed ones.
@@ -208,7 +214,7 @@ def cpu_counter(h: Host, mode: str, t0: float, t: float) -> float:
 def _devices(ds: Dataset) -> None:
     t0 = ds.start_ms / 1000
     for d in DEVICES:
-        base = {"instance": d.name, "job": "snmp"}
+        base = {**d.source_labels("instance", f"{d.ip}:161"), "job": "snmp"}
         for t in _times(ds):
             el = t - t0
             ds.add({"__name__": "sysUpTime", **base}, t, (d.uptime_s + el - HISTORY_S) * 100)
@@ -237,7 +243,7 @@ def _devices(ds: Dataset) -> None:
 def _pings(ds: Dataset) -> None:
     t0 = ds.start_ms / 1000
     for d in [*DEVICES, *PING_ONLY]:
-        lab = {"host": d.name, "ip": d.ip, "job": "icmp", "instance": "127.0.0.1:9115"}
+        lab = {"ip": d.ip, "job": "icmp", "instance": "127.0.0.1:9115", **d.source_labels("host", d.ip)}
         for t in _times(ds):
             steps = round((t - t0) / STEP_S)
             sent = steps * PINGS_PER_STEP

@@ -89,6 +89,13 @@ def test_network_page(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None
     assert len(marked) == 1, "the traffic chart carries the backup and config-change markers"
     at.selectbox(key="network_interface").set_value("2").run()
     assert not at.exception
+    # a device of sotp.yml's devices: (SNMP instance 192.0.2.254:161, ping host 192.0.2.254 and backups all
+    # labelled device="edge-rtr1") is one row above, and its detail finds every source through that label
+    at.selectbox(key="network_device").set_value("edge-rtr1").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert list(at.dataframe[1].value["Name"]) == [i.name for i in ds.DEVICES[1].ifaces]
+    assert len(_charts(at)) == 4
+    assert not any(str(d.ip) in list(devices["Device"]) for d in ds.DEVICES)
     # a ping-only device has no interface table
     at.selectbox(key="network_device").set_value("isp-gw").run()
     assert len(at.dataframe) == 1
@@ -155,3 +162,26 @@ def test_unreadable_token_file_reads_as_a_message(monkeypatch: pytest.MonkeyPatc
     at.run()
     assert not at.exception
     assert any("cannot read the API token file" in e.value for e in at.error)
+
+
+def test_explorer_query_and_range_are_in_the_url(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shared link opens the same query over the same range, and editing the query updates the link."""
+    monkeypatch.setenv(ENV_API, backend.url)
+    monkeypatch.delenv(ENV_TOKEN_FILE, raising=False)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["query"] = 'sum by (job) (up{job="sotp"})'
+    at.query_params["range"] = "6h"
+    at.run()
+    at.switch_page("views/explorer.py").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.text_area(key="explorer_query").value == 'sum by (job) (up{job="sotp"})'
+    assert at.selectbox(key="range").value == "6 hours"
+    assert list(at.dataframe[0].value["job"]) == ["sotp"]
+    at.text_area(key="explorer_query").set_value("count(up)").run()
+    at.selectbox(key="range").set_value("24 hours").run()
+    assert at.query_params["query"] == "count(up)" and at.query_params["range"] == "1d"
+    # an unknown range in a link falls back to the default instead of failing
+    again = AppTest.from_file(APP, default_timeout=60)
+    again.query_params["range"] = "5 fortnights"
+    again.run()
+    assert not again.exception and again.selectbox(key="range").value == "1 hour"

@@ -83,6 +83,7 @@ def test_devices(backend: Backend) -> None:
             assert row.sources == ["icmp"]
             continue
         assert row.sources == ["snmp", "icmp", "backup"]
+        assert row.keyed == d.inventory  # joined by the device label, not by equal instance/host names
         assert row.uptime_s == pytest.approx(d.uptime_s + last - backend.data.start_ms / 1000 - ds.HISTORY_S)
         assert (row.if_up, row.if_total) == (sum(i.up for i in d.ifaces), len(d.ifaces))
         assert row.in_bps == pytest.approx(sum(i.in_bps for i in d.ifaces), rel=0.2)
@@ -112,6 +113,10 @@ def test_interfaces_and_markers(backend: Backend) -> None:
         assert got.speed_mbps == 1000
         assert got.in_bps == pytest.approx(spec.in_bps, rel=0.2, abs=1)
         assert got.errors_ps == pytest.approx(spec.in_errors_ps, abs=1e-9)
+    keyed = ds.DEVICES[1]  # an inventory device: its SNMP instance is "<ip>:161", selected by device=
+    assert keyed.inventory
+    kifs, error = network.interfaces(client, keyed.name, tr.rate, now, keyed=True)
+    assert error is None and [i.name for i in kifs] == [x.name for x in keyed.ifaces]
     marks, error = network.markers(client, d.name, tr)
     assert error is None
     t0 = backend.data.start_ms / 1000

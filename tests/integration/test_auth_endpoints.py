@@ -36,8 +36,8 @@ from sotp.model import Labels
 from tests.conftest import REPO, free_port, sotp_cmd, wait_for_port
 
 PUBLIC = {"/-/healthy", "/-/ready"}
-#: Endpoints any valid token may use (self-metrics carry no tenant data).
-ANY_SCOPE = {"/metrics"}
+#: Endpoints any valid token may use (self-metrics and the API's own description carry no tenant data).
+ANY_SCOPE = {"/metrics", "/api/v1/openapi.json", "/api/v1/docs"}
 WRITE_PATHS = {"/api/v1/write", "/api/v1/ingest", "/metrics/job/x"}
 FILL = {"name": "job", "job_path": "job/x", "device": "r1", "version": "1"}
 

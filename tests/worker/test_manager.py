@@ -159,7 +159,7 @@ def test_check_flag_prints_targets(tmp_path: Path) -> None:
     cfg.write_text("scrape_configs: [{job_name: a, scrape_timeout: 2m}]\n")
     bad = subprocess.run(sotp_cmd("worker", "--config", str(cfg), "--check"), cwd=REPO, capture_output=True,
                          text=True, timeout=60)
-    assert bad.returncode == 2 and "greater than scrape_interval" in bad.stdout
+    assert bad.returncode == 2 and "greater than scrape_interval" in bad.stderr
 
 
 @pytest.mark.parametrize(
@@ -255,12 +255,13 @@ async def test_backup_hook_runs_with_config_storage_and_stop(tmp_path: Path, sto
     import fake_backup_sched  # type: ignore[import-not-found]
 
     cfg = tmp_path / "sotp.yml"
-    cfg.write_text(yaml.safe_dump({"backup": {"devices": [{"name": "r1"}]}}))
+    device = {"name": "r1", "host": "192.0.2.1", "device_type": "cisco_ios", "username": "u", "password": "env:P"}
+    cfg.write_text(yaml.safe_dump({"backup": {"devices": [device]}}))
     metrics = WorkerMetrics()
     worker = Worker(str(cfg), storage, ScrapeManager(storage, metrics), metrics)
     await worker.start(*Worker.load(str(cfg)))
     await asyncio.sleep(0.05)
-    assert [("start", {"devices": [{"name": "r1"}]}, storage)] == fake_backup_sched.CALLS
+    assert [("start", {"devices": [device]}, storage)] == fake_backup_sched.CALLS
     await worker.close()
     assert fake_backup_sched.CALLS[-1] == ("stop",)
 

@@ -6,22 +6,27 @@ import argparse
 import asyncio
 import sys
 
+from sotp.cli.options import check_option, config_options, shared_options
 from sotp.config import load_config
 from sotp.errors import SotpError
-from sotp.storage import open_storage
+from sotp.storage import open_storage, require_existing_store
 from sotp.storage.configs import config_store_for
 from worker.backup.config import backup_config
 from worker.backup.masking import readable
 from worker.backup.scheduler import BackupRunner, unified_diff
 
 
+def _options(parser: argparse.ArgumentParser) -> None:
+    config_options(parser)
+    parser.add_argument("--storage", help="storage URL (default: server.storage from the config, else the data dir's)")
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help="sotp.yml with the backup: section")
-    common.add_argument("--storage", help="storage URL (default: server.storage from the config)")
+    common = shared_options(parser, _options)
     sub = parser.add_subparsers(dest="action", required=True, metavar="<action>")
     run_p = sub.add_parser("run", parents=[common], help="back up every device now (or one with --device)")
-    run_p.add_argument("--device", help="only this device (its name in backup.devices)")
+    run_p.add_argument("--device", help="only this device (its name in backup.devices or devices:)")
+    check_option(run_p)
     diff_p = sub.add_parser("diff", parents=[common], help="show what changed between two stored versions")
     diff_p.add_argument("device")
     diff_p.add_argument("--from", dest="from_", type=int, help="older version (default: the one before --to)")
@@ -30,14 +35,24 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    storage = open_storage(args.storage or config.server.storage)
+    config = load_config(args.config, args.data_dir)
+    url = args.storage or config.server.storage
+    if args.action == "run":
+        cfg = backup_config(config)
+        if not cfg.devices:
+            where = f"in {args.config}" if args.config else "(no --config given)"
+            print(f"sotp backup run: no devices configured {where}: list them under backup.devices or give "
+                  "devices: a backup: entry", file=sys.stderr)
+            return 2
+    else:
+        require_existing_store(url)
+    storage = open_storage(url)
     await storage.open()
     store = config_store_for(storage)
     await store.open()
     try:
         if args.action == "run":
-            results = await BackupRunner(backup_config(config), storage, store).run_once(args.device)
+            results = await BackupRunner(cfg, storage, store).run_once(args.device)
             for r in results:
                 if r.ok:
                     change = f"new version {r.new_version.version}" if r.new_version else "unchanged"
@@ -46,7 +61,11 @@ async def _main(args: argparse.Namespace) -> int:
                     print(f"{r.device}: FAILED ({r.reason}): {r.error}")
             return 0 if all(r.ok for r in results) else 1
         if args.action == "list":
-            for v, n in await store.latest():
+            latest = await store.latest()
+            if not latest:
+                print(f"sotp backup list: no configuration stored yet in {url.split('@')[-1]} (run: sotp backup run)",
+                      file=sys.stderr)
+            for v, n in latest:
                 print(f"{v.device}\tversion {v.version}\t{n} version(s)\t{v.size} bytes")
             return 0
         versions = [v.version for v in await store.versions(args.device)]
@@ -69,6 +88,10 @@ async def _main(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "check", False):
+        from sotp.cli.check import check_file
+
+        return check_file(args.config, args.data_dir)
     try:
         return asyncio.run(_main(args))
     except SotpError as err:

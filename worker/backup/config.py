@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from sotp.config import Config, from_dict, parse_duration
 from sotp.errors import ConfigError
+from sotp.inventory import inventory
 from sotp.model import InvalidLabels, validate_label_name
 from worker.backup.platforms import PLATFORMS
 
@@ -110,5 +111,15 @@ class BackupConfig:
 
 
 def backup_config(config: Config) -> BackupConfig:
-    """Validate and return the ``backup:`` section."""
-    return from_dict(BackupConfig, config.backup, "backup")
+    """Validate and return the ``backup:`` section, with the devices of ``devices:`` that have ``backup:``."""
+    cfg = from_dict(BackupConfig, config.backup, "backup")
+    inv = inventory(config)
+    index = {d.name: i for i, d in enumerate(inv.devices)}
+    own = {d.name for d in cfg.devices}
+    for raw in inv.backup_devices():
+        path = f"devices[{index[raw['name']]}].backup"
+        if raw["name"] in own:
+            raise ConfigError(f"{path}: device {raw['name']!r} is also in backup.devices; list it once")
+        labels = inv.labels_of(raw["name"])
+        cfg.devices.append(from_dict(Device, {**raw, "labels": labels} if labels else raw, path))
+    return cfg

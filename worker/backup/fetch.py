@@ -33,6 +33,31 @@ def command_for(device: Device) -> str:
     return device.command or platform_for(device.device_type).command
 
 
+def _socket_cause(err: BaseException) -> OSError | None:
+    """The socket error behind an exception (netmiko raises its own from inside ``except socket.error``)."""
+    seen: BaseException | None = err.__cause__ or err.__context__
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _connect_failed(where: str, err: OSError, timeout_s: float) -> BackupFailed:
+    """A connection error named for what happened: refused, timed out, name not resolved, unreachable."""
+    # paramiko's NoValidConnectionsError holds one error per address tried (IPv4, IPv6) in ``errors``.
+    tried = [e for e in getattr(err, "errors", {}).values() if isinstance(e, OSError)]
+    if tried and all(isinstance(e, ConnectionRefusedError) for e in tried):
+        err = tried[0]
+    if isinstance(err, ConnectionRefusedError):
+        return BackupFailed(f"cannot back up {where}: connection refused (is SSH listening on that port?)", "refused")
+    if isinstance(err, TimeoutError):
+        return BackupFailed(f"cannot back up {where}: timed out after {timeout_s:g}s (backup.timeout)", "timeout")
+    if isinstance(err, socket.gaierror):
+        return BackupFailed(f"cannot back up {where}: host name not resolved ({err.strerror or err})", "dns")
+    return BackupFailed(f"cannot back up {where}: {err.strerror or err}", "unreachable")
+
+
 def _fetch_sync(device: Device, timeout_s: float, known_hosts: str, accept_new: bool) -> str:
     import paramiko
     from netmiko import ConnectHandler
@@ -75,7 +100,8 @@ def _fetch_sync(device: Device, timeout_s: float, known_hosts: str, accept_new: 
         msg = f"cannot back up {where}: authentication failed for user {device.username!r}"
         raise BackupFailed(msg, "auth") from err
     except (NetmikoTimeoutException, ReadTimeout, paramiko.SSHException) as err:
-        # netmiko reports every SSHException of the handshake, host key refusals included, as a timeout.
+        # netmiko reports every SSHException of the handshake, host key refusals included, and every socket
+        # error while connecting, as a timeout: the exception it caught tells what happened.
         cause = _root_cause(err)
         if isinstance(cause, paramiko.BadHostKeyException):
             msg = (f"cannot back up {where}: its SSH host key does not match the one in {known_hosts} (a replaced "
@@ -87,12 +113,15 @@ def _fetch_sync(device: Device, timeout_s: float, known_hosts: str, accept_new: 
                    f"(ssh-keyscan -p {device.port} {device.host} >> {known_hosts}), or set "
                    "backup.host_key_checking: accept-new to trust it on first contact")
             raise BackupFailed(msg, "hostkey") from err
+        sock = _socket_cause(err)
+        if sock is not None:  # refused or unroutable: immediate, not a timeout
+            raise _connect_failed(where, sock, timeout_s) from err
         if isinstance(err, NetmikoTimeoutException | ReadTimeout):
             msg = f"cannot back up {where}: timed out after {timeout_s:g}s (backup.timeout)"
             raise BackupFailed(msg, "timeout") from err
         raise BackupFailed(f"cannot back up {where}: SSH failed ({type(err).__name__})", "session") from err
-    except (ConnectionRefusedError, socket.gaierror, OSError) as err:
-        raise BackupFailed(f"cannot back up {where}: {err.strerror or err}", "unreachable") from err
+    except OSError as err:
+        raise _connect_failed(where, err, timeout_s) from err
     except (ValueError, EOFError) as err:  # netmiko raises ValueError when it cannot find the prompt
         raise BackupFailed(f"cannot back up {where}: unexpected session ({type(err).__name__})", "session") from err
     except Exception as err:  # paramiko's SSHException family: only the type, its text may echo device output

@@ -146,11 +146,23 @@ def unified_diff(device: str, old: tuple[ConfigVersion, str], new: tuple[ConfigV
     def head(v: ConfigVersion) -> str:
         return f"{device} v{v.version} ({datetime.fromtimestamp(v.fetched_ms / 1000, UTC).isoformat()})"
 
-    return "".join(
-        difflib.unified_diff(
-            old[1].splitlines(keepends=True), new[1].splitlines(keepends=True), head(old[0]), head(new[0])
-        )
-    )
+    return "".join(difflib.unified_diff(_diff_lines(old[1]), _diff_lines(new[1]), head(old[0]), head(new[0])))
+
+
+#: What ``diff`` and git print after a last line that has no newline.
+NO_NEWLINE = "\\ No newline at end of file\n"
+
+
+def _diff_lines(text: str) -> list[str]:
+    """Lines for difflib, each ending in a newline so a change on the last line prints as two lines.
+
+    A last line without a newline carries diff's "no newline" marker inside the same element, so it
+    differs from the same text with a newline, and the output reads as ``diff -u`` prints it.
+    """
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith(("\n", "\r")):
+        lines[-1] += "\n" + NO_NEWLINE
+    return lines
 
 
 async def run(config: Config, storage: Storage, stop: asyncio.Event) -> None:

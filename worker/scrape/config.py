@@ -14,6 +14,7 @@ from typing import Any, Literal
 from sotp.config import Config, from_dict, parse_duration, resolve_secret
 from sotp.errors import ConfigError
 from sotp.model import LABEL_NAME_RE
+from worker.inventory import derived_scrape_configs
 
 RelabelAction = Literal[
     "replace", "keep", "drop", "hashmod", "labelmap", "labeldrop", "labelkeep", "lowercase", "uppercase"
@@ -258,8 +259,9 @@ def worker_config(config: Config) -> WorkerConfig:
     g_timeout = parse_duration(glob.scrape_timeout, "global.scrape_timeout")
     jobs: list[JobSettings] = []
     seen: set[str] = set()
-    for i, raw in enumerate(config.scrape_configs):
-        path = f"scrape_configs[{i}]"
+    sources = [(f"scrape_configs[{i}]", raw) for i, raw in enumerate(config.scrape_configs)]
+    sources += [(f"devices ({raw['job_name']} job)", raw) for raw in derived_scrape_configs(config)]
+    for path, raw in sources:
         cfg = from_dict(ScrapeConfig, raw, path)
         if cfg.job_name in seen:
             raise ConfigError(f"{path}.job_name: {cfg.job_name!r} is used by an earlier scrape config")

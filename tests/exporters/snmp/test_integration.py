@@ -27,7 +27,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, Proc, free_port, missing, require_binary, sotp_cmd, wait_for_port
+from tests.conftest import (
+    REPO,
+    Proc,
+    free_port,
+    missing,
+    require_binary,
+    sotp_cmd,
+    start_snmpd,
+    wait_for_port,
+    wait_snmp,
+)
 from tests.exporters.snmp.fakes import UPSTREAM_V021
 
 pytestmark = pytest.mark.integration
@@ -82,18 +92,6 @@ def label_names(series: dict[str, float]) -> dict[str, set[frozenset[str]]]:
     return out
 
 
-def wait_snmp(port: int, community: str = "public", timeout: float = 30) -> None:
-    snmpget = require_binary("snmpget")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        r = subprocess.run([snmpget, "-v2c", "-c", community, "-t", "0.5", "-r", "0", f"127.0.0.1:{port}",
-                            "1.3.6.1.2.1.1.3.0"], capture_output=True, text=True)
-        if r.returncode == 0:
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"no SNMP agent answering on 127.0.0.1:{port}")
-
-
 def start_exporter(d: Path, config: Path, *extra: str) -> tuple[Proc, str]:
     port = free_port()
     proc = Proc(sotp_cmd("exporter", "snmp", "--config", str(config), "--listen", f"127.0.0.1:{port}", *extra),
@@ -119,21 +117,10 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def snmpd(workdir: Path) -> Iterator[str]:
-    binary = require_binary("snmpd", "/usr/sbin/snmpd")
-    port = free_port()
-    conf = workdir / "snmpd.conf"
-    conf.write_text(
-        "rocommunity public 127.0.0.1\n"
-        f'createUser {V3["username"]} SHA "{V3["password"]}" AES "{V3["priv_password"]}"\n'
-        f"rouser {V3['username']} priv\n"
-        "dontLogTCPWrappersConnects yes\n"
-    )
-    (workdir / "persist").mkdir()
-    proc = Proc([binary, "-f", "-C", "-c", str(conf), "-Lf", str(workdir / "snmpd.log"), f"udp:127.0.0.1:{port}"],
-                workdir / "snmpd.out", env={"SNMP_PERSISTENT_DIR": str(workdir / "persist"), "MIBS": "",
-                                            "MIBDIRS": str(workdir)})
+    v3 = (f'createUser {V3["username"]} SHA "{V3["password"]}" AES "{V3["priv_password"]}"\n'
+          f"rouser {V3['username']} priv\n")
+    proc, port = start_snmpd(workdir, v3)
     try:
-        wait_snmp(port)
         yield f"127.0.0.1:{port}"
     finally:
         proc.stop()

@@ -7,9 +7,8 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,13 @@ from sotp.config import Config
 from sotp.model import Matcher, MatchOp
 from sotp.storage import Storage, open_storage
 from sotp.storage.configs import config_store_for
-from tests.conftest import REPO, STORAGE_BACKENDS, free_port, require_binary, storage_location, wait_for_port
+from tests.conftest import (
+    REPO,
+    STORAGE_BACKENDS,
+    free_port,
+    sshd_server,
+    storage_location,
+)
 from tests.worker.backup.devsim import DeviceSim
 from worker.backup.config import BackupConfig, Device
 from worker.backup.scheduler import BackupRunner
@@ -128,7 +133,9 @@ async def test_failures_are_isolated_and_never_leak_secrets(
     assert results["r1"].ok
     assert not results["badauth"].ok and results["badauth"].reason == "auth"
     assert not results["hung"].ok and results["hung"].reason in ("timeout", "session")
-    assert not results["gone"].ok and results["gone"].reason in ("unreachable", "timeout")
+    # A closed port is refused at once, not reported as a timeout (issue 23, point 6).
+    assert not results["gone"].ok and results["gone"].reason == "refused", results["gone"].error
+    assert "connection refused" in results["gone"].error and "timed out" not in results["gone"].error
     for name in ("badauth", "hung", "gone"):
         assert await latest_value(storage, "sotp_config_backup_success", name) == 0.0
         assert name in results[name].error
@@ -140,36 +147,10 @@ async def test_failures_are_isolated_and_never_leak_secrets(
 
 
 @pytest.fixture
-def sshd(tmp_path: Path) -> tuple[int, Path]:
+def sshd(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     """A real OpenSSH server on a loopback port that accepts root with a key made for the test."""
-    sshd_bin = require_binary("sshd", "/usr/sbin/sshd")
-    keygen = require_binary("ssh-keygen")
-    for name in ("host_key", "client_key"):
-        subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / name)], check=True)
-    (tmp_path / "authorized_keys").write_text((tmp_path / "client_key.pub").read_text())
-    os.makedirs("/run/sshd", exist_ok=True)
-    port = free_port()
-    conf = tmp_path / "sshd_config"
-    conf.write_text(textwrap.dedent(f"""\
-        Port {port}
-        ListenAddress 127.0.0.1
-        HostKey {tmp_path / 'host_key'}
-        PidFile {tmp_path / 'sshd.pid'}
-        AuthorizedKeysFile {tmp_path / 'authorized_keys'}
-        PermitRootLogin prohibit-password
-        PasswordAuthentication no
-        KbdInteractiveAuthentication no
-        StrictModes no
-        UsePAM no
-        """))
-    with open(tmp_path / "sshd.log", "wb") as log:
-        proc = subprocess.Popen([sshd_bin, "-D", "-e", "-f", str(conf)], stderr=log)
-        try:
-            wait_for_port(port)
-            yield port, tmp_path / "client_key"  # type: ignore[misc]
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    with sshd_server(tmp_path) as server:
+        yield server
 
 
 async def test_linux_device_through_real_openssh(storage: Storage, sshd: tuple[int, Path]) -> None:
@@ -247,6 +228,8 @@ def test_cli_run_and_diff(sims: dict[str, DeviceSim], tmp_path: Path, known_host
     r = sotp("run")
     assert r.returncode == 0, r.stderr
     assert "r1: ok" in r.stdout and "new version 1" in r.stdout
+    # paramiko's per-session INFO lines ("Connected (version 2.0, ...)") stay out of the CLI's output
+    assert "paramiko" not in r.stderr and "Connected (version" not in r.stderr, r.stderr
     sims["mx1"].config += '\nset interfaces ge-0/0/1 description "new link"'
     r = sotp("run", "--device", "mx1")
     assert r.returncode == 0 and "mx1: ok" in r.stdout and "new version 2" in r.stdout and "r1" not in r.stdout
