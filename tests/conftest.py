@@ -210,10 +210,17 @@ def backend_dsn(backend: str) -> str:
     return require_timescaledb() if backend == "timescaledb" else require_postgres()
 
 
+#: TimescaleDB test schemas: the extension asked for explicitly (a server that lost it fails the test
+#: instead of silently testing plain partitions), and a compression age beyond the tests' 1970-era data, so
+#: TimescaleDB's background scheduler does not compress chunks under a test that is not about compression
+#: (a deployment's recent chunks are likewise never compressed). test_timescaledb.py tests compression.
+TIMESCALE_TEST_OPTIONS = "timescaledb=on&compress_after=36500d"
+
+
 def backend_url(backend: str, dsn: str, schema: str, options: str = "") -> str:
-    """The storage URL of a fresh schema on ``backend``; TimescaleDB is asked for with ``timescaledb=on``
-    so a server that lost the extension fails the test instead of silently testing plain partitions."""
-    extra = "timescaledb=on" if backend == "timescaledb" else ""
+    """The storage URL of a fresh schema on ``backend`` (see :data:`TIMESCALE_TEST_OPTIONS`); ``options``
+    come last, so a test's own ``compress_after`` wins."""
+    extra = TIMESCALE_TEST_OPTIONS if backend == "timescaledb" else ""
     return with_schema(dsn, schema, "&".join(o for o in (extra, options) if o))
 
 

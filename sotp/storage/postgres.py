@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import struct
@@ -762,19 +763,29 @@ class _PgAppender:
         self._staging = Staging()
 
 
-async def migrate(url: str) -> tuple[str, list[int]]:
+async def migrate(url: str, convert_to: str | None = None) -> tuple[str, list[int]]:
     """``sotp db migrate``: apply pending migrations to the store at ``url``; returns ``(mode, versions
-    applied)`` where mode is ``timescaledb`` or ``partitions``. Idempotent."""
+    applied)`` where mode is ``timescaledb`` or ``partitions``. Idempotent.
+
+    ``convert_to`` (``sotp db migrate --convert-to``) then rebuilds the samples table in that mode
+    (:func:`schema.convert`); the URL's ``timescaledb`` option is not checked against the recorded mode then,
+    since changing it is the point."""
     if not url.startswith(("postgresql:", "postgres:")):
         raise ConfigError(f"sotp db migrate needs a postgresql:// storage URL, got {url!r}")
     store = PostgresStorage(url)
     opts = store.options
+    if convert_to is not None:
+        opts = dataclasses.replace(opts, timescaledb="auto")
     try:
         conn = await psycopg.AsyncConnection.connect(opts.conninfo, autocommit=True)
     except psycopg.OperationalError as err:
         raise StorageUnavailable(f"cannot connect to PostgreSQL at {store._where}: {err}") from err
     async with conn:
-        return await schema.migrate(conn, opts)
+        mode, applied = await schema.migrate(conn, opts)
+        if convert_to is not None:
+            await schema.convert(conn, opts, convert_to)
+            mode = convert_to
+        return mode, applied
 
 
 __all__ = ["PostgresStorage", "migrate"]

@@ -244,7 +244,7 @@ def choose_mode(opts: PgOptions, found: timescale.Availability) -> str:
         )
     log.warning(
         "storage: TimescaleDB not used for schema %s, native partitions instead: %s. A schema keeps the "
-        "mode it starts with: fix this before the first start, or see docs/storage.md (switching modes)",
+        "mode it starts with: once fixed, convert it with sotp db migrate --storage URL --convert-to timescaledb",
         opts.schema, found.problem,
     )
     return MODE_PARTITIONS
@@ -255,17 +255,91 @@ def check_mode(mode: str, opts: PgOptions, found: timescale.Availability) -> Non
     if mode == MODE_TIMESCALE and opts.timescaledb == "off":
         raise ConfigError(
             f"schema {opts.schema} holds a TimescaleDB hypertable (it was initialised with TimescaleDB) but "
-            "the storage URL says timescaledb=off; a schema keeps its mode: use timescaledb=auto, or a new "
-            "schema for native partitions"
+            "the storage URL says timescaledb=off; a schema keeps its mode: use timescaledb=auto, or convert it "
+            "with sotp db migrate --storage URL --convert-to partitions (services stopped)"
         )
     if mode == MODE_TIMESCALE and not found.usable:
         raise ConfigError(f"schema {opts.schema} holds a TimescaleDB hypertable but {found.problem}")
     if mode == MODE_PARTITIONS and opts.timescaledb == "on":
         raise ConfigError(
             f"schema {opts.schema} was initialised with native partitions (no TimescaleDB) and a schema "
-            "keeps its mode: the storage URL's timescaledb=on does not convert it; use timescaledb=auto, "
-            "or a new schema for TimescaleDB"
+            "keeps its mode: the storage URL's timescaledb=on does not convert it; convert it with sotp db "
+            "migrate --storage URL --convert-to timescaledb (services stopped), or use timescaledb=auto"
         )
+
+
+#: Renames every native partition of sotp_samples_old out of the way (its name gets ``_old``), so the new
+#: table's partitions can take the usual names.
+_RENAME_OLD_PARTITIONS = r"""
+DO $$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+           WHERE i.inhparent = 'sotp_samples_old'::regclass
+  LOOP
+    EXECUTE format('ALTER TABLE %I RENAME TO %I', r.name, r.name || '_old');
+  END LOOP;
+END $$
+"""
+
+
+async def convert(conn: psycopg.AsyncConnection[Any], opts: PgOptions, target: str) -> tuple[str, int]:
+    """``sotp db migrate --convert-to``: rebuild ``sotp_samples`` of an up-to-date schema in mode ``target``
+    with every block row, in one transaction (a failure changes nothing). Returns ``(mode before, rows
+    moved)``; nothing happens when the schema already has ``target``.
+
+    The table is locked for the copy; services using the schema must be stopped first and started after
+    (they keep the mode and partitions they opened with)."""
+    if target not in (MODE_TIMESCALE, MODE_PARTITIONS):
+        raise ConfigError(f"cannot convert to {target!r}: use {MODE_TIMESCALE} or {MODE_PARTITIONS}")
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('sotp_migrate:' || %s))", (opts.schema,))
+        await timescale.set_search_path(conn, opts.schema, local=True)
+        cur = await conn.execute("SELECT value FROM sotp_meta WHERE key = 'mode'")
+        row = await cur.fetchone()
+        before = str(row[0]) if row else MODE_PARTITIONS
+        if before == target:
+            return before, 0
+        if target == MODE_TIMESCALE:
+            found = await timescale.probe(conn)
+            if not found.usable:
+                raise ConfigError(f"cannot convert schema {opts.schema} to TimescaleDB: {found.problem}")
+            await timescale.ensure_extension(conn, found)
+            await timescale.set_search_path(conn, opts.schema, local=True)
+        stmts = [
+            "DROP VIEW sotp_samples_flat",
+            "ALTER TABLE sotp_samples RENAME TO sotp_samples_old",
+            "ALTER INDEX sotp_samples_series_tmax RENAME TO sotp_samples_old_series_tmax",
+        ]
+        if before == MODE_PARTITIONS:
+            stmts.append(_RENAME_OLD_PARTITIONS)
+        partition_clause = " PARTITION BY RANGE (t_min)" if target == MODE_PARTITIONS else ""
+        stmts += [
+            "CREATE TABLE sotp_samples (series_id bigint NOT NULL, t_min bigint NOT NULL, t_max bigint NOT NULL, "
+            "ts bigint[] NOT NULL, vals float8[] NOT NULL)" + partition_clause,
+            "CREATE INDEX sotp_samples_series_tmax ON sotp_samples (series_id, t_max)",
+        ]
+        if target == MODE_TIMESCALE:
+            stmts += timescale.hypertable_statements(opts.partition_ms, opts.compress_after_ms)
+        for stmt in stmts:
+            await conn.execute(stmt)  # type: ignore[arg-type]  # our own constant SQL
+        if target == MODE_PARTITIONS:
+            p = opts.partition_ms
+            # Floored as Python's // (PostgreSQL's / truncates towards zero).
+            cur = await conn.execute(
+                "SELECT DISTINCT t_min - mod(mod(t_min, %(p)s) + %(p)s, %(p)s) FROM sotp_samples_old", {"p": p}
+            )
+            await create_partitions(conn, opts.schema, [int(r[0]) for r in await cur.fetchall()], p)
+        cur = await conn.execute(
+            "INSERT INTO sotp_samples (series_id, t_min, t_max, ts, vals) "
+            "SELECT series_id, t_min, t_max, ts, vals FROM sotp_samples_old"
+        )
+        moved = max(cur.rowcount, 0)
+        await conn.execute("DROP TABLE sotp_samples_old")
+        await conn.execute(_FLAT_VIEW)  # type: ignore[arg-type]  # our own constant SQL
+        await conn.execute("UPDATE sotp_meta SET value = %s WHERE key = 'mode'", (target,))
+        log.info("storage: schema %s converted from %s to %s (%d block rows)", opts.schema, before, target, moved)
+    return before, moved
 
 
 # -- native partitions -------------------------------------------------------------------------------

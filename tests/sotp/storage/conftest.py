@@ -8,11 +8,16 @@ from pathlib import Path
 import pytest
 
 from sotp.storage import Storage, open_storage
-from tests.conftest import STORAGE_BACKENDS, drop_schema, require_postgres, storage_location
+from tests.conftest import STORAGE_BACKENDS, drop_schema, require_postgres, storage_location, with_schema
 
 BACKENDS = STORAGE_BACKENDS
 
 StorageFactory = Callable[[], Awaitable[Storage]]
+
+
+def pg_url_for(schema: str) -> str:
+    """The plain PostgreSQL test server's storage URL for ``schema`` (see also ``storage_location``)."""
+    return with_schema(require_postgres(), schema)
 
 
 async def drop_pg_schema(schema: str) -> None:

@@ -13,10 +13,11 @@ from sotp.storage.configs import DeviceInfo, config_store_for
 from tests.conftest import storage_location
 
 
-async def test_issue17_postgres_config_store_uses_the_storage_pool(monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("backend", ["postgres", "timescaledb"])
+async def test_issue17_postgres_config_store_uses_the_storage_pool(backend: str, monkeypatch: pytest.MonkeyPatch,
                                                                     tmp_path: Path) -> None:
     """A spy on psycopg's connect counts new connections: the store used to open one per call."""
-    with storage_location("postgres", tmp_path, "pool_max=2") as url:
+    with storage_location(backend, tmp_path, "pool_max=2") as url:
         storage = open_storage(url)
         await storage.open()
         store = config_store_for(storage)

@@ -6,9 +6,11 @@ test_conformance.py.)"""
 from __future__ import annotations
 
 import logging
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,7 @@ from sotp.model import STALE_NAN, Labels, Matcher, MatchOp
 from sotp.storage.pg import timescale
 from sotp.storage.postgres import PostgresStorage
 from tests.conftest import (
+    REPO,
     backend_dsn,
     drop_schema,
     new_schema,
@@ -27,6 +30,7 @@ from tests.conftest import (
     require_timescaledb,
     require_timescaledb_not_preloaded,
     sotp_cmd,
+    storage_location,
     with_schema,
 )
 from tests.sotp.storage.test_postgres import flush_all
@@ -120,16 +124,35 @@ def chunks(dsn: str, schema: str) -> list[tuple[int, int, bool]]:
     return [(int(a), int(b), bool(c)) for a, b, c in rows]
 
 
-def run_job(dsn: str, schema: str, kind: str) -> None:
-    """Run the hypertable's compression or retention policy now, as TimescaleDB's scheduler would."""
-    ids = [r[0] for r in sql(
+def pause_policies(dsn: str, schema: str) -> dict[str, int]:
+    """Take the hypertable's policies off TimescaleDB's schedule and wait for a background run under way;
+    returns ``{"policy_compression"|"policy_retention": job id}``.
+
+    The scheduler runs a new policy within seconds of its creation; a test's own run at the same moment
+    fights over the same chunks (one compression fails, compression and retention deadlock)."""
+    jobs = dict(sql(
         dsn,
-        "SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_schema = %s "
-        "AND hypertable_name = 'sotp_samples' AND proc_name = %s",
-        schema, f"policy_{kind}",
-    )]
-    assert len(ids) == 1, f"expected one {kind} policy on {schema}.sotp_samples, found {ids}"
-    sql(dsn, "CALL run_job(%s)", ids[0])
+        "SELECT proc_name, job_id FROM timescaledb_information.jobs WHERE hypertable_schema = %s "
+        "AND hypertable_name = 'sotp_samples' AND proc_name IN ('policy_compression', 'policy_retention')",
+        schema,
+    ))
+    for job_id in jobs.values():
+        sql(dsn, "SELECT alter_job(%s, scheduled => false)", job_id)
+    deadline = time.monotonic() + 120
+    # A background run shows as e.g. "Columnstore Policy [1004]" in pg_stat_activity.
+    while sql(dsn, "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE ANY(%s)",
+              [f"% [{j}]" for j in jobs.values()]) != [(0,)]:
+        assert time.monotonic() < deadline, "a background policy run did not finish within 120 s"
+        time.sleep(0.2)
+    return {str(k): int(v) for k, v in jobs.items()}
+
+
+def run_job(dsn: str, schema: str, kind: str) -> None:
+    """Run the hypertable's compression or retention policy now, as TimescaleDB's scheduler would (with the
+    scheduler's own runs paused, see :func:`pause_policies`)."""
+    jobs = pause_policies(dsn, schema)
+    assert f"policy_{kind}" in jobs, f"no {kind} policy on {schema}.sotp_samples: {jobs}"
+    sql(dsn, "CALL run_job(%s)", jobs[f"policy_{kind}"])
 
 
 def today() -> int:
@@ -255,6 +278,7 @@ async def test_compressed_chunks_read_back_every_sample_identically(open_store: 
     dsn = require_timescaledb()
     store = await open_store(dsn, "compress_after=1d")
     schema = store.options.schema
+    pause_policies(dsn, schema)  # this test runs them itself
     start, end = today() - 3 * DAY, today() - DAY  # two whole chunks, both older than compress_after
     data = dataset(start, end)
     assert await write(store, data) == sum(len(ts) for ts, _ in data.values())
@@ -277,6 +301,7 @@ async def test_late_samples_into_a_compressed_chunk(open_store: Opener) -> None:
     dsn = require_timescaledb()
     store = await open_store(dsn, "compress_after=1d")
     schema = store.options.schema
+    pause_policies(dsn, schema)  # this test runs them itself
     start = today() - 3 * DAY
     data = dataset(start, start + 6 * HOUR, 2)
     await write(store, data)
@@ -307,6 +332,7 @@ async def test_retention_policy_drops_whole_chunks(open_store: Opener) -> None:
     dsn = require_timescaledb()
     store = await open_store(dsn, "compress_after=1d")
     schema = store.options.schema
+    pause_policies(dsn, schema)  # this test runs them itself
     days = [today() - k * DAY for k in (10, 5, 1)]
     data = {}
     for k, d in enumerate(days):
@@ -421,7 +447,8 @@ V1_HYPERTABLE = [
     "migrate_data => true)",
     "ALTER TABLE sotp_samples SET (timescaledb.compress, timescaledb.compress_segmentby = 'series_id', "
     "timescaledb.compress_orderby = 't_min')",
-    "SELECT add_compression_policy('sotp_samples', interval '1 day')",
+    # (version 1 also added a compression policy; left out here so that TimescaleDB's scheduler does not
+    # compress these chunks while the test does)
 ]
 
 
@@ -486,3 +513,98 @@ async def test_migration_3_converts_a_version_1_schema(backend: str, open_store:
         assert [c[0] for c in chunks(dsn, schema)] == [day, day + DAY]
     # Writes continue after the last migrated sample.
     await write(store, {Labels({"__name__": "cpu", "i": "0"}): (np.array([all_ts[-1] + STEP]), np.array([1.0]))})
+
+
+# -- switching modes: sotp db migrate --convert-to -------------------------------------------------------
+
+
+def migrate_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(sotp_cmd("db", "migrate", *args), cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+async def test_convert_between_modes_keeps_every_sample(open_store: Opener) -> None:
+    dsn = require_timescaledb()
+    native = await open_store(dsn, "timescaledb=off")
+    schema = native.options.schema
+    old = dataset(today() - 3 * DAY, today() - DAY, 2)  # two partitions of block rows...
+    recent = dataset(today() - HOUR, today() - HOUR + 20 * STEP, 2)  # ...and samples still in the head (log)
+    recent = {Labels({**lb, "when": "recent"}): v for lb, v in recent.items()}
+    await write(native, old)
+    await flush_all(native)
+    await write(native, recent)
+    want = expected({**old, **recent}, 0, today())
+    await native.close()
+    url = with_schema(dsn, schema)
+    done = migrate_cli("--storage", url, "--convert-to", "timescaledb")
+    assert done.returncode == 0, done.stderr
+    assert "(TimescaleDB hypertable)" in done.stdout
+    hyper = await open_store(dsn, "timescaledb=on", schema=schema)
+    assert hyper.mode == "timescaledb"
+    assert [c[0] for c in chunks(dsn, schema)] == [today() - 3 * DAY, today() - 2 * DAY]
+    assert await read(hyper, 0, today()) == want
+    await flush_all(hyper)  # the head's samples land in the hypertable now
+    run_job(dsn, schema, "compression")
+    await hyper.close()
+    back = migrate_cli("--storage", url, "--convert-to", "partitions")
+    assert back.returncode == 0, back.stderr
+    assert "(native partitions)" in back.stdout
+    again = await open_store(dsn, "timescaledb=off", schema=schema)
+    assert again.mode == "partitions"
+    assert await read(again, 0, today()) == want
+    assert sql(dsn, "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_schema = %s",
+               schema) == [(0,)]
+
+
+async def test_convert_to_timescaledb_refuses_without_a_usable_extension(schemas: list[tuple[str, str]]) -> None:
+    dsn = require_timescaledb_not_preloaded()
+    schema = new_schema("sotp_ts")
+    schemas.append((dsn, schema))
+    refused = migrate_cli("--storage", with_schema(dsn, schema, "timescaledb=off"), "--convert-to", "timescaledb")
+    assert refused.returncode == 2
+    assert "cannot convert schema" in refused.stderr and "shared_preload_libraries" in refused.stderr
+    # The schema stays as it was, usable in its own mode.
+    assert sql(dsn, f'SELECT value FROM "{schema}".sotp_meta WHERE key = %s', "mode") == [("partitions",)]
+
+
+async def test_remote_write_of_late_samples_into_a_compressed_chunk_is_204_or_400(tmp_path: Path) -> None:
+    """Through the real receiver: a late sample landing in a compressed chunk is stored (204), a sender's
+    retry of compressed samples is a no-op (204), an out-of-order one is the documented 400; never a 5xx."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from sotp.cli.serve import build_app
+    from sotp.codec.remote_write import encode_write_request
+    from sotp.config import Config
+    from sotp.web import CTX
+
+    headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy",
+               "X-Prometheus-Remote-Write-Version": "0.1.0"}
+    dsn = require_timescaledb()
+    start = today() - 3 * DAY
+    old = Labels({"__name__": "cpu", "i": "old"})
+    late = Labels({"__name__": "cpu", "i": "late"})
+    samples = [(start + k * STEP, float(k)) for k in range(240)]
+    config = Config()
+    with storage_location("timescaledb", tmp_path, "compress_after=1d") as config.server.storage:
+        async with TestClient(TestServer(build_app(config))) as client:
+
+            async def post(series: list[tuple[Labels, list[tuple[int, float]]]]) -> tuple[int, str]:
+                r = await client.post("/api/v1/write", data=encode_write_request(series), headers=headers)
+                return r.status, await r.text()
+
+            store = client.app[CTX].storage
+            schema = store.options.schema
+            pause_policies(dsn, schema)  # this test runs them itself
+            assert await post([(old, samples)]) == (204, "")
+            await flush_all(store)
+            run_job(dsn, schema, "compression")
+            assert [c[2] for c in chunks(dsn, schema)] == [True]
+            assert await post([(late, [(start + HOUR, 7.0)])]) == (204, "")
+            assert await post([(old, samples[100:140])]) == (204, "")  # a retry of compressed samples
+            status, reason = await post([(old, [(start + 30, 5.0)])])
+            assert status == 400 and "out-of-order" in reason, (status, reason)
+            r = await client.get("/api/v1/query_range", params={
+                "query": 'count_over_time(cpu[1d])', "start": str((start + DAY - STEP) / 1000),
+                "end": str((start + DAY - STEP) / 1000), "step": "60"})
+            body = await r.json()
+            counts = {m["metric"]["i"]: m["values"][0][1] for m in body["data"]["result"]}
+            assert counts == {"old": "240", "late": "1"}, body

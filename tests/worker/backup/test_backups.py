@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -21,7 +20,13 @@ from sotp.config import Config
 from sotp.model import Matcher, MatchOp
 from sotp.storage import Storage, open_storage
 from sotp.storage.configs import config_store_for
-from tests.conftest import PG_DSN, REPO, free_port, require_tcp, sshd_server
+from tests.conftest import (
+    REPO,
+    STORAGE_BACKENDS,
+    free_port,
+    sshd_server,
+    storage_location,
+)
 from tests.worker.backup.devsim import DeviceSim
 from worker.backup.config import BackupConfig, Device
 from worker.backup.scheduler import BackupRunner
@@ -44,25 +49,15 @@ def device(name: str, sim: DeviceSim, device_type: str, **kw: str) -> Device:
     return d
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
+@pytest.fixture(params=STORAGE_BACKENDS)
 async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    if request.param == "memory":
-        url = "memory://"
-    elif request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/sotp.db"
-    else:
-        require_tcp("127.0.0.1", 5432, "PostgreSQL")
-        schema = f"sotp_backup_{uuid.uuid4().hex[:10]}"
-        url = f"{PG_DSN}?schema={schema}"
-    store = open_storage(url)
-    await store.open()
-    yield store
-    await store.close()
-    if request.param == "postgres":
-        import psycopg
-
-        async with await psycopg.AsyncConnection.connect(PG_DSN, autocommit=True) as conn:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    with storage_location(request.param, tmp_path) as url:
+        store = open_storage(url)
+        await store.open()
+        try:
+            yield store
+        finally:
+            await store.close()
 
 
 async def latest_value(storage: Storage, name: str, dev: str) -> float:
