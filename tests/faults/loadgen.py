@@ -98,6 +98,7 @@ class Result:
     abandoned: int = 0
     unavailable_without_retry_after: int = 0
     retries: int = 0
+    failure_texts: dict[int, str] = field(default_factory=dict)
 
     @property
     def failures(self) -> int:
@@ -188,6 +189,7 @@ class Run:
                         res.unavailable_without_retry_after += 1
                 if 200 <= status < 300:
                     break
+                res.failure_texts.setdefault(status, text)
                 if status not in RETRIED:
                     res.rejected.append(f"sender {sender} round {r}: {status} {text}")
                     break
