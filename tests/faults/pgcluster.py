@@ -3,6 +3,7 @@ port on 127.0.0.1, run as the ``postgres`` user with the machine's binaries. Nev
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -66,8 +67,6 @@ def private_cluster() -> Iterator[Cluster]:
         cluster.start()
         yield cluster
     finally:
-        try:
+        with contextlib.suppress(RuntimeError):  # already stopped (the test failed while it was down)
             cluster.crash()
-        except RuntimeError:
-            pass  # already stopped (the test failed while it was down)
         shutil.rmtree(root, ignore_errors=True)
