@@ -6,15 +6,19 @@ to the buffer directory, and every later batch goes to disk behind them until th
 so batches always leave in the order they were collected — across restarts too, since the directory is
 read back at start-up.
 
-On disk each batch is one file ``<seq:016d>-<samples>.rw`` (written to ``.tmp`` then renamed, so a crash
-never leaves half a batch). The directory is bounded by ``max_bytes``: when a new batch does not fit,
-the oldest batches are deleted first, counted in ``dropped_samples`` and logged.
+On disk each batch is one file ``<seq:016d>-<samples>-<crc32:08x>.rw`` (written to ``.tmp``, fsynced, then
+renamed, so a crash never leaves half a batch under a ``.rw`` name). The CRC-32 of the body in the name
+catches what the rename cannot: a file torn or damaged by the disk or by hand is skipped with a logged
+reason and counted as dropped, never sent and never a crash (files of older agents, named without it, are
+sent unchecked). The directory is bounded by ``max_bytes``: when a new batch does not fit, the oldest
+batches are deleted first, counted in ``dropped_samples`` and logged.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import zlib
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,13 +41,17 @@ class Buffer:
         self.dir.mkdir(parents=True, exist_ok=True)
         for stale in self.dir.glob("*.tmp"):  # a crash between write and rename
             stale.unlink(missing_ok=True)
-        # (seq, samples, size) per file, oldest first; plain ints because a long outage holds ~10^4 batches
-        # and the agent's memory budget is small (the path is rebuilt from seq and samples)
-        self._disk: deque[tuple[int, int, int]] = deque()
+        # (seq, samples, size, crc) per file, oldest first (crc -1: an older agent's file, no checksum);
+        # plain ints because a long outage holds ~10^4 batches and the agent's memory budget is small (the
+        # path is rebuilt from them)
+        self._disk: deque[tuple[int, int, int, int]] = deque()
         for p in sorted(self.dir.glob("*.rw")):
-            seq_s, _, samples_s = p.stem.partition("-")
+            parts = p.stem.split("-")
             try:
-                self._disk.append((int(seq_s), int(samples_s), p.stat().st_size))
+                crc = int(parts[2], 16) if len(parts) == 3 else -1
+                if len(parts) not in (2, 3):
+                    raise ValueError(p.stem)
+                self._disk.append((int(parts[0]), int(parts[1]), p.stat().st_size, crc))
             except (ValueError, OSError):
                 log.warning("ignoring unexpected file %s in the buffer directory", p)
         self._mem: deque[Batch] = deque()
@@ -84,16 +92,21 @@ class Buffer:
 
     def peek(self) -> Batch | None:
         """The oldest batch, or None."""
-        if self._disk:
-            seq, samples, _ = self._disk[0]
-            path = self._path(seq, samples)
+        while self._disk:
+            seq, samples, _, crc = self._disk[0]
+            path = self._path(seq, samples, crc)
             try:
-                return Batch(seq, samples, path.read_bytes(), path)
+                body = path.read_bytes()
             except OSError as err:
-                log.error("cannot read buffered batch %s, dropping it (%d samples): %s", path, samples, err)
-                self._pop_disk()
-                self.dropped_samples += samples
-                return self.peek()
+                reason = f"cannot read it: {err}"
+            else:
+                if crc < 0 or zlib.crc32(body) == crc:
+                    return Batch(seq, samples, body, path)
+                reason = (f"its {len(body)} bytes do not match the checksum in its name (a torn write or a "
+                          "damaged disk)")
+            log.error("skipping buffered batch %s (%d samples, counted as dropped): %s", path, samples, reason)
+            self._pop_disk()
+            self.dropped_samples += samples
         return self._mem[0] if self._mem else None
 
     def pop(self, batch: Batch) -> None:
@@ -105,12 +118,12 @@ class Buffer:
             self._mem.popleft()
 
     # -- disk ----------------------------------------------------------------------------------------
-    def _path(self, seq: int, samples: int) -> Path:
-        return self.dir / f"{seq:016d}-{samples}.rw"
+    def _path(self, seq: int, samples: int, crc: int) -> Path:
+        return self.dir / (f"{seq:016d}-{samples}.rw" if crc < 0 else f"{seq:016d}-{samples}-{crc:08x}.rw")
 
     def _pop_disk(self) -> None:
-        seq, samples, size = self._disk.popleft()
-        self._path(seq, samples).unlink(missing_ok=True)
+        seq, samples, size, crc = self._disk.popleft()
+        self._path(seq, samples, crc).unlink(missing_ok=True)
         self.disk_bytes -= size
         self._disk_samples -= samples
 
@@ -130,7 +143,8 @@ class Buffer:
             self.dropped_samples += dropped_samples
             log.warning("buffer %s full (%d bytes, --buffer-max-bytes): dropped the %d oldest batches "
                         "(%d samples)", self.dir, self.max_bytes, dropped_batches, dropped_samples)
-        path = self._path(batch.seq, batch.samples)
+        crc = zlib.crc32(batch.body)
+        path = self._path(batch.seq, batch.samples, crc)
         tmp = path.with_suffix(".tmp")
         try:
             with open(tmp, "wb") as fh:
@@ -143,6 +157,6 @@ class Buffer:
             tmp.unlink(missing_ok=True)
             self.dropped_samples += batch.samples
             return
-        self._disk.append((batch.seq, batch.samples, size))
+        self._disk.append((batch.seq, batch.samples, size, crc))
         self.disk_bytes += size
         self._disk_samples += batch.samples

@@ -80,3 +80,19 @@ def test_crash_leftovers_are_cleaned(tmp_path: Path) -> None:
     buf = Buffer(tmp_path, 1 << 20)
     assert not list(tmp_path.glob("*.tmp"))
     assert drain(buf) == [b"whole"]
+
+
+@pytest.mark.parametrize("damage", ["torn", "flipped", "emptied"])
+def test_damaged_batch_is_skipped_with_its_reason(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                  damage: str) -> None:
+    buf = Buffer(tmp_path, 1 << 20)
+    for body in (b"first batch", b"second batch", b"third batch"):
+        buf.push(body, 4)
+    buf.spill()
+    second = sorted(tmp_path.glob("*.rw"))[1]
+    data = second.read_bytes()
+    second.write_bytes({"torn": data[:5], "flipped": bytes([data[0] ^ 1]) + data[1:], "emptied": b""}[damage])
+    again = Buffer(tmp_path, 1 << 20)  # the agent restarts on the damaged directory
+    assert drain(again) == [b"first batch", b"third batch"]
+    assert again.dropped_samples == 4 and not list(tmp_path.glob("*.rw"))
+    assert f"skipping buffered batch {second}" in caplog.text and "do not match the checksum" in caplog.text

@@ -51,12 +51,12 @@ def serve(tmp: Path, port: int, name: str) -> Proc:
     return p
 
 
-def agent(tmp: Path, port: int, *extra: str) -> Proc:
+def agent(tmp: Path, port: int, *extra: str, name: str = "agent") -> Proc:
     return Proc(
         sotp_cmd("--log-level", "debug", "agent", "--url", f"http://127.0.0.1:{port}/api/v1/write",
                  "--interval", f"{int(INTERVAL * 1000)}ms", "--buffer-dir", str(tmp / "buf"),
                  "--instance", "web-1", "--label", "env=test", "--max-backoff", "500ms", *extra),
-        tmp / "agent.log",
+        tmp / f"{name}.log",
     )
 
 
@@ -177,3 +177,4 @@ def test_token_auth_against_sotp_serve(tmp_path: Path) -> None:
         rx.stop()
     stored = read_back(tmp_path / "db", Matcher("__name__", MatchOp.EQ, "sotp_agent_collections_total"))
     assert {lb["instance"] for lb in stored} == {"web-1"}
+
