@@ -242,7 +242,7 @@ class Row:
     """One scenario's line of the fault table."""
 
     scenario: str
-    requests_acked: int
+    requests_acked: int | None  # None: the sender does not report it (Prometheus)
     samples_acked: int
     samples_read: int
     lost: int
@@ -253,7 +253,8 @@ class Row:
               "retried answers")
 
     def cells(self) -> tuple[str, ...]:
-        return (self.scenario, f"{self.requests_acked:,}", f"{self.samples_acked:,}", f"{self.samples_read:,}",
+        requests = "n/a" if self.requests_acked is None else f"{self.requests_acked:,}"
+        return (self.scenario, requests, f"{self.samples_acked:,}", f"{self.samples_read:,}",
                 str(self.lost), str(self.duplicated), f"{self.retried:,}")
 
 
