@@ -51,7 +51,7 @@ class Target:
 @contextmanager
 def serve_target(target: Target) -> Iterator[int]:
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             body = target.render()
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; version=0.0.4")
