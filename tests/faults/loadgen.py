@@ -114,7 +114,7 @@ class Run:
     """``plan`` sent to ``bases`` on a background thread; :meth:`wait_acked` and :meth:`finish` synchronise."""
 
     def __init__(self, bases: list[str], plan: Plan, deadline_s: float = 240.0, max_backoff_s: float = 0.5,
-                 path: str = "/api/v1/write"):
+                 path: str = "/api/v1/write", rounds: range | None = None):
         self.urls = [b + path for b in bases]
         self.plan = plan
         self.deadline_s = deadline_s
@@ -122,7 +122,8 @@ class Run:
         self.result = Result()
         self._lock = threading.Lock()
         self._next_url = 0
-        self._bodies = [[plan.body(s, r) for r in range(plan.rounds)] for s in range(plan.senders)]
+        self.rounds = rounds if rounds is not None else range(plan.rounds)
+        self._bodies = [[(r, plan.body(s, r)) for r in self.rounds] for s in range(plan.senders)]
         self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="loadgen", daemon=True)
         self._error: BaseException | None = None
 
@@ -176,7 +177,7 @@ class Run:
 
     async def _sender(self, session: aiohttp.ClientSession, sender: int, deadline: float) -> None:
         res = self.result
-        for r, body in enumerate(self._bodies[sender]):
+        for r, body in self._bodies[sender]:
             backoff = 0.05
             while True:
                 status, retry_after, text = await self._post(session, body)
@@ -207,6 +208,14 @@ class Run:
                 return resp.status, "Retry-After" in resp.headers, text
         except (aiohttp.ClientError, TimeoutError, OSError) as err:
             return 0, False, f"{type(err).__name__}: {err}"
+
+
+def resend(bases: list[str], plan: Plan, rounds: range) -> None:
+    """Send the plan's requests of ``rounds`` again, as a sender does when a 204 was lost: data already
+    stored must be acknowledged again (204, never an out-of-order 400) and stay stored once, on any replica."""
+    again = Run(bases, plan, rounds=rounds).start().finish()
+    assert again.statuses == Counter({204: plan.senders * len(rounds)}), (
+        f"a resend of stored data was answered {dict(again.statuses)}: {again.rejected[:3]}")
 
 
 def read_back(base: str, plan: Plan, timeout_s: float = 120.0) -> dict[SeriesKey, list[tuple[int, float]]]:

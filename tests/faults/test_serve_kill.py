@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import storage_location
-from tests.faults.loadgen import Plan, Run, check, read_back
+from tests.faults.loadgen import Plan, Run, check, read_back, resend
 from tests.faults.servers import Serve
 
 pytestmark = pytest.mark.integration
@@ -27,6 +27,7 @@ def test_kill_9_under_load_then_restart(backend: str, tmp_path: Path) -> None:
             run.wait_failures()
             serve.start()  # the same store on the same address; the senders' retries land here
             result = run.finish()
+            resend([serve.base], plan, range(plan.rounds // 3 - 10, plan.rounds // 3 + 10))  # around the kill
             check(f"kill -9 serve, restart ({backend})", result, read_back(serve.base, plan))
         finally:
             serve.stop()
@@ -48,6 +49,8 @@ def test_two_replicas_one_killed_under_load(backend: str, tmp_path: Path) -> Non
             a.kill9()
             run.wait_failures()
             result = run.finish()
+            # the rounds both replicas stored, all sent to the survivor
+            resend([b.base], plan, range(plan.rounds // 3))
             check("two replicas, one kill -9 (postgres)", result, read_back(b.base, plan))
         finally:
             a.stop()
