@@ -348,7 +348,7 @@ async def handle_delete(request: web.Request) -> web.Response:
 
 def go_float(v: float) -> str:
     """``v`` as Go's ``strconv.FormatFloat(v, 'g', -1, 64)`` writes it (Pushgateway's API values):
-    the shortest digits, exponent form from 1e21 up or below 1e-4."""
+    the shortest digits, exponent form from 1e6 up or below 1e-4."""
     if math.isnan(v):
         return "NaN"
     if math.isinf(v):
@@ -360,7 +360,7 @@ def go_float(v: float) -> str:
     point = len(digits) + int(exp)  # digits before the decimal point
     x = point - 1
     neg = "-" if sign else ""
-    if x < -4 or x >= 21:
+    if x < -4 or x >= 6:  # shortest form: Go decides with precision 6
         mant = ds[0] + ("." + ds[1:] if len(ds) > 1 else "")
         return f"{neg}{mant}e{'-' if x < 0 else '+'}{abs(x):02d}"
     if point <= 0:

@@ -75,7 +75,8 @@ _PUT = (
     "ON CONFLICT (ns, key) DO UPDATE SET gen = excluded.gen, value = excluded.value"
 )
 # One statement, so the generation and the rows come from one snapshot (READ COMMITTED takes one per
-# statement); the generation row is repeated on every row, and alone (key NULL) when nothing changed.
+# statement); the generation row is repeated on every row, and alone (key NULL) when nothing changed. The
+# second parameter says whether tombstones are wanted (a catch-up needs them, a full load does not).
 _LOAD = (
     "SELECT g.gen, g.purged, s.key, s.value FROM sotp_state_gen g LEFT JOIN sotp_state s "
     "ON s.ns = g.ns AND s.gen > ? AND (? OR s.value IS NOT NULL) WHERE g.ns = ?"
@@ -231,9 +232,9 @@ class SQLiteStateStore:
             full = since < 0
             conn.execute("BEGIN")  # one snapshot for both statements
             try:
-                rows = conn.execute(_LOAD, (since if not full else -1, full, namespace)).fetchall()
+                rows = conn.execute(_LOAD, (since if not full else -1, not full, namespace)).fetchall()
                 if rows and not full and (since < int(rows[0][1]) or since > int(rows[0][0])):
-                    rows = conn.execute(_LOAD, (-1, True, namespace)).fetchall()
+                    rows = conn.execute(_LOAD, (-1, False, namespace)).fetchall()
             finally:
                 conn.execute("COMMIT")
             return list(rows)
@@ -280,10 +281,10 @@ class PostgresStateStore:
     async def load(self, namespace: str, since: int) -> StateSnapshot:
         async with self._storage.connection() as conn:
             full = since < 0
-            cur = await conn.execute(_pg(_LOAD), (since if not full else -1, full, namespace))
+            cur = await conn.execute(_pg(_LOAD), (since if not full else -1, not full, namespace))
             rows = await cur.fetchall()
             if rows and not full and (since < int(rows[0][1]) or since > int(rows[0][0])):
-                cur = await conn.execute(_pg(_LOAD), (-1, True, namespace))
+                cur = await conn.execute(_pg(_LOAD), (-1, False, namespace))
                 rows = await cur.fetchall()
         snap = _snapshot(rows, since)
         if snap.full:
