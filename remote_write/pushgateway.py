@@ -50,7 +50,7 @@ from sotp.config import Config, from_dict, parse_duration
 from sotp.errors import ConfigError, DecodeError, SotpError, UnsupportedMediaType
 from sotp.metadata import metadata_store
 from sotp.model import InvalidLabels, Labels, validate_label_name
-from sotp.storage.state import StateChange, StateConflict, attach_state, state_store_for
+from sotp.storage.state import StateChange, StateConflict, StateSnapshot, attach_state, state_store_for
 from sotp.web import CTX, ServerContext, authorize
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,9 @@ class Gateway:
 
     async def sync(self) -> None:
         """Catch the mirror up with the stored groups (the rows committed since :attr:`generation`)."""
-        snap = await self.state.load(pushstate.NAMESPACE, self.generation)
+        self._catch_up(await self.state.load(pushstate.NAMESPACE, self.generation))
+
+    def _catch_up(self, snap: StateSnapshot) -> None:
         if snap.full or snap.generation != self.generation:
             pushstate.load(self.groups, snap)
             self.generation = snap.generation
@@ -134,8 +136,8 @@ class Gateway:
     async def changing(self) -> AsyncIterator[None]:
         """Held while a change is planned and committed: this process's lock, the store's lock for the
         groups (every replica's), and the mirror up to date."""
-        async with self.lock, self.state.lock(pushstate.NAMESPACE):
-            await self.sync()
+        async with self.lock, self.state.locked(pushstate.NAMESPACE, self.generation) as snap:
+            self._catch_up(snap)
             yield
 
     async def change(self, plan_and_write: Callable[[], Awaitable[list[Plan]]]) -> list[Plan]:

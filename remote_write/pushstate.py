@@ -14,6 +14,7 @@ mirror up to date from what the store returns (the rows changed since the genera
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -40,24 +41,49 @@ def row_key(key: Labels) -> str:
     return json.dumps(_pairs(key), separators=(",", ":"), ensure_ascii=False)
 
 
+#: Series labels → their JSON (a pusher sends the same series every time, so each is encoded once).
+_LABELS_JSON: dict[Labels, str] = {}
+_CACHE_MAX: Final = 200_000
+
+
+def _labels_json(labels: Labels) -> str:
+    text = _LABELS_JSON.get(labels)
+    if text is None:
+        if len(_LABELS_JSON) >= _CACHE_MAX:
+            _LABELS_JSON.clear()
+        text = _LABELS_JSON[labels] = json.dumps(_pairs(labels), separators=(",", ":"), ensure_ascii=False)
+    return text
+
+
+def _num(v: float) -> str:
+    """A value as :func:`json.dumps` writes it (NaN and ±Infinity included)."""
+    if v != v:
+        return "NaN"
+    if v in (math.inf, -math.inf):
+        return "Infinity" if v > 0 else "-Infinity"
+    return repr(float(v))
+
+
+def _dump(obj: object) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
 def encode(group: Group) -> str:
-    """One group as JSON. Values keep NaN and ±Inf (Python's JSON extension; the column is text)."""
-    return json.dumps(
-        {
-            "v": _FORMAT,
-            "key": _pairs(group.key),
-            "tenant": list(group.tenant) if group.tenant is not None else None,
-            "families": group.families,
-            "series": [[_pairs(s), group.family[s], v] for s, v in group.series.items()],
-            "push_time": group.push_time,
-            "failure_time": group.failure_time,
-            "last_activity": group.last_activity,
-            "last_t_ms": group.last_t_ms,
-            "last_write": group.last_write,
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    """One group as JSON. Values keep NaN and ±Inf (Python's JSON extension; the column is text). Built
+    from cached per-series fragments: this runs once per push, inside the push's lock."""
+    series = ",".join(f"[{_labels_json(s)},{_dump(group.family[s])},{_num(v)}]" for s, v in group.series.items())
+    head = _dump({
+        "v": _FORMAT,
+        "key": _pairs(group.key),
+        "tenant": list(group.tenant) if group.tenant is not None else None,
+        "families": group.families,
+        "push_time": group.push_time,
+        "failure_time": group.failure_time,
+        "last_activity": group.last_activity,
+        "last_t_ms": group.last_t_ms,
+        "last_write": group.last_write,
+    })
+    return f'{head[:-1]},"series":[{series}]}}'
 
 
 def decode(text: str) -> Group:

@@ -65,7 +65,7 @@ from sotp.storage.pg.schema import MODE_TIMESCALE
 from sotp.storage.pg.series import SeriesIndex
 from sotp.storage.pg.tail import HEAD_MIN_KEY, SERIES_GC_KEY, LogTail
 from sotp.storage.staging import Batch, Staging
-from sotp.storage.state import StateChange, write_pg
+from sotp.storage.state import StateChange, pg_args, pg_conflict, write_pg
 
 log = logging.getLogger(__name__)
 
@@ -387,9 +387,15 @@ class PostgresStorage:
                            "running under the write; retry")
 
     async def _write_state(self, state: StateChange) -> None:
-        """A stored-state change with no new sample to go with it: its own transaction."""
-        async with self.connection() as conn, conn.transaction():
-            await write_pg(conn, state)
+        """A stored-state change with no new sample to go with it: one statement of its own."""
+        try:
+            async with self.connection() as conn:
+                await write_pg(conn, state)
+        except StorageError as err:
+            conflict = pg_conflict(err, state)
+            if conflict is not None:
+                raise conflict from err
+            raise
 
     async def _commit_batch(self, batch: Batch, state: StateChange | None = None) -> int:
         got, missing = self.index.lookup(batch.labels)
@@ -454,6 +460,9 @@ class PostgresStorage:
                 self._returned_at.clear()  # its siblings may be dead too: ping each before lending it
                 continue
             except StorageError as err:
+                conflict = pg_conflict(err, state) if state is not None else None
+                if conflict is not None:
+                    raise conflict from err
                 if not isinstance(err.__cause__, psycopg.errors.UndefinedTable):
                     raise
                 # Another process's retention dropped a partition this one still believed in.
@@ -476,19 +485,24 @@ class PostgresStorage:
         The shared advisory lock comes first (a flush holds it exclusively), then statements that read the
         boundary: in READ COMMITTED each takes its snapshot after the lock was granted, so a flush that
         finished while this write waited is seen. The log row is inserted only if the boundary is still
-        ``boundary``; without block rows or a stored-state change (the usual case) the whole transaction is
-        one statement (``sotp_wal_append``, migration 2), one round trip.
+        ``boundary``; without block rows (the usual case) the whole transaction is one statement
+        (``sotp_wal_append``, migration 2, or ``sotp_wal_append_state`` with a stored-state change), one
+        round trip.
         """
         seq: int | None = None
         async with self.connection() as conn:
-            if not block_rows and state is None:
+            if not block_rows:
                 runs = Runs.from_samples(sid, ts, vs)
                 rec = walrec.encode(runs.sids, runs.counts, ts, vs)
-                cur = await conn.execute(
-                    "SELECT sotp_wal_append(%s, %s, %s, %s, %s, %s, %b, %b, %b, %b)",
-                    (self._flush_key, boundary, self._series_gen, rec.t_min, rec.t_max, rec.n, rec.sids,
-                     rec.counts, rec.ts, rec.vals),
-                )
+                args = (self._flush_key, boundary, self._series_gen, rec.t_min, rec.t_max, rec.n, rec.sids,
+                        rec.counts, rec.ts, rec.vals)
+                if state is None:
+                    cur = await conn.execute("SELECT sotp_wal_append(%s, %s, %s, %s, %s, %s, %b, %b, %b, %b)", args)
+                else:  # the log row and the state change in one statement (migration 5)
+                    cur = await conn.execute(
+                        "SELECT sotp_wal_append_state(%s, %s, %s, %s, %s, %s, %b, %b, %b, %b, %s, %s, %s, %s)",
+                        (*args, *pg_args(state)),
+                    )
                 got = await cur.fetchone()
                 if got is not None and got[0] is not None:
                     return int(got[0]), None

@@ -81,6 +81,36 @@ _LOAD = (
     "SELECT g.gen, g.purged, s.key, s.value FROM sotp_state_gen g LEFT JOIN sotp_state s "
     "ON s.ns = g.ns AND s.gen > ? AND (? OR s.value IS NOT NULL) WHERE g.ns = ?"
 )
+#: PostgreSQL: the compare-and-set and the row writes as one function (migration 5), so a change costs one
+#: statement; in the write path it runs inside ``sotp_wal_append_state`` with the samples' log row. A
+#: conflict raises SQLSTATE :data:`CONFLICT_SQLSTATE`, which aborts the whole statement's transaction.
+CONFLICT_SQLSTATE = "SOTPC"
+PG_FUNCTIONS = (
+    "CREATE FUNCTION sotp_state_write(state_ns text, expect bigint, keys text[], vals text[]) RETURNS bigint "
+    "LANGUAGE plpgsql VOLATILE AS $fn$ "
+    "DECLARE new_gen bigint; "
+    "BEGIN "
+    "  INSERT INTO sotp_state_gen (ns, gen, purged) VALUES (state_ns, 0, 0) ON CONFLICT (ns) DO NOTHING; "
+    "  UPDATE sotp_state_gen SET gen = gen + 1 WHERE ns = state_ns AND gen = expect RETURNING gen INTO new_gen; "
+    "  IF new_gen IS NULL THEN "
+    "    RAISE EXCEPTION 'stored state % changed under this write (planned against generation %)', state_ns, expect "
+    f"      USING ERRCODE = '{CONFLICT_SQLSTATE}'; "
+    "  END IF; "
+    "  INSERT INTO sotp_state (ns, key, gen, value) "
+    "    SELECT state_ns, u.k, new_gen, u.v FROM unnest(keys, vals) AS u(k, v) "
+    "    ON CONFLICT (ns, key) DO UPDATE SET gen = excluded.gen, value = excluded.value; "
+    "  RETURN new_gen; "
+    "END $fn$",
+    "CREATE FUNCTION sotp_wal_append_state(lock_key text, boundary bigint, generation bigint, t_min bigint, "
+    "t_max bigint, n int, sids bytea, counts bytea, ts bytea, vals bytea, state_ns text, expect bigint, "
+    "keys text[], svals text[]) RETURNS bigint LANGUAGE plpgsql VOLATILE AS $fn$ "
+    "DECLARE seq bigint; "
+    "BEGIN "
+    "  seq := sotp_wal_append(lock_key, boundary, generation, t_min, t_max, n, sids, counts, ts, vals); "
+    "  IF seq IS NOT NULL THEN PERFORM sotp_state_write(state_ns, expect, keys, svals); END IF; "
+    "  RETURN seq; "
+    "END $fn$",
+)
 _PURGE = "DELETE FROM sotp_state WHERE ns = ? AND value IS NULL AND gen <= ?"
 _SET_PURGED = "UPDATE sotp_state_gen SET purged = ? WHERE ns = ? AND purged < ?"
 
@@ -117,19 +147,25 @@ def write_sqlite(conn: sqlite3.Connection, change: StateChange) -> None:
     conn.executemany(_PUT, rows)
 
 
+def pg_args(change: StateChange) -> tuple[str, int, list[str], list[str | None]]:
+    """``(namespace, expect, keys, values)``: the arguments of ``sotp_state_write`` for ``change``."""
+    keys = [*change.puts, *change.deletes]
+    values: list[str | None] = [*change.puts.values(), *(None for _ in change.deletes)]
+    return change.namespace, change.expect, keys, values
+
+
 async def write_pg(conn: Any, change: StateChange) -> None:
-    """Apply ``change`` inside the caller's open PostgreSQL transaction; raises :class:`StateConflict`."""
-    await conn.execute(_pg(_ENSURE_NS), (change.namespace,))
-    cur = await conn.execute(_pg(_BUMP), (change.namespace, change.expect))
-    if await cur.fetchone() is None:
-        cur = await conn.execute("SELECT gen FROM sotp_state_gen WHERE ns = %s", (change.namespace,))
-        now = await cur.fetchone()
-        raise _conflict(change, now[0] if now else "none")
-    gen = change.generation
-    rows: list[tuple[str, str, int, str | None]] = [(change.namespace, k, gen, v) for k, v in change.puts.items()]
-    rows += [(change.namespace, k, gen, None) for k in change.deletes]
-    async with conn.cursor() as c:
-        await c.executemany(_pg(_PUT), rows)
+    """Apply ``change`` on ``conn`` (in the caller's transaction, or as its own statement); a conflict raises
+    a psycopg error with SQLSTATE :data:`CONFLICT_SQLSTATE` (see :func:`pg_conflict`)."""
+    await conn.execute("SELECT sotp_state_write(%s, %s, %s, %s)", pg_args(change))
+
+
+def pg_conflict(err: BaseException, change: StateChange) -> StateConflict | None:
+    """The :class:`StateConflict` a PostgreSQL error (or the StorageError wrapping it) stands for, else None."""
+    cause = err if getattr(err, "sqlstate", None) else err.__cause__
+    if getattr(cause, "sqlstate", None) == CONFLICT_SQLSTATE:
+        return _conflict(change, "a later one")
+    return None
 
 
 def _snapshot(rows: list[tuple[Any, ...]], since: int) -> StateSnapshot:
@@ -148,8 +184,9 @@ class StateStore(Protocol):
         -1 or older than the purge horizon (``full``)."""
         ...
 
-    def lock(self, namespace: str) -> contextlib.AbstractAsyncContextManager[None]:
-        """Held while a writer loads, plans and commits; excludes the namespace's writers in every process."""
+    def locked(self, namespace: str, since: int) -> contextlib.AbstractAsyncContextManager[StateSnapshot]:
+        """Hold the namespace's writer lock (every process's writers wait for it) and :meth:`load` what
+        changed after ``since`` under it; held while the caller plans and commits."""
         ...
 
     async def purge(self, namespace: str, before: int) -> int:
@@ -191,8 +228,8 @@ class MemoryStateStore:
         return StateSnapshot(gen, full, got)
 
     @contextlib.asynccontextmanager
-    async def lock(self, namespace: str) -> AsyncIterator[None]:
-        yield
+    async def locked(self, namespace: str, since: int) -> AsyncIterator[StateSnapshot]:
+        yield await self.load(namespace, since)  # one process: the caller's lock is the only one needed
 
     async def purge(self, namespace: str, before: int) -> int:
         rows = self.rows.get(namespace, {})
@@ -239,14 +276,26 @@ class SQLiteStateStore:
                 conn.execute("COMMIT")
             return list(rows)
 
+        if since >= 0:
+            # The usual case, nothing changed since the caller looked: one lookup in a table of a few rows,
+            # made on the event loop (a WAL reader never waits for a writer), instead of a thread hop.
+            async with self._lock:
+                try:
+                    row = self._connection().execute(
+                        "SELECT gen, purged FROM sotp_state_gen WHERE ns = ?", (namespace,)).fetchone()
+                except sqlite3.Error as err:
+                    raise StorageError(f"stored state in {self._path}: {err}") from err
+            if row is not None and int(row[0]) == since and since >= int(row[1]):
+                return StateSnapshot(since, False, {})
         snap = _snapshot(await self._run(_load), since)
         if snap.full:
             snap.rows = {k: v for k, v in snap.rows.items() if v is not None}
         return snap
 
     @contextlib.asynccontextmanager
-    async def lock(self, namespace: str) -> AsyncIterator[None]:
-        yield  # one writing process per file; the commit's compare-and-set catches any other
+    async def locked(self, namespace: str, since: int) -> AsyncIterator[StateSnapshot]:
+        # One writing process per file (sotp serve); the commit's compare-and-set catches any other.
+        yield await self.load(namespace, since)
 
     async def purge(self, namespace: str, before: int) -> int:
         def _purge(conn: sqlite3.Connection) -> int:
@@ -278,31 +327,41 @@ class PostgresStateStore:
         self._storage = storage
         self._lock_key = f"sotp_state:{storage.options.schema}:"
 
-    async def load(self, namespace: str, since: int) -> StateSnapshot:
-        async with self._storage.connection() as conn:
-            full = since < 0
+    async def _load(self, conn: Any, namespace: str, since: int, lock: str | None = None) -> StateSnapshot:
+        full = since < 0
+        if lock is None:
             cur = await conn.execute(_pg(_LOAD), (since if not full else -1, not full, namespace))
+        else:
+            # The lock and the load in one round trip: the server runs them in order, so the load's snapshot
+            # is taken once the lock is granted and sees every commit of the previous holder.
+            async with conn.pipeline():
+                await conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (lock,))
+                cur = await conn.execute(_pg(_LOAD), (since if not full else -1, not full, namespace))
+        rows = await cur.fetchall()
+        if rows and not full and (since < int(rows[0][1]) or since > int(rows[0][0])):
+            cur = await conn.execute(_pg(_LOAD), (-1, False, namespace))
             rows = await cur.fetchall()
-            if rows and not full and (since < int(rows[0][1]) or since > int(rows[0][0])):
-                cur = await conn.execute(_pg(_LOAD), (-1, False, namespace))
-                rows = await cur.fetchall()
         snap = _snapshot(rows, since)
         if snap.full:
             snap.rows = {k: v for k, v in snap.rows.items() if v is not None}
         return snap
 
-    @contextlib.asynccontextmanager
-    async def lock(self, namespace: str) -> AsyncIterator[None]:
-        # A session-level advisory lock on a connection of its own, held while the caller loads, plans and
-        # commits on other connections. If this connection dies the lock goes with it; the commit's
-        # compare-and-set still refuses a change planned from a stale view.
+    async def load(self, namespace: str, since: int) -> StateSnapshot:
         async with self._storage.connection() as conn:
-            await conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (self._lock_key + namespace,))
+            return await self._load(conn, namespace, since)
+
+    @contextlib.asynccontextmanager
+    async def locked(self, namespace: str, since: int) -> AsyncIterator[StateSnapshot]:
+        # A session-level advisory lock on a connection of its own, held while the caller plans and commits
+        # on other connections. If this connection dies the lock goes with it; the commit's compare-and-set
+        # still refuses a change planned from a stale view.
+        key = self._lock_key + namespace
+        async with self._storage.connection() as conn:
             try:
-                yield
+                yield await self._load(conn, namespace, since, lock=key)
             finally:
                 with contextlib.suppress(Exception):  # a dead connection released it already
-                    await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (self._lock_key + namespace,))
+                    await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
 
     async def purge(self, namespace: str, before: int) -> int:
         async with self._storage.connection() as conn, conn.transaction():
@@ -334,6 +393,6 @@ def attach_state(appender: Any, change: StateChange) -> None:
 
 
 __all__ = [
-    "StateChange", "StateConflict", "StateSnapshot", "StateStore", "attach_state", "sqlite_conflict", "state_store_for",
-    "write_pg", "write_sqlite",
+    "StateChange", "StateConflict", "StateSnapshot", "StateStore", "attach_state", "pg_args", "pg_conflict",
+    "sqlite_conflict", "state_store_for", "write_pg", "write_sqlite",
 ]

@@ -183,9 +183,9 @@ def _v4(mode: str, opts: PgOptions) -> list[str]:
 def _v5(mode: str, opts: PgOptions) -> list[str]:
     # Component state committed in the samples' transactions (sotp.storage.state: the push gateway's
     # groups), so replicas share it and a restart keeps it.
-    from sotp.storage.state import TABLES
+    from sotp.storage.state import PG_FUNCTIONS, TABLES
 
-    return list(TABLES)
+    return [*TABLES, *PG_FUNCTIONS]
 
 
 MIGRATIONS: list[Migration] = [
