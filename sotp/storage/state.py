@@ -326,6 +326,8 @@ class PostgresStateStore:
         #: A :class:`sotp.storage.postgres.PostgresStorage`.
         self._storage = storage
         self._lock_key = f"sotp_state:{storage.options.schema}:"
+        #: Tasks holding a lock connection (referenced until they finish).
+        self._holders: set[asyncio.Task[None]] = set()
 
     async def _load(self, conn: Any, namespace: str, since: int, lock: str | None = None) -> StateSnapshot:
         full = since < 0
@@ -355,13 +357,40 @@ class PostgresStateStore:
         # A session-level advisory lock on a connection of its own, held while the caller plans and commits
         # on other connections. If this connection dies the lock goes with it; the commit's compare-and-set
         # still refuses a change planned from a stale view.
+        # The connection is held by a task of its own, which unlocks and returns it once the caller is done
+        # without making the caller wait for that round trip (its answer goes out meanwhile); the connection
+        # is back in the pool only after the unlock, so no other user inherits the lock.
         key = self._lock_key + namespace
-        async with self._storage.connection() as conn:
+        got: asyncio.Future[StateSnapshot] = asyncio.get_running_loop().create_future()
+        done = asyncio.Event()
+
+        async def hold() -> None:
             try:
-                yield await self._load(conn, namespace, since, lock=key)
-            finally:
-                with contextlib.suppress(Exception):  # a dead connection released it already
-                    await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+                async with self._storage.connection() as conn:
+                    try:
+                        got.set_result(await self._load(conn, namespace, since, lock=key))
+                        await done.wait()
+                    finally:
+                        with contextlib.suppress(Exception):  # a dead connection released it already
+                            await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+            except BaseException as err:
+                if not got.done():
+                    got.set_exception(err)
+                if not isinstance(err, Exception):
+                    raise
+
+        task = asyncio.create_task(hold())
+        self._holders.add(task)
+        task.add_done_callback(self._holders.discard)
+        try:
+            snap = await asyncio.shield(got)
+        except BaseException:
+            done.set()
+            raise
+        try:
+            yield snap
+        finally:
+            done.set()
 
     async def purge(self, namespace: str, before: int) -> int:
         async with self._storage.connection() as conn, conn.transaction():
