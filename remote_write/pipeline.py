@@ -25,6 +25,7 @@ from sotp.codec.remote_write import Columns
 from sotp.errors import AuthError, IngestError, LimitExceeded, SampleRejected, StorageError, UnsupportedMediaType
 from sotp.model import Labels, Matcher, MatchOp
 from sotp.storage import Appender
+from sotp.storage.state import StateChange, attach_state
 from sotp.web import CTX, ServerContext, text_error
 
 log = logging.getLogger(__name__)
@@ -178,9 +179,13 @@ async def _commit(request: web.Request, protocol: str, stage: Callable[[Appender
     return written
 
 
-async def write_batch(request: web.Request, protocol: str, batches: Sequence[SeriesBatch], principal: Any) -> int:
+async def write_batch(
+    request: web.Request, protocol: str, batches: Sequence[SeriesBatch], principal: Any,
+    state: StateChange | None = None,
+) -> int:
     """Validate limits, apply the tenant, stage and commit atomically. Returns samples written.
 
+    ``state``: a stored-state change committed in the same transaction (:mod:`sotp.storage.state`).
     Raises an :class:`IngestError` (400/413) or :class:`StorageError` (503); nothing is written then.
     """
     limits = request.app[CTX].config.limits
@@ -192,6 +197,8 @@ async def write_batch(request: web.Request, protocol: str, batches: Sequence[Ser
     def stage(app_: Appender) -> None:
         for b in batches:
             app_.append_series(b.labels, b.timestamps, b.values)
+        if state is not None:
+            attach_state(app_, state)
 
     return await _commit(request, protocol, stage, sum(len(b.timestamps) for b in batches))
 

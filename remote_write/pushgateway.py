@@ -7,8 +7,18 @@ dead pusher's last value is not shown forever. Semantics of the groups: :mod:`re
 
 Body: text format 0.0.4 (``Content-Encoding: gzip`` accepted), parsed by :mod:`sotp.codec.textparse`.
 Answers: 200 (PUT/POST), 202 (DELETE), 400 for a bad path or body, 401/403, 413, 415 for the protobuf
-format, 503 when the store is down. Groups live in this process's memory: after a restart they are
-forgotten, and their series end through the query lookback instead of staleness markers.
+format, 503 when the store is down. ``GET /api/v1/metrics`` lists the groups as Pushgateway's API does.
+
+The groups are stored state (:mod:`remote_write.pushstate`, :mod:`sotp.storage.state`): each change is
+committed in the transaction of the samples it produces, so a 2xx means both are stored and a failed commit
+changes neither; a restart loads them back with their push times and TTL clocks. Each process keeps a
+mirror of the groups in memory. A change runs under :meth:`Gateway.changing`: this process's lock, then the
+store's lock for the namespace (PostgreSQL: a session advisory lock, so replicas on one schema take turns),
+then the mirror catches up with the rows other replicas committed since it last looked (one query), then
+the plan is made and committed with a compare-and-set on the namespace's generation. The lock makes
+replicas wait for each other instead of failing; the compare-and-set is what guarantees a plan made from a
+stale mirror never commits (a lock lost with its connection, a second writer on a SQLite file): such a
+commit fails with nothing written, and the change is planned again once from the reloaded state.
 """
 
 from __future__ import annotations
@@ -19,7 +29,11 @@ import binascii
 import contextlib
 import dataclasses
 import logging
+import math
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from decimal import Decimal
 from functools import partial
 from typing import Any, Final
 from urllib.parse import unquote
@@ -27,14 +41,16 @@ from urllib.parse import unquote
 from aiohttp import web
 from prometheus_client import Counter, Gauge
 
+from remote_write import pushstate
 from remote_write.admission import admitted
 from remote_write.body import read_body
 from remote_write.pipeline import WRITE_METRICS, error_response, off_loop, setup_pipeline, write_batch
-from remote_write.pushgroups import Groups, Plan, PushRejected, SeriesCache, prepare
+from remote_write.pushgroups import Group, Groups, Plan, PushRejected, SeriesCache, prepare
 from sotp.config import Config, from_dict, parse_duration
 from sotp.errors import ConfigError, DecodeError, SotpError, UnsupportedMediaType
 from sotp.metadata import metadata_store
 from sotp.model import InvalidLabels, Labels, validate_label_name
+from sotp.storage.state import StateChange, StateConflict, StateSnapshot, attach_state, state_store_for
 from sotp.web import CTX, ServerContext, authorize
 
 log = logging.getLogger(__name__)
@@ -85,14 +101,19 @@ def pushgateway_config(config: Config) -> PushgatewayConfig:
 
 
 class Gateway:
-    """The groups of one server and the lock that serialises every change to them."""
+    """The groups of one server (a mirror of the stored ones) and the locks that serialise changes."""
 
     def __init__(self, ctx: ServerContext, config: PushgatewayConfig) -> None:
         self.ctx = ctx
         self.config = config
         self.groups = Groups(config.max_groups)
-        #: Serialises every change to the groups; the maintenance sweep takes it per chunk of groups.
+        #: Serialises every change to the groups in this process; the maintenance sweep takes it per chunk of
+        #: groups. Taken before the store's lock, so a process holds at most one store lock at a time.
         self.lock = asyncio.Lock()
+        self.state = state_store_for(ctx.storage)
+        #: The stored generation :attr:`groups` reflects (-1: not loaded yet).
+        self.generation = -1
+        self._last_purge = time.monotonic()
         self.task: asyncio.Task[None] | None = None
         self.cache: SeriesCache = {}
         self.group_count = Gauge("sotp_pushgateway_groups", "Push groups alive.", registry=ctx.registry,
@@ -101,41 +122,88 @@ class Gateway:
             "sotp_pushgateway_expired_groups", "Push groups ended by pushgateway.ttl.", registry=ctx.registry
         )
 
+    async def sync(self) -> None:
+        """Catch the mirror up with the stored groups (the rows committed since :attr:`generation`)."""
+        self._catch_up(await self.state.load(pushstate.NAMESPACE, self.generation))
+
+    def _catch_up(self, snap: StateSnapshot) -> None:
+        if snap.full or snap.generation != self.generation:
+            pushstate.load(self.groups, snap)
+            self.generation = snap.generation
+        self.group_count.set(len(self.groups.groups))
+
+    @contextlib.asynccontextmanager
+    async def changing(self) -> AsyncIterator[None]:
+        """Held while a change is planned and committed: this process's lock, the store's lock for the
+        groups (every replica's), and the mirror up to date."""
+        async with self.lock, self.state.locked(pushstate.NAMESPACE, self.generation) as snap:
+            self._catch_up(snap)
+            yield
+
+    async def change(self, plan_and_write: Callable[[], Awaitable[list[Plan]]]) -> list[Plan]:
+        """Run ``plan_and_write`` (plan from the mirror, commit with :meth:`state_for`) under
+        :meth:`changing`, and once more from reloaded state if the commit met a concurrent change."""
+        for attempt in range(2):
+            async with self.changing():
+                try:
+                    plans = await plan_and_write()
+                except StateConflict:
+                    if attempt:
+                        raise
+                    continue
+                for plan in plans:
+                    plan.apply()
+                if plans:
+                    self.generation += 1
+                self.group_count.set(len(self.groups.groups))
+                return plans
+        raise AssertionError("unreachable")
+
+    def state_for(self, plans: list[Plan]) -> StateChange:
+        """The stored-state change to commit with ``plans``' samples."""
+        return pushstate.change_for(plans, self.generation)
+
     async def commit(self, plans: list[Plan]) -> None:
-        """Write maintenance plans straight to storage in one transaction (no request to account them to),
-        then apply them."""
+        """Write maintenance plans straight to storage in one transaction with their state change (no
+        request to account them to). The caller applies them."""
         app_ = self.ctx.storage.appender()
         try:
             for plan in plans:
                 for b in plan.batches:
                     app_.append_series(b.labels, b.timestamps, b.values)
+            attach_state(app_, self.state_for(plans))
             await app_.commit()
         except BaseException:
             await app_.rollback()
             raise
-        for plan in plans:
-            plan.apply()
 
     async def sweep(self) -> None:
         """One pass: end expired groups, refresh live ones, :data:`SWEEP_CHUNK` groups per transaction with
         the lock released in between, so pushes are served while thousands of groups are rewritten."""
         ttl, refresh = self.config.ttl_s, self.config.refresh_s
         while True:
-            async with self.lock:
-                before = len(self.groups.groups)
+
+            async def plan_and_write() -> list[Plan]:
                 plans = self.groups.plan_maintenance(time.time(), ttl, refresh, limit=SWEEP_CHUNK)
                 if plans:
-                    try:
-                        await self.commit(plans)
-                    except SotpError as err:
-                        log.warning("push gateway maintenance write failed (will retry): %s", err)
-                        plans = []
-                if before > len(self.groups.groups):
-                    self.expired.inc(before - len(self.groups.groups))
-                self.group_count.set(len(self.groups.groups))
+                    await self.commit(plans)
+                return plans
+
+            try:
+                plans = await self.change(plan_and_write)
+            except SotpError as err:
+                log.warning("push gateway maintenance write failed (will retry): %s", err)
+                return
+            self.expired.inc(sum(1 for p in plans for g in p.changes.values() if g is None))
             if len(plans) < SWEEP_CHUNK:
                 break
             await asyncio.sleep(0)  # let waiting pushes take the lock
+        if time.monotonic() - self._last_purge >= PURGE_EVERY_S:
+            self._last_purge = time.monotonic()
+            # Tombstones (ended groups) are only needed by mirrors that have not caught up yet; one further
+            # behind than PURGE_KEEP generations reloads every group instead.
+            with contextlib.suppress(SotpError):
+                await self.state.purge(pushstate.NAMESPACE, self.generation - PURGE_KEEP)
 
     async def maintain(self) -> None:
         """Forever: end expired groups, refresh live ones."""
@@ -148,6 +216,9 @@ class Gateway:
 
 #: Groups planned and committed per maintenance transaction.
 SWEEP_CHUNK: Final = 200
+#: How often the sweep removes old tombstones, and how many generations of them it keeps.
+PURGE_EVERY_S: Final = 300.0
+PURGE_KEEP: Final = 10_000
 
 GATEWAY = web.AppKey("sotp_pushgateway", Gateway)
 
@@ -205,9 +276,10 @@ def _check_content_type(request: web.Request) -> None:
         )
 
 
-async def _write(request: web.Request, principal: Any, plan: Plan) -> None:
-    await write_batch(request, PROTOCOL, plan.batches, principal)
-    plan.apply()
+async def _write(request: web.Request, principal: Any, plan: Plan) -> list[Plan]:
+    """Commit ``plan``'s samples with its stored-state change (the caller applies it)."""
+    await write_batch(request, PROTOCOL, plan.batches, principal, request.app[GATEWAY].state_for([plan]))
+    return [plan]
 
 
 async def handle_push(request: web.Request) -> web.Response:
@@ -226,12 +298,15 @@ async def handle_push(request: web.Request) -> web.Response:
                 text = body.decode("utf-8")
             except UnicodeDecodeError as err:
                 raise DecodeError(f"push body is not UTF-8 at byte {err.start}") from None
-            async with gw.lock:
-                prepared = await off_loop(len(body), partial(prepare, key, text, ctx.config.limits, gw.cache))
+            prepared = await off_loop(len(body), partial(prepare, key, text, ctx.config.limits, gw.cache))
+            tenant = getattr(principal, "tenant", None)
+
+            async def push() -> list[Plan]:
                 plan = gw.groups.plan_push(key, prepared, replace_all=request.method == "PUT", now=time.time(),
-                                           tenant=getattr(principal, "tenant", None))
-                await _write(request, principal, plan)
-                gw.group_count.set(len(gw.groups.groups))
+                                           tenant=tenant)
+                return await _write(request, principal, plan)
+
+            await gw.change(push)
         _remember_types(ctx, principal, prepared.families)
     except Exception as err:
         if key is not None and isinstance(err, PushRejected):
@@ -244,11 +319,13 @@ async def handle_push(request: web.Request) -> web.Response:
 async def _record_failure(request: web.Request, principal: Any, key: Labels) -> None:
     """Set the group's ``push_failure_time_seconds`` (best effort: the push is refused either way)."""
     gw = request.app[GATEWAY]
+
+    async def fail() -> list[Plan]:
+        plan = gw.groups.plan_failure(key, time.time(), getattr(principal, "tenant", None))
+        return await _write(request, principal, plan)
+
     try:
-        async with gw.lock:
-            plan = gw.groups.plan_failure(key, time.time(), getattr(principal, "tenant", None))
-            await _write(request, principal, plan)
-            gw.group_count.set(len(gw.groups.groups))
+        await gw.change(fail)
     except Exception as err:  # the client gets the original error; this one is only logged
         log.warning("cannot record push failure for group %s: %s", key, err)
 
@@ -259,15 +336,114 @@ async def handle_delete(request: web.Request) -> web.Response:
     try:
         principal = await authorize(request, "write")
         key = grouping_key(request, principal)
-        async with gw.lock:
+
+        async def delete() -> list[Plan]:
             plan = gw.groups.plan_delete(key, time.time())
-            if plan is not None:
-                await _write(request, principal, plan)
-            gw.group_count.set(len(gw.groups.groups))
+            return [] if plan is None else await _write(request, principal, plan)
+
+        await gw.change(delete)
     except Exception as err:
         return error_response(request, PROTOCOL, err)
     request.app[WRITE_METRICS].requests.labels(PROTOCOL, "202").inc()
     return web.Response(status=202)
+
+
+def go_float(v: float) -> str:
+    """``v`` as Go's ``strconv.FormatFloat(v, 'g', -1, 64)`` writes it (Pushgateway's API values):
+    the shortest digits, exponent form from 1e6 up or below 1e-4."""
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    if v == 0:
+        return "-0" if math.copysign(1.0, v) < 0 else "0"
+    sign, digits, exp = Decimal(repr(v)).as_tuple()
+    ds = "".join(map(str, digits)).rstrip("0") or "0"
+    point = len(digits) + int(exp)  # digits before the decimal point
+    x = point - 1
+    neg = "-" if sign else ""
+    if x < -4 or x >= 6:  # shortest form: Go decides with precision 6
+        mant = ds[0] + ("." + ds[1:] if len(ds) > 1 else "")
+        return f"{neg}{mant}e{'-' if x < 0 else '+'}{abs(x):02d}"
+    if point <= 0:
+        return f"{neg}0.{'0' * -point}{ds}"
+    if point >= len(ds):
+        return f"{neg}{ds}{'0' * (point - len(ds))}"
+    return f"{neg}{ds[:point]}.{ds[point:]}"
+
+
+def _rfc3339(seconds: float) -> str:
+    ns = round(seconds * 1e9)
+    at = datetime.fromtimestamp(ns // 1_000_000_000, UTC)
+    frac = f"{ns % 1_000_000_000:09d}".rstrip("0")
+    return at.strftime("%Y-%m-%dT%H:%M:%S") + (f".{frac}" if frac else "") + "Z"
+
+
+_META_HELP: Final = {
+    "push_time_seconds": "Last Unix time when changing this group in the Pushgateway succeeded.",
+    "push_failure_time_seconds": "Last Unix time when changing this group in the Pushgateway failed.",
+}
+
+
+def _family_json(group: Group, fam: str, typ: str, at: str) -> dict[str, Any]:
+    """One metric family of a group in Pushgateway's API shape (histograms and summaries folded into
+    buckets/quantiles with count and sum, as Pushgateway shows them)."""
+    members = sorted((s for s, f in group.family.items() if f == fam), key=lambda s: s.items_tuple())
+    metrics: list[dict[str, Any]] = []
+    if typ in ("histogram", "summary"):
+        inner = "le" if typ == "histogram" else "quantile"
+        folded: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+        for s in members:
+            name = s.get("__name__") or ""
+            base = tuple((n, v) for n, v in s.items_tuple() if n not in ("__name__", inner))
+            entry = folded.setdefault(base, {"labels": dict(base)})
+            value = go_float(group.series[s])
+            if name == f"{fam}_count":
+                entry["count"] = value
+            elif name == f"{fam}_sum":
+                entry["sum"] = value
+            elif name == (f"{fam}_bucket" if typ == "histogram" else fam) and s.get(inner) is not None:
+                entry.setdefault("buckets" if typ == "histogram" else "quantiles", {})[s.get(inner)] = value
+        metrics = list(folded.values())
+    else:
+        metrics = [{"labels": {n: v for n, v in s.items_tuple() if n != "__name__"},
+                    "value": go_float(group.series[s])} for s in members]
+    out: dict[str, Any] = {"time_stamp": at, "type": typ.upper()}
+    if fam in _META_HELP:
+        out["help"] = _META_HELP[fam]
+    out["metrics"] = metrics
+    return out
+
+
+def group_json(group: Group) -> dict[str, Any]:
+    """One group as ``GET /api/v1/metrics`` lists it (Pushgateway 1.5.1's shape; HELP texts are not kept,
+    so only the gateway's own families carry one)."""
+    at = _rfc3339(max(group.push_time, group.failure_time))
+    out: dict[str, Any] = {fam: _family_json(group, fam, typ, at) for fam, typ in sorted(group.families.items())}
+    out["labels"] = dict(group.key.items_tuple())
+    out["last_push_successful"] = group.failure_time <= group.push_time
+    labels = dict(group.key.items_tuple())
+    for fam, value in (("push_time_seconds", group.push_time), ("push_failure_time_seconds", group.failure_time)):
+        out[fam] = {"time_stamp": at, "type": "GAUGE", "help": _META_HELP[fam],
+                    "metrics": [{"labels": labels, "value": go_float(value)}]}
+    return out
+
+
+async def handle_list(request: web.Request) -> web.Response:
+    """``GET /api/v1/metrics``: every group (a tenant-bound token sees its tenant's), read from the store."""
+    gw = request.app[GATEWAY]
+    try:
+        principal = await authorize(request, "read")
+        async with gw.lock:
+            await gw.sync()  # what every replica committed, not only this one
+            groups = list(gw.groups.groups.values())
+    except Exception as err:
+        return error_response(request, PROTOCOL, err)
+    tenant: tuple[str, str] | None = getattr(principal, "tenant", None)
+    if tenant is not None:
+        groups = [g for g in groups if g.key.get(tenant[0]) == tenant[1]]
+    groups.sort(key=lambda g: g.key.items_tuple())
+    return web.json_response({"status": "success", "data": [group_json(g) for g in groups]})
 
 
 def _remember_types(ctx: ServerContext, principal: Any, families: dict[str, str]) -> None:
@@ -286,9 +462,16 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
     app[GATEWAY] = gw
     for method, handler in (("PUT", handle_push), ("POST", handle_push), ("DELETE", handle_delete)):
         app.router.add_route(method, "/metrics/{job_path:job(@base64)?/.*}", handler)
+    app.router.add_get("/api/v1/metrics", handle_list)
 
     # Started after the storage opened (cleanup_ctx runs first) and stopped before it closes.
     async def start(app: web.Application) -> None:
+        try:
+            async with gw.lock:
+                await gw.sync()  # the groups a previous run (or another replica) stored
+        except SotpError as err:  # the store is down: the first push or sweep loads them
+            log.warning("push gateway: cannot load the stored groups yet (will retry): %s", err)
+        log.info("push gateway: %d groups loaded from the store", len(gw.groups.groups))
         gw.task = asyncio.create_task(gw.maintain())
 
     async def stop(app: web.Application) -> None:
@@ -296,7 +479,10 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
             gw.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await gw.task
-        # Groups still alive at shutdown keep their last values until the query lookback ends them.
+        close = getattr(gw.state, "close", None)
+        if close is not None:
+            await close()
+        # Groups still alive at shutdown are stored: the next start (or another replica) carries them on.
 
     app.on_startup.append(start)
     app.on_shutdown.append(stop)

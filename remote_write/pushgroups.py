@@ -91,12 +91,16 @@ class Group:
 
 @dataclass
 class Plan:
-    """Samples to commit at ``t_ms``, then :meth:`apply` to make the state match."""
+    """Samples to commit at ``t_ms``, then :meth:`apply` to make the state match.
+
+    ``changes`` is what :meth:`apply` will make of each group it touches (``None``: the group ends), so a
+    caller that stores the groups can write the same change in the samples' transaction."""
 
     batches: list[SeriesBatch]
     apply: Callable[[], None]
     t_ms: int
     samples: int = 0
+    changes: dict[Labels, Group | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -179,12 +183,13 @@ class Groups:
         # move between groups (DELETE in one, PUT in another) within one millisecond.
         return max(t, self._last_t + 1, group.last_t_ms + 1 if group is not None else 0)
 
-    def _plan(self, batches: list[SeriesBatch], apply: Callable[[], None], t: int) -> Plan:
+    def _plan(self, batches: list[SeriesBatch], apply: Callable[[], None], t: int, key: Labels,
+              after: Group | None) -> Plan:
         def apply_and_advance() -> None:
             apply()
             self._last_t = max(self._last_t, t)
 
-        return Plan(batches, apply_and_advance, t, len(batches))
+        return Plan(batches, apply_and_advance, t, len(batches), {key: after})
 
     def _meta(self, group: Group, push_time: float, failure_time: float, t: int) -> list[SeriesBatch]:
         pt, ft = group.meta_series()
@@ -237,7 +242,7 @@ class Groups:
         group.last_t_ms = t
         group.last_write = now
         batches += self._meta(group, now, failure, t)
-        return self._plan(batches, lambda: self._install(key, group), t)
+        return self._plan(batches, lambda: self._install(key, group), t, key, group)
 
     def plan_failure(self, key: Labels, now: float, tenant: Tenant = None) -> Plan:
         """Record a refused push: ``push_failure_time_seconds`` = now (creating an empty group if needed,
@@ -252,7 +257,7 @@ class Groups:
         group.last_write = now
         batches = [SeriesBatch(s, [t], [v]) for s, v in group.series.items()]
         batches += self._meta(group, group.push_time, now, t)
-        return self._plan(batches, lambda: self._install(key, group), t)
+        return self._plan(batches, lambda: self._install(key, group), t, key, group)
 
     def plan_delete(self, key: Labels, now: float) -> Plan | None:
         """DELETE: staleness markers for every series of the group; ``None`` if there is no such group."""
@@ -264,7 +269,7 @@ class Groups:
     def _plan_end(self, old: Group, now: float) -> Plan:
         t = self._next_t(old, now)
         batches = [SeriesBatch(s, [t], [STALE_NAN]) for s in [*old.series, *old.meta_series()]]
-        return self._plan(batches, lambda: self._remove(old.key), t)
+        return self._plan(batches, lambda: self._remove(old.key), t, old.key, None)
 
     def plan_maintenance(self, now: float, ttl: float, refresh: float, limit: int | None = None) -> list[Plan]:
         """Groups silent for ``ttl`` seconds end (staleness markers); live groups not written for
@@ -281,8 +286,37 @@ class Groups:
                 t = self._next_t(group, now)
                 batches = [SeriesBatch(s, [t], [v]) for s, v in group.series.items()]
                 batches += self._meta(group, group.push_time, group.failure_time, t)
-                plans.append(self._plan(batches, _touch(group, t, now), t))
+                after = _copy(group)
+                after.last_t_ms, after.last_write = max(group.last_t_ms, t), now
+                plans.append(self._plan(batches, _touch(group, t, now), t, group.key, after))
         return plans
+
+    # -- loading (a stored copy of the groups: remote_write.pushstate)
+
+    @property
+    def last_t(self) -> int:
+        """Newest timestamp written by any committed plan (every later write uses a later one)."""
+        return self._last_t
+
+    @last_t.setter
+    def last_t(self, t: int) -> None:
+        self._last_t = t
+
+    def install(self, group: Group) -> None:
+        """Put ``group`` in place of the group with its key (as a committed plan would)."""
+        self._install(group.key, group)
+
+    def remove(self, key: Labels) -> None:
+        """Forget the group ``key`` (as a committed DELETE would)."""
+        self._remove(key)
+
+    def clear(self) -> None:
+        """Forget every group (before loading them all again)."""
+        self.groups.clear()
+        self._owner.clear()
+        self._types.clear()
+        self._count.clear()
+        self._last_t = 0
 
     # -- applying
 

@@ -179,6 +179,10 @@ def description() -> Json:
             "post": _push_op("post", "push gateway: replace same-named metrics of the group"),
             "delete": _push_op("delete", "push gateway: delete the group"),
         },
+        "/api/v1/metrics": {"get": {
+            "summary": "push gateway: every group with its metrics, push times and last push result (Pushgateway's "
+                       "API; a tenant-bound token sees its tenant's groups)", "tags": ["push"],
+            "responses": {"200": _prom("success"), **_errors()}}},
         "/api/v1/configs": {"get": {"summary": "devices with stored configurations", "tags": ["configs"],
                                     "responses": {"200": _prom("success"), **_errors(400)}}},
         "/api/v1/configs/{device}": _configs_op("a device's stored versions", [_DEVICE]),

@@ -4,8 +4,10 @@ It checks the file as ``sotp check config`` does (exit 2 with every problem), wr
 children read (:mod:`sotp.cli.up_config`) and supervises one child process per component (``sotp serve``,
 the worker, the exporters, a local agent and the dashboard), each started with the command line a user
 would type, so ``sotp up`` is exactly the sum of the documented commands. ``sotp serve`` starts first and
-the others once it answers, so nothing starts by failing to connect. A child that exits is restarted with
-backoff; Ctrl-C or SIGTERM stops them all. Children run in their own session, so a terminal's Ctrl-C
+the others once it answers, so nothing starts by failing to connect. A child that exits (or is killed) is
+restarted after an exponential backoff (:class:`Backoff`: 1 s, doubling to at most 30 s; back to 1 s once a
+child had run for 60 s), each exit logged with the child's name, pid and exit status; Ctrl-C or SIGTERM
+stops them all. Children run in their own session, so a terminal's Ctrl-C
 reaches only ``sotp up``, which then stops them in order. Components whose extra is not installed are
 skipped with the install hint.
 """
@@ -46,6 +48,43 @@ SERVE_READY_TIMEOUT_S = 60.0
 AUTH_CHECK_S = 2.0
 
 
+#: Restart delays: the first after ``BACKOFF_INITIAL_S``, doubling with each exit in a row up to
+#: ``BACKOFF_MAX_S``; a child that ran ``HEALTHY_AFTER_S`` before exiting starts again from the first delay.
+BACKOFF_INITIAL_S = 1.0
+BACKOFF_MAX_S = 30.0
+HEALTHY_AFTER_S = 60.0
+
+
+@dataclass
+class Backoff:
+    """Restart delays of one child: exponential in its exits in a row, capped, reset by a healthy run (a
+    component that crashes at start does not spin, and one that crashes once a day restarts at once)."""
+
+    initial_s: float = BACKOFF_INITIAL_S
+    max_s: float = BACKOFF_MAX_S
+    healthy_s: float = HEALTHY_AFTER_S
+    #: Exits in a row, each after running less than ``healthy_s``.
+    failures: int = 0
+
+    def after_exit(self, ran_s: float) -> float:
+        """The delay before restarting a child that exited after running ``ran_s`` seconds."""
+        if ran_s >= self.healthy_s:
+            self.failures = 0
+        delay = min(self.max_s, self.initial_s * 2.0 ** min(self.failures, 32))
+        self.failures += 1
+        return delay
+
+
+def exit_status(rc: int) -> str:
+    """``exited with status 3`` or ``was killed by SIGKILL`` (Popen's negative return code)."""
+    if rc < 0:
+        try:
+            return f"was killed by {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"was killed by signal {-rc}"
+    return f"exited with status {rc}"
+
+
 @dataclass
 class Child:
     """One supervised component."""
@@ -59,6 +98,9 @@ class Child:
     next_start: float = 0.0
     log_path: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    #: When the running process started (time.monotonic()).
+    started: float = 0.0
+    backoff: Backoff = field(default_factory=Backoff)
 
 
 @dataclass(frozen=True)
@@ -215,7 +257,9 @@ def _start(child: Child, logs: Path) -> None:
     # Own session: a terminal's Ctrl-C goes to sotp up alone, which stops the children itself.
     child.proc = subprocess.Popen(child.argv, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **child.env},
                                   start_new_session=True)
+    child.started = time.monotonic()
     fh.close()
+    log.info("started %s (pid %d)", child.name, child.proc.pid)
 
 
 def _serve_ready(stack: Stack, deadline: float, stopping: Callable[[], bool]) -> bool:
@@ -275,6 +319,7 @@ def _auth_turned_on(args: argparse.Namespace, stack: Stack, children: list[Child
     out = []
     for child in children:
         new = wanted.get(child.name, child)
+        new.backoff, new.restarts = child.backoff, child.restarts
         if child.name != "serve" and child.proc is not None and child.proc.poll() is None:
             child.proc.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -338,12 +383,14 @@ def run(args: argparse.Namespace) -> int:
                 stack, children = _auth_turned_on(args, stack, children, logs)
         for child in children:
             if child.proc is not None and child.proc.poll() is not None:
-                rc = child.proc.returncode
+                rc, pid = child.proc.returncode, child.proc.pid
                 child.proc = None
                 child.restarts += 1
-                delay = min(60.0, 2.0 ** min(child.restarts, 6))
+                ran = now - child.started
+                delay = child.backoff.after_exit(ran)
                 child.next_start = now + delay
-                log.warning("%s exited with %s; restarting in %.0fs (log: %s)", child.name, rc, delay, child.log_path)
+                log.warning("%s (pid %d) %s after running %.0fs; restart %d in %gs (log: %s)", child.name, pid,
+                            exit_status(rc), ran, child.restarts, delay, child.log_path)
             elif child.proc is None and now >= child.next_start:
                 _start(child, logs)
     for child in children:

@@ -10,6 +10,7 @@ import numpy as np
 from sotp.model import Labels, Matcher, Series, matches_all
 from sotp.storage import Appender, Querier, SelectHints
 from sotp.storage.ordering import StagedSeries, classify, verify_older
+from sotp.storage.state import MemoryStateStore, StateChange
 
 
 class _MemSeries:
@@ -26,6 +27,8 @@ class MemoryStorage:
     def __init__(self) -> None:
         self._series: dict[Labels, _MemSeries] = {}
         self._lock = asyncio.Lock()
+        #: Stored state (:mod:`sotp.storage.state`), written by commits under :attr:`_lock`.
+        self.state = MemoryStateStore()
 
     async def open(self) -> None:
         return None
@@ -70,6 +73,11 @@ class _MemAppender:
     def __init__(self, store: MemoryStorage) -> None:
         self._store = store
         self._staged: dict[Labels, StagedSeries] = {}
+        self._state: StateChange | None = None
+
+    def attach_state(self, change: StateChange) -> None:
+        """Write ``change`` with this commit's samples (:mod:`sotp.storage.state`)."""
+        self._state = change
 
     def append(self, labels: Labels, t_ms: int, value: float) -> None:
         staged = self._staged.get(labels)
@@ -84,7 +92,10 @@ class _MemAppender:
         staged.extend(list(ts), [float(v) for v in vs])
 
     async def commit(self) -> int:
+        state, self._state = self._state, None
         async with self._store._lock:
+            if state is not None:
+                self._store.state.check(state)
             plan: list[tuple[Labels, StagedSeries, int]] = []
             for labels, staged in self._staged.items():
                 existing = self._store._series.get(labels)
@@ -103,11 +114,14 @@ class _MemAppender:
                 s.ts.extend(staged.ts[first:])
                 s.vs.extend(staged.vs[first:])
                 written += len(staged.ts) - first
+            if state is not None:
+                self._store.state.write(state)
         self._staged = {}
         return written
 
     async def rollback(self) -> None:
         self._staged = {}
+        self._state = None
 
 
 def _find(ts: list[int], t: int) -> int | None:

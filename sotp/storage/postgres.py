@@ -65,6 +65,7 @@ from sotp.storage.pg.schema import MODE_TIMESCALE
 from sotp.storage.pg.series import SeriesIndex
 from sotp.storage.pg.tail import HEAD_MIN_KEY, SERIES_GC_KEY, LogTail
 from sotp.storage.staging import Batch, Staging
+from sotp.storage.state import StateChange, pg_args, pg_conflict, write_pg
 
 log = logging.getLogger(__name__)
 
@@ -370,20 +371,33 @@ class PostgresStorage:
             rows[start] = [copy_blocks(part_blocks)]
         return rows
 
-    async def _commit(self, staging: Staging) -> int:
+    async def _commit(self, staging: Staging, state: StateChange | None = None) -> int:
         batch = staging.batch()
         if not len(batch):
+            if state is not None:
+                await self._write_state(state)
             return 0
         _check_range(batch.ts)
         for _ in range(3):
             try:
-                return await self._commit_batch(batch)
+                return await self._commit_batch(batch, state)
             except _SeriesCollected:
                 await self.tail()  # follows the new generation: ids are resolved again
         raise StorageError(f"cannot write to PostgreSQL store {self._where}: series collections kept "
                            "running under the write; retry")
 
-    async def _commit_batch(self, batch: Batch) -> int:
+    async def _write_state(self, state: StateChange) -> None:
+        """A stored-state change with no new sample to go with it: one statement of its own."""
+        try:
+            async with self.connection() as conn:
+                await write_pg(conn, state)
+        except StorageError as err:
+            conflict = pg_conflict(err, state)
+            if conflict is not None:
+                raise conflict from err
+            raise
+
+    async def _commit_batch(self, batch: Batch, state: StateChange | None = None) -> int:
         got, missing = self.index.lookup(batch.labels)
         if missing:
             first = batch.ts[batch.starts]
@@ -408,9 +422,11 @@ class PostgresStorage:
                 found, stored = await self._stored(per_sample[ix], batch.ts[ix])
                 verify_older(batch, older, found, stored, self.newest.t[per_sample[ix]])
             if not new.any():
+                if state is not None:
+                    await self._write_state(state)
                 return 0
             sid_n, ts_n, vs_n = per_sample[new], batch.ts[new], batch.vs[new]
-            seq, logged = await self._write(sid_n, ts_n, vs_n)
+            seq, logged = await self._write(sid_n, ts_n, vs_n, state)
             async with self._tail_lock:
                 if seq is not None and self._log.wants(seq):
                     self.head.append(sid_n[logged], ts_n[logged], vs_n[logged])
@@ -418,9 +434,12 @@ class PostgresStorage:
                 self.newest.advance(sid_n, ts_n, vs_n)
             return len(ts_n)
 
-    async def _write(self, sid: I64, ts: I64, vs: F64) -> tuple[int | None, npt.NDArray[np.bool_]]:
-        """One transaction: the log row for samples the head takes, block rows for older ones. Returns the
-        log row's seq (None: every sample was late) and which samples it holds."""
+    async def _write(
+        self, sid: I64, ts: I64, vs: F64, state: StateChange | None = None
+    ) -> tuple[int | None, npt.NDArray[np.bool_]]:
+        """One transaction: the log row for samples the head takes, block rows for older ones, and ``state``
+        (:mod:`sotp.storage.state`). Returns the log row's seq (None: every sample was late) and which
+        samples it holds."""
         boundary = self.head.min_t
         retried = False
         for _ in range(5):
@@ -428,18 +447,22 @@ class PostgresStorage:
             block_rows = self._block_rows(blocks_for(Runs.from_samples(sid[late], ts[late], vs[late]), self.block_ms))
             await self.ensure_partitions(block_rows)
             try:
-                seq, moved = await self._write_once(sid, ts, vs, late, boundary, block_rows)
+                seq, moved = await self._write_once(sid, ts, vs, late, boundary, block_rows, state)
             except StorageUnavailable:
                 # A connection that died while idle in the pool (not pinged: see _check) fails here; the
                 # pool drops it, and one retry on another connection tells a dead server from a dead link.
                 # If the commit itself was lost in flight, the retry logs the samples twice: reads and
-                # flushes drop repeated (series, time) pairs.
+                # flushes drop repeated (series, time) pairs. A stored-state change committed that way makes
+                # the retry fail its compare-and-set (StateConflict, 503): the caller reloads the state.
                 if retried:
                     raise
                 retried = True
                 self._returned_at.clear()  # its siblings may be dead too: ping each before lending it
                 continue
             except StorageError as err:
+                conflict = pg_conflict(err, state) if state is not None else None
+                if conflict is not None:
+                    raise conflict from err
                 if not isinstance(err.__cause__, psycopg.errors.UndefinedTable):
                     raise
                 # Another process's retention dropped a partition this one still believed in.
@@ -453,7 +476,8 @@ class PostgresStorage:
                            "kept changing under the write; retry")
 
     async def _write_once(
-        self, sid: I64, ts: I64, vs: F64, late: npt.NDArray[np.bool_], boundary: int, block_rows: dict[int, list[bytes]]
+        self, sid: I64, ts: I64, vs: F64, late: npt.NDArray[np.bool_], boundary: int,
+        block_rows: dict[int, list[bytes]], state: StateChange | None = None,
     ) -> tuple[int | None, int | None]:
         """The write transaction; returns ``(log seq, None)``, or ``(None, new boundary)`` without writing
         when a flush has moved the head boundary past ``boundary``.
@@ -462,18 +486,23 @@ class PostgresStorage:
         boundary: in READ COMMITTED each takes its snapshot after the lock was granted, so a flush that
         finished while this write waited is seen. The log row is inserted only if the boundary is still
         ``boundary``; without block rows (the usual case) the whole transaction is one statement
-        (``sotp_wal_append``, migration 2), one round trip.
+        (``sotp_wal_append``, migration 2, or ``sotp_wal_append_state`` with a stored-state change), one
+        round trip.
         """
         seq: int | None = None
         async with self.connection() as conn:
             if not block_rows:
                 runs = Runs.from_samples(sid, ts, vs)
                 rec = walrec.encode(runs.sids, runs.counts, ts, vs)
-                cur = await conn.execute(
-                    "SELECT sotp_wal_append(%s, %s, %s, %s, %s, %s, %b, %b, %b, %b)",
-                    (self._flush_key, boundary, self._series_gen, rec.t_min, rec.t_max, rec.n, rec.sids,
-                     rec.counts, rec.ts, rec.vals),
-                )
+                args = (self._flush_key, boundary, self._series_gen, rec.t_min, rec.t_max, rec.n, rec.sids,
+                        rec.counts, rec.ts, rec.vals)
+                if state is None:
+                    cur = await conn.execute("SELECT sotp_wal_append(%s, %s, %s, %s, %s, %s, %b, %b, %b, %b)", args)
+                else:  # the log row and the state change in one statement (migration 5)
+                    cur = await conn.execute(
+                        "SELECT sotp_wal_append_state(%s, %s, %s, %s, %s, %s, %b, %b, %b, %b, %s, %s, %s, %s)",
+                        (*args, *pg_args(state)),
+                    )
                 got = await cur.fetchone()
                 if got is not None and got[0] is not None:
                     return int(got[0]), None
@@ -500,6 +529,8 @@ class PostgresStorage:
                     got = await cur.fetchone()
                     seq = int(got[0]) if got else None
                 await self._copy_rows(conn, block_rows)
+                if state is not None:
+                    await write_pg(conn, state)
         return seq, None
 
     async def _head_state(self, conn: _Conn) -> tuple[int, int]:
@@ -734,6 +765,11 @@ class _PgAppender:
     def __init__(self, store: PostgresStorage) -> None:
         self._store = store
         self._staging = Staging()
+        self._state: StateChange | None = None
+
+    def attach_state(self, change: StateChange) -> None:
+        """Write ``change`` in this commit's transaction (:mod:`sotp.storage.state`)."""
+        self._state = change
 
     def append(self, labels: Labels, t_ms: int, value: float) -> None:
         self._staging.add(labels, t_ms, value)
@@ -755,12 +791,14 @@ class _PgAppender:
 
     async def commit(self) -> int:
         staging, self._staging = self._staging, Staging()
-        if not staging:
+        state, self._state = self._state, None
+        if not staging and state is None:
             return 0
-        return await self._store._commit(staging)
+        return await self._store._commit(staging, state)
 
     async def rollback(self) -> None:
         self._staging = Staging()
+        self._state = None
 
 
 async def migrate(url: str, convert_to: str | None = None) -> tuple[str, list[int]]:

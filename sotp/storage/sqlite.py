@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sotp.errors import SampleRejected, StorageError, StorageUnavailable
+from sotp.errors import SampleRejected, SotpError, StorageError, StorageUnavailable
 from sotp.model import METRIC_NAME, Labels, Matcher, MatchOp, Series, intern_labels, matches_all
 from sotp.storage import Appender, Querier, SelectHints
 from sotp.storage import wal as walrec
@@ -46,10 +46,12 @@ from sotp.storage.assemble import assemble, blocks_for, merge_blocks
 from sotp.storage.head import Chunk, FlushPolicy, Head, Runs
 from sotp.storage.newest import EMPTY, NewestSamples, classify, verify_older
 from sotp.storage.staging import Batch, Staging
+from sotp.storage.state import TABLES as STATE_TABLES
+from sotp.storage.state import StateChange, sqlite_conflict, write_sqlite
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: sotp_state, sotp_state_gen (sotp.storage.state)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sotp_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sotp_series (
@@ -172,7 +174,7 @@ class SQLiteStorage:
         self._tail_lock = threading.Lock()
         self._seq = 0  # the largest log seq applied to the head
         self._gc_seen = "0"  # the series_gc generation this process's index reflects
-        self._pending: list[tuple[Staging, asyncio.Future[int]]] = []
+        self._pending: list[tuple[Staging, StateChange | None, asyncio.Future[int]]] = []
         self._leading = False
         self._leader: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -195,6 +197,8 @@ class SQLiteStorage:
             except (OSError, sqlite3.Error) as err:
                 raise StorageUnavailable(f"cannot open SQLite store {self.path}: {err}") from err
             self._wconn.executescript(_SCHEMA)
+            for stmt in STATE_TABLES:
+                self._wconn.execute(stmt)
             self._wconn.execute(
                 "INSERT OR REPLACE INTO sotp_meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
@@ -385,18 +389,19 @@ class SQLiteStorage:
             ],
         )
 
-    def _commit_group_sync(self, group: list[Staging]) -> list[int | SampleRejected]:
+    def _commit_group_sync(self, group: list[tuple[Staging, StateChange | None]]) -> list[int | SotpError]:
         """Commit several requests in one transaction (one fsync), each atomic on its own: a request whose
-        samples are rejected writes nothing and gets its error; the others commit.
+        samples are rejected, or whose stored-state change conflicts, writes nothing (neither samples nor
+        state) and gets its error; the others commit, each with its state change.
 
         New series rows are inserted before any request is checked and never rolled back with a request,
         so the in-process index never names an id the table lost (an unused series row is harmless)."""
         conn = self._wconn
         if conn is None:
             raise StorageUnavailable(f"SQLite store {self.path} is not open")
-        outcomes: list[int | SampleRejected] = []
+        outcomes: list[int | SotpError] = []
         batches: list[Batch | None] = []
-        for staging in group:
+        for staging, _ in group:
             try:
                 batches.append(staging.batch())
             except SampleRejected as err:
@@ -433,26 +438,36 @@ class SQLiteStorage:
                 got = [by_labels[lb] for lb in wanted]
             pos = 0
             for i, batch in enumerate(batches):
-                if batch is None or not len(batch):
+                state = group[i][1]
+                if batch is None:
+                    continue
+                if state is not None and (conflict := sqlite_conflict(conn, state)) is not None:
+                    outcomes[i] = conflict
+                    continue
+                if not len(batch):
+                    if state is not None:
+                        write_sqlite(conn, state)
                     continue
                 sids = np.array(got[pos : pos + len(batch.labels)], np.int64)
                 pos += len(batch.labels)
                 self._load_newest(conn, sids)
-                state = self.newest.snapshot(sids)
+                snapshot = self.newest.snapshot(sids)
                 try:
                     outcomes[i], w = self._write_one(conn, batch, sids, written)
                 except SampleRejected as err:
                     outcomes[i] = err
                     continue
-                undo.append((sids, state))
+                undo.append((sids, snapshot))
                 if w is not None:
                     written.append(w)
+                if state is not None:
+                    write_sqlite(conn, state)  # checked above, in this transaction: cannot conflict now
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            for sids, state in reversed(undo):
-                self.newest.restore(sids, state)
+            for sids, snap in reversed(undo):
+                self.newest.restore(sids, snap)
             self._reset_index()  # series rows of this transaction are gone
             raise
         with self._tail_lock:
@@ -483,10 +498,10 @@ class SQLiteStorage:
         if self._wconn is not None:
             self._refresh_index(self._wconn)
 
-    async def _commit(self, staging: Staging) -> int:
+    async def _commit(self, staging: Staging, state: StateChange | None = None) -> int:
         """Group commit: requests arriving while a commit runs share the next transaction and fsync."""
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.append((staging, fut))
+        self._pending.append((staging, state, fut))
         if not self._leading:
             self._leading = True
             # The commit loop runs in its own task: a requester that goes away cannot cancel a commit
@@ -500,18 +515,18 @@ class SQLiteStorage:
                 group, self._pending = self._pending, []
                 async with self._wlock:
                     try:
-                        outcomes = await asyncio.to_thread(self._commit_group_sync, [g[0] for g in group])
+                        outcomes = await asyncio.to_thread(self._commit_group_sync, [(g[0], g[1]) for g in group])
                     except Exception as err:
                         failure = (
                             StorageError(f"cannot commit to SQLite store {self.path}: {err}")
                             if isinstance(err, sqlite3.Error)
                             else err
                         )
-                        for _, f in group:
+                        for _, _, f in group:
                             f.set_exception(failure)
                         continue
-                for (_, f), outcome in zip(group, outcomes, strict=True):
-                    if isinstance(outcome, SampleRejected):
+                for (_, _, f), outcome in zip(group, outcomes, strict=True):
+                    if isinstance(outcome, SotpError):
                         f.set_exception(outcome)
                     else:
                         f.set_result(outcome)
@@ -708,6 +723,11 @@ class _SQLiteAppender:
     def __init__(self, store: SQLiteStorage) -> None:
         self._store = store
         self._staging = Staging()
+        self._state: StateChange | None = None
+
+    def attach_state(self, change: StateChange) -> None:
+        """Write ``change`` in this commit's transaction (:mod:`sotp.storage.state`)."""
+        self._state = change
 
     def append(self, labels: Labels, t_ms: int, value: float) -> None:
         self._staging.add(labels, t_ms, value)
@@ -721,12 +741,14 @@ class _SQLiteAppender:
 
     async def commit(self) -> int:
         staging, self._staging = self._staging, Staging()
-        if not staging:
+        state, self._state = self._state, None
+        if not staging and state is None:
             return 0
-        return await self._store._commit(staging)
+        return await self._store._commit(staging, state)
 
     async def rollback(self) -> None:
         self._staging = Staging()
+        self._state = None
 
 
 class _SQLiteQuerier:

@@ -11,6 +11,8 @@ Tables (DESIGN.md §4), all in the schema named by the storage URL:
 * ``sotp_samples_flat(time, series_id, value)`` — a view that unnests the blocks for SQL users.
 * ``sotp_wal(seq, t_min, t_max, n, sids, counts, ts, vals)`` — the write-ahead log: one row per committed
   request (its columns packed, :mod:`sotp.storage.wal`), until a head flush turns its samples into blocks.
+* ``sotp_state(ns, key, gen, value)``, ``sotp_state_gen(ns, gen, purged)`` — component state committed with
+  the samples (:mod:`sotp.storage.state`), since migration 5.
 
 A migration is SQL run in one transaction under an advisory lock, so two services starting at once do not
 both apply it. The mode is chosen once, by migration 1, and recorded: later starts read it back.
@@ -178,11 +180,20 @@ def _v4(mode: str, opts: PgOptions) -> list[str]:
     ]
 
 
+def _v5(mode: str, opts: PgOptions) -> list[str]:
+    # Component state committed in the samples' transactions (sotp.storage.state: the push gateway's
+    # groups), so replicas share it and a restart keeps it.
+    from sotp.storage.state import PG_FUNCTIONS, TABLES
+
+    return [*TABLES, *PG_FUNCTIONS]
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "labels, series and block samples", _v1),
     Migration(2, "write-ahead log of the live stream", _v2),
     Migration(3, "block times as integer milliseconds", _v3),
     Migration(4, "series collection generation checked by writes", _v4),
+    Migration(5, "stored component state (push gateway groups)", _v5),
 ]
 
 
