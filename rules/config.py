@@ -4,7 +4,7 @@
 global:
   evaluation_interval: 1m          # default interval of groups without their own
   external_labels: {site: lab}     # added to alerts sent to Alertmanager; $externalLabels in templates
-rule_files: [deploy/rules/*.yml]   # globs, relative to the config file's directory
+rule_files: [deploy/rules/*.rules.yml]  # globs, relative to the config file's directory
 alerting:
   alertmanagers:
     - static_configs: [{targets: ["127.0.0.1:9093"]}]

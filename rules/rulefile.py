@@ -8,6 +8,7 @@ column, in the words ``promtool check rules`` uses, so ``sotp rules check`` prin
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,23 +72,25 @@ class _Unmarshal:
     def fail(self, node: yaml.Node, msg: str) -> None:
         self.errors.append(f"line {node.start_mark.line + 1}: {msg}")
 
-    def mapping(self, node: yaml.Node, type_name: str, known: set[str]) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    def fields(
+        self, node: yaml.Node, type_name: str, known: set[str], known_fields: bool = True
+    ) -> Iterator[tuple[str, yaml.Node]]:
+        """A struct's known fields in the file's order, for the caller to decode one by one (so errors come
+        out in the file's order, as yaml.v3 reports them): the duplicate-key check of the whole mapping first;
+        ``known_fields`` False: unknown keys are skipped silently (yaml.v3's default)."""
         if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
-            return {}
+            return
         if not isinstance(node, yaml.MappingNode):
             self.fail(node, f"cannot unmarshal {_tag(node)} {_short(node)}into {type_name}")
-            return {}
-        out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+            return
+        if self.duplicate_keys(node):
+            return
         for k, v in node.value:
             key = k.value if isinstance(k, yaml.ScalarNode) else ""
-            if key in out:
-                self.fail(k, f'mapping key "{key}" already defined at line {out[key][0].start_mark.line + 1}')
-                continue
-            if key not in known:
+            if key in known:
+                yield key, v
+            elif known_fields:
                 self.fail(k, f"field {key} not found in type {type_name}")
-                continue
-            out[key] = (k, v)
-        return out
 
     def string(self, node: yaml.Node) -> str:
         if isinstance(node, yaml.ScalarNode):
@@ -117,7 +120,10 @@ class _Unmarshal:
     def duration(self, node: yaml.Node) -> int:
         if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
             return 0
+        before = len(self.errors)
         text = self.string(node)
+        if len(self.errors) > before:  # the unmarshaler's own decode failed: a type error, decoding goes on
+            return 0
         try:
             return parse_go_duration(text)
         except ValueError as err:
@@ -129,16 +135,23 @@ class _Unmarshal:
         if not isinstance(node, yaml.MappingNode):
             self.fail(node, f"cannot unmarshal {_tag(node)} {_short(node)}into map[string]string")
             return {}
-        out: dict[str, str] = {}
-        seen: dict[str, yaml.Node] = {}
-        for k, v in node.value:
-            key = self.string(k)
-            if key in seen:
-                self.fail(k, f'mapping key "{key}" already defined at line {seen[key].start_mark.line + 1}')
-                continue
-            seen[key] = k
-            out[key] = self.string(v)
-        return out
+        if self.duplicate_keys(node):
+            return {}
+        return {self.string(k): self.string(v) for k, v in node.value}
+
+    def duplicate_keys(self, node: yaml.MappingNode) -> bool:
+        """yaml.v3 checks a mapping's keys before decoding it: every later key equal to an earlier one is an
+        error (each pair once, so a key written three times gives three lines), and a mapping with any
+        duplicate is not decoded at all (no unknown-field or type errors from inside it)."""
+        keys = [k for k, _ in node.value]
+        found = False
+        for i, ki in enumerate(keys):
+            for kj in keys[i + 1:]:
+                if _key_identity(ki) == _key_identity(kj):
+                    line = ki.start_mark.line + 1
+                    self.fail(kj, f'mapping key "{_key_identity(kj)[1]}" already defined at line {line}')
+                    found = True
+        return found
 
     def sequence(self, node: yaml.Node, into: str) -> list[yaml.Node]:
         if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
@@ -151,6 +164,11 @@ class _Unmarshal:
 
 class _Abort(Exception):
     """A custom unmarshaler's error (a duration): yaml.v3 stops and returns it alone."""
+
+
+def _key_identity(node: yaml.Node) -> tuple[str, str]:
+    """What yaml.v3 compares to find duplicate keys: the node's kind and its scalar text ("" otherwise)."""
+    return type(node).__name__, node.value if isinstance(node, yaml.ScalarNode) else ""
 
 
 def _tag(node: yaml.Node) -> str:
@@ -195,21 +213,35 @@ def parse_rule_text(text: str) -> tuple[list[GroupSpec], list[str]]:
     try:
         root = compose(text)
     except yaml.YAMLError as err:
-        return [], [_yaml_syntax_error(err)]
+        # rulefmt.Parse decodes the text twice (see _node_errors); both fail on a syntax error.
+        return [], [_yaml_syntax_error(err)] * 2
     if root is None:
         return [], []
     u = _Unmarshal()
     groups: list[GroupSpec] = []
+    errors: list[str] = []
     try:
-        top = u.mapping(root, "rulefmt.RuleGroups", {"groups"})
-        if "groups" in top:
-            for gnode in u.sequence(top["groups"][1], "[]rulefmt.RuleGroup"):
-                groups.append(_decode_group(u, gnode))
-    except _Abort as err:
-        return [], [str(err)]
-    if u.errors:
-        return [], ["yaml: unmarshal errors:\n  " + "\n  ".join(u.errors)]
+        for _, n in u.fields(root, "rulefmt.RuleGroups", {"groups"}):
+            groups += [_decode_group(u, g) for g in u.sequence(n, "[]rulefmt.RuleGroup")]
+    except _Abort as err:  # yaml.v3 returns a custom unmarshaler's error alone
+        errors.append(str(err))
+    else:
+        if u.errors:
+            errors.append("yaml: unmarshal errors:\n  " + "\n  ".join(u.errors))
+    errors += _node_errors(root)
+    if errors:
+        return [], errors
     return groups, validate_groups(groups)
+
+
+def _node_errors(root: yaml.Node) -> list[str]:
+    """rulefmt.Parse's second decode, into ``ruleGroups{Groups []yaml.Node}`` (non-strict: it keeps the nodes
+    for positions): only the top level is checked, so a top-level duplicate key, a document that is not a
+    mapping or ``groups`` that is not a sequence is reported a second time, with that type's name."""
+    u = _Unmarshal()
+    for _, n in u.fields(root, "rulefmt.ruleGroups", {"groups"}, known_fields=False):
+        u.sequence(n, "[]yaml.Node")
+    return ["yaml: unmarshal errors:\n  " + "\n  ".join(u.errors)] if u.errors else []
 
 
 def _yaml_syntax_error(err: yaml.YAMLError) -> str:
@@ -221,42 +253,37 @@ def _yaml_syntax_error(err: yaml.YAMLError) -> str:
 
 
 def _decode_group(u: _Unmarshal, node: yaml.Node) -> GroupSpec:
-    fields = u.mapping(node, "rulefmt.RuleGroup", {"name", "interval", "limit", "rules"})
     g = GroupSpec(name="", pos=_pos(node))
-    if "name" in fields:
-        g.name = u.string(fields["name"][1])
-    if "interval" in fields:
-        g.interval_ms = u.duration(fields["interval"][1])
-    if "limit" in fields:
-        g.limit = u.integer(fields["limit"][1])
-    if "rules" in fields:
-        for rnode in u.sequence(fields["rules"][1], "[]rulefmt.RuleNode"):
-            g.rules.append(_decode_rule(u, rnode))
+    for key, n in u.fields(node, "rulefmt.RuleGroup", {"name", "interval", "limit", "rules"}):
+        if key == "name":
+            g.name = u.string(n)
+        elif key == "interval":
+            g.interval_ms = u.duration(n)
+        elif key == "limit":
+            g.limit = u.integer(n)
+        else:
+            g.rules += [_decode_rule(u, r) for r in u.sequence(n, "[]rulefmt.RuleNode")]
     return g
 
 
 def _decode_rule(u: _Unmarshal, node: yaml.Node) -> RuleSpec:
-    fields = u.mapping(
-        node, "rulefmt.RuleNode", {"record", "alert", "expr", "for", "keep_firing_for", "labels", "annotations"}
-    )
     r = RuleSpec()
-    if "record" in fields:
-        n = fields["record"][1]
-        r.record, r.record_pos, r.record_set = u.string(n), _pos(n), True
-    if "alert" in fields:
-        n = fields["alert"][1]
-        r.alert, r.alert_pos, r.alert_set = u.string(n), _pos(n), True
-    if "expr" in fields:
-        n = fields["expr"][1]
-        r.expr, r.expr_pos = u.string(n), _pos(n)
-    if "for" in fields:
-        r.for_ms = u.duration(fields["for"][1])
-    if "keep_firing_for" in fields:
-        r.keep_firing_for_ms = u.duration(fields["keep_firing_for"][1])
-    if "labels" in fields:
-        r.labels = u.string_map(fields["labels"][1])
-    if "annotations" in fields:
-        r.annotations = u.string_map(fields["annotations"][1])
+    known = {"record", "alert", "expr", "for", "keep_firing_for", "labels", "annotations"}
+    for key, n in u.fields(node, "rulefmt.RuleNode", known):
+        if key == "record":
+            r.record, r.record_pos, r.record_set = u.string(n), _pos(n), True
+        elif key == "alert":
+            r.alert, r.alert_pos, r.alert_set = u.string(n), _pos(n), True
+        elif key == "expr":
+            r.expr, r.expr_pos = u.string(n), _pos(n)
+        elif key == "for":
+            r.for_ms = u.duration(n)
+        elif key == "keep_firing_for":
+            r.keep_firing_for_ms = u.duration(n)
+        elif key == "labels":
+            r.labels = u.string_map(n)
+        else:
+            r.annotations = u.string_map(n)
     return r
 
 

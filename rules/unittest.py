@@ -14,6 +14,7 @@ import glob
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -46,23 +47,25 @@ class _Dec:
     def is_null(node: yaml.Node) -> bool:
         return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
 
-    def mapping(self, node: yaml.Node, type_name: str, known: set[str]) -> dict[str, yaml.Node]:
+    def fields(self, node: yaml.Node, type_name: str, known: set[str]) -> Iterator[tuple[str, yaml.Node]]:
+        """A struct's known fields in the file's order, for the caller to decode one by one: yaml.v2 reports
+        a repeated or unknown field when it reaches it, so errors come out in the file's order only if each
+        value is decoded before the next key is looked at."""
         if self.is_null(node):
-            return {}
+            return
         if not isinstance(node, yaml.MappingNode):
             self.fail(node, f"cannot unmarshal {_tag(node)}{_short(node)} into {type_name}")
-            return {}
-        out: dict[str, yaml.Node] = {}
+            return
+        done: set[str] = set()
         for k, v in node.value:
             key = k.value if isinstance(k, yaml.ScalarNode) else ""
-            if key in out:
-                self.fail(k, f'key "{key}" already set in map')
-                continue
             if key not in known:
                 self.fail(k, f"field {key} not found in type {type_name}")
-                continue
-            out[key] = v
-        return out
+            elif key in done:
+                self.fail(k, f"field {key} already set in type {type_name}")
+            else:
+                done.add(key)
+                yield key, v
 
     def string(self, node: yaml.Node) -> str:
         if self.is_null(node):
@@ -75,7 +78,10 @@ class _Dec:
     def duration(self, node: yaml.Node) -> int:
         if self.is_null(node):
             return 0
+        before = len(self.errors)
         text = self.string(node)
+        if len(self.errors) > before:  # the unmarshaler's own decode failed: a type error, decoding goes on
+            return 0
         try:
             return parse_go_duration(text)
         except ValueError as err:
@@ -111,10 +117,15 @@ class _Dec:
         out: dict[str, str] = {}
         for k, v in node.value:
             key = self.string(k)
-            if key in out:
-                self.fail(k, f'key "{key}" already set in map')
+            before = len(self.errors)
+            value = self.string(v)
+            if len(self.errors) > before:  # yaml.v2 decodes the value first and stores nothing on failure
                 continue
-            out[key] = self.string(v)
+            if key in out:
+                # yaml.v2 strict, maps: reported at the line of the value (setMapIndex)
+                self.fail(v, f'key "{key}" already set in map')
+                continue
+            out[key] = value
         return out
 
     def seq(self, node: yaml.Node, type_name: str) -> list[yaml.Node]:
@@ -204,15 +215,16 @@ def decode_test_file(text: str) -> TestFile:
     if root is None:
         return tf
     try:
-        top = d.mapping(root, "main.unitTestFile", {"rule_files", "evaluation_interval", "group_eval_order", "tests"})
-        if "rule_files" in top:
-            tf.rule_files = [d.string(n) for n in d.seq(top["rule_files"], "[]string")]
-        if "evaluation_interval" in top:
-            tf.evaluation_interval_ms = d.duration(top["evaluation_interval"])
-        if "group_eval_order" in top:
-            tf.group_eval_order = [d.string(n) for n in d.seq(top["group_eval_order"], "[]string")]
-        for tnode in d.seq(top.get("tests", yaml.ScalarNode("tag:yaml.org,2002:null", "")), "[]main.testGroup"):
-            tf.tests.append(_decode_group(d, tnode))
+        for key, n in d.fields(root, "main.unitTestFile",
+                               {"rule_files", "evaluation_interval", "group_eval_order", "tests"}):
+            if key == "rule_files":
+                tf.rule_files = [d.string(x) for x in d.seq(n, "[]string")]
+            elif key == "evaluation_interval":
+                tf.evaluation_interval_ms = d.duration(n)
+            elif key == "group_eval_order":
+                tf.group_eval_order = [d.string(x) for x in d.seq(n, "[]string")]
+            else:
+                tf.tests += [_decode_group(d, x) for x in d.seq(n, "[]main.testGroup")]
     except _Abort as err:
         raise ValueError(str(err)) from None
     if d.errors:
@@ -221,40 +233,72 @@ def decode_test_file(text: str) -> TestFile:
 
 
 def _decode_group(d: _Dec, node: yaml.Node) -> TestGroup:
-    f = d.mapping(node, "main.testGroup", {"interval", "input_series", "alert_rule_test", "promql_expr_test",
-                                           "external_labels", "external_url", "name"})
     tg = TestGroup()
-    if "interval" in f:
-        tg.interval_ms = d.duration(f["interval"])
-    for n in d.seq(f["input_series"], "[]main.series") if "input_series" in f else []:
-        s = d.mapping(n, "main.series", {"series", "values"})
-        tg.input_series.append(SeriesInput(d.string(s["series"]) if "series" in s else "",
-                                           d.string(s["values"]) if "values" in s else ""))
-    for n in d.seq(f["alert_rule_test"], "[]main.alertTestCase") if "alert_rule_test" in f else []:
-        a = d.mapping(n, "main.alertTestCase", {"eval_time", "alertname", "exp_alerts"})
-        exp = []
-        for en in d.seq(a["exp_alerts"], "[]main.alert") if "exp_alerts" in a else []:
-            e = d.mapping(en, "main.alert", {"exp_labels", "exp_annotations"})
-            exp.append(ExpAlert(d.string_map(e["exp_labels"]) if "exp_labels" in e else {},
-                                d.string_map(e["exp_annotations"]) if "exp_annotations" in e else {}))
-        tg.alert_rule_test.append(AlertTest(d.duration(a["eval_time"]) if "eval_time" in a else 0,
-                                            d.string(a["alertname"]) if "alertname" in a else "", exp))
-    for n in d.seq(f["promql_expr_test"], "[]main.promqlTestCase") if "promql_expr_test" in f else []:
-        p = d.mapping(n, "main.promqlTestCase", {"expr", "eval_time", "exp_samples"})
-        samples = []
-        for sn in d.seq(p["exp_samples"], "[]main.sample") if "exp_samples" in p else []:
-            s = d.mapping(sn, "main.sample", {"labels", "value"})
-            samples.append(ExpSample(d.string(s["labels"]) if "labels" in s else "",
-                                     d.float_(s["value"]) if "value" in s else 0.0))
-        tg.promql_expr_test.append(ExprTest(d.string(p["expr"]) if "expr" in p else "",
-                                            d.duration(p["eval_time"]) if "eval_time" in p else 0, samples))
-    if "external_labels" in f:
-        tg.external_labels = d.string_map(f["external_labels"], "labels.Labels")
-    if "external_url" in f:
-        tg.external_url = d.string(f["external_url"])
-    if "name" in f:
-        tg.name = d.string(f["name"])
+    for key, n in d.fields(node, "main.testGroup", {"interval", "input_series", "alert_rule_test",
+                                                     "promql_expr_test", "external_labels", "external_url", "name"}):
+        if key == "interval":
+            tg.interval_ms = d.duration(n)
+        elif key == "input_series":
+            tg.input_series += [_decode_series(d, sn) for sn in d.seq(n, "[]main.series")]
+        elif key == "alert_rule_test":
+            tg.alert_rule_test += [_decode_alert_test(d, an) for an in d.seq(n, "[]main.alertTestCase")]
+        elif key == "promql_expr_test":
+            tg.promql_expr_test += [_decode_expr_test(d, pn) for pn in d.seq(n, "[]main.promqlTestCase")]
+        elif key == "external_labels":
+            tg.external_labels = d.string_map(n, "labels.Labels")
+        elif key == "external_url":
+            tg.external_url = d.string(n)
+        else:
+            tg.name = d.string(n)
     return tg
+
+
+def _decode_series(d: _Dec, node: yaml.Node) -> SeriesInput:
+    s = SeriesInput("", "")
+    for key, n in d.fields(node, "main.series", {"series", "values"}):
+        if key == "series":
+            s.series = d.string(n)
+        else:
+            s.values = d.string(n)
+    return s
+
+
+def _decode_alert_test(d: _Dec, node: yaml.Node) -> AlertTest:
+    t = AlertTest(0, "", [])
+    for key, n in d.fields(node, "main.alertTestCase", {"eval_time", "alertname", "exp_alerts"}):
+        if key == "eval_time":
+            t.eval_time_ms = d.duration(n)
+        elif key == "alertname":
+            t.alertname = d.string(n)
+        else:
+            for en in d.seq(n, "[]main.alert"):
+                exp = ExpAlert({}, {})
+                for ek, ev in d.fields(en, "main.alert", {"exp_labels", "exp_annotations"}):
+                    if ek == "exp_labels":
+                        exp.labels = d.string_map(ev)
+                    else:
+                        exp.annotations = d.string_map(ev)
+                t.exp_alerts.append(exp)
+    return t
+
+
+def _decode_expr_test(d: _Dec, node: yaml.Node) -> ExprTest:
+    t = ExprTest("", 0, [])
+    for key, n in d.fields(node, "main.promqlTestCase", {"expr", "eval_time", "exp_samples"}):
+        if key == "expr":
+            t.expr = d.string(n)
+        elif key == "eval_time":
+            t.eval_time_ms = d.duration(n)
+        else:
+            for sn in d.seq(n, "[]main.sample"):
+                sample = ExpSample("", 0.0)
+                for sk, sv in d.fields(sn, "main.sample", {"labels", "value"}):
+                    if sk == "labels":
+                        sample.labels = d.string(sv)
+                    else:
+                        sample.value = d.float_(sv)
+                t.exp_samples.append(sample)
+    return t
 
 
 # ---- formatting as promtool prints ------------------------------------------------------------------

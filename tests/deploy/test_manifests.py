@@ -130,7 +130,7 @@ def test_ports_probes_and_images_match_the_code(rendered: list[dict[str, Any]]) 
     for name, c in containers(rendered):
         argv = sotp_argv(c)
         if argv is None:
-            assert c["image"].startswith("timescale/timescaledb:"), c["image"]
+            assert c["image"].startswith(("timescale/timescaledb:", "prom/alertmanager:")), c["image"]
             continue
         assert c["image"] == f"ghcr.io/sotp/sotp:{sotp.__version__}"
         listen = next((argv[i + 1] for i, a in enumerate(argv) if a == "--listen"), None)
@@ -150,6 +150,7 @@ def test_probe_paths_exist_in_component_sources(rendered: list[dict[str, Any]]) 
     sources = {
         "worker": "".join(p.read_text() for p in (REPO / "worker").rglob("*.py")),
         "exporter": "".join(p.read_text() for p in (REPO / "exporters").rglob("*.py")),
+        "ruler": "".join(p.read_text() for p in (REPO / "rules").rglob("*.py")),
     }
     for name, c in containers(rendered):
         argv = sotp_argv(c)
@@ -195,10 +196,11 @@ def test_issue17_k3s_tokens_are_wired_to_every_component(rendered: list[dict[str
     """The manifests failed closed: tokens were mounted but never configured, and the sotp job sent none."""
     config = load_config(K8S / "base" / "sotp.yml")
     tokens_file = config.auth["tokens_file"]
-    for component in ("serve", "worker"):
+    for component in ("serve", "worker", "ruler"):  # each loads sotp.yml whole, tokens_file and scrape token
         assert _under(tokens_file, _mounts(rendered, component, "sotp-tokens")), component
     (job,) = [j for j in config.scrape_configs if j["job_name"] == "sotp"]
-    assert _under(job["authorization"]["credentials_file"], _mounts(rendered, "worker", "sotp-tokens"))
+    for component in ("worker", "ruler"):
+        assert _under(job["authorization"]["credentials_file"], _mounts(rendered, component, "sotp-tokens"))
     for name, c in containers(rendered):
         argv = sotp_argv(c)
         if argv and argv[0] == "dashboard":
@@ -247,9 +249,16 @@ def test_systemd_units_verify(unit: Path, tmp_path: Path) -> None:
 
 
 def test_dockerfile_copies_every_package_and_exposes_serve_port() -> None:
+    import tomllib
+
     text = (DEPLOY / "docker" / "Dockerfile").read_text()
-    for pkg in ("sotp", "exporters", "remote_write", "query", "worker", "agent", "dashboards"):
-        assert f"COPY {pkg} ./{pkg}" in text and (REPO / pkg).is_dir()
+    # Every package the wheel has (the image lacked rules/, so sotp serve, which loads rules.api, and sotp
+    # ruler could not start in it).
+    include = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = [p.removesuffix("*") for p in include]
+    assert "rules" in packages
+    for pkg in packages:
+        assert f"COPY {pkg} ./{pkg}" in text and (REPO / pkg).is_dir(), pkg
     assert "EXPOSE 9201" in text and "USER 10001" in text
 
 
@@ -260,3 +269,142 @@ def test_compose_commands_parse_with_the_real_cli() -> None:
             argv = [a.replace("${SOTP_DB_PASSWORD}", "pw") for a in svc["command"]]
             parse_with_sotp(argv)
             assert svc["image"] == f"sotp:{sotp.__version__}", name
+
+
+# -- the ruler and Alertmanager in every deployment -----------------------------------------------------
+
+SHIPPED_RULES = sorted(p.name for p in (DEPLOY / "rules").glob("*.rules.yml"))
+
+
+def _objects(objs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for o in objs if o["kind"] == kind}
+
+
+def _workload(objs: list[dict[str, Any]], service: str, port: int) -> dict[str, Any]:
+    """The pod template behind ``service:port`` (its selector's workload), checking the port is declared."""
+    svc = _objects(objs, "Service")[service]
+    (sport,) = [p for p in svc["spec"]["ports"] if p["port"] == port]
+    (obj,) = [o for o in objs if o["kind"] in ("Deployment", "StatefulSet")
+              and svc["spec"]["selector"].items() <= o["spec"]["template"]["metadata"]["labels"].items()]
+    pod: dict[str, Any] = obj["spec"]["template"]
+    named = {p["name"]: p["containerPort"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+    assert named.get(sport["targetPort"], sport["targetPort"]) in named.values(), (service, port)
+    return pod
+
+
+def _sotp_args(pod: dict[str, Any], command: str) -> argparse.Namespace:
+    (argv,) = [a for c in pod["spec"]["containers"] if (a := sotp_argv(c)) and a[0] == command]
+    return parse_with_sotp(argv)
+
+
+def test_k8s_runs_the_ruler_with_the_shipped_rules_and_alertmanager(rendered: list[dict[str, Any]]) -> None:
+    """The ruler evaluates exactly deploy/rules/*.rules.yml (the generated ConfigMap, mounted where its
+    --rule-file glob looks), posts to the Alertmanager Service, and serve asks it for rules and alerts."""
+    from fnmatch import fnmatch
+
+    (serve_pod,) = [o["spec"]["template"] for o in rendered if o["metadata"]["name"] == "sotp-serve"
+                    and o["kind"] == "Deployment"]
+    (ruler_url,) = _sotp_args(serve_pod, "serve").ruler_url
+    host, port = ruler_url.removeprefix("http://").split(":")
+    ruler_pod = _workload(rendered, host, int(port))
+    ruler = _sotp_args(ruler_pod, "ruler")
+    assert ruler.listen.endswith(f":{port}")
+    (glob,) = ruler.rule_file
+    (container,) = ruler_pod["spec"]["containers"]
+    (mount,) = [m for m in container["volumeMounts"] if glob.startswith(m["mountPath"] + "/")]
+    (volume,) = [v for v in ruler_pod["spec"]["volumes"] if v["name"] == mount["name"]]
+    data = _objects(rendered, "ConfigMap")[volume["configMap"]["name"]]["data"]
+    loaded = {k: v for k, v in data.items() if fnmatch(f"{mount['mountPath']}/{k}", glob)}
+    assert loaded == {n: (DEPLOY / "rules" / n).read_text() for n in SHIPPED_RULES}
+    (am,) = ruler.alertmanager
+    am_host, am_port = am.split(":")
+    am_pod = _workload(rendered, am_host, int(am_port))
+    (am_container,) = am_pod["spec"]["containers"]
+    assert am_container["image"].startswith("prom/alertmanager:")
+    config_file = next(a.split("=", 1)[1] for a in am_container["args"] if a.startswith("--config.file="))
+    (am_mount,) = [m for m in am_container["volumeMounts"] if config_file.startswith(m["mountPath"] + "/")]
+    (am_volume,) = [v for v in am_pod["spec"]["volumes"] if v["name"] == am_mount["name"]]
+    am_data = _objects(rendered, "ConfigMap")[am_volume["configMap"]["name"]]["data"]
+    assert am_data[config_file.rsplit("/", 1)[1]] == (K8S / "base" / "alertmanager.yml").read_text()
+    # The network policies let serve reach the ruler, the ruler reach Alertmanager and the database.
+    policies = _objects(rendered, "NetworkPolicy")
+    assert policies["sotp-ruler-ingress"]["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "sotp-serve"}
+    assert policies["sotp-alertmanager-ingress"]["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "sotp-ruler"}
+    (db_from,) = policies["sotp-timescaledb-ingress"]["spec"]["ingress"][0]["from"]
+    (expr,) = db_from["podSelector"]["matchExpressions"]
+    assert ruler_pod["metadata"]["labels"]["app.kubernetes.io/component"] in expr["values"]
+
+
+def test_compose_runs_the_ruler_with_the_shipped_rules_and_alertmanager() -> None:
+    from fnmatch import fnmatch
+
+    services = yaml.safe_load((DEPLOY / "docker" / "compose.yaml").read_text())["services"]
+
+    def args(name: str) -> argparse.Namespace:
+        return parse_with_sotp([a.replace("${SOTP_DB_PASSWORD}", "pw") for a in services[name]["command"]])
+
+    (ruler_url,) = args("serve").ruler_url
+    host, port = ruler_url.removeprefix("http://").split(":")
+    ruler = args(host)
+    assert ruler.listen.endswith(f":{port}")
+    assert ruler.storage == args("serve").storage
+    (glob,) = ruler.rule_file
+    mounts = {dst: (DEPLOY / "docker" / src).resolve() for src, dst, *_ in
+              (v.split(":") for v in services[host]["volumes"])}
+    (mount,) = [d for d in mounts if glob.startswith(d + "/")]
+    loaded = sorted(p.name for p in mounts[mount].iterdir() if fnmatch(f"{mount}/{p.name}", glob))
+    assert loaded == SHIPPED_RULES
+    # The scrape token sotp.yml names is mounted (the ruler checks the whole file at start).
+    assert mounts["/etc/sotp/tokens"] == (DEPLOY / "docker" / "tokens").resolve()
+    (am,) = ruler.alertmanager
+    am_host, am_port = am.split(":")
+    assert services[am_host]["image"].startswith("prom/alertmanager:")
+    assert f"--web.listen-address=:{am_port}" in services[am_host]["command"]
+    am_mounts = dict(v.split(":")[1::-1] for v in services[am_host]["volumes"])
+    config_file = next(a.split("=", 1)[1] for a in services[am_host]["command"] if a.startswith("--config.file="))
+    assert (DEPLOY / "docker" / am_mounts[config_file]).resolve() == (K8S / "base" / "alertmanager.yml").resolve()
+
+
+def _unit(name: str) -> dict[str, list[str]]:
+    """A systemd unit's [Service] settings (continuation lines joined), each key's values in order."""
+    text = (DEPLOY / "systemd" / name).read_text().replace("\\\n", " ")
+    out: dict[str, list[str]] = {}
+    for line in text.split("[Service]", 1)[1].split("\n[", 1)[0].splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            out.setdefault(key, []).append(value)
+    return out
+
+
+def _exec_argv(unit: dict[str, list[str]]) -> list[str]:
+    """ExecStart's sotp argv with the unit's Environment= defaults substituted, as systemd would."""
+    env = dict(e.split("=", 1) for e in unit.get("Environment", []))
+    words = shlex.split(unit["ExecStart"][0])
+    assert words[0] == "/opt/sotp/bin/sotp"
+    return [re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], w) for w in words[1:]]
+
+
+def test_systemd_runs_the_ruler_beside_serve() -> None:
+    serve_unit, ruler_unit = _unit("sotp-serve.service"), _unit("sotp-ruler.service")
+    serve, ruler = parse_with_sotp(_exec_argv(serve_unit)), parse_with_sotp(_exec_argv(ruler_unit))
+    (ruler_url,) = serve.ruler_url
+    assert ruler_url == f"http://{ruler.listen}"
+    assert ruler.storage == serve.storage  # one store...
+    for key in ("User", "StateDirectory", "DynamicUser"):  # ...written by one (dynamic) user in one directory
+        assert serve_unit[key] == ruler_unit[key], key
+    assert ruler.rule_file == ["/etc/sotp/rules/*.rules.yml"] and ruler.alertmanager == ["127.0.0.1:9093"]
+
+
+def test_alertmanager_config_is_valid_and_its_version_is_the_tested_one() -> None:
+    amtool = require_binary("amtool")
+    r = subprocess.run([amtool, "check-config", str(K8S / "base" / "alertmanager.yml")], capture_output=True, text=True)
+    assert r.returncode == 0 and "SUCCESS" in r.stdout, r.stdout + r.stderr
+    # The alerting tests run against Debian's Alertmanager: the deployments run the same version.
+    out = subprocess.run([require_binary("prometheus-alertmanager"), "--version"], capture_output=True, text=True)
+    tested = re.search(r"version (\d+\.\d+\.\d+)", out.stdout + out.stderr)
+    assert tested, out
+    images = set(re.findall(r"image:\s*(prom/alertmanager:\S+)", (DEPLOY / "docker" / "compose.yaml").read_text()
+                            + (K8S / "base" / "alertmanager.yaml").read_text()))
+    assert images == {f"prom/alertmanager:v{tested.group(1)}"}

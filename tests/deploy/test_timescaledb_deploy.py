@@ -29,12 +29,12 @@ def test_compose_and_k3s_run_one_timescaledb_image() -> None:
 def test_every_storage_url_asks_for_timescaledb_on() -> None:
     services = yaml.safe_load(COMPOSE.read_text())["services"]
     urls = []
-    for name in ("serve", "worker"):
+    for name in ("serve", "worker", "ruler"):
         command = services[name]["command"]
         urls.append(command[command.index("--storage") + 1].replace("${SOTP_DB_PASSWORD}", "pw"))
     # K3s: the URL is the sotp-db Secret's, made with the command docs/deploy.md gives.
     urls += [u.replace("$PW", "pw") for u in re.findall(r'--from-literal=url="([^"]+)"', DEPLOY_DOC.read_text())]
-    assert len(urls) == 3
+    assert len(urls) == 4
     for url in urls:
         assert parse_url(url).timescaledb == "on", url
 
