@@ -5,8 +5,11 @@ walk loop, retries, packet counting and the stop rules live once, here, like gos
 ``BulkWalkAll`` under snmp_exporter:
 
 * GETBULK (GETNEXT for v1) from the subtree root until a varbind leaves the subtree or is
-  endOfMibView/noSuch*; when the first varbind of the first answer is already past the subtree, the
-  root itself is fetched with a GET (walking a scalar), as gosnmp does;
+  endOfMibView/noSuch*, or the agent answers with an error-status (then the subtree keeps what it had
+  and the scrape goes on, as gosnmp's walk does); when the first varbind of the first answer is already
+  past the subtree, the root itself is fetched with a GET (walking a scalar), as gosnmp does;
+* an error-status answering a GET of the module's ``get`` list fails the scrape (snmp_exporter's rule),
+  except v1's noSuchName, which only means the OID is not there;
 * OIDs must increase unless ``allow_nonincreasing_oids`` (a looping agent otherwise never ends);
 * GETs go in chunks of ``max_repetitions`` OIDs (one per request for v1, whose noSuchName is skipped);
 * dynamic ``filters`` walk their column first and turn the walks of their targets into GETs of the
@@ -185,10 +188,15 @@ async def _walk(session: Session, module: Module, root: str, send: Sender, targe
     reps = module.max_repetitions or 1
     scalar = False
     while True:
-        if session.version == 1:
-            pdus = await send(lambda c=cursor: session.get_next([c]))  # type: ignore[misc]
-        else:
-            pdus = await send(lambda c=cursor: session.get_bulk([c], reps))  # type: ignore[misc]
+        try:
+            if session.version == 1:
+                pdus = await send(lambda c=cursor: session.get_next([c]))  # type: ignore[misc]
+            else:
+                pdus = await send(lambda c=cursor: session.get_bulk([c], reps))  # type: ignore[misc]
+        except AgentError:
+            # gosnmp's walk ends at any error-status (v1's noSuchName past the end of the view, genErr,
+            # noAccess, tooBig...) and keeps what it has: the scrape goes on with the next subtree.
+            break
         if not pdus:
             break
         done = False
@@ -216,9 +224,7 @@ async def _walk(session: Session, module: Module, root: str, send: Sender, targe
         # Walking a scalar or a single instance: the root itself may exist.
         try:
             pdus = await send(lambda: session.get([root]))
-        except AgentError as err:
-            if err.status == NO_SUCH_NAME:
-                return out
-            raise
+        except AgentError:
+            return out  # gosnmp: any error-status ends this walk quietly, the GET of a scalar root too
         out.extend(p for p in pdus if p.type not in EXCEPTION_TYPES and p.type != END_OF_MIB_VIEW)
     return out

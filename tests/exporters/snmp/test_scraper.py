@@ -96,9 +96,40 @@ async def test_timeout_after_all_retries_names_target_and_setting() -> None:
         await scrape(FakeSession(TABLE, timeouts=5), module(walk=["1.3"], retries=1, timeout=0.5), "sw1:161")
 
 
-async def test_error_status_fails_the_scrape() -> None:
+ERROR_STATUSES = [("tooBig", 1), ("noSuchName", 2), ("genErr", 5), ("noAccess", 6), ("resourceUnavailable", 13),
+                  ("authorizationError", 16)]
+
+
+@pytest.mark.parametrize("status", [c[1] for c in ERROR_STATUSES], ids=[c[0] for c in ERROR_STATUSES])
+@pytest.mark.parametrize("version", [1, 2])
+async def test_error_status_ends_the_walk_of_its_subtree_only(version: int, status: int) -> None:
+    # gosnmp's walk: any error-status ends that subtree, keeping what came before; the next subtree is walked.
+    s = FakeSession(TABLE, version=version, errors={"1.3.6.1.2.1.2.2.1.2.3": status})
+    r = await scrape(s, module(walk=["1.3.6.1.2.1.2.2.1.2", "1.3.6.1.2.1.2.2.1.3"], max_repetitions=3), "t")
+    # v2c: one GETBULK brings .1-.3, the next (from .3) is answered with the error; v1: GETNEXTs up to .3.
+    assert [p.oid for p in r.pdus] == [f"1.3.6.1.2.1.2.2.1.2.{i}" for i in (1, 2, 3)] + ["1.3.6.1.2.1.2.2.1.3.1"]
+    assert r.retries == 0  # an answer, even an error, is not retried
+
+
+async def test_error_status_at_the_first_request_walks_nothing() -> None:
+    s = FakeSession(TABLE, errors={"1.3.6.1.2.1.2.2.1.2": 5})
+    r = await scrape(s, module(walk=["1.3.6.1.2.1.2.2.1.2"]), "t")
+    assert r.pdus == [] and (r.packets, r.retries) == (1, 0)
+
+
+async def test_error_status_on_the_get_of_a_scalar_walk_is_quiet() -> None:
+    s = FakeSession(TABLE, errors={"1.3.6.1.2.1.1.3.0": 6})
+    r = await scrape(s, module(walk=["1.3.6.1.2.1.1.3.0", "1.3.6.1.2.1.2.2.1.3"]), "t")
+    assert [p.oid for p in r.pdus] == ["1.3.6.1.2.1.2.2.1.3.1"]
+
+
+async def test_error_status_on_a_get_fails_the_scrape() -> None:
+    # snmp_exporter: an error-status answering the module's GETs fails the scrape...
     with pytest.raises(AgentError, match="error-status 5"):
-        await scrape(FakeSession(TABLE, status=5), module(walk=["1.3"]), "t")
+        await scrape(FakeSession(TABLE, status=5), module(get=["1.3.6.1.2.1.1.3.0"]), "t")
+    # ...except v1's noSuchName, which only says that OID is absent.
+    r = await scrape(FakeSession(TABLE, version=1, status=2), module(get=["1.3.6.1.2.1.1.3.0"]), "t")
+    assert r.pdus == [] and r.packets == 1
 
 
 async def test_non_increasing_oids_fail_unless_allowed() -> None:
