@@ -155,7 +155,8 @@ class EzsnmpBackend:
     def __init__(self, max_workers: int = 16) -> None:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ezsnmp")
 
-    async def open(self, host: str, port: int, auth: Auth, timeout: float, max_repetitions: int) -> EzsnmpSession:
+    async def open(self, host: str, port: int, auth: Auth, timeout: float, max_repetitions: int,
+                   connected: bool = True) -> EzsnmpSession:
         kwargs = session_kwargs(host, port, auth, timeout, max_repetitions)
         loop = asyncio.get_running_loop()
         target = f"{host}:{port}"

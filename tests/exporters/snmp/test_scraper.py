@@ -14,7 +14,7 @@ import pytest
 
 from exporters.snmp.collector import CompiledModule, collect, to_families
 from exporters.snmp.config import Module, load_config
-from exporters.snmp.pdu import AgentError, Pdu, RequestTimeout
+from exporters.snmp.pdu import AgentError, Pdu, PortUnreachable, RequestTimeout
 from exporters.snmp.scraper import parse_target, scrape
 from exporters.snmp.server import SCRAPE_HELP
 from sotp.codec.exposition import MetricFamily, format_families
@@ -94,6 +94,26 @@ async def test_retries_are_counted_and_then_succeed() -> None:
 async def test_timeout_after_all_retries_names_target_and_setting() -> None:
     with pytest.raises(RequestTimeout, match=r"no response from sw1:161 after 2 tries of 0.5s .*timeout/retries"):
         await scrape(FakeSession(TABLE, timeouts=5), module(walk=["1.3"], retries=1, timeout=0.5), "sw1:161")
+
+
+async def test_refused_tries_are_retried_at_once_then_fail_as_refused() -> None:
+    # gosnmp: ICMP port unreachable ends a try; the retries follow at once, then the scrape fails.
+    with pytest.raises(PortUnreachable, match=r"sw1:161 refused 2 tries \(ICMP port unreachable.*port"):
+        await scrape(FakeSession(TABLE, refused=5), module(walk=["1.3"], retries=1), "sw1:161")
+    # An agent that starts answering on a retry is scraped as usual.
+    r = await scrape(FakeSession(TABLE, refused=1), module(walk=["1.3.6.1.2.1.2.2.1.3"], retries=1), "t")
+    assert (r.packets, r.retries, len(r.pdus)) == (2, 1, 1)
+    # The last try decides: refused then silent is a timeout.
+    with pytest.raises(RequestTimeout):
+        await scrape(_RefusedThenSilent(TABLE), module(walk=["1.3"], retries=1), "t")
+
+
+class _RefusedThenSilent(FakeSession):
+    async def get_bulk(self, oids: object, max_repetitions: int) -> list[Pdu]:  # type: ignore[override]
+        self.calls.append(("getbulk", ()))
+        if len(self.calls) == 1:
+            raise PortUnreachable("fake: refused")
+        raise RequestTimeout("fake: no answer")
 
 
 ERROR_STATUSES = [("tooBig", 1), ("noSuchName", 2), ("genErr", 5), ("noAccess", 6), ("resourceUnavailable", 13),
