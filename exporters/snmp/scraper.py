@@ -10,7 +10,9 @@ walk loop, retries, packet counting and the stop rules live once, here, like gos
   past the subtree, the root itself is fetched with a GET (walking a scalar), as gosnmp does;
 * an error-status answering a GET of the module's ``get`` list fails the scrape (snmp_exporter's rule),
   except v1's noSuchName, which only means the OID is not there;
-* OIDs must increase unless ``allow_nonincreasing_oids`` (a looping agent otherwise never ends);
+* a varbind repeating the OID it answers fails the walk unless ``allow_nonincreasing_oids`` (gosnmp's
+  "OID not increasing" check, the only one it makes); a walk led back to an OID already asked for fails
+  as a loop (gosnmp would loop until the scrape timed out);
 * GETs go in chunks of ``max_repetitions`` OIDs (one per request for v1, whose noSuchName is skipped);
 * dynamic ``filters`` walk their column first and turn the walks of their targets into GETs of the
   matching indices;
@@ -99,19 +101,6 @@ def _port(text: str, target: str) -> int:
     return int(text)
 
 
-def _oid_key(oid: str) -> tuple[int, ...]:
-    return tuple(map(int, oid.split(".")))
-
-
-def _after(oid: str, prev: str) -> bool:
-    """``oid`` sorts after ``prev`` in OID order (fast path for siblings in one column)."""
-    a, _, a_last = oid.rpartition(".")
-    b, _, b_last = prev.rpartition(".")
-    if a == b:
-        return int(a_last) > int(b_last)
-    return _oid_key(oid) > _oid_key(prev)
-
-
 class _Counter:
     def __init__(self, result: ScrapeResult, retries: int, timeout: float, target: str) -> None:
         self.result, self.retries, self.timeout, self.target = result, retries, timeout, target
@@ -197,7 +186,14 @@ async def _walk(session: Session, module: Module, root: str, send: Sender, targe
     last: str | None = None
     reps = module.max_repetitions or 1
     scalar = False
+    asked: set[str] = set()
     while True:
+        if cursor in asked:
+            # The agent led the walk back to an OID it was already asked to go past: gosnmp would loop until
+            # the scrape times out; fail now, saying so.
+            raise AgentError(f"{target} loops: the walk of {root} came back to {cursor}")
+        asked.add(cursor)
+        requested = cursor
         try:
             if session.version == 1:
                 pdus = await send(lambda c=cursor: session.get_next([c]))  # type: ignore[misc]
@@ -220,9 +216,11 @@ async def _walk(session: Session, module: Module, root: str, send: Sender, targe
                 scalar = last is None and i == 0
                 done = True
                 break
-            if last is not None and not module.allow_nonincreasing_oids and not _after(p.oid, last):
+            if p.oid == requested and not module.allow_nonincreasing_oids:
+                # gosnmp's check (snmp_exporter's): only an answer repeating the OID asked for is "not
+                # increasing"; an OID before it is taken as it comes.
                 raise AgentError(
-                    f"{target} returned OID {p.oid} not after {cursor} while walking {root} "
+                    f"{target} returned OID {p.oid}, the one it was asked to go past, while walking {root} "
                     "(set allow_nonincreasing_oids: true in the module for such agents)"
                 )
             last = p.oid

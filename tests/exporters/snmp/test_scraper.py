@@ -152,17 +152,32 @@ async def test_error_status_on_a_get_fails_the_scrape() -> None:
     assert r.pdus == [] and r.packets == 1
 
 
-async def test_non_increasing_oids_fail_unless_allowed() -> None:
-    class Looping(FakeSession):
+async def test_non_increasing_oids_as_gosnmp_checks_them() -> None:
+    class Agent(FakeSession):
+        """Answers each GETBULK with ``answers[n]`` (the n-th request)."""
+
+        def __init__(self, answers: list[list[str]]) -> None:
+            super().__init__(TABLE)
+            self.answers = answers
+
         async def get_bulk(self, oids: object, max_repetitions: int) -> list[Pdu]:  # type: ignore[override]
             self.calls.append(("getbulk", ()))
-            return [Pdu("1.3.6.1.2.1.2.2.1.2.2", "OctetString", b"x"),
-                    Pdu("1.3.6.1.2.1.2.2.1.2.1", "OctetString", b"y"), Pdu("1.3.6.1.3", "Integer", 1)]
+            return [Pdu(o, "OctetString", b"x") for o in self.answers[len(self.calls) - 1]]
 
-    with pytest.raises(AgentError, match="allow_nonincreasing_oids"):
-        await scrape(Looping(TABLE), module(walk=["1.3.6.1.2.1.2.2.1.2"]), "t")
-    r = await scrape(Looping(TABLE), module(walk=["1.3.6.1.2.1.2.2.1.2"], allow_nonincreasing_oids=True), "t")
-    assert len(r.pdus) == 2
+    col = "1.3.6.1.2.1.2.2.1.2"
+    walk = module(walk=[col])
+    # An answer that repeats the OID asked for fails (gosnmp's "OID not increasing")...
+    with pytest.raises(AgentError, match=r"the one it was asked to go past.*allow_nonincreasing_oids"):
+        await scrape(Agent([[f"{col}.1", f"{col}.2"], [f"{col}.2", f"{col}.3"]]), walk, "t")
+    allowed = await scrape(Agent([[f"{col}.1", f"{col}.2"], [f"{col}.2", "1.3.9"]]),
+                           module(walk=[col], allow_nonincreasing_oids=True), "t")
+    assert [p.oid for p in allowed.pdus] == [f"{col}.1", f"{col}.2", f"{col}.2"]
+    # ...while OIDs out of order but not the one asked for are taken as they come, as gosnmp does.
+    r = await scrape(Agent([[f"{col}.2", f"{col}.1", "1.3.9"]]), walk, "t")
+    assert [p.oid for p in r.pdus] == [f"{col}.2", f"{col}.1"]
+    # A walk led back to an OID already asked for is a loop (gosnmp would spin until the scrape timeout).
+    with pytest.raises(AgentError, match=r"loops: the walk of .* came back to"):
+        await scrape(Agent([[f"{col}.1", f"{col}.3"], [f"{col}.1"], [f"{col}.3"]]), walk, "t")
 
 
 TARGETS = [

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from tests.conftest import Proc, free_port, missing, start_snmpd, wait_snmp
+from tests.exporters.snmp.recording_agent import ScriptedAgent
 from tests.exporters.snmp.test_integration import assert_same_shape, fetch, parse, start_exporter, start_oracle
 
 pytestmark = pytest.mark.integration
@@ -75,6 +76,10 @@ def modules() -> dict[str, dict[str, object]]:
         "sysonly_v2": {**system, "version": 2},
         # An error-status answering a GET fails the scrape in both.
         "errors_get": {**walk, "version": 2, "walk": [], "get": [f"{COLUMN}.1.4", f"{COLUMN}.7.1"]},
+        # ScriptedAgent devices: answers out of order, repeated.
+        "scripted": {"walk": [f"{COLUMN}.1"], "metrics": [metric(1)], "version": 2, "auth": {"community": "public"}},
+        "scripted_allowed": {"walk": [f"{COLUMN}.1"], "metrics": [metric(1)], "version": 2,
+                             "auth": {"community": "public"}, "allow_nonincreasing_oids": True},
     }
 
 
@@ -173,3 +178,30 @@ def test_error_status_answering_a_get_fails_the_scrape_like_snmp_exporter(
     status_s, ours = fetch(f"{sotp}/snmp?target={snmpsim}&module=errors_get")
     assert status_s == 200 and 'snmp_scrape_error{reason="agent"} 1' in ours, ours
     assert not any(k.startswith("col") for k in parse(ours)[1])
+
+
+C1 = f"{COLUMN}.1"
+#: (case, module, the agent's answers by requested OID, whether snmp_exporter fails the scrape)
+SCRIPTS = [
+    # gosnmp only checks that no varbind repeats the OID asked for: out of order is taken as it comes.
+    ("out-of-order", "scripted", {C1: [f"{C1}.2", f"{C1}.1", "1.3.9"]}, False),
+    ("repeats-the-asked-oid", "scripted", {C1: [f"{C1}.1", f"{C1}.2"], f"{C1}.2": [f"{C1}.2", f"{C1}.3"]}, True),
+    ("repeat-allowed", "scripted_allowed", {C1: [f"{C1}.1", f"{C1}.2"], f"{C1}.2": [f"{C1}.2", "1.3.9"]}, False),
+]
+
+
+@pytest.mark.parametrize(("module", "script", "fails"), [c[1:] for c in SCRIPTS], ids=[c[0] for c in SCRIPTS])
+def test_non_increasing_answers_like_snmp_exporter(
+    sotp: str, oracle: str, module: str, script: dict[str, list[str]], fails: bool
+) -> None:
+    with ScriptedAgent(script) as agent:
+        target = f"127.0.0.1:{agent.port}"
+        status_o, theirs = fetch(f"{oracle}/snmp?target={target}&module={module}")
+        status_s, ours = fetch(f"{sotp}/snmp?target={target}&module={module}")
+    if fails:
+        assert status_o == 500 and "OID not increasing" in theirs, theirs
+        assert status_s == 200 and 'snmp_scrape_error{reason="agent"} 1' in ours, ours
+    else:
+        assert (status_o, status_s) == (200, 200), (theirs[:300], ours[:300])
+        assert "snmp_scrape_error" not in ours, ours
+        assert_same_shape(ours, theirs, same_values=True)
