@@ -23,6 +23,7 @@ from dashboards.promapi import PromClient
 from dashboards.timerange import format_duration
 from sotp.config import parse_duration
 from tests.conftest import REPO
+from tests.dashboards import dataset as ds
 from tests.dashboards.conftest import Backend
 
 GRAFANA = REPO / "dashboards" / "grafana"
@@ -191,6 +192,7 @@ def test_grafana_health_check_and_buildinfo(backend: Backend) -> None:
 HEALTH = [
     ("core-sw1", 23.0, 100 * 65e6 / 120e6, {"CPU temp": 41.0, "I/O temp": 29.0}),  # Cisco: busiest CPU, pools
     ("192.0.2.254:161", 31.0, 47.0, {"Routing Engine 0": 39.0, "FPC: MPC 0": 52.0}),  # Juniper: PEM 0 has no sensor
+    *((instance, cpu, mem, temps) for instance, (cpu, mem, temps) in sorted(ds.SNMP_HOSTS.items())),
 ]
 
 
@@ -207,7 +209,7 @@ def test_network_dashboard_device_health(backend: Backend, instance: str, cpu: f
         return [(s.labels, s.value) for s in client.query(expr, end).samples]
 
     [(_, got_cpu)] = run("CPU busy")
-    [(_, got_mem)] = run("Memory used")
+    [(_, got_mem)] = run("Memory used")  # HOST-RESOURCES, UCD: one value each
     assert (got_cpu, got_mem) == (pytest.approx(cpu), pytest.approx(mem))
     legend = panels["Temperatures"]["legendFormat"]
     got_temps = {_legend(legend, labels): v for labels, v in run("Temperatures")}
