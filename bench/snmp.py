@@ -199,6 +199,7 @@ def limits() -> int:
             s.bind(("127.0.0.1", 0))
         dead = [f"/snmp?target=127.0.0.1:{s.getsockname()[1]}&module=quick" for s in silent]
         header = {"X-Prometheus-Scrape-Timeout-Seconds": "1.5"}
+        closed = f"/snmp?target=127.0.0.1:{free_port()}&module=slow"
         rows = [
             ("silent device, 2 tries of 300 ms", 0.6, timed_scrapes(ours, dead[:1]), timed_scrapes(oracle, dead[:1])),
             ("3 scrapes of one device, per-target limit 1", 1.8, timed_scrapes(ours, [dead[0]] * 3),
@@ -207,6 +208,8 @@ def limits() -> int:
             ("3 devices, max_concurrent_scrapes 1", 1.8, timed_scrapes(single, dead), None),
             ("module of 4 x 5 s, scrape timeout header 1.5 s", 1.0,
              timed_scrapes(ours, [dead[0].replace("quick", "slow")], header), None),
+            # Nothing bound: the kernel answers ICMP port unreachable, which a connected socket sees.
+            ("closed port, module of 4 x 5 s", 0.0, timed_scrapes(ours, [closed]), timed_scrapes(oracle, [closed])),
         ]
         stopping = subprocess.Popen([*sotp, str(work / "sotp.yml"), "--listen", f"127.0.0.1:{(port := free_port())}"],
                                     cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -267,7 +267,23 @@ _D = 'instance="$device"'
 _I = 'instance="$device",ifName=~"$interface"'
 
 
+def _device_health(template: str) -> str:
+    """A health expression of :mod:`dashboards.network` (CPU, memory, temperature: the same MIB objects the
+    Streamlit Network devices page reads) for the dashboard's ``$device``."""
+    return template.replace("BY", "instance").replace("SEL", _D)
+
+
+def _health_exprs() -> tuple[str, str, str]:
+    # Imported here: dashboards.network needs pandas, which building the other dashboards does not.
+    from dashboards.network import CPU_PCT, MEM_PCT, TEMPERATURES
+
+    # One expression per panel, so a device answering only one vendor's MIB still fills it.
+    temps = " or ".join(f"({expr})" for expr, _ in TEMPERATURES)
+    return _device_health(CPU_PCT), _device_health(MEM_PCT), _device_health(temps)
+
+
 def network() -> Json:
+    cpu, mem, temps = _health_exprs()
     status_mappings = [{"type": "value", "options": {
         "1": {"text": "up", "color": "green"}, "2": {"text": "down", "color": "red"},
         "3": {"text": "testing", "color": "blue"}, "5": {"text": "dormant", "color": "yellow"},
@@ -279,6 +295,17 @@ def network() -> Json:
         P("stat", "Errors (all interfaces)", [
             Q(f"sum(rate(ifInErrors{{{_D}}}[$__rate_interval])) + sum(rate(ifOutErrors{{{_D}}}[$__rate_interval]))",
               instant=True)], unit="pps", w=6, h=4),
+        # Device health from SOTP's default modules (cisco_device, juniper, host_resources, ucd_*,
+        # entity_sensor): empty for a device that answers none of them.
+        P("timeseries", "CPU busy", [Q(cpu, "CPU")], unit="percent", w=8, h=7,
+          description="Cisco CISCO-PROCESS-MIB, Juniper jnxOperatingCPU (busiest component), "
+                      "HOST-RESOURCES-MIB (mean of the processors) or net-snmp UCD-SNMP-MIB."),
+        P("timeseries", "Memory used", [Q(mem, "memory")], unit="percent", w=8, h=7,
+          description="Cisco memory pools, Juniper jnxOperatingBuffer (busiest component), "
+                      "HOST-RESOURCES-MIB RAM or net-snmp UCD-SNMP-MIB (buffers and cache count as free)."),
+        P("timeseries", "Temperatures", [Q(temps, "{{entPhysicalName}}{{jnxOperatingDescr}}")], unit="celsius",
+          w=8, h=7, description="Celsius sensors of CISCO-ENTITY-SENSOR-MIB and ENTITY-SENSOR-MIB, and "
+                                "Juniper jnxOperatingTemp (components with a sensor)."),
         P("timeseries", "Inbound traffic", [
             Q(f"8 * rate(ifHCInOctets{{{_I}}}[$__rate_interval])", "{{ifName}} {{ifAlias}}")], unit="bps"),
         P("timeseries", "Outbound traffic", [

@@ -52,7 +52,15 @@ _EXCEPTION_MESSAGES = (
     ("No Such Instance", NO_SUCH_INSTANCE),
     ("No Such Object", NO_SUCH_OBJECT),
 )
-_ERROR_STATUS = {"tooBig": 1, "noSuchName": 2, "badValue": 3, "readOnly": 4, "genErr": 5}
+#: RFC 3416 error-status names as net-snmp's snmp_errstring() prints them after "Reason:" ("(genError) A
+#: general failure occured", "noAccess", "authorizationError (access denied to that object)").
+_ERROR_STATUS = {
+    "tooBig": 1, "noSuchName": 2, "badValue": 3, "readOnly": 4, "genError": 5, "noAccess": 6, "wrongType": 7,
+    "wrongLength": 8, "wrongEncoding": 9, "wrongValue": 10, "noCreation": 11, "inconsistentValue": 12,
+    "resourceUnavailable": 13, "commitFailed": 14, "undoFailed": 15, "authorizationError": 16, "notWritable": 17,
+    "inconsistentName": 18,
+}
+_REASON = re.compile(r"Reason: \(?(\w+)")
 
 
 def _hex(value: str) -> bytes:
@@ -147,7 +155,8 @@ class EzsnmpBackend:
     def __init__(self, max_workers: int = 16) -> None:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ezsnmp")
 
-    async def open(self, host: str, port: int, auth: Auth, timeout: float, max_repetitions: int) -> EzsnmpSession:
+    async def open(self, host: str, port: int, auth: Auth, timeout: float, max_repetitions: int,
+                   connected: bool = True) -> EzsnmpSession:
         kwargs = session_kwargs(host, port, auth, timeout, max_repetitions)
         loop = asyncio.get_running_loop()
         target = f"{host}:{port}"
@@ -171,9 +180,12 @@ def _translate(err: Exception, target: str) -> ScrapeError:
             f"{target}: SNMPv3 security failure ({text}): check username, passwords, auth_protocol, "
             "priv_protocol and context_name of the auth"
         )
-    for name, status in _ERROR_STATUS.items():
-        if name in text:
-            return AgentError(f"{target} answered error-status {name}: {text}", status)
+    reason = _REASON.search(text)
+    if isinstance(err, ezerr.PacketError) or reason:
+        # "Error in packet. Reason: ...": the agent answered with an error-status (an unknown name: genErr).
+        name = reason.group(1) if reason else "genError"
+        message = " ".join(text.split())
+        return AgentError(f"{target} answered error-status {name}: {message}", _ERROR_STATUS.get(name, 5))
     if isinstance(err, ezerr.ConnectionError) or "unknown host" in low:
         return TargetError(f"cannot use target {target}: {text}")
     return ScrapeError(f"{target}: {text}")
@@ -198,7 +210,15 @@ class EzsnmpSession:
         return await asyncio.get_running_loop().run_in_executor(self._pool, work)
 
     async def get(self, oids: Sequence[str]) -> list[Pdu]:
-        return await self._call(lambda: self._s.get(list(oids)))
+        pdus = await self._call(lambda: self._s.get(list(oids)))
+        if len(pdus) < len(oids):
+            # net-snmp's snmpget code (which Session.get runs; its -Cf cannot be passed, and its module-level
+            # snmpget is not thread-safe) answers an error-status by dropping the failed varbind and asking
+            # again. A GET otherwise answers every OID, so fewer varbinds mean an error-status, which fails
+            # the scrape as in snmp_exporter (status unknown: genErr).
+            raise AgentError(f"{self._target} answered an error-status to a GET of {len(oids)} OIDs "
+                             f"(net-snmp dropped {len(oids) - len(pdus)} and asked again)", 5)
+        return pdus
 
     async def get_next(self, oids: Sequence[str]) -> list[Pdu]:
         return await self._call(lambda: self._s.get_next(list(oids)))

@@ -13,15 +13,16 @@ from typing import Any
 
 from exporters.snmp import ber
 from exporters.snmp.config import Auth
-from exporters.snmp.pdu import AgentError, Pdu, RequestTimeout, ScrapeError, TargetError
+from exporters.snmp.pdu import AgentError, Pdu, PortUnreachable, RequestTimeout, ScrapeError, TargetError
 from exporters.snmp.scraper import Session
 
 
 class _Protocol(asyncio.DatagramProtocol):
     """Routes responses to the waiting request by request-id; late or foreign datagrams are dropped."""
 
-    def __init__(self) -> None:
+    def __init__(self, connected: bool) -> None:
         self.waiting: dict[int, asyncio.Future[bytes]] = {}
+        self.connected = connected
 
     def datagram_received(self, data: bytes, addr: object) -> None:
         try:
@@ -33,8 +34,13 @@ class _Protocol(asyncio.DatagramProtocol):
             fut.set_result(data)
 
     def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable and friends: like a lost packet, the request times out and is retried.
-        return None
+        # ICMP port unreachable reaches a connected socket as ECONNREFUSED: the try in flight failed (one
+        # request at a time per session). gosnmp, on its connected socket, does the same; with
+        # use_unconnected_udp_socket it never sees it, and neither do we: the try times out.
+        if self.connected and isinstance(exc, ConnectionRefusedError):
+            for fut in self.waiting.values():
+                if not fut.done():
+                    fut.set_exception(exc)
 
 
 class NativeBackend:
@@ -45,17 +51,19 @@ class NativeBackend:
     def __init__(self) -> None:
         self._v3: Any = None  # a PysnmpBackend, imported on the first v3 scrape (pysnmp is ~20 MB)
 
-    async def open(self, host: str, port: int, auth: Auth, timeout: float, max_repetitions: int) -> Session:
+    async def open(self, host: str, port: int, auth: Auth, timeout: float, max_repetitions: int,
+                   connected: bool = True) -> Session:
         if auth.version == 3:
             if self._v3 is None:
                 from exporters.snmp.backend_pysnmp import PysnmpBackend
 
                 self._v3 = PysnmpBackend()
-            session: Session = await self._v3.open(host, port, auth, timeout, max_repetitions)
+            session: Session = await self._v3.open(host, port, auth, timeout, max_repetitions, connected)
             return session
         loop = asyncio.get_running_loop()
         try:
-            transport, protocol = await loop.create_datagram_endpoint(_Protocol, remote_addr=(host, port))
+            transport, protocol = await loop.create_datagram_endpoint(lambda: _Protocol(connected),
+                                                                      remote_addr=(host, port))
         except OSError as err:
             raise TargetError(f"cannot use target {host}:{port}: {err.strerror or err}") from err
         return NativeSession(transport, protocol, auth, timeout, f"{host}:{port}")
@@ -87,6 +95,8 @@ class NativeSession:
             data = await asyncio.wait_for(fut, self._timeout)
         except TimeoutError:
             raise RequestTimeout(f"{self._target}: no response in {self._timeout:g}s") from None
+        except ConnectionRefusedError as err:
+            raise PortUnreachable(f"{self._target}: ICMP port unreachable") from err
         finally:
             self._protocol.waiting.pop(request_id, None)
         try:

@@ -129,7 +129,8 @@ class PysnmpBackend:
             self._engine = hl.SnmpEngine()
         return self._engine
 
-    async def open(self, host: str, port: int, auth: Auth, timeout: float, max_repetitions: int) -> PysnmpSession:
+    async def open(self, host: str, port: int, auth: Auth, timeout: float, max_repetitions: int,
+                   connected: bool = True) -> PysnmpSession:
         try:
             if ":" in host:
                 transport: Any = await hl.Udp6TransportTarget.create((host, port), timeout=timeout, retries=0)

@@ -7,6 +7,7 @@ knows pysnmp or ezsnmp. ``reason`` is the label value of ``snmp_scrape_error``::
     sotp.errors.SotpError
      └── ScrapeError            the device scrape failed (reason "error")
           ├── RequestTimeout        no answer within timeout x (retries + 1) ("timeout")
+          ├── PortUnreachable       every try refused by ICMP port unreachable ("refused")
           ├── AuthFailure           v3 authentication/decryption failure ("auth")
           ├── AgentError            the agent answered with an error status ("agent")
           └── TargetError           bad target address, unresolvable host, socket error ("target")
@@ -55,6 +56,14 @@ class ScrapeError(SotpError):
 
 class RequestTimeout(ScrapeError):
     reason = "timeout"
+
+
+class PortUnreachable(ScrapeError):
+    """The target's host answered ICMP port unreachable (no agent on that UDP port): seen on a connected
+    socket, as gosnmp's (snmp_exporter), which retries at once and fails in milliseconds, not after the
+    timeout."""
+
+    reason = "refused"
 
 
 class AuthFailure(ScrapeError):

@@ -5,14 +5,21 @@ walk loop, retries, packet counting and the stop rules live once, here, like gos
 ``BulkWalkAll`` under snmp_exporter:
 
 * GETBULK (GETNEXT for v1) from the subtree root until a varbind leaves the subtree or is
-  endOfMibView/noSuch*; when the first varbind of the first answer is already past the subtree, the
-  root itself is fetched with a GET (walking a scalar), as gosnmp does;
-* OIDs must increase unless ``allow_nonincreasing_oids`` (a looping agent otherwise never ends);
+  endOfMibView/noSuch*, or the agent answers with an error-status (then the subtree keeps what it had
+  and the scrape goes on, as gosnmp's walk does); when the first varbind of the first answer is already
+  past the subtree, the root itself is fetched with a GET (walking a scalar), as gosnmp does;
+* an error-status answering a GET of the module's ``get`` list fails the scrape (snmp_exporter's rule),
+  except v1's noSuchName, which only means the OID is not there;
+* a varbind repeating the OID it answers fails the walk unless ``allow_nonincreasing_oids`` (gosnmp's
+  "OID not increasing" check, the only one it makes); a walk led back to an OID already asked for fails
+  as a loop (gosnmp would loop until the scrape timed out);
 * GETs go in chunks of ``max_repetitions`` OIDs (one per request for v1, whose noSuchName is skipped);
 * dynamic ``filters`` walk their column first and turn the walks of their targets into GETs of the
   matching indices;
 * each request is tried ``retries + 1`` times with ``timeout`` each: ``packets`` counts every send,
-  ``retries`` every resend.
+  ``retries`` every resend; a try refused by ICMP port unreachable (seen by backends with a connected
+  socket) is retried at once, as gosnmp does, and when all are, the scrape fails with
+  :class:`PortUnreachable` in milliseconds instead of after ``timeout x (retries + 1)``.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from exporters.snmp.pdu import (
     EXCEPTION_TYPES,
     AgentError,
     Pdu,
+    PortUnreachable,
     RequestTimeout,
     ScrapeError,
     TargetError,
@@ -93,24 +101,12 @@ def _port(text: str, target: str) -> int:
     return int(text)
 
 
-def _oid_key(oid: str) -> tuple[int, ...]:
-    return tuple(map(int, oid.split(".")))
-
-
-def _after(oid: str, prev: str) -> bool:
-    """``oid`` sorts after ``prev`` in OID order (fast path for siblings in one column)."""
-    a, _, a_last = oid.rpartition(".")
-    b, _, b_last = prev.rpartition(".")
-    if a == b:
-        return int(a_last) > int(b_last)
-    return _oid_key(oid) > _oid_key(prev)
-
-
 class _Counter:
     def __init__(self, result: ScrapeResult, retries: int, timeout: float, target: str) -> None:
         self.result, self.retries, self.timeout, self.target = result, retries, timeout, target
 
     async def send(self, call: Callable[[], Awaitable[list[Pdu]]]) -> list[Pdu]:
+        refused = False
         for attempt in range(self.retries + 1):
             self.result.packets += 1
             if attempt:
@@ -118,8 +114,14 @@ class _Counter:
             try:
                 return await call()
             except RequestTimeout:
-                if attempt == self.retries:
-                    break
+                refused = False
+            except PortUnreachable:
+                refused = True  # gosnmp retries a refused try at once, like a lost one
+        if refused:
+            raise PortUnreachable(
+                f"{self.target} refused {self.retries + 1} tries (ICMP port unreachable: nothing listens on "
+                "that UDP port; check the target's port and that the SNMP agent runs)"
+            )
         raise RequestTimeout(
             f"no response from {self.target} after {self.retries + 1} tries of {self.timeout:g}s "
             "(check address and credentials; raise the module's timeout/retries for slow devices)"
@@ -184,11 +186,23 @@ async def _walk(session: Session, module: Module, root: str, send: Sender, targe
     last: str | None = None
     reps = module.max_repetitions or 1
     scalar = False
+    asked: set[str] = set()
     while True:
-        if session.version == 1:
-            pdus = await send(lambda c=cursor: session.get_next([c]))  # type: ignore[misc]
-        else:
-            pdus = await send(lambda c=cursor: session.get_bulk([c], reps))  # type: ignore[misc]
+        if cursor in asked:
+            # The agent led the walk back to an OID it was already asked to go past: gosnmp would loop until
+            # the scrape times out; fail now, saying so.
+            raise AgentError(f"{target} loops: the walk of {root} came back to {cursor}")
+        asked.add(cursor)
+        requested = cursor
+        try:
+            if session.version == 1:
+                pdus = await send(lambda c=cursor: session.get_next([c]))  # type: ignore[misc]
+            else:
+                pdus = await send(lambda c=cursor: session.get_bulk([c], reps))  # type: ignore[misc]
+        except AgentError:
+            # gosnmp's walk ends at any error-status (v1's noSuchName past the end of the view, genErr,
+            # noAccess, tooBig...) and keeps what it has: the scrape goes on with the next subtree.
+            break
         if not pdus:
             break
         done = False
@@ -202,9 +216,11 @@ async def _walk(session: Session, module: Module, root: str, send: Sender, targe
                 scalar = last is None and i == 0
                 done = True
                 break
-            if last is not None and not module.allow_nonincreasing_oids and not _after(p.oid, last):
+            if p.oid == requested and not module.allow_nonincreasing_oids:
+                # gosnmp's check (snmp_exporter's): only an answer repeating the OID asked for is "not
+                # increasing"; an OID before it is taken as it comes.
                 raise AgentError(
-                    f"{target} returned OID {p.oid} not after {cursor} while walking {root} "
+                    f"{target} returned OID {p.oid}, the one it was asked to go past, while walking {root} "
                     "(set allow_nonincreasing_oids: true in the module for such agents)"
                 )
             last = p.oid
@@ -216,9 +232,7 @@ async def _walk(session: Session, module: Module, root: str, send: Sender, targe
         # Walking a scalar or a single instance: the root itself may exist.
         try:
             pdus = await send(lambda: session.get([root]))
-        except AgentError as err:
-            if err.status == NO_SUCH_NAME:
-                return out
-            raise
+        except AgentError:
+            return out  # gosnmp: any error-status ends this walk quietly, the GET of a scalar root too
         out.extend(p for p in pdus if p.type not in EXCEPTION_TYPES and p.type != END_OF_MIB_VIEW)
     return out

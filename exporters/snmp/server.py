@@ -36,8 +36,8 @@ SCRAPE_HELP = {
     "snmp_scrape_packets_retried": "Packets retried for get, bulkget, and walk.",
     "snmp_scrape_pdus_returned": "PDUs returned from get, bulkget, and walk.",
     "snmp_scrape_duration_seconds": "Total SNMP time scrape took (walk and processing).",
-    "snmp_scrape_error": "1 when the scrape of the target failed; reason is timeout, auth, agent, target, "
-    "deadline or error (see the exporter's log for the message).",
+    "snmp_scrape_error": "1 when the scrape of the target failed; reason is timeout, refused, auth, agent, "
+    "target, deadline or error (see the exporter's log for the message).",
 }
 
 
@@ -46,7 +46,11 @@ class Backend(Protocol):
 
     name: str
 
-    async def open(self, host: str, port: int, auth: Auth, timeout: float, max_repetitions: int) -> Session: ...
+    async def open(self, host: str, port: int, auth: Auth, timeout: float, max_repetitions: int,
+                   connected: bool = True) -> Session:
+        """A session to ``host:port``. ``connected`` (the module's ``not use_unconnected_udp_socket``) lets a
+        backend that uses a connected socket see ICMP port unreachable; backends that cannot ignore it."""
+        ...
 
     def close(self) -> None: ...
 
@@ -146,7 +150,8 @@ class Exporter:
                 self.stats.in_flight += 1
                 try:
                     host, port = parse_target(target)
-                    session = await self.backend.open(host, port, auth, module.timeout_s, module.max_repetitions)
+                    session = await self.backend.open(host, port, auth, module.timeout_s, module.max_repetitions,
+                                                      not module.use_unconnected_udp_socket)
                     try:
                         await scrape(session, module, target, result)
                     finally:

@@ -114,6 +114,14 @@ DEVICES = [
                                  Component("PEM 0", 0.0, 0.0, 0.0, 0.0)),
     ),
 ]
+#: SNMP hosts seen only through SOTP's host health modules (no interfaces or uptime, so not rows of the
+#: device table): one answering host_resources and entity_sensor, one net-snmp host answering only the
+#: ucd_* modules. instance -> (CPU busy %, memory used %, temperature by sensor name), as the health
+#: queries must read them.
+SNMP_HOSTS = {
+    "srv-hr:161": (20.0, 37.5, {"CPU package": 45.0, "Ambient": 38.5}),  # mean of 10 and 30; RAM 3000 of 8000
+    "srv-ucd:161": (25.0, 40.0, {}),  # idle 75; (200 avail + 100 buffers + 300 cached) of 1000 free
+}
 #: Ping-only targets (continuous ping), and blackbox-probed ones.
 PING_ONLY = [Device("isp-gw", "198.51.100.1", [], rtt_s=0.0231, loss=0.1, uptime_s=math.nan, backup_ok=True,
                     change_ago_s=None)]
@@ -279,6 +287,31 @@ def _health(ds: Dataset, base: dict[str, str], vendor: str, k: int, part: Compon
         ds.add({"__name__": "jnxOperatingTemp", **comp}, t, part.temp_c)
 
 
+def _snmp_hosts(ds: Dataset) -> None:
+    """The series of :data:`SNMP_HOSTS` as the host_resources, entity_sensor and ucd_* modules name them."""
+    hr = {"instance": "srv-hr:161", "job": "snmp"}
+    ucd = {"instance": "srv-ucd:161", "job": "snmp"}
+    ram, disk = "1.3.6.1.2.1.25.2.1.2", "1.3.6.1.2.1.25.2.1.4"  # HOST-RESOURCES-TYPES hrStorageRam, FixedDisk
+    for t in _times(ds):
+        for index, load in (("196608", 10.0), ("196609", 30.0)):
+            ds.add({"__name__": "hrProcessorLoad", **hr, "hrDeviceIndex": index}, t, load)
+        for index, kind, descr, size, used in (("1", ram, "Physical memory", 8000.0, 3000.0),
+                                               ("31", disk, "/", 1000.0, 900.0)):  # a full disk is not memory
+            storage = {**hr, "hrStorageIndex": index, "hrStorageType": kind, "hrStorageDescr": descr}
+            ds.add({"__name__": "hrStorageSize", **storage}, t, size)
+            ds.add({"__name__": "hrStorageUsed", **storage}, t, used)
+        # ENTITY-SENSOR-MIB: type 8 is celsius, precision 1 means tenths; the 12 V rail (type 4) is not a temperature.
+        sensors = (("1", "CPU package", "8", "0", 45.0), ("2", "Ambient", "8", "1", 385.0),
+                   ("3", "12V rail", "4", "0", 12.0))
+        for index, name, kind, precision, value in sensors:
+            ds.add({"__name__": "entPhySensorValue", **hr, "entPhysicalIndex": index, "entPhysicalName": name,
+                    "entPhySensorType": kind, "entPhySensorPrecision": precision, "entPhySensorScale": "9"}, t, value)
+        ds.add({"__name__": "ssCpuIdle", **ucd}, t, 75.0)
+        for name, value in (("memTotalReal", 1000.0), ("memAvailReal", 200.0), ("memBuffer", 100.0),
+                            ("memCached", 300.0)):
+            ds.add({"__name__": name, **ucd}, t, value)
+
+
 def _pings(ds: Dataset) -> None:
     t0 = ds.start_ms / 1000
     for d in [*DEVICES, *PING_ONLY]:
@@ -345,6 +378,7 @@ def build(now: float) -> Dataset:
     ds = Dataset(now=now, start_ms=start * 1000, end_ms=end * 1000)
     _hosts(ds)
     _devices(ds)
+    _snmp_hosts(ds)
     _pings(ds)
     _self(ds)
     return ds

@@ -168,6 +168,20 @@ def test_health_panels(backend: Backend) -> None:
             (f"{p.name} temp" if d.vendor == "cisco" else p.name) for p in d.parts if p.temp_c > 0)
 
 
+@pytest.mark.parametrize("instance", sorted(ds.SNMP_HOSTS))
+def test_health_panels_of_host_modules(backend: Backend, instance: str) -> None:
+    """The HOST-RESOURCES-MIB, ENTITY-SENSOR-MIB and net-snmp UCD branches of the same panels."""
+    cpu_pct, mem_pct, temps = ds.SNMP_HOSTS[instance]
+    client = PromClient(backend.url)
+    tr = TimeRange.last(3600, time.time())
+    cpu, mem, temp = (fetch(client, panel, tr) for panel in network.health_panels(instance))
+    assert cpu.error is None and set(cpu.frame["value"]) == {cpu_pct}
+    assert mem.error is None and list(mem.frame["value"].unique()) == [pytest.approx(mem_pct)]
+    assert temp.error is None
+    got = {} if temp.frame.empty else temp.frame.groupby("series")["value"].max().to_dict()
+    assert got == temps  # celsius only (the 12 V rail left out), tenths scaled
+
+
 def test_api_error_is_shown_as_given(backend: Backend) -> None:
     client = PromClient(backend.url)
     raw = backend.get("/api/v1/query", query="sum(")

@@ -23,6 +23,7 @@ from dashboards.promapi import PromClient
 from dashboards.timerange import format_duration
 from sotp.config import parse_duration
 from tests.conftest import REPO
+from tests.dashboards import dataset as ds
 from tests.dashboards.conftest import Backend
 
 GRAFANA = REPO / "dashboards" / "grafana"
@@ -184,3 +185,37 @@ def test_grafana_health_check_and_buildinfo(backend: Backend) -> None:
     info = client.buildinfo()
     assert info.get("version")
     assert not info.get("features")
+
+
+#: Device health on the Network interfaces dashboard, per device of the dataset (its SNMP instance): CPU
+#: busy %, memory used % and the temperature of each sensor, as the Streamlit page shows them.
+HEALTH = [
+    ("core-sw1", 23.0, 100 * 65e6 / 120e6, {"CPU temp": 41.0, "I/O temp": 29.0}),  # Cisco: busiest CPU, pools
+    ("192.0.2.254:161", 31.0, 47.0, {"Routing Engine 0": 39.0, "FPC: MPC 0": 52.0}),  # Juniper: PEM 0 has no sensor
+    *((instance, cpu, mem, temps) for instance, (cpu, mem, temps) in sorted(ds.SNMP_HOSTS.items())),
+]
+
+
+@pytest.mark.parametrize(("instance", "cpu", "mem", "temps"), HEALTH, ids=[h[0] for h in HEALTH])
+def test_network_dashboard_device_health(backend: Backend, instance: str, cpu: float, mem: float,
+                                         temps: dict[str, float]) -> None:
+    dash = _load(GRAFANA / "dashboards" / "network-interfaces.json")
+    panels = {p["title"]: p["targets"][0] for p in dash["panels"]}
+    client = PromClient(backend.url)
+    end = float(int(time.time()) // 15 * 15)
+
+    def run(title: str) -> list[tuple[dict[str, str], float]]:
+        expr = _interpolate(panels[title]["expr"], {"device": instance})
+        return [(s.labels, s.value) for s in client.query(expr, end).samples]
+
+    [(_, got_cpu)] = run("CPU busy")
+    [(_, got_mem)] = run("Memory used")  # HOST-RESOURCES, UCD: one value each
+    assert (got_cpu, got_mem) == (pytest.approx(cpu), pytest.approx(mem))
+    legend = panels["Temperatures"]["legendFormat"]
+    got_temps = {_legend(legend, labels): v for labels, v in run("Temperatures")}
+    assert got_temps == temps  # volts sensors (entSensorType 4) and sensorless components left out
+
+
+def _legend(legend: str, labels: dict[str, str]) -> str:
+    """Grafana's legend: ``{{label}}`` replaced by the value, an absent label by nothing."""
+    return re.sub(r"\{\{(\w+)\}\}", lambda m: labels.get(m.group(1), ""), legend)

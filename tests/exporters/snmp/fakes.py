@@ -11,7 +11,7 @@ import bisect
 from collections.abc import Sequence
 from pathlib import Path
 
-from exporters.snmp.pdu import AgentError, Pdu, RequestTimeout
+from exporters.snmp.pdu import AgentError, Pdu, PortUnreachable, RequestTimeout
 
 #: snmp_exporter v0.21's generated if_mib, committed as a fixture (origin and licence in tests/fixtures/README.md).
 UPSTREAM_V021 = Path(__file__).resolve().parents[2] / "fixtures" / "snmp_exporter" / "snmp_exporter_v0.21.0_if_mib.yml"
@@ -42,13 +42,17 @@ def _key(oid: str) -> tuple[int, ...]:
 
 
 class FakeSession:
-    """Answers from ``pdus``; ``timeouts`` first calls raise RequestTimeout; ``status`` answers an error."""
+    """Answers from ``pdus``; ``timeouts`` first calls raise RequestTimeout, the ``refused`` next ones
+    PortUnreachable; ``status`` answers every request
+    with that error-status, ``errors`` only requests whose first OID is a key (OID -> error-status)."""
 
-    def __init__(self, pdus: Sequence[Pdu], version: int = 2, timeouts: int = 0, status: int = 0) -> None:
+    def __init__(self, pdus: Sequence[Pdu], version: int = 2, timeouts: int = 0, status: int = 0,
+                 errors: dict[str, int] | None = None, refused: int = 0) -> None:
         self.table = sorted(pdus, key=lambda p: _key(p.oid))
         self.keys = [_key(p.oid) for p in self.table]
         self.by_oid = {p.oid: p for p in self.table}
         self.version, self.timeouts, self.status = version, timeouts, status
+        self.errors, self.refused = errors or {}, refused
         self.extra_packets = 0
         self.calls: list[tuple[str, tuple[str, ...]]] = []
 
@@ -57,8 +61,12 @@ class FakeSession:
         if self.timeouts > 0:
             self.timeouts -= 1
             raise RequestTimeout("fake: no answer")
-        if self.status:
-            raise AgentError(f"fake: error-status {self.status}", self.status)
+        if self.refused > 0:
+            self.refused -= 1
+            raise PortUnreachable("fake: ICMP port unreachable")
+        status = self.errors.get(oids[0], self.status) if oids else self.status
+        if status:
+            raise AgentError(f"fake: error-status {status}", status)
 
     def _next(self, oid: str) -> Pdu:
         i = bisect.bisect_right(self.keys, _key(oid))

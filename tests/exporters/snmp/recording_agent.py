@@ -85,3 +85,39 @@ def grouped(sequence: list[str]) -> bool:
         seen.add(item)
         previous = item
     return True
+
+
+class ScriptedAgent:
+    """A v2c agent answering every request by its first OID from ``script`` (OID -> OIDs to return, each
+    with INTEGER 1; anything else: ``1.3.9``, past every walk): agents whose answers break the walk rules."""
+
+    def __init__(self, script: dict[str, list[str]]) -> None:
+        self.script = script
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port: int = self.sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> ScriptedAgent:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object | TracebackType) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.05)
+        while not self._stop.is_set():
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            msg, _ = decoder.decode(data, asn1Spec=V2C.Message())
+            asked = str(V2C.apiPDU.get_varbinds(V2C.apiMessage.get_pdu(msg))[0][0])
+            response = V2C.apiMessage.get_response(msg)
+            oids = self.script.get(asked, ["1.3.9"])
+            V2C.apiPDU.set_varbinds(V2C.apiMessage.get_pdu(response), [(o, V2C.Integer(1)) for o in oids])
+            self.sock.sendto(encoder.encode(response), addr)

@@ -65,7 +65,8 @@ RECORDINGS = {
 #: SOTP's default modules with no snmp_exporter counterpart.
 SOTP_ONLY = ("host_resources", "entity_sensor", "juniper")
 MODULES = sorted({*RECORDINGS, *HOST_MODULES, "cisco_fc_fe", "keepalived", "powercom", "dell_network", "eltex_mes",
-                  "kemp_loadmaster", "fieldserver", "printer_mib"})
+                  "kemp_loadmaster", "fieldserver", "printer_mib", "dell", "servertech_sentry3", "ubiquiti_airmax",
+                  "ubiquiti_unifi", "raritan", "dlink"})
 CASES = ([(m, "synthetic") for m in MODULES] + [(m, "recording") for m in sorted(RECORDINGS)]
          + [(m, "snmpd") for m in HOST_MODULES])
 

@@ -37,6 +37,8 @@ GATHERED = {
     "eltex_mes": "prometheus-community/snmp", "kemp_loadmaster": "prometheus-community/snmp",
     "fieldserver": "prometheus-community/snmp", "ups_mib": "observium", "ubiquiti_airos": "observium",
     "printer_mib": "observium + prometheus-community/snmp (IANA-PRINTER-MIB, IANA-CHARSET-MIB)",
+    "dell": "netdisco-mibs", "servertech_sentry3": "netdisco-mibs", "ubiquiti_airmax": "netdisco-mibs",
+    "ubiquiti_unifi": "netdisco-mibs", "raritan": "mibs.pysnmp.com", "dlink": "mibs.pysnmp.com",
 }
 #: Enumerations maintained by IANA that grow after the MIB revision in the fixtures.
 IANA_GROWTH = {("if_mib", "ifType")}

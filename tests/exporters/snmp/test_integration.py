@@ -188,6 +188,7 @@ def sotp_file(workdir: Path) -> Path:
         },
         "modules": {
             "quick": quick, "slow": {**quick, "timeout": "5s", "retries": 3},
+            "quick_unconnected": {**quick, "use_unconnected_udp_socket": True},
             # One per concurrent scrape of the limit tests, so the agent can tell the scrapes apart.
             **{f"quick{i}": {**quick, "get": [f"1.3.6.1.2.1.1.{i}.0"]} for i in (1, 2, 3)},
             "patient": {**quick, "timeout": "20s", "retries": 0},
@@ -329,7 +330,10 @@ def test_bad_parameters_are_400(sotp2: str, query: str, message: str) -> None:
 DEVICE_FAILURES = [
     ("wrong-community", "snmpd", "quick", "wrong_v2", "timeout"),
     ("wrong-v3-password", "snmpd", "quick", "bad_v3", "auth"),
-    ("unreachable", "closed", "quick", "public_v2", "timeout"),
+    # A closed port: ICMP port unreachable ends each try at once on the native backend's connected socket
+    # (as on gosnmp's); pysnmp's and net-snmp's unconnected sockets never see it and time out.
+    ("closed-port", "closed", "quick", "public_v2", "refused|timeout"),
+    ("closed-port-unconnected", "closed", "quick_unconnected", "public_v2", "timeout"),
     ("bad-port", "127.0.0.1:notaport", "quick", "public_v2", "target"),
 ]
 
@@ -341,20 +345,48 @@ def test_device_failures_are_scrape_error_metrics(
 ) -> None:
     target = {"closed": f"127.0.0.1:{free_port()}"}.get(device) or (
         request.getfixturevalue(device) if device == "snmpd" else device)
+    if "|" in reason:
+        reason = reason.split("|")[0 if request.node.callspec.params["sotp2"] == "native" else 1]
     status, text = fetch(f"{sotp2}/snmp?target={target}&module={module}&auth={auth}")
     assert status == 200
     _, series = parse(text)
     assert series.get(f'snmp_scrape_error{{reason="{reason}"}}') == 1.0, text
     assert "snmp_scrape_duration_seconds" in series
-    if reason == "timeout":  # the module's two tries, then the error (timing: bench/snmp.py --limits)
+    if reason in ("timeout", "refused"):  # the module's two tries, then the error (timing: bench/snmp.py --limits)
         assert (series["snmp_scrape_packets_sent"], series["snmp_scrape_packets_retried"]) == (2, 1)
+
+
+@pytest.mark.parametrize(("module", "message"), [("quick", "connection refused"), ("quick_unconnected", "timeout")])
+def test_closed_port_answers_like_snmp_exporter(workdir: Path, sotp_file: Path, module: str, message: str) -> None:
+    """snmp_exporter's gosnmp reads ICMP port unreachable on its connected socket and fails the scrape at
+    once; with use_unconnected_udp_socket it waits for its tries to time out. The native backend does the
+    same (refused or timeout), with the same two tries."""
+    oracle_file = workdir / "closed_oracle.yml"
+    oracle_file.write_text(yaml.safe_dump({m: {**body, "version": 2, "auth": {"community": "public"}}
+                                           for m, body in yaml.safe_load(sotp_file.read_text())["modules"].items()}))
+    oracle_proc, oracle_url = start_oracle(workdir, oracle_file)
+    sotp_proc, sotp_url = start_exporter(workdir, sotp_file, "--backend", "native")
+    target = f"127.0.0.1:{free_port()}"
+    try:
+        status_o, theirs = fetch(f"{oracle_url}/snmp?target={target}&module={module}")
+        _, ours = fetch(f"{sotp_url}/snmp?target={target}&module={module}")
+    finally:
+        oracle_proc.stop()
+        sotp_proc.stop()
+    assert status_o == 500 and message in theirs, theirs
+    series = parse(ours)[1]
+    reason = "refused" if message == "connection refused" else "timeout"
+    assert series.get(f'snmp_scrape_error{{reason="{reason}"}}') == 1.0, ours
+    assert (series["snmp_scrape_packets_sent"], series["snmp_scrape_packets_retried"]) == (2, 1)
 
 
 def test_scrape_timeout_header_bounds_the_request(sotp2: str) -> None:
     # "slow" would try 4 x 5 s; Prometheus' 1.5 s scrape timeout leaves a 1 s budget: the answer is the
-    # deadline error, not the module's timeout (how long it took: bench/snmp.py --limits).
-    status, text = fetch(f"{sotp2}/snmp?target=127.0.0.1:{free_port()}&module=slow",
-                         headers={"X-Prometheus-Scrape-Timeout-Seconds": "1.5"})
+    # deadline error, not the module's timeout (how long it took: bench/snmp.py --limits). The device is
+    # silent (a closed port would refuse at once).
+    with RecordingAgent(1) as agent:
+        status, text = fetch(f"{sotp2}/snmp?target=127.0.0.1:{agent.ports[0]}&module=slow",
+                             headers={"X-Prometheus-Scrape-Timeout-Seconds": "1.5"})
     assert status == 200 and 'snmp_scrape_error{reason="deadline"} 1' in text
     assert 'snmp_scrape_error{reason="timeout"}' not in text
 
@@ -463,7 +495,8 @@ def test_walk_errors_are_clear(snmpd: str) -> None:
     assert r.returncode == 2 and "unknown MIB object 'noSuchThing'" in r.stderr
     r = subprocess.run(sotp_cmd("snmp", "walk", f"127.0.0.1:{free_port()}", "1.3.6.1.2.1.1", "--timeout", "0.2",
                                 "--retries", "0"), capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert r.returncode == 1 and "no response from" in r.stderr
+    # The default (native) backend sees the closed port's ICMP port unreachable.
+    assert r.returncode == 1 and "refused 1 tries (ICMP port unreachable" in r.stderr
 
 
 def test_check_validates_and_warns(workdir: Path) -> None:

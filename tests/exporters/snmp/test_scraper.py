@@ -14,7 +14,7 @@ import pytest
 
 from exporters.snmp.collector import CompiledModule, collect, to_families
 from exporters.snmp.config import Module, load_config
-from exporters.snmp.pdu import AgentError, Pdu, RequestTimeout
+from exporters.snmp.pdu import AgentError, Pdu, PortUnreachable, RequestTimeout
 from exporters.snmp.scraper import parse_target, scrape
 from exporters.snmp.server import SCRAPE_HELP
 from sotp.codec.exposition import MetricFamily, format_families
@@ -96,22 +96,88 @@ async def test_timeout_after_all_retries_names_target_and_setting() -> None:
         await scrape(FakeSession(TABLE, timeouts=5), module(walk=["1.3"], retries=1, timeout=0.5), "sw1:161")
 
 
-async def test_error_status_fails_the_scrape() -> None:
+async def test_refused_tries_are_retried_at_once_then_fail_as_refused() -> None:
+    # gosnmp: ICMP port unreachable ends a try; the retries follow at once, then the scrape fails.
+    with pytest.raises(PortUnreachable, match=r"sw1:161 refused 2 tries \(ICMP port unreachable.*port"):
+        await scrape(FakeSession(TABLE, refused=5), module(walk=["1.3"], retries=1), "sw1:161")
+    # An agent that starts answering on a retry is scraped as usual.
+    r = await scrape(FakeSession(TABLE, refused=1), module(walk=["1.3.6.1.2.1.2.2.1.3"], retries=1), "t")
+    assert (r.packets, r.retries, len(r.pdus)) == (2, 1, 1)
+    # The last try decides: refused then silent is a timeout.
+    with pytest.raises(RequestTimeout):
+        await scrape(_RefusedThenSilent(TABLE), module(walk=["1.3"], retries=1), "t")
+
+
+class _RefusedThenSilent(FakeSession):
+    async def get_bulk(self, oids: object, max_repetitions: int) -> list[Pdu]:  # type: ignore[override]
+        self.calls.append(("getbulk", ()))
+        if len(self.calls) == 1:
+            raise PortUnreachable("fake: refused")
+        raise RequestTimeout("fake: no answer")
+
+
+ERROR_STATUSES = [("tooBig", 1), ("noSuchName", 2), ("genErr", 5), ("noAccess", 6), ("resourceUnavailable", 13),
+                  ("authorizationError", 16)]
+
+
+@pytest.mark.parametrize("status", [c[1] for c in ERROR_STATUSES], ids=[c[0] for c in ERROR_STATUSES])
+@pytest.mark.parametrize("version", [1, 2])
+async def test_error_status_ends_the_walk_of_its_subtree_only(version: int, status: int) -> None:
+    # gosnmp's walk: any error-status ends that subtree, keeping what came before; the next subtree is walked.
+    s = FakeSession(TABLE, version=version, errors={"1.3.6.1.2.1.2.2.1.2.3": status})
+    r = await scrape(s, module(walk=["1.3.6.1.2.1.2.2.1.2", "1.3.6.1.2.1.2.2.1.3"], max_repetitions=3), "t")
+    # v2c: one GETBULK brings .1-.3, the next (from .3) is answered with the error; v1: GETNEXTs up to .3.
+    assert [p.oid for p in r.pdus] == [f"1.3.6.1.2.1.2.2.1.2.{i}" for i in (1, 2, 3)] + ["1.3.6.1.2.1.2.2.1.3.1"]
+    assert r.retries == 0  # an answer, even an error, is not retried
+
+
+async def test_error_status_at_the_first_request_walks_nothing() -> None:
+    s = FakeSession(TABLE, errors={"1.3.6.1.2.1.2.2.1.2": 5})
+    r = await scrape(s, module(walk=["1.3.6.1.2.1.2.2.1.2"]), "t")
+    assert r.pdus == [] and (r.packets, r.retries) == (1, 0)
+
+
+async def test_error_status_on_the_get_of_a_scalar_walk_is_quiet() -> None:
+    s = FakeSession(TABLE, errors={"1.3.6.1.2.1.1.3.0": 6})
+    r = await scrape(s, module(walk=["1.3.6.1.2.1.1.3.0", "1.3.6.1.2.1.2.2.1.3"]), "t")
+    assert [p.oid for p in r.pdus] == ["1.3.6.1.2.1.2.2.1.3.1"]
+
+
+async def test_error_status_on_a_get_fails_the_scrape() -> None:
+    # snmp_exporter: an error-status answering the module's GETs fails the scrape...
     with pytest.raises(AgentError, match="error-status 5"):
-        await scrape(FakeSession(TABLE, status=5), module(walk=["1.3"]), "t")
+        await scrape(FakeSession(TABLE, status=5), module(get=["1.3.6.1.2.1.1.3.0"]), "t")
+    # ...except v1's noSuchName, which only says that OID is absent.
+    r = await scrape(FakeSession(TABLE, version=1, status=2), module(get=["1.3.6.1.2.1.1.3.0"]), "t")
+    assert r.pdus == [] and r.packets == 1
 
 
-async def test_non_increasing_oids_fail_unless_allowed() -> None:
-    class Looping(FakeSession):
+async def test_non_increasing_oids_as_gosnmp_checks_them() -> None:
+    class Agent(FakeSession):
+        """Answers each GETBULK with ``answers[n]`` (the n-th request)."""
+
+        def __init__(self, answers: list[list[str]]) -> None:
+            super().__init__(TABLE)
+            self.answers = answers
+
         async def get_bulk(self, oids: object, max_repetitions: int) -> list[Pdu]:  # type: ignore[override]
             self.calls.append(("getbulk", ()))
-            return [Pdu("1.3.6.1.2.1.2.2.1.2.2", "OctetString", b"x"),
-                    Pdu("1.3.6.1.2.1.2.2.1.2.1", "OctetString", b"y"), Pdu("1.3.6.1.3", "Integer", 1)]
+            return [Pdu(o, "OctetString", b"x") for o in self.answers[len(self.calls) - 1]]
 
-    with pytest.raises(AgentError, match="allow_nonincreasing_oids"):
-        await scrape(Looping(TABLE), module(walk=["1.3.6.1.2.1.2.2.1.2"]), "t")
-    r = await scrape(Looping(TABLE), module(walk=["1.3.6.1.2.1.2.2.1.2"], allow_nonincreasing_oids=True), "t")
-    assert len(r.pdus) == 2
+    col = "1.3.6.1.2.1.2.2.1.2"
+    walk = module(walk=[col])
+    # An answer that repeats the OID asked for fails (gosnmp's "OID not increasing")...
+    with pytest.raises(AgentError, match=r"the one it was asked to go past.*allow_nonincreasing_oids"):
+        await scrape(Agent([[f"{col}.1", f"{col}.2"], [f"{col}.2", f"{col}.3"]]), walk, "t")
+    allowed = await scrape(Agent([[f"{col}.1", f"{col}.2"], [f"{col}.2", "1.3.9"]]),
+                           module(walk=[col], allow_nonincreasing_oids=True), "t")
+    assert [p.oid for p in allowed.pdus] == [f"{col}.1", f"{col}.2", f"{col}.2"]
+    # ...while OIDs out of order but not the one asked for are taken as they come, as gosnmp does.
+    r = await scrape(Agent([[f"{col}.2", f"{col}.1", "1.3.9"]]), walk, "t")
+    assert [p.oid for p in r.pdus] == [f"{col}.2", f"{col}.1"]
+    # A walk led back to an OID already asked for is a loop (gosnmp would spin until the scrape timeout).
+    with pytest.raises(AgentError, match=r"loops: the walk of .* came back to"):
+        await scrape(Agent([[f"{col}.1", f"{col}.3"], [f"{col}.1"], [f"{col}.3"]]), walk, "t")
 
 
 TARGETS = [
