@@ -29,11 +29,9 @@ import binascii
 import contextlib
 import dataclasses
 import logging
-import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from decimal import Decimal
 from functools import partial
 from typing import Any, Final
 from urllib.parse import unquote
@@ -46,6 +44,7 @@ from remote_write.admission import admitted
 from remote_write.body import read_body
 from remote_write.pipeline import WRITE_METRICS, error_response, off_loop, setup_pipeline, write_batch
 from remote_write.pushgroups import Group, Groups, Plan, PushRejected, SeriesCache, prepare
+from sotp.codec.exposition import format_value
 from sotp.config import Config, from_dict, parse_duration
 from sotp.errors import ConfigError, DecodeError, SotpError, UnsupportedMediaType
 from sotp.metadata import metadata_store
@@ -348,30 +347,6 @@ async def handle_delete(request: web.Request) -> web.Response:
     return web.Response(status=202)
 
 
-def go_float(v: float) -> str:
-    """``v`` as Go's ``strconv.FormatFloat(v, 'g', -1, 64)`` writes it (Pushgateway's API values):
-    the shortest digits, exponent form from 1e6 up or below 1e-4."""
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    if v == 0:
-        return "-0" if math.copysign(1.0, v) < 0 else "0"
-    sign, digits, exp = Decimal(repr(v)).as_tuple()
-    ds = "".join(map(str, digits)).rstrip("0") or "0"
-    point = len(digits) + int(exp)  # digits before the decimal point
-    x = point - 1
-    neg = "-" if sign else ""
-    if x < -4 or x >= 6:  # shortest form: Go decides with precision 6
-        mant = ds[0] + ("." + ds[1:] if len(ds) > 1 else "")
-        return f"{neg}{mant}e{'-' if x < 0 else '+'}{abs(x):02d}"
-    if point <= 0:
-        return f"{neg}0.{'0' * -point}{ds}"
-    if point >= len(ds):
-        return f"{neg}{ds}{'0' * (point - len(ds))}"
-    return f"{neg}{ds[:point]}.{ds[point:]}"
-
-
 def _rfc3339(seconds: float) -> str:
     ns = round(seconds * 1e9)
     at = datetime.fromtimestamp(ns // 1_000_000_000, UTC)
@@ -397,7 +372,7 @@ def _family_json(group: Group, fam: str, typ: str, at: str) -> dict[str, Any]:
             name = s.get("__name__") or ""
             base = tuple((n, v) for n, v in s.items_tuple() if n not in ("__name__", inner))
             entry = folded.setdefault(base, {"labels": dict(base)})
-            value = go_float(group.series[s])
+            value = format_value(group.series[s])
             if name == f"{fam}_count":
                 entry["count"] = value
             elif name == f"{fam}_sum":
@@ -407,7 +382,7 @@ def _family_json(group: Group, fam: str, typ: str, at: str) -> dict[str, Any]:
         metrics = list(folded.values())
     else:
         metrics = [{"labels": {n: v for n, v in s.items_tuple() if n != "__name__"},
-                    "value": go_float(group.series[s])} for s in members]
+                    "value": format_value(group.series[s])} for s in members]
     out: dict[str, Any] = {"time_stamp": at, "type": typ.upper()}
     if fam in _META_HELP:
         out["help"] = _META_HELP[fam]
@@ -425,7 +400,7 @@ def group_json(group: Group) -> dict[str, Any]:
     labels = dict(group.key.items_tuple())
     for fam, value in (("push_time_seconds", group.push_time), ("push_failure_time_seconds", group.failure_time)):
         out[fam] = {"time_stamp": at, "type": "GAUGE", "help": _META_HELP[fam],
-                    "metrics": [{"labels": labels, "value": go_float(value)}]}
+                    "metrics": [{"labels": labels, "value": format_value(value)}]}
     return out
 
 
