@@ -227,10 +227,10 @@ def test_tenants_stay_separate_across_replicas(shared_pg: str, spawn: Spawn, tmp
 
 
 def test_values_are_formatted_as_pushgateway_does() -> None:
-    from remote_write.pushgateway import go_float
+    from sotp.codec.exposition import format_value
 
     cases = {1.0: "1", 0.5: "0.5", 1796673901.7661686: "1.7966739017661686e+09", 123456.0: "123456",
              1234567.0: "1.234567e+06", 1e21: "1e+21", 1e-5: "1e-05", 0.0001: "0.0001", -2.5: "-2.5",
              math.inf: "+Inf", -math.inf: "-Inf",
              math.nan: "NaN", 100.0: "100"}
-    assert {v: go_float(v) for v in cases} == cases
+    assert {v: format_value(v) for v in cases} == cases
