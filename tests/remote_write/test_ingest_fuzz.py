@@ -23,7 +23,11 @@ from sotp.web import CTX
 from tests.conftest import raw_write_request
 
 NOW_MS = int(time.time() * 1000)
-SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Deterministic: the examples derive from each test's name (derandomize) and no example database carries
+# failures from one run into the next, so a full run and a rerun try the same bodies; a failure reproduces
+# with the same command. (A run of 1,500 random examples per property found no failing body.)
+SETTINGS = settings(max_examples=100, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow])
 
 # ---------------------------------------------------------------------------------------------- pieces
 
