@@ -52,3 +52,20 @@ def test_rate_in_row_slices_equals_rate_in_one_piece(name: str, monkeypatch: pyt
         sliced_v, sliced_p = RANGE_FUNCTIONS[name](w)
     assert np.array_equal(whole_p, sliced_p)
     assert np.array_equal(whole_v[whole_p].view(np.int64), sliced_v[sliced_p].view(np.int64))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_avg_over_time_by_twosum_equals_the_kahan_loop(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # magnitudes from 1e-300 to 1e299 and both signs: Neumaier's branch goes both ways, cancellations happen
+    rng = np.random.default_rng(seed)
+    r = random_range(rng, 40, 300, counters=False)
+    r.vs[:] = rng.normal(0, 1, len(r.vs)) * 10.0 ** rng.integers(-300, 299, len(r.vs))
+    r.vs[::7] = np.round(r.vs[::7], 2) if seed % 2 else -r.vs[::7]
+    steps = np.arange(0, 4_000_000, 15_000, dtype=np.int64)
+    lo, hi = r.windows(steps - 300_000, steps)
+    w = Window(r, lo, hi, steps, 300_000, steps, [])
+    fast_v, fast_p = RANGE_FUNCTIONS["avg_over_time"](w)
+    monkeypatch.setattr(range_funcs, "_exact_sums_safe", lambda vs: False)
+    loop_v, loop_p = RANGE_FUNCTIONS["avg_over_time"](w)
+    assert np.array_equal(fast_p, loop_p)
+    assert np.array_equal(fast_v[fast_p].view(np.int64), loop_v[loop_p].view(np.int64))
