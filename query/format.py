@@ -18,6 +18,16 @@ def format_value_f(v: float) -> str:
 
 def format_sample_value(v: float) -> str:
     """A sample value as the API prints it: ``'f'`` format, ``'e'`` below 1e-6 and from 1e21 on."""
+    r = repr(v)
+    if "e" not in r and "n" not in r:
+        # Python's repr is the shortest round-trip form, like Go's; from 1e-4 to 1e16 it is positional,
+        # which is Go's 'f' format once a whole number loses its ".0". (A hot path: every point of a
+        # matrix; numpy's positional formatter costs ~10x more.)
+        return r[:-2] if r.endswith(".0") else r
+    return _format_sample_value_slow(v)
+
+
+def _format_sample_value_slow(v: float) -> str:
     if math.isnan(v):
         return "NaN"
     if math.isinf(v):

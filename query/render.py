@@ -21,7 +21,14 @@ def _point(t_ms: int, v: float) -> str:
 
 
 def _series(lb: Labels, ts: list[int], vs: list[float]) -> str:
-    pts = ",".join(_point(t, v) for t, v in zip(ts, vs, strict=True))
+    pts = ",".join([_point(t, v) for t, v in zip(ts, vs, strict=True)])
+    return f'{{"metric":{labels_json(lb)},"values":[{pts}]}}'
+
+
+def _series_at(lb: Labels, times: list[str], at: list[int], vs: list[float]) -> str:
+    """A series of a range query: ``times`` are the steps formatted once for every series."""
+    fmt = format_sample_value
+    pts = ",".join([f'[{times[j]},"{fmt(v)}"]' for j, v in zip(at, vs, strict=True)])
     return f'{{"metric":{labels_json(lb)},"values":[{pts}]}}'
 
 
@@ -44,10 +51,11 @@ def render_data(res: QueryResult) -> str:
     if res.is_range:
         rows = [i for i in range(len(v.labels)) if v.present[i].any()]
         rows.sort(key=lambda i: v.labels[i].items_tuple())
+        times = [format_timestamp(t) for t in steps.tolist()]
         parts = []
         for i in rows:
-            mask = v.present[i]
-            parts.append(_series(v.labels[i], steps[mask].tolist(), v.values[i][mask].tolist()))
+            at = np.flatnonzero(v.present[i])
+            parts.append(_series_at(v.labels[i], times, at.tolist(), v.values[i][at].tolist()))
         return f'{{"resultType":"matrix","result":[{",".join(parts)}]}}'
     t = format_timestamp(int(steps[0]))
     rows = [int(i) for i in np.flatnonzero(v.present[:, 0])] if len(v.labels) else []

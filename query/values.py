@@ -99,9 +99,24 @@ class Range:
     def search(self, t: I64, side: str) -> I64:
         """Global index per (row, step): ``searchsorted`` of ``t[j]`` inside each row, shape ``(k, n)``.
 
-        One small search per series (its samples stay in cache) is ~20x faster than one global search
-        over composite keys; the loop is per series, never per sample.
+        With ``t`` ascending (steps are; ``@`` makes it constant) each sample is placed among the steps with
+        one small ``searchsorted`` (the steps stay in cache), counted per (row, step) with ``bincount`` and
+        summed along the steps: no Python loop over series, ~2x faster than one search per series.
         """
+        k, n = len(self.labels), len(t)
+        if n > 1 and not bool(np.all(t[1:] >= t[:-1])):
+            return self._search_rows(t, side)
+        # A sample counts for every step from ``pos`` on: "left" counts the samples before t[j] (ts < t[j]),
+        # "right" those at or before it (ts <= t[j]).
+        pos = np.searchsorted(t, self.ts, side="right" if side == "left" else "left")
+        pos += self.rows() * (n + 1)
+        hist = np.bincount(pos, minlength=k * (n + 1)).reshape(k, n + 1)
+        out: I64 = np.cumsum(hist[:, :n], axis=1)
+        out += self.starts[:-1, None]
+        return out
+
+    def _search_rows(self, t: I64, side: str) -> I64:
+        """:meth:`search` for unsorted ``t``: one small search per series (its samples stay in cache)."""
         k = len(self.labels)
         out = np.empty((k, len(t)), dtype=np.int64)
         starts = self.starts.tolist()

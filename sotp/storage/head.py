@@ -197,6 +197,9 @@ class Head:
         self._vs = np.zeros(seal_at, np.float64)
         self._open = 0
         self.max_t = _NO_TIME
+        # Sorted views of the open buffer's first samples, reused by reads: the buffer only grows between
+        # seals, so a read sorts only what arrived since the last one (see :meth:`_open_chunks`).
+        self._open_views: list[tuple[int, Chunk]] = []
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -230,6 +233,7 @@ class Head:
             return
         self._chunks.append(Chunk.build(self._sid[:n].copy(), self._ts[:n].copy(), self._vs[:n].copy()))
         self._open = 0
+        self._open_views = []
         # Merge chunks of similar size: sizes then shrink at least 4× from oldest to newest.
         while len(self._chunks) >= 2 and self._chunks[-2].n < 4 * self._chunks[-1].n:
             b = self._chunks.pop()
@@ -256,28 +260,40 @@ class Head:
             m = len(keep)
             self._sid[:m], self._ts[:m], self._vs[:m] = self._sid[keep], self._ts[keep], self._vs[keep]
             self._open = m
+            self._open_views = []
 
     def clear(self) -> None:
         with self._lock:
             self._chunks = []
             self._open = 0
+            self._open_views = []
             self.max_t = _NO_TIME
 
     # -- reads -----------------------------------------------------------------------------------
 
-    def _view(self) -> tuple[list[Chunk], Chunk | None]:
-        """The chunks and a sorted copy of the open buffer, taken under the lock (then read without it)."""
-        with self._lock:
-            chunks = list(self._chunks)
-            n = self._open
-            open_chunk = (
-                Chunk.build(self._sid[:n].copy(), self._ts[:n].copy(), self._vs[:n].copy()) if n else None
-            )
-        return chunks, open_chunk
+    def _open_chunks(self) -> list[Chunk]:
+        """The open buffer as sorted chunks (caller holds the lock). Views of its prefixes are kept: a read
+        sorts only the samples appended since the previous read, and the views are merged like sealed
+        chunks (each at most a quarter of the one before), so a read of an unchanged head sorts nothing and
+        a read after a write sorts that write's samples (previously every read sorted the whole buffer,
+        up to ``seal_at`` samples: most of a one-series query's time)."""
+        n = self._open
+        views = self._open_views
+        done = views[-1][0] if views else 0
+        if done < n:
+            views.append((n, Chunk.build(self._sid[done:n].copy(), self._ts[done:n].copy(), self._vs[done:n].copy())))
+            while len(views) >= 2 and views[-2][1].n < 4 * views[-1][1].n:
+                end = views.pop()[0]
+                views.pop()
+                start = views[-1][0] if views else 0
+                views.append((end, Chunk.build(self._sid[start:end].copy(), self._ts[start:end].copy(),
+                                               self._vs[start:end].copy())))
+        return [c for _, c in views]
 
     def _all(self) -> list[Chunk]:
-        chunks, open_chunk = self._view()
-        return chunks if open_chunk is None else [*chunks, open_chunk]
+        """The sealed chunks and sorted views of the open buffer, taken under the lock (read without it)."""
+        with self._lock:
+            return [*self._chunks, *self._open_chunks()]
 
     def select(self, sids: I64, mint: int, maxt: int) -> Runs:
         """Runs of the series ``sids`` (ascending, unique) inside ``[mint, maxt]``."""

@@ -63,7 +63,7 @@ from sotp.storage.pg.postings import Postings
 from sotp.storage.pg.query import MAX_MS, MIN_MS, PgQuerier
 from sotp.storage.pg.schema import MODE_TIMESCALE
 from sotp.storage.pg.series import SeriesIndex
-from sotp.storage.pg.tail import HEAD_MIN_KEY, SERIES_GC_KEY, LogTail
+from sotp.storage.pg.tail import HEAD_MIN_KEY, SERIES_GC_KEY, LogTail, TailRead
 from sotp.storage.staging import Batch, Staging
 from sotp.storage.state import StateChange, pg_args, pg_conflict, write_pg
 
@@ -294,14 +294,25 @@ class PostgresStorage:
                     got = await self._log.read(own)
             else:
                 got = await self._log.read(conn)
-            if got.head_min is not None and got.head_min > self.head.min_t:
-                self.head.drop_before(got.head_min)
-            if got.series_gen != self._series_gen:
-                self._forget_series(got.series_gen)
-            if got.seqs:
-                self.head.append(got.sid, got.ts, got.vs)
-                self.newest.advance(got.sid, got.ts, got.vs)
-                self._log.applied_now(got.seqs)
+            self.apply_tail(got)
+
+    def apply_tail(self, got: TailRead) -> None:
+        """Apply one log read (:meth:`LogTail.parse` left out the rows applied since it was sent). Runs
+        without an ``await``, so reads that sent their statements concurrently (the querier's) may apply
+        in any order: the boundary and the generation only move forward."""
+        if got.head_min is not None and got.head_min > self.head.min_t:
+            self.head.drop_before(got.head_min)
+        if got.series_gen > self._series_gen:
+            self._forget_series(got.series_gen)
+        if got.seqs:
+            self.head.append(got.sid, got.ts, got.vs)
+            self.newest.advance(got.sid, got.ts, got.vs)
+            self._log.applied_now(got.seqs)
+
+    @property
+    def log_tail(self) -> LogTail:
+        """Which log rows this process has applied (the querier reads the tail with its own statement)."""
+        return self._log
 
     def _forget_series(self, generation: int) -> None:
         """A series collection ran (here or in another replica): drop every cached series id; they are read

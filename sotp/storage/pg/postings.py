@@ -12,6 +12,7 @@ Series ids come from a sequence, so the refresh reads from a settled watermark
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,11 +23,11 @@ from sotp.storage.pg.watermark import SNAPSHOT_COLUMNS, Watermark
 #: The snapshot bounds, the ids above the settled watermark (only ids: in the steady state there are none,
 #: but for a second after a series is created they are read again) and the label sets (JSON text) of those
 #: above the largest id seen, both in id order. Parameters: the watermark, the largest id seen.
-REFRESH_SQL = (
-    f"SELECT {SNAPSHOT_COLUMNS}, "
+REFRESH_COLUMNS = (
     "(SELECT array_agg(id ORDER BY id) FROM sotp_series WHERE id > %s), "
     "(SELECT array_agg(labels::text ORDER BY id) FROM sotp_series WHERE id > %s)"
 )
+REFRESH_SQL = f"SELECT {SNAPSHOT_COLUMNS}, {REFRESH_COLUMNS}"
 
 
 class Postings:
@@ -45,12 +46,24 @@ class Postings:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def params(self) -> tuple[int, int]:
+        """The parameters of :data:`REFRESH_COLUMNS`: the watermark and the largest id seen."""
+        return self._mark.low, self._mark.top
+
     async def refresh(self, conn: Any) -> None:
         """Add the series rows created since the settled watermark (one round trip, two when a series
         committed late: its labels are read then)."""
-        top = self._mark.top  # the labels column starts above this one (a concurrent refresh may move it)
-        cur = await conn.execute(REFRESH_SQL, (self._mark.low, top))
+        params = self.params()
+        issued = time.monotonic()
+        cur = await conn.execute(REFRESH_SQL, params)
         xmin, xmax, got, labels = await cur.fetchone()
+        await self.apply(conn, params, xmin, xmax, got, labels, issued)
+
+    async def apply(self, conn: Any, params: tuple[int, int], xmin: Any, xmax: Any, got: list[int] | None,
+                    labels: list[str] | None, issued: float) -> None:
+        """Add what a statement with :data:`REFRESH_COLUMNS` (sent with ``params`` at ``issued``, a
+        ``time.monotonic()``) found; reads the labels of ids that committed late over ``conn``."""
+        top = params[1]  # the labels column starts above this one (a concurrent refresh may move it)
         ids: list[int] = got or []
         late = [sid for sid in ids if sid <= top and sid not in self._ids]
         new = [sid for sid in ids if sid > top]
@@ -62,7 +75,7 @@ class Postings:
             for sid, text in await cur.fetchall():
                 if int(sid) not in self._ids:
                     self._add(int(sid), Labels(json.loads(text)))
-        self._mark.settle(int(xmin), int(xmax))
+        self._mark.settle(int(xmin), int(xmax), issued)
 
     def _add(self, sid: int, labels: Labels) -> None:
         self._ids.add(sid)

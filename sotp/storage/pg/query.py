@@ -13,6 +13,7 @@ then merges the block rows with the head's runs (:func:`sotp.storage.assemble.as
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,9 @@ from sotp.storage import SelectHints
 from sotp.storage.assemble import assemble
 from sotp.storage.head import Runs
 from sotp.storage.pg.binary import concat_elements, int8_array
+from sotp.storage.pg.postings import REFRESH_COLUMNS
+from sotp.storage.pg.tail import TAIL_COLUMNS, TAIL_FROM
+from sotp.storage.pg.watermark import SNAPSHOT_COLUMNS
 
 if TYPE_CHECKING:
     from sotp.storage.postgres import PostgresStorage
@@ -33,6 +37,26 @@ _SERIES_PER_FETCH = 20_000
 _MIN_PART = 300
 MIN_MS = -62_135_596_800_000  # 0001-01-01, the smallest datetime
 MAX_MS = 253_402_300_799_999  # 9999-12-31
+
+
+#: The blocks of some series overlapping a window, as one row of four columns. Placeholders: the series ids
+#: (binary int8[]) and :meth:`PgQuerier._window_params`.
+BLOCKS_COLUMNS = (
+    "array_send(array_agg(series_id)), array_send(array_agg(cardinality(ts)::int8)), "
+    "string_agg(array_send(ts), ''::bytea), string_agg(array_send(vals), ''::bytea)"
+)
+BLOCKS_FROM = (
+    "FROM sotp_samples "
+    "WHERE series_id = ANY(%b::int8[]) AND t_max >= %s AND t_min <= %s AND t_min >= %s"
+)
+BLOCKS_SQL = f"SELECT {BLOCKS_COLUMNS} {BLOCKS_FROM}"
+#: A select's one round trip: the snapshot bounds, the log tail (:mod:`sotp.storage.pg.tail`), the posting
+#: refresh (:mod:`sotp.storage.pg.postings`) and the blocks, all in one snapshot.
+READ_SQL = (
+    f"SELECT {SNAPSHOT_COLUMNS}, {TAIL_COLUMNS}, {REFRESH_COLUMNS}, b.* "
+    f"FROM {TAIL_FROM}, (SELECT {BLOCKS_COLUMNS} {BLOCKS_FROM}) AS b"
+)
+_NO_TIME = int(np.iinfo(np.int64).min)
 
 
 def clamp_ms(ms: int) -> int:
@@ -61,24 +85,47 @@ class PgQuerier:
 
     async def select(self, matchers: list[Matcher], hints: SelectHints | None = None) -> list[Series]:
         store = self._store
-        async with store.connection() as conn:
-            await store.tail(conn)
-            sids, by_id = await self._candidates(conn, matchers)
-            chunks = _chunks(sids, store.options.pool_max)
-            if len(chunks) == 1:  # small selections stay on this connection: no second pool round trip
-                parts = [await self.fetch_runs(conn, chunks[0])]
-        if len(chunks) > 1:
-            # Large selections are cut in parts fetched over several pooled connections at once: PostgreSQL
-            # builds the parts in parallel backends while Python decodes the ones already here. Each part
-            # takes its own connection (none is held while waiting for another, so parts cannot deadlock),
-            # and one connection is left to writers when the pool has more than one.
-            gate = asyncio.Semaphore(max(1, store.options.pool_max - 1))
-
-            async def part(chunk: list[int]) -> Runs:
-                async with gate, store.connection() as conn:
-                    return await self.fetch_runs(conn, chunk)
-
-            parts = list(await asyncio.gather(*(part(c) for c in chunks)))
+        postings = store.postings
+        guess = postings.candidates(matchers)
+        boundary = store.head.min_t
+        chunks = _chunks(guess, store.options.pool_max)
+        # One round trip in the steady state: the log tail, the posting refresh and the blocks of the series
+        # the index already knows, in one statement; the other parts of a large selection at the same time
+        # over other connections (each task holds one connection and waits for no other: no deadlock), one
+        # connection left to writers.
+        gate = asyncio.Semaphore(max(1, store.options.pool_max - 2))
+        first = asyncio.ensure_future(self._first(chunks[0]))
+        rest = [asyncio.ensure_future(self._part(gate, c)) for c in chunks[1:]]
+        try:
+            runs0, seen_min = await first
+            parts = [runs0, *[await r for r in rest]]
+        finally:
+            for task in (first, *rest):
+                task.cancel()
+        # ``boundary``: the blocks read hold every sample the head has dropped up to here. A statement's
+        # snapshot is younger than the head's boundary when it was sent (the head drops samples only after
+        # the flush that wrote them committed), and the first one's is the boundary it read.
+        if len(chunks) == 1:
+            boundary = max(boundary, seen_min)
+        by_id = store.postings.labels
+        sids = store.postings.candidates(matchers)
+        known = set(guess)
+        if store.postings is not postings or not known.issubset(sids):
+            # A series collection replaced the index meanwhile: read everything again.
+            async with store.connection() as conn:
+                await store.tail(conn)
+                sids, by_id = await self._candidates(conn, matchers)
+            boundary = store.head.min_t
+            parts = [await self._fetch(sids)]
+        elif len(sids) > len(known):  # series the index learnt in this statement
+            issued_at = store.head.min_t
+            parts.append(await self._fetch([sid for sid in sids if sid not in known]))
+            boundary = min(boundary, issued_at)
+        while store.head.min_t > boundary:
+            # A flush moved samples from the head into blocks after the blocks were read: read them again.
+            boundary = store.head.min_t
+            parts = [await self._fetch(sids)]
+        # No await from the check above to here: the head cannot lose samples in between.
         if sids:
             parts.append(store.head.select(np.array(sids, np.int64), self._mint, self._maxt))
         runs = Runs.concat(parts)
@@ -88,29 +135,44 @@ class PgQuerier:
         out.sort(key=lambda s: s.labels.items_tuple())
         return out
 
+    async def _first(self, chunk: list[int]) -> tuple[Runs, int]:
+        """The combined statement (:data:`READ_SQL`), applied: the block runs of ``chunk`` and the flush
+        boundary its snapshot had."""
+        store = self._store
+        log, postings = store.log_tail, store.postings
+        async with store.connection() as conn:
+            cur = conn.cursor(binary=True)
+            refresh, tail = postings.params(), log.params()
+            issued = time.monotonic()
+            await cur.execute(READ_SQL, (*refresh, *tail, chunk, *self._window_params()))
+            row = await cur.fetchone()
+            assert row is not None  # aggregates without GROUP BY return one row
+            xmin, xmax = row[0], row[1]
+            got = log.parse(xmin, xmax, row[2:9], issued)
+            store.apply_tail(got)  # before any await: see PostgresStorage.apply_tail
+            await postings.apply(conn, refresh, xmin, xmax, row[9], row[10], issued)
+        return _decode_blocks(row[11:15]), _NO_TIME if got.head_min is None else got.head_min
+
+    async def _part(self, gate: asyncio.Semaphore, chunk: list[int]) -> Runs:
+        async with gate, self._store.connection() as conn:
+            return await self.fetch_runs(conn, chunk)
+
+    async def _fetch(self, sids: list[int]) -> Runs:
+        """The block rows of ``sids``, in parts over several connections at once when there are many."""
+        pool_max = self._store.options.pool_max
+        gate = asyncio.Semaphore(max(1, pool_max - 1))
+        return Runs.concat(list(await asyncio.gather(*(self._part(gate, c) for c in _chunks(sids, pool_max)))))
+
     async def fetch_runs(self, conn: Any, chunk: list[int]) -> Runs:
         """The block rows overlapping the window of the series ids ``chunk``, as runs."""
         if not chunk:
             return Runs.empty()
-        t_lo, t_hi, t_floor = self._window_params()
         # One row for the whole chunk: the blocks' arrays concatenated by PostgreSQL (a memcpy), so
         # Python does no per-row work. The four aggregates read their input in one order (the pool's
         # connections run without parallel plans, whose partial states could combine differently).
         cur = conn.cursor(binary=True)
-        await cur.execute(
-            "SELECT array_send(array_agg(series_id)), array_send(array_agg(cardinality(ts)::int8)), "
-            "string_agg(array_send(ts), ''::bytea), string_agg(array_send(vals), ''::bytea) "
-            "FROM sotp_samples "
-            "WHERE series_id = ANY(%b::int8[]) AND t_max >= %s AND t_min <= %s AND t_min >= %s",
-            (chunk, t_lo, t_hi, t_floor),
-        )
-        row = await cur.fetchone()
-        if row is None or row[0] is None:
-            return Runs.empty()
-        counts = int8_array(row[1])
-        ts = concat_elements(row[2], counts, ">i8").astype(np.int64, copy=False)
-        vs = concat_elements(row[3], counts, ">u8").astype(np.uint64, copy=False).view(np.float64)
-        return Runs(int8_array(row[0]), counts, ts, vs)
+        await cur.execute(BLOCKS_SQL, (chunk, *self._window_params()))
+        return _decode_blocks(await cur.fetchone())
 
     async def _present(self, matchers: Sequence[Matcher] | None) -> list[Labels]:
         """Label sets of the matching series with at least one block overlapping the window."""
@@ -140,6 +202,16 @@ class PgQuerier:
 
     async def close(self) -> None:
         return None
+
+
+def _decode_blocks(row: Sequence[Any] | None) -> Runs:
+    """The four columns of :data:`BLOCKS_COLUMNS` as runs."""
+    if row is None or row[0] is None:
+        return Runs.empty()
+    counts = int8_array(row[1])
+    ts = concat_elements(row[2], counts, ">i8").astype(np.int64, copy=False)
+    vs = concat_elements(row[3], counts, ">u8").astype(np.uint64, copy=False).view(np.float64)
+    return Runs(int8_array(row[0]), counts, ts, vs)
 
 
 def _chunks(sids: list[int], pool_max: int) -> list[list[int]]:

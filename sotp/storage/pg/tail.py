@@ -10,6 +10,8 @@ flush boundary and the new rows' columns as arrays, so a look costs one round tr
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,15 +27,21 @@ F64 = npt.NDArray[np.float64]
 HEAD_MIN_KEY = "head_min_ms"
 SERIES_GC_KEY = "series_gc_generation"
 
-TAIL_SQL = (
-    f"SELECT {SNAPSHOT_COLUMNS}, (SELECT value FROM sotp_meta WHERE key = '{HEAD_MIN_KEY}'), "
+#: The tail's columns, for a statement that also reads other things in the same snapshot (the querier's
+#: one round trip, :mod:`sotp.storage.pg.query`). Placeholders, in :data:`TAIL_FROM`: the watermark and the
+#: applied seqs above it (:meth:`LogTail.params`).
+TAIL_COLUMNS = (
+    f"(SELECT value FROM sotp_meta WHERE key = '{HEAD_MIN_KEY}'), "
     f"(SELECT value FROM sotp_meta WHERE key = '{SERIES_GC_KEY}'), "
-    "w.seqs, w.sids, w.counts, w.ts, w.vals FROM ("
-    "  SELECT array_agg(seq ORDER BY seq) AS seqs, array_agg(sids ORDER BY seq) AS sids, "
-    "  array_agg(counts ORDER BY seq) AS counts, array_agg(ts ORDER BY seq) AS ts, "
-    "  array_agg(vals ORDER BY seq) AS vals "
-    "  FROM sotp_wal WHERE seq > %s AND seq <> ALL(%s::int8[])) AS w"
+    "w.seqs, w.sids, w.counts, w.ts, w.vals"
 )
+TAIL_FROM = (
+    "(SELECT array_agg(seq ORDER BY seq) AS seqs, array_agg(sids ORDER BY seq) AS sids, "
+    "array_agg(counts ORDER BY seq) AS counts, array_agg(ts ORDER BY seq) AS ts, "
+    "array_agg(vals ORDER BY seq) AS vals "
+    "FROM sotp_wal WHERE seq > %s AND seq <> ALL(%s::int8[])) AS w"
+)
+TAIL_SQL = f"SELECT {SNAPSHOT_COLUMNS}, {TAIL_COLUMNS} FROM {TAIL_FROM}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,17 +73,31 @@ class LogTail:
             self.applied.add(seq)
             self.mark.saw(seq)
 
+    def params(self) -> tuple[int, list[int]]:
+        """The parameters of :data:`TAIL_FROM`: the watermark and the applied seqs above it."""
+        low = self.mark.low
+        return low, sorted(s for s in self.applied if s > low)
+
     async def read(self, conn: Any) -> TailRead:
         """Read the rows not applied yet (the caller applies them, then calls :meth:`applied_now`)."""
         cur = conn.cursor(binary=True)
-        low = self.mark.low
-        await cur.execute(TAIL_SQL, (low, sorted(s for s in self.applied if s > low)))
-        xmin, xmax, head_min, series_gen, seqs, sids, counts, ts, vals = await cur.fetchone()
+        issued = time.monotonic()
+        await cur.execute(TAIL_SQL, self.params())
+        row = await cur.fetchone()
+        return self.parse(row[0], row[1], row[2:], issued)
+
+    def parse(self, xmin: Any, xmax: Any, cols: Sequence[Any], issued: float) -> TailRead:
+        """What a statement with :data:`TAIL_COLUMNS` found; ``issued``: ``time.monotonic()`` before it was
+        sent. Rows applied meanwhile (by a concurrent read or the writer that committed them) are left out,
+        so reads may run concurrently and apply their results in any order; the caller applies the rest
+        before its next ``await``."""
+        head_min, series_gen, seqs, sids, counts, ts, vals = cols
+        rows = [(seq, row) for seq, *row in zip(seqs or [], sids or [], counts or [], ts or [], vals or [],
+                                                strict=True) if self.wants(seq)]
+        sid, t, v = walrec.decode([tuple(r) for _, r in rows])  # type: ignore[misc]
         if seqs:
-            sid, t, v = walrec.decode(list(zip(sids, counts, ts, vals, strict=True)))
             self.mark.saw(max(seqs))
-        else:
-            sid, t, v = walrec.decode([])
-        self.mark.settle(int(xmin), int(xmax))
+        self.mark.settle(int(xmin), int(xmax), issued)
         self.applied = {s for s in self.applied if s > self.mark.low}
-        return TailRead(None if head_min is None else int(head_min), int(series_gen or 0), list(seqs or []), sid, t, v)
+        return TailRead(None if head_min is None else int(head_min), int(series_gen or 0), [s for s, _ in rows],
+                        sid, t, v)

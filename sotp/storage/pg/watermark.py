@@ -39,11 +39,15 @@ class Watermark:
     def saw(self, sid: int) -> None:
         self.top = max(self.top, sid)
 
-    def settle(self, xmin: int, xmax: int) -> None:
-        """Record a read's snapshot bounds (after its ids went through :meth:`saw`)."""
+    def settle(self, xmin: int, xmax: int, issued: float | None = None) -> None:
+        """Record a read's snapshot bounds (after its ids went through :meth:`saw`). ``issued``: the
+        ``time.monotonic()`` before the statement was sent (its snapshot is no older): a snapshot counts as
+        a mark's witness only if it was taken :data:`SETTLE_S` after the mark, which a read that answers
+        late (or after a concurrent one) must not pass for."""
         now = time.monotonic()
+        taken = now if issued is None else issued
         for mark in self._marks:
-            if mark[2] is None and mark[0] <= now - SETTLE_S:
+            if mark[2] is None and mark[0] <= taken - SETTLE_S:
                 mark[2] = xmax  # every writer that took an id <= mark[1] has a transaction id below this
         while self._marks and (witness := self._marks[0][2]) is not None and witness <= xmin:
             self.low = max(self.low, int(self._marks.popleft()[1]))

@@ -64,6 +64,26 @@ def test_head_select_matches_reference_across_seals_and_merges(seal_at: int) -> 
     assert head.span() == (0, 29_006, len(samples))
 
 
+@pytest.mark.parametrize("seal_at", [50, 1 << 16], ids=["sealing", "one-open-buffer"])
+def test_head_reads_between_appends_see_every_sample_so_far(seal_at: int) -> None:
+    # reads keep sorted views of the open buffer and sort only what arrived since: each read must still
+    # return exactly what was appended before it, across seals, drops and view merges
+    samples = live_samples(30, 40, seed=7)
+    head = Head(seal_at=seal_at)
+    every = np.arange(1, 31, dtype=I64)
+    for n, start in enumerate(range(0, len(samples), 11)):
+        part = samples[start : start + 11]
+        head.append(np.array([s[0] for s in part], I64), np.array([s[1] for s in part], I64),
+                    np.array([s[2] for s in part]))
+        if n == 60:
+            head.drop_before(15_000)
+        seen = [s for s in samples[: start + 11] if n < 60 or s[1] >= 15_000]
+        if n % 3 == 0 or n == 60:
+            assert runs_to_dict(head.select(every, -(10**12), 10**12)) == reference(seen)
+            assert runs_to_dict(head.select(np.array([5], I64), 0, 10**12)) == {
+                sid: pts for sid, pts in reference(seen).items() if sid == 5}
+
+
 def test_head_lookup_before_drop_and_newest() -> None:
     samples = live_samples(10, 8, seed=1)
     head = Head(seal_at=7)

@@ -477,3 +477,46 @@ async def test_issue17_9_a_replica_writing_a_collected_series_writes_it_again(op
     assert await collector.series_count() == 1
     ids = await sql(f'SELECT count(*) FROM "{collector.options.schema}".sotp_series')
     assert ids == [(1,)]
+
+
+@pytest.mark.parametrize("n_series", [3, 700], ids=["one-statement", "in-parts"])
+async def test_a_flush_committed_while_a_select_reads_loses_nothing(open_pg, monkeypatch, n_series: int) -> None:  # type: ignore[no-untyped-def]
+    """A select reads the log tail, the postings and the blocks in one statement, then the head. When this
+    process's flush commits after that statement's snapshot and drops the samples from the head before
+    the head is read, the select must read the blocks again rather than miss them."""
+    from sotp.storage.pg.query import PgQuerier
+
+    store = await open_pg("&pool_max=4")
+    app = store.appender()
+    for i in range(n_series):
+        app.append_series(Labels({"__name__": "f", "i": f"{i:04d}"}), [D0, D0 + 15_000, D0 + 30_000],
+                          [1.0, 2.0, float(i)])
+    await app.commit()
+    matchers = [Matcher("__name__", MatchOp.EQ, "f")]
+    await store.querier(D0, D0 + 60_000).select(matchers)  # the postings know every series now
+    first = PgQuerier._first
+
+    async def first_then_flush(self, chunk):  # type: ignore[no-untyped-def]
+        got = await first(self, chunk)
+        await store.flush(before=D0 + 20_000)  # commits, then drops D0 and D0 + 15 s from the head
+        return got
+
+    monkeypatch.setattr(PgQuerier, "_first", first_then_flush)
+    got = await store.querier(D0, D0 + 60_000).select(matchers)
+    assert store.head.min_t == D0 + 20_000
+    assert len(got) == n_series
+    assert all(s.timestamps.tolist() == [D0, D0 + 15_000, D0 + 30_000] for s in got)
+
+
+async def test_concurrent_selects_apply_each_log_row_once(open_pg) -> None:  # type: ignore[no-untyped-def]
+    """Selects send their log-tail reads concurrently and apply the results in any order; every row of
+    another process reaches this process's head exactly once, and every acknowledged sample is read."""
+    reader, writer = await open_pg(), await open_pg()
+    matchers = [Matcher("__name__", MatchOp.EQ, "m")]
+    for k in range(20):
+        await write(writer, A, [D0 + 1000 * k], [float(k)])
+        await write(writer, B, [D0 + 1000 * k], [float(-k)])
+        got = await asyncio.gather(*(reader.querier(D0, D0 + DAY).select(matchers) for _ in range(4)))
+        for series in got:
+            assert [s.timestamps.tolist() for s in series] == [[D0 + 1000 * j for j in range(k + 1)]] * 2
+    assert reader.head.span()[2] == 40
