@@ -7,6 +7,8 @@ debug level only. Any ``OSError``/``ValueError``/``IndexError`` is a real failur
 
 from __future__ import annotations
 
+import os
+
 from sotp.codec.exposition import MetricFamily
 
 
@@ -21,3 +23,13 @@ class PartialFailure(Exception):
     def __init__(self, families: list[MetricFamily], error: Exception) -> None:
         super().__init__(str(error))
         self.families = families
+
+
+def sys_class(sys_root: str | os.PathLike[str], cls: str, missing: str) -> tuple[str, list[str]]:
+    """``/sys/class/<cls>`` under ``sys_root`` and its entries in name order; :class:`NoData` with ``missing``
+    when the class does not exist on this host."""
+    base = os.path.join(sys_root, "class", cls)
+    try:
+        return base, sorted(os.listdir(base))
+    except FileNotFoundError as err:
+        raise NoData(missing) from err

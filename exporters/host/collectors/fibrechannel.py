@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from exporters.host.collectors import NoData
+from exporters.host.collectors import sys_class
 from exporters.host.options import Options
 from exporters.host.sources import Sources
 from exporters.host.sysfs import go_uint, read_attr
@@ -55,11 +55,7 @@ def _host(path: str) -> tuple[dict[str, str], dict[str, int]]:
 
 
 def collect(src: Sources, opts: Options) -> list[MetricFamily]:
-    base = os.path.join(src.sys, "class", "fc_host")
-    try:
-        names = sorted(os.listdir(base))
-    except FileNotFoundError as err:
-        raise NoData("no Fibre Channel hosts") from err
+    base, names = sys_class(src.sys, "fc_host", "no Fibre Channel hosts")
     hosts = {name: _host(os.path.join(base, name)) for name in names}
     info = MetricFamily("node_fibrechannel_info", "gauge",
                         "Non-numeric data from /sys/class/fc_host/<host>, value is always 1.")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 
-from exporters.host.collectors import NoData, PartialFailure
+from exporters.host.collectors import PartialFailure, sys_class
 from exporters.host.options import Options
 from exporters.host.sources import Sources
 from exporters.host.sysfs import go_float, valid_utf8
@@ -179,11 +179,7 @@ def _element(out: _Out, kind: str, element: str, name: str, labels: dict[str, st
 
 
 def collect(src: Sources, opts: Options) -> list[MetricFamily]:
-    base = os.path.join(src.sys, "class", "hwmon")
-    try:
-        entries = sorted(os.listdir(base))
-    except FileNotFoundError as err:
-        raise NoData("hwmon collector metrics are not available for this system") from err
+    base, entries = sys_class(src.sys, "hwmon", "hwmon collector metrics are not available for this system")
     out = _Out()
     error: Exception | None = None
     for entry in entries:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import struct
 
-from exporters.host.collectors import NoData
+from exporters.host.collectors import sys_class
 from exporters.host.options import Options
 from exporters.host.sources import Sources
 from exporters.host.sysfs import go_uint, read_attr
@@ -126,11 +126,7 @@ def _counters(port: str) -> dict[str, int]:
 
 
 def collect(src: Sources, opts: Options) -> list[MetricFamily]:
-    base = os.path.join(src.sys, "class", "infiniband")
-    try:
-        devices = sorted(os.listdir(base))
-    except FileNotFoundError as err:
-        raise NoData("no InfiniBand devices") from err
+    base, devices = sys_class(src.sys, "infiniband", "no InfiniBand devices")
     info = MetricFamily("node_infiniband_info", "gauge",
                         "Non-numeric data from /sys/class/infiniband/<device>, value is always 1.")
     gauges = {

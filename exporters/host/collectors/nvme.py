@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from exporters.host.collectors import NoData
+from exporters.host.collectors import sys_class
 from exporters.host.options import Options
 from exporters.host.sources import Sources
 from exporters.host.sysfs import read_attr
@@ -12,11 +12,7 @@ from sotp.codec.exposition import MetricFamily
 
 
 def collect(src: Sources, opts: Options) -> list[MetricFamily]:
-    base = os.path.join(src.sys, "class", "nvme")
-    try:
-        devices = sorted(os.listdir(base))
-    except FileNotFoundError as err:
-        raise NoData("no NVMe devices") from err
+    base, devices = sys_class(src.sys, "nvme", "no NVMe devices")
     info = MetricFamily("node_nvme_info", "gauge", "Non-numeric data from /sys/class/nvme/<device>, value is always 1.")
     for device in devices:
         path = os.path.join(base, device)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 
-from exporters.host.collectors import NoData
+from exporters.host.collectors import sys_class
 from exporters.host.options import Options
 from exporters.host.sources import Sources
 from exporters.host.sysfs import go_int, read_attr
@@ -74,11 +74,7 @@ def _supply(path: str) -> tuple[dict[str, float], dict[str, str]]:
 
 
 def collect(src: Sources, opts: Options) -> list[MetricFamily]:
-    base = os.path.join(src.sys, "class", "power_supply")
-    try:
-        names = sorted(os.listdir(base))
-    except FileNotFoundError as err:
-        raise NoData("no /sys/class/power_supply") from err
+    base, names = sys_class(src.sys, "power_supply", "no /sys/class/power_supply")
     supplies = {name: _supply(os.path.join(base, name)) for name in names}
     ignored = re.compile(opts.powersupply_ignored_supplies)
     fams: dict[str, MetricFamily] = {}
