@@ -33,3 +33,18 @@ def sys_class(sys_root: str | os.PathLike[str], cls: str, missing: str) -> tuple
         return base, sorted(os.listdir(base))
     except FileNotFoundError as err:
         raise NoData(missing) from err
+
+
+class Families:
+    """Families built as samples arrive, in first-seen order: ``add`` creates ``prefix + name`` on its first
+    sample (collectors whose family set depends on what the files hold)."""
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+        self.fams: dict[str, MetricFamily] = {}
+
+    def add(self, name: str, typ: str, help_: str, labels: dict[str, str], value: float) -> None:
+        fam = self.fams.get(name)
+        if fam is None:
+            fam = self.fams[name] = MetricFamily(self.prefix + name, typ, help_)
+        fam.add(labels, value)

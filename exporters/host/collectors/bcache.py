@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 
+from exporters.host.collectors import Families
 from exporters.host.options import Options
 from exporters.host.sources import Sources
 from sotp.codec.exposition import MetricFamily
@@ -109,19 +110,8 @@ def _priority(path: str) -> tuple[int, int]:
     return unused, metadata
 
 
-class _Out:
-    def __init__(self) -> None:
-        self.fams: dict[str, MetricFamily] = {}
-
-    def add(self, name: str, typ: str, help_: str, labels: dict[str, str], value: float) -> None:
-        fam = self.fams.get(name)
-        if fam is None:
-            fam = self.fams[name] = MetricFamily(f"node_bcache_{name}", typ, help_)
-        fam.add(labels, value)
-
-
 def collect(src: Sources, opts: Options) -> list[MetricFamily]:
-    out = _Out()
+    out = Families("node_bcache_")
     sets = []
     for path in sorted(glob.glob(os.path.join(src.sys, "fs", "bcache", "*-*"))):
         top = {f: _value(os.path.join(path, f)) for f, *_ in _TOP}

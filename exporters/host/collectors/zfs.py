@@ -7,7 +7,7 @@ from __future__ import annotations
 import glob
 import os
 
-from exporters.host.collectors import NoData
+from exporters.host.collectors import Families, NoData
 from exporters.host.options import Options
 from exporters.host.sources import Sources
 from sotp.codec.exposition import MetricFamily
@@ -30,17 +30,6 @@ def _uint(text: str, key: str) -> int:
     return int(text)
 
 
-class _Out:
-    def __init__(self) -> None:
-        self.fams: dict[str, MetricFamily] = {}
-
-    def add(self, name: str, typ: str, help_: str, labels: dict[str, str], value: float) -> None:
-        fam = self.fams.get(name)
-        if fam is None:
-            fam = self.fams[name] = MetricFamily(name, typ, help_)
-        fam.add(labels, value)
-
-
 def _kstats(text: str, what: str) -> list[tuple[str, list[str]]]:
     """The ``name type data`` rows after the header; raises when there is no header."""
     rows = []
@@ -61,7 +50,7 @@ def collect(src: Sources, opts: Options) -> list[MetricFamily]:
     base = os.path.join(src.proc, "spl", "kstat", "zfs")
     if not os.path.exists(base):
         raise NoData("ZFS / ZFS statistics are not available")
-    out = _Out()
+    out = Families()
     for subsystem, filename in _FILES.items():
         try:
             with open(os.path.join(base, filename)) as fh:
